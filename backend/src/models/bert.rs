@@ -1,0 +1,191 @@
+//! BERT masked LM (`BertForMaskedLM`), Hugging Face layout.
+//!
+//! Neurons: `a = GELU_erf(intermediate.dense(h))`, the output of
+//! `BertIntermediate`; value slots: columns of `output.dense.weight`.
+//! Weight names may carry the `bert.` prefix or not, and old checkpoints name
+//! LayerNorm parameters `gamma`/`beta`; the decoder is tied to the word
+//! embeddings when `cls.predictions.decoder.weight` is absent.
+
+use super::{attend, attention_mask, split_heads, Arch, Batch, Config, Forward, Hooks, ModelConfig, NeuronModel, Weights};
+use crate::Result;
+use tch::{Device, Tensor};
+
+struct Linear {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+impl Linear {
+    fn load(ws: &mut Weights, name: &str, out: i64, inp: i64) -> Result<Self> {
+        Ok(Linear {
+            w: ws.take(&format!("{name}.weight"), &[out, inp])?,
+            b: ws.take_opt(&format!("{name}.bias"), &[out])?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.w, self.b.as_ref())
+    }
+}
+
+struct LayerNorm {
+    w: Tensor,
+    b: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn load(ws: &mut Weights, name: &str, d: i64, eps: f64) -> Result<Self> {
+        let w = ws.take_any(&[format!("{name}.weight"), format!("{name}.gamma")], &[d])?;
+        let b = ws.take_any(&[format!("{name}.bias"), format!("{name}.beta")], &[d])?;
+        Ok(LayerNorm { w, b, eps })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm([self.w.size()[0]], Some(&self.w), Some(&self.b), self.eps, true)
+    }
+}
+
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    attn_out: Linear,
+    attn_ln: LayerNorm,
+    inter: Linear,
+    out: Linear,
+    out_ln: LayerNorm,
+}
+
+pub struct Bert {
+    cfg: ModelConfig,
+    heads: i64,
+    word: Tensor,
+    pos: Tensor,
+    token_type: Tensor,
+    emb_ln: LayerNorm,
+    layers: Vec<Layer>,
+    head_dense: Linear,
+    head_ln: LayerNorm,
+    decoder: Tensor,
+    decoder_bias: Tensor,
+    device: Device,
+}
+
+impl Bert {
+    pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Self> {
+        let path = std::path::PathBuf::from("config.json");
+        let c = Config { json, path: &path };
+        let d = c.usize(&["hidden_size"])? as i64;
+        let n_layers = c.usize(&["num_hidden_layers"])?;
+        let heads = c.usize(&["num_attention_heads"])? as i64;
+        let d_ff = c.usize(&["intermediate_size"])? as i64;
+        let vocab = c.usize(&["vocab_size"])? as i64;
+        let max_pos = c.usize_or(&["max_position_embeddings"], 512) as i64;
+        let types = c.usize_or(&["type_vocab_size"], 2) as i64;
+        let eps = c.f64_or("layer_norm_eps", 1e-12);
+        let act = c.str_or("hidden_act", "gelu");
+        if act != "gelu" {
+            return Err(crate::Error::bad_model(&path, format!("hidden_act `{act}` is not supported (BERT uses erf `gelu`)")));
+        }
+        if d % heads != 0 {
+            return Err(crate::Error::bad_model(&path, "hidden_size is not a multiple of num_attention_heads"));
+        }
+        let p = if ws.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+        let word = ws.take(&format!("{p}embeddings.word_embeddings.weight"), &[vocab, d])?;
+        let pos = ws.take(&format!("{p}embeddings.position_embeddings.weight"), &[max_pos, d])?;
+        let token_type = ws.take(&format!("{p}embeddings.token_type_embeddings.weight"), &[types, d])?;
+        let emb_ln = LayerNorm::load(ws, &format!("{p}embeddings.LayerNorm"), d, eps)?;
+        let mut layers = Vec::with_capacity(n_layers);
+        for l in 0..n_layers {
+            let n = format!("{p}encoder.layer.{l}");
+            layers.push(Layer {
+                q: Linear::load(ws, &format!("{n}.attention.self.query"), d, d)?,
+                k: Linear::load(ws, &format!("{n}.attention.self.key"), d, d)?,
+                v: Linear::load(ws, &format!("{n}.attention.self.value"), d, d)?,
+                attn_out: Linear::load(ws, &format!("{n}.attention.output.dense"), d, d)?,
+                attn_ln: LayerNorm::load(ws, &format!("{n}.attention.output.LayerNorm"), d, eps)?,
+                inter: Linear::load(ws, &format!("{n}.intermediate.dense"), d_ff, d)?,
+                out: Linear::load(ws, &format!("{n}.output.dense"), d, d_ff)?,
+                out_ln: LayerNorm::load(ws, &format!("{n}.output.LayerNorm"), d, eps)?,
+            });
+        }
+        let head_dense = Linear::load(ws, "cls.predictions.transform.dense", d, d)?;
+        let head_ln = LayerNorm::load(ws, "cls.predictions.transform.LayerNorm", d, eps)?;
+        let decoder = match ws.take_opt("cls.predictions.decoder.weight", &[vocab, d])? {
+            Some(w) => w,
+            None => word.shallow_clone(), // tied
+        };
+        let decoder_bias = match ws.take_opt("cls.predictions.bias", &[vocab])? {
+            Some(b) => b,
+            None => ws.take("cls.predictions.decoder.bias", &[vocab])?,
+        };
+        Ok(Bert {
+            cfg: ModelConfig {
+                arch: Arch::Bert,
+                n_layers,
+                d_model: d as usize,
+                d_ff: d_ff as usize,
+                vocab_size: vocab as usize,
+                max_positions: max_pos as usize,
+            },
+            heads,
+            word,
+            pos,
+            token_type,
+            emb_ln,
+            layers,
+            head_dense,
+            head_ln,
+            decoder,
+            decoder_bias,
+            device: ws.device(),
+        })
+    }
+}
+
+impl NeuronModel for Bert {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn forward(&self, batch: &Batch, hooks: &Hooks) -> Forward {
+        let s = batch.seq_len as i64;
+        let positions = Tensor::arange(s, (tch::Kind::Int64, self.device));
+        let x = Tensor::embedding(&self.word, &batch.ids, -1, false, false)
+            + Tensor::embedding(&self.pos, &positions, -1, false, false).unsqueeze(0)
+            + self.token_type.get(0);
+        let mut x = self.emb_ln.forward(&x);
+        let mask = attention_mask(batch, false);
+        let mut captured = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let q = split_heads(&layer.q.forward(&x), self.heads);
+            let k = split_heads(&layer.k.forward(&x), self.heads);
+            let v = split_heads(&layer.v.forward(&x), self.heads);
+            let ctx = attend(&q, &k, &v, &mask);
+            let h = layer.attn_ln.forward(&(layer.attn_out.forward(&ctx) + &x));
+            let a = layer.inter.forward(&h).gelu("none");
+            let a = hooks.apply(l, a, batch, &mut captured);
+            x = layer.out_ln.forward(&(layer.out.forward(&a) + &h));
+        }
+        let h = batch.at_blank(&x);
+        let h = self.head_ln.forward(&self.head_dense.forward(&h).gelu("none"));
+        let logits = h.linear(&self.decoder, Some(&self.decoder_bias));
+        Forward {
+            logits,
+            activations: captured,
+        }
+    }
+
+    fn value_slots(&self, layer: usize) -> Tensor {
+        self.layers[layer].out.w.shallow_clone()
+    }
+
+    fn input_embeddings(&self) -> &Tensor {
+        &self.word
+    }
+
+    fn device(&self) -> Device {
+        self.device
+    }
+}

@@ -1,0 +1,461 @@
+//! Model runtimes, one file per architecture, behind one interface.
+//!
+//! [`NeuronModel`] is what the knowledge-neuron engine sees of a transformer:
+//! a forward pass over a padded batch that returns the answer logits at each
+//! row's blank, and that lets the caller act on the feed-forward *neurons*
+//! (SPEC: the intermediate activation `a = f(h·W_in)` that `W_out` consumes) at
+//! the blank of any layer:
+//!
+//! * read them ([`Hooks::capture`]),
+//! * replace them with a given tensor ([`NeuronOp::Replace`]) — give it
+//!   `requires_grad` and `backward` yields `∂P/∂a`, which is all integrated
+//!   gradients needs,
+//! * scale them ([`NeuronOp::Scale`]) — suppress (×0) and amplify (×2).
+//!
+//! [`NeuronModel::value_slots`] exposes `W_out` as a `[d_model, d_ff]` view that
+//! shares storage with the live weights, so weight edits are in-memory and never
+//! touch the files on disk.
+
+pub mod bert;
+pub mod gpt2;
+pub mod llama;
+
+use crate::gguf::GgufFile;
+use crate::source::{resolve, ModelFiles};
+use crate::tokenizer::KnTokenizer;
+use crate::{Error, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// The architectures we run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// BERT masked LM: the blank is the `[MASK]` token.
+    Bert,
+    /// GPT-2 causal LM: the blank is the next token after the prompt.
+    Gpt2,
+    /// Llama family causal LM (Llama, Mistral, Qwen2, SmolLM).
+    Llama,
+}
+
+impl Arch {
+    /// Masked LMs read the blank at the mask token; causal LMs after the last token.
+    pub fn is_masked(self) -> bool {
+        matches!(self, Arch::Bert)
+    }
+}
+
+/// Shapes a caller needs to address neurons.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub n_layers: usize,
+    pub d_model: usize,
+    /// Neurons per layer (the FFN intermediate width).
+    pub d_ff: usize,
+    pub vocab_size: usize,
+    /// Longest input in tokens.
+    pub max_positions: usize,
+}
+
+/// A right-padded batch of token sequences, each with the position of its blank.
+pub struct Batch {
+    /// `[b, s]` int64 token ids.
+    pub ids: Tensor,
+    /// `[b, s]` bool, true for real tokens.
+    pub attention_mask: Tensor,
+    /// `[b]` int64 index of each row's blank.
+    pub blank: Tensor,
+    /// `[b]` int64 `0..b`, to index `(row, blank)` pairs.
+    rows: Tensor,
+    pub len: usize,
+    pub seq_len: usize,
+}
+
+impl Batch {
+    pub fn new(seqs: &[Vec<u32>], blanks: &[usize], device: Device) -> Result<Batch> {
+        if seqs.is_empty() || seqs.len() != blanks.len() {
+            return Err(Error::InvalidArgument("a batch needs one blank per sequence and at least one sequence".into()));
+        }
+        let s = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        if s == 0 {
+            return Err(Error::InvalidArgument("empty token sequence".into()));
+        }
+        let mut ids = vec![0i64; seqs.len() * s];
+        let mut mask = vec![false; seqs.len() * s];
+        for (r, seq) in seqs.iter().enumerate() {
+            if blanks[r] >= seq.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "blank position {} is outside a sequence of {} tokens",
+                    blanks[r],
+                    seq.len()
+                )));
+            }
+            for (c, &t) in seq.iter().enumerate() {
+                ids[r * s + c] = t.into();
+                mask[r * s + c] = true;
+            }
+        }
+        let b = seqs.len() as i64;
+        let blank: Vec<i64> = blanks.iter().map(|&x| x as i64).collect();
+        Ok(Batch {
+            ids: Tensor::from_slice(&ids).reshape([b, s as i64]).to(device),
+            attention_mask: Tensor::from_slice(&mask).reshape([b, s as i64]).to(device),
+            blank: Tensor::from_slice(&blank).to(device),
+            rows: Tensor::arange(b, (Kind::Int64, device)),
+            len: seqs.len(),
+            seq_len: s,
+        })
+    }
+
+    /// `x[r, blank_r]` for every row: `[b, s, d] -> [b, d]`.
+    pub fn at_blank(&self, x: &Tensor) -> Tensor {
+        x.index(&[Some(&self.rows), Some(&self.blank)])
+    }
+
+    /// `x` with `x[r, blank_r] := v[r]`, differentiable in both.
+    pub fn put_at_blank(&self, x: &Tensor, v: &Tensor) -> Tensor {
+        x.index_put(&[Some(&self.rows), Some(&self.blank)], v, false)
+    }
+}
+
+/// What to do with one layer's neurons at the blank.
+pub enum NeuronOp {
+    /// Use this `[b, d_ff]` (or `[d_ff]`) tensor as the activation at the blank.
+    Replace(Tensor),
+    /// Multiply the activation at the blank by this `[b, d_ff]` or `[d_ff]` tensor.
+    Scale(Tensor),
+}
+
+/// Interventions and captures for one forward pass.
+#[derive(Default)]
+pub struct Hooks {
+    /// Layer index → operation at that layer's blank.
+    pub ops: BTreeMap<usize, NeuronOp>,
+    /// Return every layer's activation at the blank (after any op).
+    pub capture: bool,
+}
+
+impl Hooks {
+    pub fn capture() -> Self {
+        Hooks {
+            ops: BTreeMap::new(),
+            capture: true,
+        }
+    }
+
+    /// Check layers and shapes before running, so a bad request is an error, not
+    /// a libtorch exception.
+    pub fn validate(&self, cfg: &ModelConfig, batch: usize) -> Result<()> {
+        for (&layer, op) in &self.ops {
+            if layer >= cfg.n_layers {
+                return Err(Error::InvalidArgument(format!(
+                    "layer {layer} is out of range: the model has layers 0..{}",
+                    cfg.n_layers - 1
+                )));
+            }
+            let t = match op {
+                NeuronOp::Replace(t) | NeuronOp::Scale(t) => t,
+            };
+            let size = t.size();
+            let ok = match size.as_slice() {
+                [n] => *n as usize == cfg.d_ff,
+                [b, n] => (*b as usize == batch || *b == 1) && *n as usize == cfg.d_ff,
+                _ => false,
+            };
+            if !ok {
+                return Err(Error::InvalidArgument(format!(
+                    "layer {layer}: neuron tensor has shape {size:?}, expected [{batch}, {}] or [{}]",
+                    cfg.d_ff, cfg.d_ff
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply this layer's op to the `[b, s, d_ff]` activation and capture it.
+    pub(crate) fn apply(&self, layer: usize, act: Tensor, batch: &Batch, captured: &mut Vec<Tensor>) -> Tensor {
+        let act = match self.ops.get(&layer) {
+            None => act,
+            Some(NeuronOp::Replace(v)) => {
+                let v = v.expand([batch.len as i64, act.size()[2]], false);
+                batch.put_at_blank(&act, &v)
+            }
+            Some(NeuronOp::Scale(f)) => {
+                let scaled = batch.at_blank(&act) * f;
+                batch.put_at_blank(&act, &scaled)
+            }
+        };
+        if self.capture {
+            captured.push(batch.at_blank(&act));
+        }
+        act
+    }
+}
+
+/// The result of a forward pass.
+pub struct Forward {
+    /// `[b, vocab]` logits at each row's blank.
+    pub logits: Tensor,
+    /// With [`Hooks::capture`]: per layer, the `[b, d_ff]` activations at the blank.
+    pub activations: Vec<Tensor>,
+}
+
+/// A transformer as the knowledge-neuron engine sees it.
+pub trait NeuronModel: Send {
+    fn config(&self) -> &ModelConfig;
+
+    /// Run the batch; `hooks` act on the neurons at each row's blank.
+    fn forward(&self, batch: &Batch, hooks: &Hooks) -> Forward;
+
+    /// `W_out` of `layer` as a `[d_model, d_ff]` view of the live weights: column
+    /// `i` is neuron `i`'s value slot (SPEC).
+    fn value_slots(&self, layer: usize) -> Tensor;
+
+    /// The input word embeddings, `[vocab, d_model]`.
+    fn input_embeddings(&self) -> &Tensor;
+
+    fn device(&self) -> Device;
+}
+
+/// A loaded model: its runtime, its tokeniser and where it came from.
+pub struct Model {
+    /// The name it was asked for (`smollm2`, a path, a hub id).
+    pub name: String,
+    /// Where the weights were read from.
+    pub source: PathBuf,
+    pub net: Box<dyn NeuronModel>,
+    pub tokenizer: KnTokenizer,
+}
+
+impl Model {
+    pub fn config(&self) -> &ModelConfig {
+        self.net.config()
+    }
+}
+
+/// Resolve `spec` (see [`crate::source`]) and load the model onto `device`.
+pub fn load_model(spec: &str, device: Device) -> Result<Model> {
+    let files = resolve(spec)?;
+    tracing::info!(model = spec, ?files, "loading");
+    let (net, tokenizer, source): (Box<dyn NeuronModel>, KnTokenizer, PathBuf) = match files {
+        ModelFiles::Gguf(path) => {
+            let g = GgufFile::open(&path)?;
+            let arch = g.require_str("general.architecture")?;
+            if !matches!(arch, "llama" | "mistral" | "qwen2" | "smollm") {
+                return Err(Error::UnknownArchitecture(arch.to_string()));
+            }
+            let net = llama::Llama::from_gguf(&g, device)?;
+            (Box::new(net), KnTokenizer::from_gguf(&g)?, path)
+        }
+        ModelFiles::HfDir(dir) => {
+            let config = read_config(&dir)?;
+            let model_type = config
+                .get("model_type")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let mut weights = Weights::from_dir(&dir, device)?;
+            let net: Box<dyn NeuronModel> = match model_type.as_str() {
+                "bert" => Box::new(bert::Bert::load(&config, &mut weights)?),
+                "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut weights)?),
+                "llama" | "mistral" | "qwen2" | "smollm" => Box::new(llama::Llama::load(&config, &mut weights)?),
+                "" => return Err(Error::bad_model(dir.join("config.json"), "has no `model_type`")),
+                other => return Err(Error::UnknownArchitecture(other.to_string())),
+            };
+            let tok = KnTokenizer::from_hf_dir(&dir)?;
+            (net, tok, dir)
+        }
+    };
+    let cfg = net.config();
+    if cfg.arch.is_masked() && tokenizer.mask().is_none() {
+        return Err(Error::bad_model(&source, "a masked LM, but its tokenizer has no mask token"));
+    }
+    if tokenizer.vocab_size() > cfg.vocab_size {
+        return Err(Error::bad_model(
+            &source,
+            format!(
+                "the tokenizer has {} tokens but the model's embedding only {}",
+                tokenizer.vocab_size(),
+                cfg.vocab_size
+            ),
+        ));
+    }
+    Ok(Model {
+        name: spec.to_string(),
+        source,
+        net,
+        tokenizer,
+    })
+}
+
+fn read_config(dir: &Path) -> Result<serde_json::Value> {
+    crate::tokenizer::read_json_opt(&dir.join("config.json"))?
+        .ok_or_else(|| Error::bad_model(dir, "no config.json: not a Hugging Face model directory"))
+}
+
+/// Typed access to `config.json` with errors that name the key.
+pub(crate) struct Config<'a> {
+    pub json: &'a serde_json::Value,
+    pub path: &'a Path,
+}
+
+impl Config<'_> {
+    pub fn usize(&self, keys: &[&str]) -> Result<usize> {
+        keys.iter()
+            .find_map(|k| self.json.get(k).and_then(|v| v.as_u64()))
+            .map(|v| v as usize)
+            .filter(|&v| v > 0)
+            .ok_or_else(|| Error::bad_model(self.path, format!("config.json: `{}` is missing or not a positive integer", keys[0])))
+    }
+
+    pub fn usize_or(&self, keys: &[&str], default: usize) -> usize {
+        keys.iter()
+            .find_map(|k| self.json.get(k).and_then(|v| v.as_u64()))
+            .map_or(default, |v| v as usize)
+    }
+
+    pub fn f64_or(&self, key: &str, default: f64) -> f64 {
+        self.json.get(key).and_then(|v| v.as_f64()).unwrap_or(default)
+    }
+
+    pub fn str_or<'b>(&'b self, key: &str, default: &'b str) -> &'b str {
+        self.json.get(key).and_then(|v| v.as_str()).unwrap_or(default)
+    }
+
+    pub fn bool_or(&self, key: &str, default: bool) -> bool {
+        self.json.get(key).and_then(|v| v.as_bool()).unwrap_or(default)
+    }
+}
+
+/// Named tensors read from safetensors files, handed out once each with a
+/// shape check, moved to the device as f32.
+pub(crate) struct Weights {
+    map: HashMap<String, Tensor>,
+    path: PathBuf,
+    device: Device,
+}
+
+impl Weights {
+    pub fn from_dir(dir: &Path, device: Device) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if single.exists() {
+            vec![single.clone()]
+        } else if index.exists() {
+            let idx = crate::tokenizer::read_json_opt(&index)?.unwrap_or_default();
+            let mut shards: Vec<PathBuf> = idx
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .map(|m| m.values().filter_map(|v| v.as_str()).map(|s| dir.join(s)).collect())
+                .unwrap_or_default();
+            shards.sort();
+            shards.dedup();
+            shards
+        } else if dir.join("pytorch_model.bin").exists() {
+            return Err(Error::bad_model(
+                dir,
+                "only pytorch_model.bin is present; kn reads safetensors (convert with transformers: model.save_pretrained(dir, safe_serialization=True))",
+            ));
+        } else {
+            return Err(Error::bad_model(dir, "no model.safetensors (or sharded index) found"));
+        };
+        let mut map = HashMap::new();
+        for f in &files {
+            if !f.exists() {
+                return Err(Error::bad_model(f, "weight shard listed in the index is missing"));
+            }
+            let tensors = Tensor::read_safetensors(f)
+                .map_err(|e| Error::bad_model(f, format!("cannot read safetensors: {e}")))?;
+            map.extend(tensors);
+        }
+        Ok(Weights {
+            map,
+            path: files.into_iter().next().unwrap_or(single),
+            device,
+        })
+    }
+
+    pub fn from_map(map: HashMap<String, Tensor>, path: PathBuf, device: Device) -> Self {
+        Weights { map, path, device }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// Take tensor `name`, checking its shape.
+    pub fn take(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        let t = self
+            .map
+            .remove(name)
+            .ok_or_else(|| Error::bad_model(&self.path, format!("tensor `{name}` is missing")))?;
+        if t.size() != shape {
+            return Err(Error::bad_model(
+                &self.path,
+                format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.size()),
+            ));
+        }
+        Ok(t.to_kind(Kind::Float).to(self.device).detach())
+    }
+
+    /// Take the first of `names` that exists.
+    pub fn take_any(&mut self, names: &[String], shape: &[i64]) -> Result<Tensor> {
+        let found = names.iter().find(|n| self.map.contains_key(n.as_str())).cloned();
+        self.take(found.as_deref().unwrap_or(&names[0]), shape)
+    }
+
+    /// Take tensor `name` if it exists (optional biases, tied heads).
+    pub fn take_opt(&mut self, name: &str, shape: &[i64]) -> Result<Option<Tensor>> {
+        if self.contains(name) {
+            self.take(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+}
+
+/// Bidirectional (`causal = false`) or causal attention mask, `[b, 1, s, s]`
+/// bool (true = may attend), from the `[b, s]` padding mask.
+pub(crate) fn attention_mask(batch: &Batch, causal: bool) -> Tensor {
+    let s = batch.seq_len as i64;
+    let keys = batch.attention_mask.view([batch.len as i64, 1, 1, s]);
+    if causal {
+        let tri = Tensor::ones([s, s], (Kind::Bool, batch.ids.device())).tril(0);
+        keys.logical_and(&tri.view([1, 1, s, s]))
+    } else {
+        keys.expand([batch.len as i64, 1, s, s], false)
+    }
+}
+
+/// `[b, s, n*dh] -> [b, n, s, dh]`.
+pub(crate) fn split_heads(x: &Tensor, n: i64) -> Tensor {
+    let (b, s, d) = x.size3().expect("[b, s, d] projection");
+    x.view([b, s, n, d / n]).transpose(1, 2)
+}
+
+/// Scaled dot-product attention on split heads; `k` and `v` may have fewer heads
+/// than `q` (grouped-query attention). Returns `[b, s, heads*dh]`.
+pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Tensor {
+    let (b, heads, s, dh) = q.size4().expect("[b, h, s, dh] queries");
+    let kv_heads = k.size()[1];
+    let (k, v) = if kv_heads != heads {
+        let r = heads / kv_heads;
+        (
+            k.repeat_interleave_self_int(r, 1, None),
+            v.repeat_interleave_self_int(r, 1, None),
+        )
+    } else {
+        (k.shallow_clone(), v.shallow_clone())
+    };
+    Tensor::scaled_dot_product_attention(q, &k, &v, Some(mask), 0.0, false, None, false)
+        .transpose(1, 2)
+        .contiguous()
+        .view([b, s, heads * dh])
+}

@@ -1,0 +1,233 @@
+//! The HTTP server: a JSON API under `/api` and the built web client.
+//!
+//! libtorch work must not block the async runtime, and one model should run one
+//! request at a time (its weights are shared mutable state once edits exist).
+//! So each model lives on its own worker thread behind a bounded queue: a
+//! request handler sends a closure and awaits the reply; a full queue answers
+//! `429 Too Many Requests` with `Retry-After`. A panic inside libtorch is caught
+//! on the worker and becomes a 500, and the worker keeps serving.
+
+use crate::models::Model;
+use crate::predict::predict;
+use crate::Error;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kn_shared::{ApiError, Health, ModelSummary, PredictRequest};
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use tower_http::services::{ServeDir, ServeFile};
+
+/// Jobs waiting per model before the server answers 429.
+pub const QUEUE_CAPACITY: usize = 8;
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+type Job = Box<dyn FnOnce(&Model) + Send>;
+
+/// A model on its own thread.
+pub struct ModelWorker {
+    pub summary: ModelSummary,
+    tx: SyncSender<Job>,
+}
+
+impl ModelWorker {
+    pub fn spawn(model: Model) -> Self {
+        let cfg = model.config();
+        let summary = ModelSummary {
+            name: model.name.clone(),
+            arch: serde_json::to_value(cfg.arch).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            masked: cfg.arch.is_masked(),
+            n_layers: cfg.n_layers,
+            d_model: cfg.d_model,
+            d_ff: cfg.d_ff,
+            vocab_size: cfg.vocab_size,
+            max_positions: cfg.max_positions,
+            device: crate::device::describe(model.net.device()),
+        };
+        let (tx, rx) = sync_channel::<Job>(QUEUE_CAPACITY);
+        let name = model.name.clone();
+        std::thread::Builder::new()
+            .name(format!("model-{name}"))
+            .spawn(move || {
+                for job in rx {
+                    job(&model);
+                }
+            })
+            .expect("spawn model worker");
+        ModelWorker { summary, tx }
+    }
+
+    /// Run `f` on the model's thread and wait for its result.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Model) -> crate::Result<R> + Send + 'static,
+    ) -> Result<R, ApiFail> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |m| {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(m)));
+            let _ = reply.send(r);
+        });
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ApiFail::busy()),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiFail::new(StatusCode::SERVICE_UNAVAILABLE, "worker_gone", "the model worker has stopped"))
+            }
+        }
+        match rx.await {
+            Ok(Ok(Ok(r))) => Ok(r),
+            Ok(Ok(Err(e))) => Err(e.into()),
+            Ok(Err(panic)) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown panic");
+                tracing::error!("model worker panicked: {msg}");
+                Err(ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the computation failed: {msg}")))
+            }
+            Err(_) => Err(ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the model worker dropped the request")),
+        }
+    }
+}
+
+/// Shared server state.
+pub struct AppState {
+    pub models: Vec<ModelWorker>,
+}
+
+impl AppState {
+    fn model(&self, name: Option<&str>) -> Result<&ModelWorker, ApiFail> {
+        match name {
+            None => self.models.first().ok_or_else(|| ApiFail::new(StatusCode::NOT_FOUND, "model_not_found", "no model is loaded")),
+            Some(n) => self.models.iter().find(|m| m.summary.name == n).ok_or_else(|| {
+                let known: Vec<&str> = self.models.iter().map(|m| m.summary.name.as_str()).collect();
+                ApiFail::new(
+                    StatusCode::NOT_FOUND,
+                    "model_not_found",
+                    format!("model `{n}` is not loaded; loaded: {}", known.join(", ")),
+                )
+            }),
+        }
+    }
+}
+
+/// An API error response.
+#[derive(Debug)]
+pub struct ApiFail {
+    status: StatusCode,
+    body: ApiError,
+    retry_after: Option<u64>,
+}
+
+impl ApiFail {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiFail {
+            status,
+            body: ApiError::new(code, message),
+            retry_after: None,
+        }
+    }
+
+    fn busy() -> Self {
+        ApiFail {
+            retry_after: Some(2),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", "the model's queue is full; retry shortly")
+        }
+    }
+}
+
+impl From<Error> for ApiFail {
+    fn from(e: Error) -> Self {
+        let status = if e.is_user_error() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiFail::new(status, e.code(), e.to_string())
+    }
+}
+
+impl IntoResponse for ApiFail {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(self.body)).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// Parse a JSON body ourselves so that every malformed request gets our error shape.
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiFail> {
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_data() { "invalid_field" } else { "malformed_json" };
+        ApiFail::new(StatusCode::BAD_REQUEST, code, format!("request body: {e}"))
+    })
+}
+
+async fn health(State(st): State<Arc<AppState>>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        models: st.models.len(),
+    })
+}
+
+async fn models(State(st): State<Arc<AppState>>) -> Json<Vec<ModelSummary>> {
+    Json(st.models.iter().map(|m| m.summary.clone()).collect())
+}
+
+async fn predict_route(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiFail> {
+    let req: PredictRequest = parse(&body)?;
+    let worker = st.model(req.model.as_deref())?;
+    let resp = worker.run(move |m| predict(m, &req)).await?;
+    Ok(Json(resp).into_response())
+}
+
+async fn api_not_found() -> ApiFail {
+    ApiFail::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+}
+
+/// The application router: the API, and the web client from `static_dir`.
+pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/models", get(models))
+        .route("/predict", post(predict_route))
+        .fallback(api_not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    let app = Router::new().nest("/api", api);
+    match static_dir {
+        Some(dir) => {
+            let index = dir.join("index.html");
+            app.fallback_service(ServeDir::new(&dir).fallback(ServeFile::new(index)))
+        }
+        None => app,
+    }
+    .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Serve until Ctrl-C.
+pub async fn serve(state: Arc<AppState>, addr: SocketAddr, static_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("listening on http://{local}");
+    println!("Knowledge Neuron Studio is running at http://{local}/");
+    axum::serve(listener, router(state, static_dir))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

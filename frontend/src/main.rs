@@ -1,0 +1,2 @@
+//! Knowledge Neuron Studio web client (placeholder until the UI lands).
+fn main() {}

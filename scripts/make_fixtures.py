@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""Write the test fixtures: tiny random-initialised checkpoints in exact Hugging Face
+layout, GGUF files of the tiny Llama, and golden outputs computed by `transformers`.
+
+The Rust runtimes are held to these goldens (backend/tests/). Everything here is seeded,
+so the files are the same on every machine; the output folder carries a stamp with the
+hash of this script, and the script does nothing when the stamp matches.
+
+    python scripts/make_fixtures.py [--out fixtures/models] [--smollm2 PATH.gguf]
+
+What each golden file holds (`golden.json` in every model folder):
+  prompts: [{prompt, input_ids, blank, logits (at the blank), top5, activations}]
+where `activations[l]` is the FFN intermediate activation (SPEC: "Neurons") of layer l
+at the blank, captured with forward hooks on the module that consumes it.
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+
+ROPE_THETA = 10000.0
+
+PROMPTS = [
+    "The capital of France is [MASK].",
+    "Paris is the capital of [MASK].",
+    "The official language of Brazil is [MASK].",
+    "Albert Einstein was born in [MASK].",
+    "The Eiffel Tower is located in [MASK].",
+]
+
+
+def corpus():
+    """Text for training the fixture tokenizers: ParaRel templates filled with facts."""
+    lines = []
+    for path in sorted(glob.glob(os.path.join(DATA, "pararel", "graphs_json", "*.jsonl"))):
+        rel = os.path.basename(path)[: -len(".jsonl")]
+        pats = [json.loads(l)["pattern"] for l in open(path) if l.strip()]
+        facts_path = os.path.join(DATA, "pararel", "trex_lms_vocab", rel + ".jsonl")
+        if not os.path.exists(facts_path):
+            continue
+        facts = [json.loads(l) for l in open(facts_path) if l.strip()][:60]
+        for i, f in enumerate(facts):
+            p = pats[i % len(pats)]
+            lines.append(p.replace("[X]", f["sub_label"]).replace("[Y]", f["obj_label"]))
+    lines += [p.replace("[MASK]", "Paris France Portuguese Germany Ulm") for p in PROMPTS]
+    lines += ["In 1999, 42 people paid $3.50 each; 2024-11-28 was a Thursday!"] * 3
+    return lines
+
+
+def parity_strings():
+    """Strings for tokenizer parity: real prompts plus awkward cases."""
+    rng = random.Random(7)
+    lines = corpus()
+    rng.shuffle(lines)
+    out = lines[:240]
+    out += [
+        "",
+        " ",
+        "  leading and trailing  ",
+        "Numbers: 12345 and 3.14159, 1,000,000",
+        "CamelCaseWordsAndALLCAPS",
+        "tabs\tand\nnewlines\n\n",
+        "Ünïcödé façade — naïve café, Zürich; 東京; Москва",
+        "emoji 🙂 and symbols © ® ™ ±",
+        "don't won't it's y'all",
+        "URL https://example.org/a?b=c&d=e",
+        "multiple     spaces",
+        "[MASK] alone",
+        "The capital of France is",
+        " Paris",
+        "Paris",
+    ]
+    return out
+
+
+def set_seed(seed):
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_wordpiece(folder):
+    from tokenizers import BertWordPieceTokenizer
+
+    tok = BertWordPieceTokenizer(lowercase=False, strip_accents=False)
+    tok.train_from_iterator(corpus(), vocab_size=1200, min_frequency=1, show_progress=False)
+    os.makedirs(folder, exist_ok=True)
+    tok.save_model(folder)  # vocab.txt
+    from transformers import BertTokenizer
+
+    # transformers 5 builds BERT's tokenizer (normaliser, WordPiece, [CLS]/[SEP]
+    # template) from a vocabulary; it is the reference for our vocab.txt loader.
+    lines = open(os.path.join(folder, "vocab.txt"), encoding="utf-8").read().splitlines()
+    fast = BertTokenizer(vocab={t: i for i, t in enumerate(lines)}, do_lower_case=False)
+    return fast
+
+
+def train_bytelevel(folder, digits):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    bl = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if digits:  # SmolLM2's pre-tokenizer: single digits, then GPT-2's byte-level split
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), bl]
+        )
+    else:
+        tok.pre_tokenizer = bl
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus(), trainer)
+    from transformers import PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    os.makedirs(folder, exist_ok=True)
+    fast.save_pretrained(folder)
+    return fast
+
+
+def ffn_module(model, arch, layer):
+    """The module whose *input* is the FFN intermediate activation (SPEC)."""
+    if arch == "bert":
+        return model.bert.encoder.layer[layer].output.dense
+    if arch == "gpt2":
+        return model.transformer.h[layer].mlp.c_proj
+    return model.model.layers[layer].mlp.down_proj
+
+
+def encode(tok, prompt, masked):
+    if masked:
+        text = prompt.replace("[MASK]", tok.mask_token)
+        ids = tok(text)["input_ids"]
+        return ids, ids.index(tok.mask_token_id)
+    before = prompt.split("[MASK]")[0].rstrip()
+    ids = tok(before)["input_ids"]
+    return ids, len(ids) - 1
+
+
+def golden(model, tok, arch, masked, n_layers):
+    import torch
+
+    model.eval()
+    out = []
+    for prompt in PROMPTS:
+        ids, blank = encode(tok, prompt, masked)
+        acts = {}
+        hooks = []
+        for l in range(n_layers):
+            def hook(_m, inp, l=l):
+                acts[l] = inp[0][0, blank].detach().double().tolist()
+
+            hooks.append(ffn_module(model, arch, l).register_forward_pre_hook(hook))
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, blank].double()
+        for h in hooks:
+            h.remove()
+        top5 = torch.topk(logits, 5).indices.tolist()
+        out.append(
+            {
+                "prompt": prompt,
+                "input_ids": ids,
+                "blank": blank,
+                "logits": logits.tolist(),
+                "top5": top5,
+                "activations": [acts[l] for l in range(n_layers)],
+            }
+        )
+    return out
+
+
+def write_golden(folder, tok, model, arch, masked, n_layers, extra=None):
+    g = {
+        "arch": arch,
+        "masked": masked,
+        "prompts": golden(model, tok, arch, masked, n_layers),
+        "tokenizer_parity": [
+            {"text": s, "ids": tok(s)["input_ids"]} for s in parity_strings()
+        ],
+    }
+    if extra:
+        g.update(extra)
+    with open(os.path.join(folder, "golden.json"), "w") as f:
+        json.dump(g, f)
+
+
+def make_bert(out):
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    folder = os.path.join(out, "tiny-bert")
+    set_seed(1)
+    tok = train_wordpiece(folder)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+    )
+    model = BertForMaskedLM(cfg)
+    # Random init gives near-uniform predictions; a larger scale makes top-5
+    # comparisons meaningful.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4.0) if p.dim() > 1 else None
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)  # tokenizer.json + vocab.txt
+    write_golden(folder, tok, model, "bert", True, cfg.num_hidden_layers)
+    # The same checkpoint with only vocab.txt (the old layout many BERTs ship).
+    v = os.path.join(out, "tiny-bert-vocab-only")
+    os.makedirs(v, exist_ok=True)
+    for name in ["config.json", "model.safetensors", "vocab.txt", "golden.json"]:
+        shutil.copy(os.path.join(folder, name), v)
+
+
+def make_gpt2(out):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = os.path.join(out, "tiny-gpt2")
+    set_seed(2)
+    tok = train_bytelevel(folder, digits=False)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=64,
+        n_embd=32,
+        n_layer=3,
+        n_head=4,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    model = GPT2LMHeadModel(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4.0) if p.dim() > 1 else None
+    model.save_pretrained(folder, safe_serialization=True)
+    write_golden(folder, tok, model, "gpt2", False, cfg.n_layer)
+
+
+def make_llama(out):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = os.path.join(out, "tiny-llama")
+    set_seed(3)
+    tok = train_bytelevel(folder, digits=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rope_theta=ROPE_THETA,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.dim() > 1:
+                p.mul_(6.0)
+            elif "norm" in n:  # non-trivial norm weights exercise the RMSNorm scale
+                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+    model.save_pretrained(folder, safe_serialization=True)
+    write_golden(folder, tok, model, "llama", False, cfg.num_hidden_layers)
+    for qtype in ["F32", "F16", "Q8_0", "Q4_0", "Q4_1"]:
+        write_gguf(folder, tok, model, cfg, qtype, out)
+
+
+def hf_to_gguf_permute(w, n_head):
+    """llama.cpp's converter reorders Q and K rows from HF's half-split rotary layout
+    to interleaved pairs; the Rust loader must undo exactly this."""
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
+
+
+def write_gguf(folder, tok, model, cfg, qtype, out):
+    import gguf
+    import torch
+    from gguf import GGMLQuantizationType as Q
+
+    path = os.path.join(out, f"tiny-llama-{qtype}.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("tiny-llama")
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_rope_freq_base(ROPE_THETA)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(cfg.vocab_size)
+    w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    w.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7}[qtype])
+    # Tokenizer, the way llama.cpp's converter writes a byte-level BPE.
+    backend = json.loads(tok.backend_tokenizer.to_str())
+    vocab = backend["model"]["vocab"]
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    types = [gguf.TokenType.NORMAL] * len(tokens)
+    for added in backend["added_tokens"]:
+        if added["special"]:
+            types[added["id"]] = gguf.TokenType.CONTROL
+    merges = backend["model"]["merges"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in merges]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("smollm")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(tok.bos_token_id)
+    w.add_eos_token_id(tok.eos_token_id)
+    w.add_add_bos_token(False)
+
+    names = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+    }
+    per_layer = {
+        "input_layernorm.weight": "attn_norm.weight",
+        "self_attn.q_proj.weight": "attn_q.weight",
+        "self_attn.k_proj.weight": "attn_k.weight",
+        "self_attn.v_proj.weight": "attn_v.weight",
+        "self_attn.o_proj.weight": "attn_output.weight",
+        "post_attention_layernorm.weight": "ffn_norm.weight",
+        "mlp.gate_proj.weight": "ffn_gate.weight",
+        "mlp.up_proj.weight": "ffn_up.weight",
+        "mlp.down_proj.weight": "ffn_down.weight",
+    }
+    for l in range(cfg.num_hidden_layers):
+        for k, v in per_layer.items():
+            names[f"model.layers.{l}.{k}"] = f"blk.{l}.{v}"
+    sd = model.state_dict()
+    for hf_name, gg_name in names.items():
+        t = sd[hf_name].detach().float().numpy()
+        if hf_name.endswith("q_proj.weight"):
+            t = hf_to_gguf_permute(t, cfg.num_attention_heads)
+        if hf_name.endswith("k_proj.weight"):
+            t = hf_to_gguf_permute(t, cfg.num_key_value_heads)
+        # Like llama.cpp: 1-D tensors stay F32; the embedding of a Q4 file is Q8_0
+        # (as in SmolLM2's file).
+        if t.ndim == 1 or qtype == "F32":
+            w.add_tensor(gg_name, np.ascontiguousarray(t, dtype=np.float32))
+            continue
+        qt = {"F16": Q.F16, "Q8_0": Q.Q8_0, "Q4_0": Q.Q4_0, "Q4_1": Q.Q4_1}[qtype]
+        if gg_name == "token_embd.weight" and qtype.startswith("Q4"):
+            qt = Q.Q8_0
+        if qt == Q.F16:
+            w.add_tensor(gg_name, t.astype(np.float16))
+        else:
+            data = gguf.quants.quantize(t, qt)
+            w.add_tensor(gg_name, data, raw_shape=data.shape, raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    # Goldens from transformers loading the GGUF file itself (dequantised, un-permuted).
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    gtok = AutoTokenizer.from_pretrained(out, gguf_file=os.path.basename(path))
+    gmodel = LlamaForCausalLM.from_pretrained(
+        out, gguf_file=os.path.basename(path), torch_dtype=torch.float32
+    )
+    gfolder = os.path.join(out, f"tiny-llama-{qtype}")
+    os.makedirs(gfolder, exist_ok=True)
+    write_golden(gfolder, gtok, gmodel, "llama", False, cfg.num_hidden_layers)
+
+
+def make_smollm2_tokenizer_golden(out, gguf_path):
+    """Token ids for the parity strings from transformers' own GGUF tokenizer
+    conversion of the real SmolLM2 file."""
+    from transformers import AutoTokenizer
+
+    d, name = os.path.split(gguf_path)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    data = [{"text": s, "ids": tok(s)["input_ids"]} for s in parity_strings()]
+    with open(os.path.join(out, "smollm2-tokenizer-parity.json"), "w") as f:
+        json.dump(data, f)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(ROOT, "fixtures", "models"))
+    ap.add_argument("--smollm2", help="path of SmolLM2's GGUF file, for tokenizer goldens")
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args()
+
+    h = hashlib.sha256(open(__file__, "rb").read())
+    if args.smollm2:
+        h.update(os.path.abspath(args.smollm2).encode())
+    stamp = os.path.join(args.out, "STAMP")
+    if not args.force and os.path.exists(stamp) and open(stamp).read() == h.hexdigest():
+        print(f"fixtures: up to date in {args.out}")
+        return
+    import torch
+
+    torch.set_num_threads(2)
+    if os.path.exists(args.out):
+        shutil.rmtree(args.out)
+    os.makedirs(args.out)
+    for step in (make_bert, make_gpt2, make_llama):
+        print(f"fixtures: {step.__name__[5:]}", flush=True)
+        step(args.out)
+    if args.smollm2:
+        print("fixtures: smollm2 tokenizer goldens", flush=True)
+        make_smollm2_tokenizer_golden(args.out, args.smollm2)
+    with open(stamp, "w") as f:
+        f.write(h.hexdigest())
+    print(f"fixtures: written to {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
