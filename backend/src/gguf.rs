@@ -177,7 +177,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
-        Ok(self.take(N, what)?.try_into().expect("take returned N bytes"))
+        Ok(self
+            .take(N, what)?
+            .try_into()
+            .expect("take returned N bytes"))
     }
 
     fn u32(&mut self, what: &str) -> Result<u32> {
@@ -191,7 +194,9 @@ impl<'a> Cursor<'a> {
     fn count(&mut self, what: &str) -> Result<u64> {
         let n = self.u64(what)?;
         if n > MAX_COUNT {
-            return Err(self.err(format!("{what} is {n}, which is not plausible (corrupt file?)")));
+            return Err(self.err(format!(
+                "{what} is {n}, which is not plausible (corrupt file?)"
+            )));
         }
         Ok(n)
     }
@@ -218,7 +223,9 @@ impl<'a> Cursor<'a> {
                 let n = self.count(key)?;
                 // Each element takes at least one byte: a cheap plausibility check.
                 if n as usize > self.bytes.len() - self.pos {
-                    return Err(self.err(format!("array `{key}` claims {n} elements, more than the file holds")));
+                    return Err(self.err(format!(
+                        "array `{key}` claims {n} elements, more than the file holds"
+                    )));
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -229,7 +236,9 @@ impl<'a> Cursor<'a> {
             10 => Value::U64(self.u64(key)?),
             11 => Value::I64(i64::from_le_bytes(self.array(key)?)),
             12 => Value::F64(f64::from_le_bytes(self.array(key)?)),
-            other => return Err(self.err(format!("metadata `{key}` has unknown value type {other}"))),
+            other => {
+                return Err(self.err(format!("metadata `{key}` has unknown value type {other}")))
+            }
         })
     }
 }
@@ -383,7 +392,7 @@ impl GgufFile {
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| self.err(format!("tensor `{}` has an impossible shape", t.name)))?;
-        if n % per_block != 0 || t.dims[0] % per_block != 0 {
+        if !n.is_multiple_of(per_block) || !t.dims[0].is_multiple_of(per_block) {
             return Err(self.err(format!(
                 "tensor `{}` has {} columns, not a multiple of its block size {per_block}",
                 t.name, t.dims[0]
@@ -393,7 +402,9 @@ impl GgufFile {
         let start = self.data_start.checked_add(t.offset);
         let end = start.and_then(|s| s.checked_add(size));
         match (start, end) {
-            (Some(s), Some(e)) if e <= self.bytes.len() as u64 => Ok(&self.bytes[s as usize..e as usize]),
+            (Some(s), Some(e)) if e <= self.bytes.len() as u64 => {
+                Ok(&self.bytes[s as usize..e as usize])
+            }
             _ => Err(self.err(format!(
                 "tensor `{}` lies past the end of the file ({} bytes; truncated?)",
                 t.name,
@@ -501,7 +512,9 @@ mod tests {
         let p = Path::new("x.gguf");
         let e = GgufFile::parse(p, b"NOPE".to_vec()).err().unwrap();
         assert!(e.to_string().contains("magic"), "{e}");
-        let e = GgufFile::parse(p, b"GGUF\x03\0\0\0".to_vec()).err().unwrap();
+        let e = GgufFile::parse(p, b"GGUF\x03\0\0\0".to_vec())
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("truncated"), "{e}");
         let mut huge = b"GGUF\x03\0\0\0".to_vec();
         huge.extend(u64::MAX.to_le_bytes());

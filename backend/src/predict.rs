@@ -34,7 +34,9 @@ pub fn cloze(model: &Model, prompt: &str) -> Result<Cloze> {
         )));
     }
     if n > 1 {
-        return Err(Error::Prompt(format!("the prompt has {n} {BLANK}s; mark exactly one blank")));
+        return Err(Error::Prompt(format!(
+            "the prompt has {n} {BLANK}s; mark exactly one blank"
+        )));
     }
     let cfg = model.config();
     let cloze = if cfg.arch.is_masked() {
@@ -59,7 +61,9 @@ pub fn cloze(model: &Model, prompt: &str) -> Result<Cloze> {
         }
         let text = before.trim_end();
         if text.is_empty() {
-            return Err(Error::Prompt(format!("no text before {BLANK}: a causal model needs a prompt to continue")));
+            return Err(Error::Prompt(format!(
+                "no text before {BLANK}: a causal model needs a prompt to continue"
+            )));
         }
         let ids = model.tokenizer.encode(text)?;
         if ids.is_empty() {
@@ -86,7 +90,11 @@ pub fn target_id(model: &Model, cloze: &Cloze, target: &str) -> Result<u32> {
     if t.is_empty() {
         return Err(Error::InvalidArgument("the target is empty".into()));
     }
-    let text = if cloze.answer_after_space { format!(" {t}") } else { t.to_string() };
+    let text = if cloze.answer_after_space {
+        format!(" {t}")
+    } else {
+        t.to_string()
+    };
     let ids = model.tokenizer.encode_plain(&text)?;
     match ids.as_slice() {
         [id] => Ok(*id),
@@ -99,19 +107,34 @@ pub fn target_id(model: &Model, cloze: &Cloze, target: &str) -> Result<u32> {
 
 /// Probabilities over the vocabulary at the blank, `[vocab]` f32 on the CPU.
 pub fn blank_probs(model: &Model, cloze: &Cloze) -> Result<Tensor> {
-    let batch = Batch::new(std::slice::from_ref(&cloze.ids), &[cloze.blank], model.net.device())?;
+    let batch = Batch::new(
+        std::slice::from_ref(&cloze.ids),
+        &[cloze.blank],
+        model.net.device(),
+    )?;
     let out = tch::no_grad(|| model.net.forward(&batch, &Hooks::default()));
-    Ok(out.logits.get(0).softmax(-1, Kind::Float).to(tch::Device::Cpu))
+    Ok(out
+        .logits
+        .get(0)
+        .softmax(-1, Kind::Float)
+        .to(tch::Device::Cpu))
 }
 
 /// Answer `kn predict` and `POST /api/predict`.
 pub fn predict(model: &Model, req: &PredictRequest) -> Result<PredictResponse> {
     let vocab = model.config().vocab_size;
     if req.top_k == 0 || req.top_k > 1000 {
-        return Err(Error::InvalidArgument(format!("top_k is {}; it must be between 1 and 1000", req.top_k)));
+        return Err(Error::InvalidArgument(format!(
+            "top_k is {}; it must be between 1 and 1000",
+            req.top_k
+        )));
     }
     let cloze = cloze(model, &req.prompt)?;
-    let target = req.target.as_deref().map(|t| target_id(model, &cloze, t)).transpose()?;
+    let target = req
+        .target
+        .as_deref()
+        .map(|t| target_id(model, &cloze, t))
+        .transpose()?;
     let probs = blank_probs(model, &cloze)?;
     let k = req.top_k.min(vocab) as i64;
     let (vals, idx) = probs.topk(k, 0, true, true);
@@ -142,7 +165,11 @@ pub fn predict(model: &Model, req: &PredictRequest) -> Result<PredictResponse> {
     Ok(PredictResponse {
         model: model.name.clone(),
         prompt: req.prompt.clone(),
-        tokens: cloze.ids.iter().map(|&i| model.tokenizer.token_text(i)).collect(),
+        tokens: cloze
+            .ids
+            .iter()
+            .map(|&i| model.tokenizer.token_text(i))
+            .collect(),
         input_ids: cloze.ids.clone(),
         blank_index: cloze.blank,
         top_k,

@@ -11,6 +11,7 @@ use crate::models::Model;
 use crate::predict::predict;
 use crate::Error;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,7 +43,10 @@ impl ModelWorker {
         let cfg = model.config();
         let summary = ModelSummary {
             name: model.name.clone(),
-            arch: serde_json::to_value(cfg.arch).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            arch: serde_json::to_value(cfg.arch)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
             masked: cfg.arch.is_masked(),
             n_layers: cfg.n_layers,
             d_model: cfg.d_model,
@@ -78,7 +82,11 @@ impl ModelWorker {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(ApiFail::busy()),
             Err(TrySendError::Disconnected(_)) => {
-                return Err(ApiFail::new(StatusCode::SERVICE_UNAVAILABLE, "worker_gone", "the model worker has stopped"))
+                return Err(ApiFail::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "worker_gone",
+                    "the model worker has stopped",
+                ))
             }
         }
         match rx.await {
@@ -91,9 +99,17 @@ impl ModelWorker {
                     .or_else(|| panic.downcast_ref::<&str>().copied())
                     .unwrap_or("unknown panic");
                 tracing::error!("model worker panicked: {msg}");
-                Err(ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the computation failed: {msg}")))
+                Err(ApiFail::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("the computation failed: {msg}"),
+                ))
             }
-            Err(_) => Err(ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the model worker dropped the request")),
+            Err(_) => Err(ApiFail::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the model worker dropped the request",
+            )),
         }
     }
 }
@@ -106,15 +122,29 @@ pub struct AppState {
 impl AppState {
     fn model(&self, name: Option<&str>) -> Result<&ModelWorker, ApiFail> {
         match name {
-            None => self.models.first().ok_or_else(|| ApiFail::new(StatusCode::NOT_FOUND, "model_not_found", "no model is loaded")),
-            Some(n) => self.models.iter().find(|m| m.summary.name == n).ok_or_else(|| {
-                let known: Vec<&str> = self.models.iter().map(|m| m.summary.name.as_str()).collect();
+            None => self.models.first().ok_or_else(|| {
                 ApiFail::new(
                     StatusCode::NOT_FOUND,
                     "model_not_found",
-                    format!("model `{n}` is not loaded; loaded: {}", known.join(", ")),
+                    "no model is loaded",
                 )
             }),
+            Some(n) => self
+                .models
+                .iter()
+                .find(|m| m.summary.name == n)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = self
+                        .models
+                        .iter()
+                        .map(|m| m.summary.name.as_str())
+                        .collect();
+                    ApiFail::new(
+                        StatusCode::NOT_FOUND,
+                        "model_not_found",
+                        format!("model `{n}` is not loaded; loaded: {}", known.join(", ")),
+                    )
+                }),
         }
     }
 }
@@ -139,7 +169,11 @@ impl ApiFail {
     fn busy() -> Self {
         ApiFail {
             retry_after: Some(2),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", "the model's queue is full; retry shortly")
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "the model's queue is full; retry shortly",
+            )
         }
     }
 }
@@ -159,16 +193,39 @@ impl IntoResponse for ApiFail {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(self.body)).into_response();
         if let Some(s) = self.retry_after {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         r
     }
 }
 
+/// A body that could not be read (too large, cut off) as our error shape.
+fn body_error(e: BytesRejection) -> ApiFail {
+    let status = e.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "body_too_large"
+    } else {
+        "bad_body"
+    };
+    ApiFail::new(
+        status,
+        code,
+        format!(
+            "request body: {} (limit {MAX_BODY_BYTES} bytes)",
+            e.body_text()
+        ),
+    )
+}
+
 /// Parse a JSON body ourselves so that every malformed request gets our error shape.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiFail> {
     serde_json::from_slice(body).map_err(|e| {
-        let code = if e.is_data() { "invalid_field" } else { "malformed_json" };
+        let code = if e.is_data() {
+            "invalid_field"
+        } else {
+            "malformed_json"
+        };
         ApiFail::new(StatusCode::BAD_REQUEST, code, format!("request body: {e}"))
     })
 }
@@ -185,8 +242,11 @@ async fn models(State(st): State<Arc<AppState>>) -> Json<Vec<ModelSummary>> {
     Json(st.models.iter().map(|m| m.summary.clone()).collect())
 }
 
-async fn predict_route(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiFail> {
-    let req: PredictRequest = parse(&body)?;
+async fn predict_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    let req: PredictRequest = parse(&body.map_err(body_error)?)?;
     let worker = st.model(req.model.as_deref())?;
     let resp = worker.run(move |m| predict(m, &req)).await?;
     Ok(Json(resp).into_response())
@@ -217,7 +277,11 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
 }
 
 /// Serve until Ctrl-C.
-pub async fn serve(state: Arc<AppState>, addr: SocketAddr, static_dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn serve(
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    static_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;

@@ -62,7 +62,10 @@ impl KnTokenizer {
         let mask_hint = config
             .as_ref()
             .and_then(|c| c.get("mask_token"))
-            .and_then(|m| m.as_str().or_else(|| m.get("content").and_then(|c| c.as_str())))
+            .and_then(|m| {
+                m.as_str()
+                    .or_else(|| m.get("content").and_then(|c| c.as_str()))
+            })
             .map(str::to_string);
         let json = dir.join("tokenizer.json");
         if json.exists() {
@@ -102,7 +105,8 @@ impl KnTokenizer {
             .build()
             .map_err(|e| tok_err(&format!("{}", vocab.display()), e))?;
         let id = |t: &str| {
-            wp_lookup(&wp, t).ok_or_else(|| Error::bad_model(vocab, format!("vocab.txt has no `{t}` token")))
+            wp_lookup(&wp, t)
+                .ok_or_else(|| Error::bad_model(vocab, format!("vocab.txt has no `{t}` token")))
         };
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
         let mut inner = Tokenizer::new(wp);
@@ -144,7 +148,9 @@ impl KnTokenizer {
             .map(|m| {
                 m.split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| Error::Tokenizer(format!("malformed merge `{m}` in {}", g.path.display())))
+                    .ok_or_else(|| {
+                        Error::Tokenizer(format!("malformed merge `{m}` in {}", g.path.display()))
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         let bpe = BPE::builder()
@@ -166,7 +172,11 @@ impl KnTokenizer {
                     false,
                 )
                 .map_err(|e| tok_err("llama-bpe pattern", e))?;
-                Sequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]).into()
+                Sequence::new(vec![
+                    split.into(),
+                    ByteLevel::new(false, true, false).into(),
+                ])
+                .into()
             }
             "default" | "gpt-2" | "gpt2" => byte_level,
             other => {
@@ -181,7 +191,11 @@ impl KnTokenizer {
             .iter()
             .enumerate()
             .filter(|(_, &t)| t == 3 || t == 4)
-            .filter_map(|(i, &t)| tokens.get(i).map(|s| AddedToken::from(s.to_string(), t == 3)))
+            .filter_map(|(i, &t)| {
+                tokens
+                    .get(i)
+                    .map(|s| AddedToken::from(s.to_string(), t == 3))
+            })
             .collect();
         inner.add_special_tokens(&specials);
         let add_bos = g

@@ -26,7 +26,8 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
 
 fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     f(&mut v);
     std::fs::write(&p, v.to_string()).unwrap();
 }
@@ -65,7 +66,11 @@ fn missing_files() {
 #[test]
 fn corrupt_files() {
     let d = copy_fixture("tiny-bert");
-    std::fs::write(d.path().join("model.safetensors"), b"\x10\0\0\0\0\0\0\0{not json at all").unwrap();
+    std::fs::write(
+        d.path().join("model.safetensors"),
+        b"\x10\0\0\0\0\0\0\0{not json at all",
+    )
+    .unwrap();
     let e = load_err(&path_str(d.path()));
     assert!(matches!(e, Error::BadModel { .. }), "{e:?}");
     assert!(e.to_string().contains("safetensors"), "{e}");
@@ -86,7 +91,10 @@ fn wrong_shapes() {
     let d = copy_fixture("tiny-bert");
     edit_config(d.path(), |c| c["intermediate_size"] = 96.into());
     let e = load_err(&path_str(d.path()));
-    assert!(e.to_string().contains("intermediate.dense.weight") && e.to_string().contains("[64, 32]"), "{e}");
+    assert!(
+        e.to_string().contains("intermediate.dense.weight") && e.to_string().contains("[64, 32]"),
+        "{e}"
+    );
 
     let d = copy_fixture("tiny-llama");
     edit_config(d.path(), |c| c["num_key_value_heads"] = 4.into());
@@ -99,7 +107,10 @@ fn unknown_architecture() {
     let d = copy_fixture("tiny-bert");
     edit_config(d.path(), |c| c["model_type"] = "t5".into());
     let e = load_err(&path_str(d.path()));
-    assert!(matches!(e, Error::UnknownArchitecture(ref a) if a == "t5"), "{e:?}");
+    assert!(
+        matches!(e, Error::UnknownArchitecture(ref a) if a == "t5"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -138,11 +149,17 @@ fn bad_prompts_and_targets() {
     let gpt2 = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
     for m in [&bert, &gpt2] {
         let e = predict_err(m, "The capital of France is Paris.", None, 5);
-        assert!(matches!(e, Error::Prompt(_)) && e.to_string().contains("no [MASK]"), "{e}");
+        assert!(
+            matches!(e, Error::Prompt(_)) && e.to_string().contains("no [MASK]"),
+            "{e}"
+        );
         let e = predict_err(m, "[MASK] is the capital of [MASK].", None, 5);
         assert!(e.to_string().contains("2 [MASK]s"), "{e}");
         let e = predict_err(m, "Paris is in [MASK].", None, 0);
-        assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("top_k"), "{e}");
+        assert!(
+            matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("top_k"),
+            "{e}"
+        );
         let long = format!("{} [MASK].", "word ".repeat(200));
         let e = predict_err(m, &long, None, 5);
         assert!(matches!(e, Error::PromptTooLong { max: 64, .. }), "{e:?}");
@@ -184,7 +201,14 @@ fn predict_reports_target_rank_consistently() {
             (w.len() > 1 && w.chars().all(|c| c.is_ascii_alphabetic())).then(|| (i, w.to_string()))
         })
         .expect("a word among the top 100");
-    let r2 = kn::predict::predict(&m, &PredictRequest { target: Some(word), ..req }).unwrap();
+    let r2 = kn::predict::predict(
+        &m,
+        &PredictRequest {
+            target: Some(word),
+            ..req
+        },
+    )
+    .unwrap();
     let t = r2.target.unwrap();
     assert_eq!(t.id, r.top_k[i].id);
     assert_eq!(t.rank, i + 1);

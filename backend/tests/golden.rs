@@ -8,7 +8,12 @@ use kn::predict::cloze;
 
 /// Largest |ours - golden| / (1 + |golden|) over a vector.
 fn max_rel_err(ours: &[f32], golden: &serde_json::Value) -> f64 {
-    let g: Vec<f64> = golden.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let g: Vec<f64> = golden
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     assert_eq!(ours.len(), g.len(), "length differs from golden");
     ours.iter()
         .zip(&g)
@@ -23,28 +28,51 @@ fn check_model(model_spec: &str, golden_dir: &str) {
     for p in g["prompts"].as_array().unwrap() {
         let prompt = p["prompt"].as_str().unwrap();
         let c = cloze(&model, prompt).unwrap();
-        let ids: Vec<u32> = p["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let ids: Vec<u32> = p["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(c.ids, ids, "{model_spec}: token ids of {prompt:?}");
-        assert_eq!(c.blank as u64, p["blank"].as_u64().unwrap(), "{model_spec}: blank of {prompt:?}");
-        let batch = Batch::new(&[c.ids.clone()], &[c.blank], cpu()).unwrap();
+        assert_eq!(
+            c.blank as u64,
+            p["blank"].as_u64().unwrap(),
+            "{model_spec}: blank of {prompt:?}"
+        );
+        let batch = Batch::new(std::slice::from_ref(&c.ids), &[c.blank], cpu()).unwrap();
         let out = tch::no_grad(|| model.net.forward(&batch, &Hooks::capture()));
         let logits: Vec<f32> = Vec::try_from(out.logits.get(0)).unwrap();
         let e = max_rel_err(&logits, &p["logits"]);
-        assert!(e < 1e-4, "{model_spec}: logits of {prompt:?} differ by {e:e}");
+        assert!(
+            e < 1e-4,
+            "{model_spec}: logits of {prompt:?} differ by {e:e}"
+        );
         worst.0 = worst.0.max(e);
         let top5: Vec<i64> = Vec::try_from(out.logits.get(0).topk(5, 0, true, true).1).unwrap();
-        let g5: Vec<i64> = p["top5"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let g5: Vec<i64> = p["top5"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
         assert_eq!(top5, g5, "{model_spec}: top-5 of {prompt:?}");
         let acts = p["activations"].as_array().unwrap();
         assert_eq!(out.activations.len(), acts.len());
         for (l, (ours, gold)) in out.activations.iter().zip(acts).enumerate() {
             let ours: Vec<f32> = Vec::try_from(ours.get(0)).unwrap();
             let e = max_rel_err(&ours, gold);
-            assert!(e < 1e-4, "{model_spec}: layer {l} activations of {prompt:?} differ by {e:e}");
+            assert!(
+                e < 1e-4,
+                "{model_spec}: layer {l} activations of {prompt:?} differ by {e:e}"
+            );
             worst.1 = worst.1.max(e);
         }
     }
-    println!("{model_spec}: worst relative error: logits {:.2e}, activations {:.2e}", worst.0, worst.1);
+    println!(
+        "{model_spec}: worst relative error: logits {:.2e}, activations {:.2e}",
+        worst.0, worst.1
+    );
 }
 
 fn check_tokenizer(model_spec: &str, cases: &serde_json::Value) {
@@ -53,7 +81,12 @@ fn check_tokenizer(model_spec: &str, cases: &serde_json::Value) {
     assert!(cases.len() >= 200, "parity needs a few hundred strings");
     for c in cases {
         let text = c["text"].as_str().unwrap();
-        let want: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         let got = model.tokenizer.encode(text).unwrap();
         assert_eq!(got, want, "{model_spec}: tokens of {text:?}");
     }
@@ -67,7 +100,10 @@ fn bert_matches_transformers() {
 #[test]
 fn bert_from_vocab_txt_matches_transformers() {
     check_model(&fixture("tiny-bert-vocab-only"), "tiny-bert-vocab-only");
-    check_tokenizer(&fixture("tiny-bert-vocab-only"), &golden("tiny-bert")["tokenizer_parity"]);
+    check_tokenizer(
+        &fixture("tiny-bert-vocab-only"),
+        &golden("tiny-bert")["tokenizer_parity"],
+    );
 }
 
 #[test]
@@ -83,7 +119,10 @@ fn llama_safetensors_matches_transformers() {
 #[test]
 fn llama_gguf_matches_transformers_for_every_format() {
     for q in ["F32", "F16", "Q8_0", "Q4_0", "Q4_1"] {
-        check_model(&fixture(&format!("tiny-llama-{q}.gguf")), &format!("tiny-llama-{q}"));
+        check_model(
+            &fixture(&format!("tiny-llama-{q}.gguf")),
+            &format!("tiny-llama-{q}"),
+        );
     }
 }
 
@@ -94,5 +133,8 @@ fn tokenizers_match_transformers() {
     }
     // The tokenizer built from GGUF metadata, against transformers' own
     // conversion of the same file.
-    check_tokenizer(&fixture("tiny-llama-Q4_1.gguf"), &golden("tiny-llama-Q4_1")["tokenizer_parity"]);
+    check_tokenizer(
+        &fixture("tiny-llama-Q4_1.gguf"),
+        &golden("tiny-llama-Q4_1")["tokenizer_parity"],
+    );
 }

@@ -13,7 +13,10 @@ fn smollm2() -> kn::Model {
 fn smollm2_knows_the_capital_of_france() {
     let m = smollm2();
     let cfg = m.config();
-    assert_eq!((cfg.n_layers, cfg.d_model, cfg.d_ff, cfg.vocab_size), (30, 576, 1536, 49152));
+    assert_eq!(
+        (cfg.n_layers, cfg.d_model, cfg.d_ff, cfg.vocab_size),
+        (30, 576, 1536, 49152)
+    );
     let r = kn::predict::predict(
         &m,
         &PredictRequest {
@@ -24,7 +27,13 @@ fn smollm2_knows_the_capital_of_france() {
         },
     )
     .unwrap();
-    println!("top-5: {:?}", r.top_k.iter().map(|t| (&t.token, t.prob)).collect::<Vec<_>>());
+    println!(
+        "top-5: {:?}",
+        r.top_k
+            .iter()
+            .map(|t| (&t.token, t.prob))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(r.top_k[0].token, " Paris");
     let t = r.target.unwrap();
     assert_eq!(t.rank, 1);
@@ -34,17 +43,29 @@ fn smollm2_knows_the_capital_of_france() {
 #[test]
 fn smollm2_tokenizer_matches_transformers_gguf_conversion() {
     let path = fixtures().join("smollm2-tokenizer-parity.json");
-    let cases: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (make_fixtures.py --smollm2 writes it)", path.display())),
-    )
-    .unwrap();
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (make_fixtures.py --smollm2 writes it)",
+                path.display()
+            )
+        }))
+        .unwrap();
     let m = smollm2();
     let cases = cases.as_array().unwrap();
     assert!(cases.len() >= 200);
     for c in cases {
         let text = c["text"].as_str().unwrap();
-        let want: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        assert_eq!(m.tokenizer.encode(text).unwrap(), want, "tokens of {text:?}");
+        let want: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            m.tokenizer.encode(text).unwrap(),
+            want,
+            "tokens of {text:?}"
+        );
     }
 }

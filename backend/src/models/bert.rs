@@ -6,7 +6,10 @@
 //! LayerNorm parameters `gamma`/`beta`; the decoder is tied to the word
 //! embeddings when `cls.predictions.decoder.weight` is absent.
 
-use super::{attend, attention_mask, split_heads, Arch, Batch, Config, Forward, Hooks, ModelConfig, NeuronModel, Weights};
+use super::{
+    attend, attention_mask, split_heads, Arch, Batch, Config, Forward, Hooks, ModelConfig,
+    NeuronModel, Weights,
+};
 use crate::Result;
 use tch::{Device, Tensor};
 
@@ -42,7 +45,13 @@ impl LayerNorm {
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm([self.w.size()[0]], Some(&self.w), Some(&self.b), self.eps, true)
+        x.layer_norm(
+            [self.w.size()[0]],
+            Some(&self.w),
+            Some(&self.b),
+            self.eps,
+            true,
+        )
     }
 }
 
@@ -86,15 +95,34 @@ impl Bert {
         let eps = c.f64_or("layer_norm_eps", 1e-12);
         let act = c.str_or("hidden_act", "gelu");
         if act != "gelu" {
-            return Err(crate::Error::bad_model(&path, format!("hidden_act `{act}` is not supported (BERT uses erf `gelu`)")));
+            return Err(crate::Error::bad_model(
+                &path,
+                format!("hidden_act `{act}` is not supported (BERT uses erf `gelu`)"),
+            ));
         }
         if d % heads != 0 {
-            return Err(crate::Error::bad_model(&path, "hidden_size is not a multiple of num_attention_heads"));
+            return Err(crate::Error::bad_model(
+                &path,
+                "hidden_size is not a multiple of num_attention_heads",
+            ));
         }
-        let p = if ws.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
-        let word = ws.take(&format!("{p}embeddings.word_embeddings.weight"), &[vocab, d])?;
-        let pos = ws.take(&format!("{p}embeddings.position_embeddings.weight"), &[max_pos, d])?;
-        let token_type = ws.take(&format!("{p}embeddings.token_type_embeddings.weight"), &[types, d])?;
+        let p = if ws.contains("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
+        let word = ws.take(
+            &format!("{p}embeddings.word_embeddings.weight"),
+            &[vocab, d],
+        )?;
+        let pos = ws.take(
+            &format!("{p}embeddings.position_embeddings.weight"),
+            &[max_pos, d],
+        )?;
+        let token_type = ws.take(
+            &format!("{p}embeddings.token_type_embeddings.weight"),
+            &[types, d],
+        )?;
         let emb_ln = LayerNorm::load(ws, &format!("{p}embeddings.LayerNorm"), d, eps)?;
         let mut layers = Vec::with_capacity(n_layers);
         for l in 0..n_layers {
@@ -169,7 +197,9 @@ impl NeuronModel for Bert {
             x = layer.out_ln.forward(&(layer.out.forward(&a) + &h));
         }
         let h = batch.at_blank(&x);
-        let h = self.head_ln.forward(&self.head_dense.forward(&h).gelu("none"));
+        let h = self
+            .head_ln
+            .forward(&self.head_dense.forward(&h).gelu("none"));
         let logits = h.linear(&self.decoder, Some(&self.decoder_bias));
         Forward {
             logits,

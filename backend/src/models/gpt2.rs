@@ -6,7 +6,10 @@
 //! the pre-activation by mistake). Value slots: rows of `c_proj.weight`, which we
 //! expose transposed as `[d_model, d_ff]`. Names may carry `transformer.`.
 
-use super::{attend, attention_mask, split_heads, Arch, Batch, Config, Forward, Hooks, ModelConfig, NeuronModel, Weights};
+use super::{
+    attend, attention_mask, split_heads, Arch, Batch, Config, Forward, Hooks, ModelConfig,
+    NeuronModel, Weights,
+};
 use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -45,7 +48,13 @@ impl LayerNorm {
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm([self.w.size()[0]], Some(&self.w), Some(&self.b), self.eps, true)
+        x.layer_norm(
+            [self.w.size()[0]],
+            Some(&self.w),
+            Some(&self.b),
+            self.eps,
+            true,
+        )
     }
 }
 
@@ -82,12 +91,22 @@ impl Gpt2 {
         let eps = c.f64_or("layer_norm_epsilon", 1e-5);
         let act = c.str_or("activation_function", "gelu_new");
         if act != "gelu_new" {
-            return Err(Error::bad_model(&path, format!("activation_function `{act}` is not supported (GPT-2 uses gelu_new)")));
+            return Err(Error::bad_model(
+                &path,
+                format!("activation_function `{act}` is not supported (GPT-2 uses gelu_new)"),
+            ));
         }
         if d % heads != 0 {
-            return Err(Error::bad_model(&path, "n_embd is not a multiple of n_head"));
+            return Err(Error::bad_model(
+                &path,
+                "n_embd is not a multiple of n_head",
+            ));
         }
-        let p = if ws.contains("transformer.wte.weight") { "transformer." } else { "" };
+        let p = if ws.contains("transformer.wte.weight") {
+            "transformer."
+        } else {
+            ""
+        };
         let wte = ws.take(&format!("{p}wte.weight"), &[vocab, d])?;
         let wpe = ws.take(&format!("{p}wpe.weight"), &[max_pos, d])?;
         let mut blocks = Vec::with_capacity(n_layers);
@@ -103,7 +122,9 @@ impl Gpt2 {
             });
         }
         let ln_f = LayerNorm::load(ws, &format!("{p}ln_f"), d, eps)?;
-        let lm_head = ws.take_opt("lm_head.weight", &[vocab, d])?.unwrap_or_else(|| wte.shallow_clone());
+        let lm_head = ws
+            .take_opt("lm_head.weight", &[vocab, d])?
+            .unwrap_or_else(|| wte.shallow_clone());
         Ok(Gpt2 {
             cfg: ModelConfig {
                 arch: Arch::Gpt2,

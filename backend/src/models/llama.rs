@@ -9,7 +9,10 @@
 //! to interleaved pairs; [`Llama::from_gguf`] renames and un-permutes them so that
 //! one forward pass serves both sources.
 
-use super::{attend, attention_mask, split_heads, Arch, Batch, Config, Forward, Hooks, ModelConfig, NeuronModel, Weights};
+use super::{
+    attend, attention_mask, split_heads, Arch, Batch, Config, Forward, Hooks, ModelConfig,
+    NeuronModel, Weights,
+};
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -68,7 +71,12 @@ fn rope_theta(c: &Config) -> Result<f64> {
         .and_then(|t| t.as_str())
         .unwrap_or("default");
     if kind != "default" {
-        return Err(Error::bad_model(c.path, format!("rope scaling `{kind}` is not supported (only the default rotary embedding is)")));
+        return Err(Error::bad_model(
+            c.path,
+            format!(
+                "rope scaling `{kind}` is not supported (only the default rotary embedding is)"
+            ),
+        ));
     }
     Ok(c.json
         .get("rope_theta")
@@ -92,10 +100,16 @@ impl Llama {
         let eps = c.f64_or("rms_norm_eps", 1e-6);
         let act = c.str_or("hidden_act", "silu");
         if act != "silu" {
-            return Err(Error::bad_model(&path, format!("hidden_act `{act}` is not supported (Llama uses silu)")));
+            return Err(Error::bad_model(
+                &path,
+                format!("hidden_act `{act}` is not supported (Llama uses silu)"),
+            ));
         }
         if kv_heads == 0 || heads % kv_heads != 0 || head_dim % 2 != 0 {
-            return Err(Error::bad_model(&path, "attention heads do not divide evenly"));
+            return Err(Error::bad_model(
+                &path,
+                "attention heads do not divide evenly",
+            ));
         }
         let rope_theta = rope_theta(&c)?;
         let tied = c.bool_or("tie_word_embeddings", false);
@@ -121,7 +135,10 @@ impl Llama {
             Some(w) => w,
             None if tied => embed.shallow_clone(),
             None => {
-                return Err(Error::bad_model(&path, "`lm_head.weight` is missing and tie_word_embeddings is false"));
+                return Err(Error::bad_model(
+                    &path,
+                    "`lm_head.weight` is missing and tie_word_embeddings is false",
+                ));
             }
         };
         Ok(Llama {
@@ -154,10 +171,16 @@ impl Llama {
         let n_layers = g.require_u64(&key("block_count"))? as usize;
         let d = g.require_u64(&key("embedding_length"))?;
         let heads = g.require_u64(&key("attention.head_count"))?;
-        let kv_heads = g.get(&key("attention.head_count_kv")).and_then(|v| v.as_u64()).unwrap_or(heads);
+        let kv_heads = g
+            .get(&key("attention.head_count_kv"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(heads);
         let embd = g
             .tensor_info("token_embd.weight")
-            .ok_or_else(|| Error::Gguf { path: g.path.clone(), message: "tensor `token_embd.weight` is missing".into() })?;
+            .ok_or_else(|| Error::Gguf {
+                path: g.path.clone(),
+                message: "tensor `token_embd.weight` is missing".into(),
+            })?;
         let vocab = embd.dims.get(1).copied().unwrap_or(0);
         let config = serde_json::json!({
             "model_type": "llama",
@@ -175,7 +198,10 @@ impl Llama {
             "hidden_act": "silu",
         });
         let mut names: Vec<(String, String)> = vec![
-            ("token_embd.weight".into(), "model.embed_tokens.weight".into()),
+            (
+                "token_embd.weight".into(),
+                "model.embed_tokens.weight".into(),
+            ),
             ("output_norm.weight".into(), "model.norm.weight".into()),
             ("output.weight".into(), "lm_head.weight".into()),
         ];
@@ -215,7 +241,10 @@ impl Llama {
         }
         let mut ws = Weights::from_map(map, g.path.clone(), device);
         Self::load(&config, &mut ws).map_err(|e| match e {
-            Error::BadModel { message, .. } => Error::Gguf { path: g.path.clone(), message },
+            Error::BadModel { message, .. } => Error::Gguf {
+                path: g.path.clone(),
+                message,
+            },
             other => other,
         })
     }
@@ -267,7 +296,11 @@ impl NeuronModel for Llama {
         for (l, layer) in self.layers.iter().enumerate() {
             let h = x.rms_norm([d], Some(&layer.in_norm), self.eps);
             let q = apply_rope(&split_heads(&layer.q.forward(&h), self.heads), &cos, &sin);
-            let k = apply_rope(&split_heads(&layer.k.forward(&h), self.kv_heads), &cos, &sin);
+            let k = apply_rope(
+                &split_heads(&layer.k.forward(&h), self.kv_heads),
+                &cos,
+                &sin,
+            );
             let v = split_heads(&layer.v.forward(&h), self.kv_heads);
             x = layer.o.forward(&attend(&q, &k, &v, &mask)) + &x;
             let h = x.rms_norm([d], Some(&layer.post_norm), self.eps);

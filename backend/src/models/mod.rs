@@ -77,7 +77,9 @@ pub struct Batch {
 impl Batch {
     pub fn new(seqs: &[Vec<u32>], blanks: &[usize], device: Device) -> Result<Batch> {
         if seqs.is_empty() || seqs.len() != blanks.len() {
-            return Err(Error::InvalidArgument("a batch needs one blank per sequence and at least one sequence".into()));
+            return Err(Error::InvalidArgument(
+                "a batch needs one blank per sequence and at least one sequence".into(),
+            ));
         }
         let s = seqs.iter().map(Vec::len).max().unwrap_or(0);
         if s == 0 {
@@ -176,7 +178,13 @@ impl Hooks {
     }
 
     /// Apply this layer's op to the `[b, s, d_ff]` activation and capture it.
-    pub(crate) fn apply(&self, layer: usize, act: Tensor, batch: &Batch, captured: &mut Vec<Tensor>) -> Tensor {
+    pub(crate) fn apply(
+        &self,
+        layer: usize,
+        act: Tensor,
+        batch: &Batch,
+        captured: &mut Vec<Tensor>,
+    ) -> Tensor {
         let act = match self.ops.get(&layer) {
             None => act,
             Some(NeuronOp::Replace(v)) => {
@@ -261,8 +269,15 @@ pub fn load_model(spec: &str, device: Device) -> Result<Model> {
             let net: Box<dyn NeuronModel> = match model_type.as_str() {
                 "bert" => Box::new(bert::Bert::load(&config, &mut weights)?),
                 "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut weights)?),
-                "llama" | "mistral" | "qwen2" | "smollm" => Box::new(llama::Llama::load(&config, &mut weights)?),
-                "" => return Err(Error::bad_model(dir.join("config.json"), "has no `model_type`")),
+                "llama" | "mistral" | "qwen2" | "smollm" => {
+                    Box::new(llama::Llama::load(&config, &mut weights)?)
+                }
+                "" => {
+                    return Err(Error::bad_model(
+                        dir.join("config.json"),
+                        "has no `model_type`",
+                    ))
+                }
                 other => return Err(Error::UnknownArchitecture(other.to_string())),
             };
             let tok = KnTokenizer::from_hf_dir(&dir)?;
@@ -271,7 +286,10 @@ pub fn load_model(spec: &str, device: Device) -> Result<Model> {
     };
     let cfg = net.config();
     if cfg.arch.is_masked() && tokenizer.mask().is_none() {
-        return Err(Error::bad_model(&source, "a masked LM, but its tokenizer has no mask token"));
+        return Err(Error::bad_model(
+            &source,
+            "a masked LM, but its tokenizer has no mask token",
+        ));
     }
     if tokenizer.vocab_size() > cfg.vocab_size {
         return Err(Error::bad_model(
@@ -308,7 +326,15 @@ impl Config<'_> {
             .find_map(|k| self.json.get(k).and_then(|v| v.as_u64()))
             .map(|v| v as usize)
             .filter(|&v| v > 0)
-            .ok_or_else(|| Error::bad_model(self.path, format!("config.json: `{}` is missing or not a positive integer", keys[0])))
+            .ok_or_else(|| {
+                Error::bad_model(
+                    self.path,
+                    format!(
+                        "config.json: `{}` is missing or not a positive integer",
+                        keys[0]
+                    ),
+                )
+            })
     }
 
     pub fn usize_or(&self, keys: &[&str], default: usize) -> usize {
@@ -318,15 +344,24 @@ impl Config<'_> {
     }
 
     pub fn f64_or(&self, key: &str, default: f64) -> f64 {
-        self.json.get(key).and_then(|v| v.as_f64()).unwrap_or(default)
+        self.json
+            .get(key)
+            .and_then(|v| v.as_f64())
+            .unwrap_or(default)
     }
 
     pub fn str_or<'b>(&'b self, key: &str, default: &'b str) -> &'b str {
-        self.json.get(key).and_then(|v| v.as_str()).unwrap_or(default)
+        self.json
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or(default)
     }
 
     pub fn bool_or(&self, key: &str, default: bool) -> bool {
-        self.json.get(key).and_then(|v| v.as_bool()).unwrap_or(default)
+        self.json
+            .get(key)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(default)
     }
 }
 
@@ -349,7 +384,12 @@ impl Weights {
             let mut shards: Vec<PathBuf> = idx
                 .get("weight_map")
                 .and_then(|m| m.as_object())
-                .map(|m| m.values().filter_map(|v| v.as_str()).map(|s| dir.join(s)).collect())
+                .map(|m| {
+                    m.values()
+                        .filter_map(|v| v.as_str())
+                        .map(|s| dir.join(s))
+                        .collect()
+                })
                 .unwrap_or_default();
             shards.sort();
             shards.dedup();
@@ -360,12 +400,18 @@ impl Weights {
                 "only pytorch_model.bin is present; kn reads safetensors (convert with transformers: model.save_pretrained(dir, safe_serialization=True))",
             ));
         } else {
-            return Err(Error::bad_model(dir, "no model.safetensors (or sharded index) found"));
+            return Err(Error::bad_model(
+                dir,
+                "no model.safetensors (or sharded index) found",
+            ));
         };
         let mut map = HashMap::new();
         for f in &files {
             if !f.exists() {
-                return Err(Error::bad_model(f, "weight shard listed in the index is missing"));
+                return Err(Error::bad_model(
+                    f,
+                    "weight shard listed in the index is missing",
+                ));
             }
             let tensors = Tensor::read_safetensors(f)
                 .map_err(|e| Error::bad_model(f, format!("cannot read safetensors: {e}")))?;
@@ -395,7 +441,10 @@ impl Weights {
         if t.size() != shape {
             return Err(Error::bad_model(
                 &self.path,
-                format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.size()),
+                format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    t.size()
+                ),
             ));
         }
         Ok(t.to_kind(Kind::Float).to(self.device).detach())
@@ -403,7 +452,10 @@ impl Weights {
 
     /// Take the first of `names` that exists.
     pub fn take_any(&mut self, names: &[String], shape: &[i64]) -> Result<Tensor> {
-        let found = names.iter().find(|n| self.map.contains_key(n.as_str())).cloned();
+        let found = names
+            .iter()
+            .find(|n| self.map.contains_key(n.as_str()))
+            .cloned();
         self.take(found.as_deref().unwrap_or(&names[0]), shape)
     }
 

@@ -22,7 +22,10 @@ pub fn fixture(name: &str) -> String {
 
 pub fn golden(dir: &str) -> serde_json::Value {
     let p = fixtures().join(dir).join("golden.json");
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
 }
 
 pub fn cpu() -> tch::Device {

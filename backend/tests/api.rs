@@ -1,0 +1,246 @@
+//! The HTTP API, route by route, including every kind of bad request: the right
+//! 4xx status, our error shape with a message, and a server that still answers.
+
+mod common;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use http_body_util::BodyExt;
+use kn::server::{router, AppState, ModelWorker};
+use kn_shared::{ApiError, Health, ModelSummary, PredictResponse};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+fn app() -> axum::Router {
+    let bert = kn::load_model(&fixture("tiny-bert"), cpu()).unwrap();
+    let gpt2 = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let state = AppState {
+        models: vec![ModelWorker::spawn(bert), ModelWorker::spawn(gpt2)],
+    };
+    router(Arc::new(state), None)
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: impl Into<Body>,
+) -> (StatusCode, Vec<u8>) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, bytes)
+}
+
+async fn expect_error(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: &str,
+    status: StatusCode,
+    code: &str,
+    words: &str,
+) {
+    let (s, b) = call(app, method, uri, body.to_string()).await;
+    let e: ApiError = serde_json::from_slice(&b).unwrap_or_else(|_| {
+        panic!(
+            "{uri} {body}: not an API error: {}",
+            String::from_utf8_lossy(&b)
+        )
+    });
+    assert_eq!(s, status, "{uri} {body}: {e:?}");
+    assert_eq!(e.error.code, code, "{uri} {body}: {e:?}");
+    assert!(
+        e.error.message.contains(words),
+        "{uri} {body}: {:?} lacks {words:?}",
+        e.error.message
+    );
+}
+
+#[tokio::test]
+async fn health_and_models() {
+    let app = app();
+    let (s, b) = call(&app, "GET", "/api/health", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let h: Health = serde_json::from_slice(&b).unwrap();
+    assert_eq!((h.status.as_str(), h.models), ("ok", 2));
+    let (s, b) = call(&app, "GET", "/api/models", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let m: Vec<ModelSummary> = serde_json::from_slice(&b).unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!(
+        (m[0].arch.as_str(), m[0].masked, m[0].n_layers, m[0].d_ff),
+        ("bert", true, 3, 64)
+    );
+    assert_eq!((m[1].arch.as_str(), m[1].masked), ("gpt2", false));
+}
+
+#[tokio::test]
+async fn predict_matches_the_library() {
+    let app = app();
+    let body =
+        serde_json::json!({"prompt": "The capital of France is [MASK].", "top_k": 4}).to_string();
+    let (s, b) = call(&app, "POST", "/api/predict", body).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let r: PredictResponse = serde_json::from_slice(&b).unwrap();
+    assert_eq!(r.top_k.len(), 4);
+    assert_eq!(r.tokens[r.blank_index], "[MASK]");
+    // The same request through the library gives the same numbers.
+    let m = kn::load_model(&fixture("tiny-bert"), cpu()).unwrap();
+    let lib = kn::predict::predict(
+        &m,
+        &serde_json::from_str(
+            &serde_json::json!({"prompt": "The capital of France is [MASK].", "top_k": 4})
+                .to_string(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r.top_k, lib.top_k);
+
+    let second = fixture("tiny-gpt2");
+    let body = serde_json::json!({"model": second, "prompt": "The capital of France is [MASK].", "top_k": 2}).to_string();
+    let (s, b) = call(&app, "POST", "/api/predict", body).await;
+    assert_eq!(s, StatusCode::OK);
+    let r: PredictResponse = serde_json::from_slice(&b).unwrap();
+    assert_eq!(r.blank_index, r.tokens.len() - 1);
+}
+
+#[tokio::test]
+async fn every_bad_request_gets_a_clear_error() {
+    let app = app();
+    let p = "/api/predict";
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        "{not json",
+        S::BAD_REQUEST,
+        "malformed_json",
+        "request body",
+    )
+    .await;
+    expect_error(&app, "POST", p, "", S::BAD_REQUEST, "malformed_json", "EOF").await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        "{}",
+        S::BAD_REQUEST,
+        "invalid_field",
+        "missing field `prompt`",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": 42}"#,
+        S::BAD_REQUEST,
+        "invalid_field",
+        "invalid type",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "a [MASK]", "top_k": "ten"}"#,
+        S::BAD_REQUEST,
+        "invalid_field",
+        "invalid type",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "a [MASK]", "colour": 1}"#,
+        S::BAD_REQUEST,
+        "invalid_field",
+        "unknown field `colour`",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "a [MASK]", "model": "nope"}"#,
+        S::NOT_FOUND,
+        "model_not_found",
+        "`nope` is not loaded",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "no blank here"}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "bad_prompt",
+        "no [MASK]",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "a [MASK]", "top_k": 0}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "top_k",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "a [MASK]", "target": "Zyxwvutsrq"}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "multi_token_target",
+        "tokens",
+    )
+    .await;
+    let huge = format!(
+        r#"{{"prompt": "{}"}}"#,
+        "x".repeat(kn::server::MAX_BODY_BYTES + 10)
+    );
+    expect_error(
+        &app,
+        "POST",
+        p,
+        &huge,
+        S::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "limit",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/nope",
+        "",
+        S::NOT_FOUND,
+        "not_found",
+        "no such API route",
+    )
+    .await;
+    let (s, _) = call(&app, "GET", p, Body::empty()).await;
+    assert_eq!(s, S::METHOD_NOT_ALLOWED);
+    // Still serving.
+    let (s, _) = call(&app, "POST", p, r#"{"prompt": "Paris is in [MASK]."}"#).await;
+    assert_eq!(s, S::OK);
+}

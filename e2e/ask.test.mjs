@@ -1,0 +1,76 @@
+// The Ask view in a real browser: predictions, the chart, form state in the
+// URL, and errors shown where they happen.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { ARTIFACTS, fixture, launchBrowser, startServer } from './harness.mjs';
+
+let server, browser;
+
+before(async () => {
+  server = await startServer({ models: [fixture('tiny-bert'), fixture('tiny-gpt2')] });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('ask a cloze question and see the top predictions', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  const options = await page.locator('#model option').allTextContents();
+  assert.equal(options.length, 2);
+  assert.match(options[0], /bert, 3 layers × 64 neurons/);
+
+  await page.fill('#prompt', 'The capital of France is [MASK].');
+  await page.fill('#top-k', '5');
+  await page.click('#predict');
+  await page.waitForSelector('#topk-chart svg');
+  const bars = await page.locator('#topk-chart svg rect').count();
+  assert.ok(bars >= 5, `expected at least 5 bars, got ${bars}`);
+  assert.equal(await page.locator('.tok.blank').textContent(), '[MASK]');
+
+  // The numbers on the page are the API's numbers.
+  const api = await (await fetch(`${server.url}/api/predict`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: 'The capital of France is [MASK].', top_k: 5 }),
+  })).json();
+  const svg = await page.locator('#topk-chart').innerHTML();
+  assert.ok(svg.includes(JSON.stringify(api.top_k[0].token)), 'top token labelled in the chart');
+  await page.screenshot({ path: join(ARTIFACTS, 'ask.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+});
+
+test('form state lives in the URL', async () => {
+  const page = await browser.newPage();
+  const q = new URLSearchParams({ prompt: 'Paris is the capital of [MASK].', target: 'France', top_k: '3' });
+  await page.goto(`${server.url}/?${q}`);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  assert.equal(await page.inputValue('#prompt'), 'Paris is the capital of [MASK].');
+  assert.equal(await page.inputValue('#target'), 'France');
+  await page.click('#predict');
+  await page.waitForSelector('#target-prob');
+  assert.match(await page.locator('#target-prob').textContent(), /rank \d+/);
+  assert.match(page.url(), /prompt=Paris/);
+});
+
+test('bad input shows its error message', async () => {
+  const page = await browser.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#prompt', 'There is no blank in this prompt.');
+  await page.click('#predict');
+  await page.waitForSelector('#predict-error');
+  assert.match(await page.locator('#predict-error').textContent(), /no \[MASK\] in the prompt/);
+  // A causal model refuses text after the blank, in words.
+  await page.selectOption('#model', { index: 1 });
+  await page.fill('#prompt', '[MASK] is the capital of France.');
+  await page.click('#predict');
+  await page.waitForFunction(() => /blank must end the prompt/.test(document.querySelector('#predict-error')?.textContent || ''));
+  await page.screenshot({ path: join(ARTIFACTS, 'ask-error.png'), fullPage: true });
+});

@@ -1,0 +1,69 @@
+// Shared helpers: start `kn serve` on a free port, launch Debian's Chromium.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const ARTIFACTS = join(ROOT, 'e2e', 'artifacts');
+mkdirSync(ARTIFACTS, { recursive: true });
+
+export function fixture(name) {
+  return join(ROOT, 'fixtures', 'models', name);
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** Start `kn serve` and wait until /api/health answers. */
+export async function startServer({ models, dataDir }) {
+  const port = await freePort();
+  const bin = process.env.KN_BIN || join(ROOT, 'target', 'debug', 'kn');
+  dataDir = dataDir || mkdtempSync(join(tmpdir(), 'kn-e2e-'));
+  const args = ['serve', '--port', String(port), '--data-dir', dataDir, '--static-dir', join(ROOT, 'dist'), '--device', 'cpu'];
+  for (const m of models) args.push('--model', m);
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stdout.on('data', (d) => { log += d; });
+  proc.stderr.on('data', (d) => { log += d; });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`kn serve exited: ${log}`);
+    try {
+      const r = await fetch(`${url}/api/health`);
+      if (r.ok) return { url, proc, dataDir, log: () => log, stop: () => stop(proc) };
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`kn serve did not start in 60 s: ${log}`);
+}
+
+function stop(proc) {
+  return new Promise((resolve) => {
+    if (proc.exitCode !== null) return resolve();
+    proc.on('exit', () => resolve());
+    proc.kill('SIGINT');
+    setTimeout(() => proc.kill('SIGKILL'), 5000);
+  });
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-quic', '--no-first-run', '--disable-sync'],
+  });
+}

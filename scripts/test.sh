@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything and run the whole test suite: formatting, lints, the Rust
+# tests (held to goldens from `transformers`), and the browser tests.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_test_python
+ensure_smollm2
+libtorch_env
+ensure_chromium
+ensure_e2e_node
+build_frontend
+
+step "Test fixtures (tiny random checkpoints + goldens from transformers)"
+"$PY" scripts/make_fixtures.py --smollm2 "$(smollm2_gguf)"
+
+step "rustfmt"
+cargo fmt --all -- --check
+step "clippy"
+cargo clippy -p kn-backend -p kn-shared --all-targets -- -D warnings
+cargo clippy -p kn-frontend --target wasm32-unknown-unknown -- -D warnings
+
+step "Rust tests"
+cargo build -p kn-backend
+cargo test
+
+step "Browser tests (Playwright + Debian chromium)"
+KN_BIN="$ROOT/target/debug/kn" node --test e2e/
