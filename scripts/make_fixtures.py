@@ -53,6 +53,8 @@ def corpus():
         for i, f in enumerate(facts):
             p = pats[i % len(pats)]
             lines.append(p.replace("[X]", f["sub_label"]).replace("[Y]", f["obj_label"]))
+    if not lines:
+        sys.exit(f"make_fixtures: no ParaRel data under {DATA}/pararel (is ../shared beside the checkout?)")
     lines += [p.replace("[MASK]", "Paris France Portuguese Germany Ulm") for p in PROMPTS]
     lines += ["In 1999, 42 people paid $3.50 each; 2024-11-28 was a Thursday!"] * 3
     return lines
