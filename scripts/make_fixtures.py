@@ -27,6 +27,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+IG_STEPS = 20
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
 ROPE_THETA = 10000.0
@@ -194,7 +196,24 @@ def golden(model, tok, arch, masked, n_layers):
     return out
 
 
-def write_golden(folder, tok, model, arch, masked, n_layers, extra=None):
+def attribution_goldens(model, tok, arch, masked):
+    """IG references for two prompts, target = the model's second-ranked token (any
+    token will do; the second exercises a non-argmax answer)."""
+    from reference_ig import integrated_gradients
+
+    out = []
+    for prompt in PROMPTS[:2]:
+        ids, blank = encode(tok, prompt, masked)
+        import torch
+
+        with torch.no_grad():
+            target = torch.topk(model(torch.tensor([ids])).logits[0, blank], 2).indices[1].item()
+        ref = integrated_gradients(model, arch, ids, blank, target, IG_STEPS)
+        out.append({"prompt": prompt, "input_ids": ids, "blank": blank, "target": target, "steps": IG_STEPS, **ref})
+    return out
+
+
+def write_golden(folder, tok, model, arch, masked, n_layers, extra=None, attribution=False):
     g = {
         "arch": arch,
         "masked": masked,
@@ -203,6 +222,8 @@ def write_golden(folder, tok, model, arch, masked, n_layers, extra=None):
             {"text": s, "ids": tok(s)["input_ids"]} for s in parity_strings()
         ],
     }
+    if attribution:
+        g["attribution"] = attribution_goldens(model, tok, arch, masked)
     if extra:
         g.update(extra)
     with open(os.path.join(folder, "golden.json"), "w") as f:
@@ -233,7 +254,7 @@ def make_bert(out):
             p.mul_(4.0) if p.dim() > 1 else None
     model.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)  # tokenizer.json + vocab.txt
-    write_golden(folder, tok, model, "bert", True, cfg.num_hidden_layers)
+    write_golden(folder, tok, model, "bert", True, cfg.num_hidden_layers, attribution=True)
     # The same checkpoint with only vocab.txt (the old layout many BERTs ship).
     v = os.path.join(out, "tiny-bert-vocab-only")
     os.makedirs(v, exist_ok=True)
@@ -262,7 +283,7 @@ def make_gpt2(out):
         for p in model.parameters():
             p.mul_(4.0) if p.dim() > 1 else None
     model.save_pretrained(folder, safe_serialization=True)
-    write_golden(folder, tok, model, "gpt2", False, cfg.n_layer)
+    write_golden(folder, tok, model, "gpt2", False, cfg.n_layer, attribution=True)
 
 
 def make_llama(out):
@@ -294,7 +315,7 @@ def make_llama(out):
             elif "norm" in n:  # non-trivial norm weights exercise the RMSNorm scale
                 p.copy_(1.0 + 0.3 * torch.randn_like(p))
     model.save_pretrained(folder, safe_serialization=True)
-    write_golden(folder, tok, model, "llama", False, cfg.num_hidden_layers)
+    write_golden(folder, tok, model, "llama", False, cfg.num_hidden_layers, attribution=True)
     for qtype in ["F32", "F16", "Q8_0", "Q4_0", "Q4_1"]:
         write_gguf(folder, tok, model, cfg, qtype, out)
 
@@ -424,6 +445,7 @@ def main():
     args = ap.parse_args()
 
     h = hashlib.sha256(open(__file__, "rb").read())
+    h.update(open(os.path.join(HERE, "reference_ig.py"), "rb").read())
     if args.smollm2:
         h.update(os.path.abspath(args.smollm2).encode())
     stamp = os.path.join(args.out, "STAMP")

@@ -18,6 +18,7 @@
 //! states the method.
 
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod models;

@@ -7,9 +7,9 @@
 //! embeddings when `cls.predictions.decoder.weight` is absent.
 
 use super::{
-    attend, attention_mask, split_heads, Arch, Batch, Config, Forward, Hooks, ModelConfig,
-    NeuronModel, Weights,
+    attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
 };
+use super::{Ctx, Kv};
 use crate::Result;
 use tch::{Device, Tensor};
 
@@ -177,34 +177,55 @@ impl NeuronModel for Bert {
         &self.cfg
     }
 
-    fn forward(&self, batch: &Batch, hooks: &Hooks) -> Forward {
-        let s = batch.seq_len as i64;
-        let positions = Tensor::arange(s, (tch::Kind::Int64, self.device));
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn embed(&self, batch: &Batch) -> Tensor {
+        let positions = Tensor::arange(batch.seq_len as i64, (tch::Kind::Int64, self.device));
         let x = Tensor::embedding(&self.word, &batch.ids, -1, false, false)
             + Tensor::embedding(&self.pos, &positions, -1, false, false).unsqueeze(0)
             + self.token_type.get(0);
-        let mut x = self.emb_ln.forward(&x);
-        let mask = attention_mask(batch, false);
-        let mut captured = Vec::new();
-        for (l, layer) in self.layers.iter().enumerate() {
-            let q = split_heads(&layer.q.forward(&x), self.heads);
-            let k = split_heads(&layer.k.forward(&x), self.heads);
-            let v = split_heads(&layer.v.forward(&x), self.heads);
-            let ctx = attend(&q, &k, &v, &mask);
-            let h = layer.attn_ln.forward(&(layer.attn_out.forward(&ctx) + &x));
-            let a = layer.inter.forward(&h).gelu("none");
-            let a = hooks.apply(l, a, batch, &mut captured);
-            x = layer.out_ln.forward(&(layer.out.forward(&a) + &h));
+        self.emb_ln.forward(&x)
+    }
+
+    fn context(&self, batch: &Batch) -> Ctx {
+        Ctx {
+            mask: attention_mask(batch, false),
+            rope: None,
         }
-        let h = batch.at_blank(&x);
+    }
+
+    fn attention(&self, layer: usize, x: &Tensor, ctx: &Ctx) -> (Tensor, Kv) {
+        let ly = &self.layers[layer];
+        let q = split_heads(&ly.q.forward(x), self.heads);
+        let k = split_heads(&ly.k.forward(x), self.heads);
+        let v = split_heads(&ly.v.forward(x), self.heads);
+        let c = attend(&q, &k, &v, Some(&ctx.mask));
+        (
+            ly.attn_ln.forward(&(ly.attn_out.forward(&c) + x)),
+            Kv { k, v },
+        )
+    }
+
+    fn attention_at(&self, _layer: usize, _x: &Tensor, _past: &Kv, _pos: usize) -> Tensor {
+        unreachable!("BERT attends in both directions; there is no incremental attention")
+    }
+
+    fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor {
+        self.layers[layer].inter.forward(h).gelu("none")
+    }
+
+    fn ffn_out(&self, layer: usize, h: &Tensor, a: &Tensor) -> Tensor {
+        let ly = &self.layers[layer];
+        ly.out_ln.forward(&(ly.out.forward(a) + h))
+    }
+
+    fn head(&self, x: &Tensor) -> Tensor {
         let h = self
             .head_ln
-            .forward(&self.head_dense.forward(&h).gelu("none"));
-        let logits = h.linear(&self.decoder, Some(&self.decoder_bias));
-        Forward {
-            logits,
-            activations: captured,
-        }
+            .forward(&self.head_dense.forward(x).gelu("none"));
+        h.linear(&self.decoder, Some(&self.decoder_bias))
     }
 
     fn value_slots(&self, layer: usize) -> Tensor {
@@ -213,9 +234,5 @@ impl NeuronModel for Bert {
 
     fn input_embeddings(&self) -> &Tensor {
         &self.word
-    }
-
-    fn device(&self) -> Device {
-        self.device
     }
 }

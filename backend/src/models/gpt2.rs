@@ -7,9 +7,9 @@
 //! expose transposed as `[d_model, d_ff]`. Names may carry `transformer.`.
 
 use super::{
-    attend, attention_mask, split_heads, Arch, Batch, Config, Forward, Hooks, ModelConfig,
-    NeuronModel, Weights,
+    attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
 };
+use super::{with_past, Ctx, Kv};
 use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -145,33 +145,69 @@ impl Gpt2 {
     }
 }
 
+impl Gpt2 {
+    fn qkv(&self, layer: usize, x: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let blk = &self.blocks[layer];
+        let qkv = blk.c_attn.forward(&blk.ln_1.forward(x)).chunk(3, -1);
+        (
+            split_heads(&qkv[0], self.heads),
+            split_heads(&qkv[1], self.heads),
+            split_heads(&qkv[2], self.heads),
+        )
+    }
+}
+
 impl NeuronModel for Gpt2 {
     fn config(&self) -> &ModelConfig {
         &self.cfg
     }
 
-    fn forward(&self, batch: &Batch, hooks: &Hooks) -> Forward {
-        let s = batch.seq_len as i64;
-        let positions = Tensor::arange(s, (Kind::Int64, self.device));
-        let mut x = Tensor::embedding(&self.wte, &batch.ids, -1, false, false)
-            + Tensor::embedding(&self.wpe, &positions, -1, false, false).unsqueeze(0);
-        let mask = attention_mask(batch, true);
-        let mut captured = Vec::new();
-        for (l, blk) in self.blocks.iter().enumerate() {
-            let qkv = blk.c_attn.forward(&blk.ln_1.forward(&x)).chunk(3, -1);
-            let q = split_heads(&qkv[0], self.heads);
-            let k = split_heads(&qkv[1], self.heads);
-            let v = split_heads(&qkv[2], self.heads);
-            x = blk.attn_proj.forward(&attend(&q, &k, &v, &mask)) + &x;
-            let a = blk.c_fc.forward(&blk.ln_2.forward(&x)).gelu("tanh");
-            let a = hooks.apply(l, a, batch, &mut captured);
-            x = blk.c_proj.forward(&a) + &x;
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn embed(&self, batch: &Batch) -> Tensor {
+        let positions = Tensor::arange(batch.seq_len as i64, (Kind::Int64, self.device));
+        Tensor::embedding(&self.wte, &batch.ids, -1, false, false)
+            + Tensor::embedding(&self.wpe, &positions, -1, false, false).unsqueeze(0)
+    }
+
+    fn context(&self, batch: &Batch) -> Ctx {
+        Ctx {
+            mask: attention_mask(batch, true),
+            rope: None,
         }
-        let h = self.ln_f.forward(&batch.at_blank(&x));
-        Forward {
-            logits: h.linear::<Tensor>(&self.lm_head, None),
-            activations: captured,
-        }
+    }
+
+    fn attention(&self, layer: usize, x: &Tensor, ctx: &Ctx) -> (Tensor, Kv) {
+        let (q, k, v) = self.qkv(layer, x);
+        let h = self.blocks[layer]
+            .attn_proj
+            .forward(&attend(&q, &k, &v, Some(&ctx.mask)))
+            + x;
+        (h, Kv { k, v })
+    }
+
+    fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, pos: usize) -> Tensor {
+        let (q, k, v) = self.qkv(layer, x);
+        let (k, v) = (with_past(&past.k, &k, pos), with_past(&past.v, &v, pos));
+        self.blocks[layer]
+            .attn_proj
+            .forward(&attend(&q, &k, &v, None))
+            + x
+    }
+
+    fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor {
+        let blk = &self.blocks[layer];
+        blk.c_fc.forward(&blk.ln_2.forward(h)).gelu("tanh")
+    }
+
+    fn ffn_out(&self, layer: usize, h: &Tensor, a: &Tensor) -> Tensor {
+        self.blocks[layer].c_proj.forward(a) + h
+    }
+
+    fn head(&self, x: &Tensor) -> Tensor {
+        self.ln_f.forward(x).linear::<Tensor>(&self.lm_head, None)
     }
 
     fn value_slots(&self, layer: usize) -> Tensor {
@@ -180,9 +216,5 @@ impl NeuronModel for Gpt2 {
 
     fn input_embeddings(&self) -> &Tensor {
         &self.wte
-    }
-
-    fn device(&self) -> Device {
-        self.device
     }
 }

@@ -10,9 +10,9 @@
 //! one forward pass serves both sources.
 
 use super::{
-    attend, attention_mask, split_heads, Arch, Batch, Config, Forward, Hooks, ModelConfig,
-    NeuronModel, Weights,
+    attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
 };
+use super::{with_past, Ctx, Kv};
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -281,38 +281,75 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
     x * cos + rotate_half(x) * sin
 }
 
+impl Llama {
+    /// Queries, keys and values of `x` (`[b, s', d]`) with rotary applied for `cos`/`sin` rows.
+    fn qkv(
+        &self,
+        layer: usize,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> (Tensor, Tensor, Tensor) {
+        let ly = &self.layers[layer];
+        let h = x.rms_norm([self.cfg.d_model as i64], Some(&ly.in_norm), self.eps);
+        let q = apply_rope(&split_heads(&ly.q.forward(&h), self.heads), cos, sin);
+        let k = apply_rope(&split_heads(&ly.k.forward(&h), self.kv_heads), cos, sin);
+        let v = split_heads(&ly.v.forward(&h), self.kv_heads);
+        (q, k, v)
+    }
+}
+
 impl NeuronModel for Llama {
     fn config(&self) -> &ModelConfig {
         &self.cfg
     }
 
-    fn forward(&self, batch: &Batch, hooks: &Hooks) -> Forward {
-        let s = batch.seq_len as i64;
-        let (cos, sin) = self.rope(s);
-        let mut x = Tensor::embedding(&self.embed, &batch.ids, -1, false, false);
-        let mask = attention_mask(batch, true);
-        let mut captured = Vec::new();
-        let d = self.cfg.d_model as i64;
-        for (l, layer) in self.layers.iter().enumerate() {
-            let h = x.rms_norm([d], Some(&layer.in_norm), self.eps);
-            let q = apply_rope(&split_heads(&layer.q.forward(&h), self.heads), &cos, &sin);
-            let k = apply_rope(
-                &split_heads(&layer.k.forward(&h), self.kv_heads),
-                &cos,
-                &sin,
-            );
-            let v = split_heads(&layer.v.forward(&h), self.kv_heads);
-            x = layer.o.forward(&attend(&q, &k, &v, &mask)) + &x;
-            let h = x.rms_norm([d], Some(&layer.post_norm), self.eps);
-            let a = layer.gate.forward(&h).silu() * layer.up.forward(&h);
-            let a = hooks.apply(l, a, batch, &mut captured);
-            x = layer.down.forward(&a) + &x;
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn embed(&self, batch: &Batch) -> Tensor {
+        Tensor::embedding(&self.embed, &batch.ids, -1, false, false)
+    }
+
+    fn context(&self, batch: &Batch) -> Ctx {
+        Ctx {
+            mask: attention_mask(batch, true),
+            rope: Some(self.rope(batch.seq_len as i64)),
         }
-        let h = batch.at_blank(&x).rms_norm([d], Some(&self.norm), self.eps);
-        Forward {
-            logits: h.linear::<Tensor>(&self.lm_head, None),
-            activations: captured,
-        }
+    }
+
+    fn attention(&self, layer: usize, x: &Tensor, ctx: &Ctx) -> (Tensor, Kv) {
+        let (cos, sin) = ctx.rope.as_ref().expect("llama context has rotary tables");
+        let (q, k, v) = self.qkv(layer, x, cos, sin);
+        let h = self.layers[layer]
+            .o
+            .forward(&attend(&q, &k, &v, Some(&ctx.mask)))
+            + x;
+        (h, Kv { k, v })
+    }
+
+    fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, pos: usize) -> Tensor {
+        let (cos, sin) = self.rope(pos as i64 + 1);
+        let (cos, sin) = (cos.narrow(0, pos as i64, 1), sin.narrow(0, pos as i64, 1));
+        let (q, k, v) = self.qkv(layer, x, &cos, &sin);
+        let (k, v) = (with_past(&past.k, &k, pos), with_past(&past.v, &v, pos));
+        self.layers[layer].o.forward(&attend(&q, &k, &v, None)) + x
+    }
+
+    fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor {
+        let ly = &self.layers[layer];
+        let h = h.rms_norm([self.cfg.d_model as i64], Some(&ly.post_norm), self.eps);
+        ly.gate.forward(&h).silu() * ly.up.forward(&h)
+    }
+
+    fn ffn_out(&self, layer: usize, h: &Tensor, a: &Tensor) -> Tensor {
+        self.layers[layer].down.forward(a) + h
+    }
+
+    fn head(&self, x: &Tensor) -> Tensor {
+        x.rms_norm([self.cfg.d_model as i64], Some(&self.norm), self.eps)
+            .linear::<Tensor>(&self.lm_head, None)
     }
 
     fn value_slots(&self, layer: usize) -> Tensor {
@@ -321,9 +358,5 @@ impl NeuronModel for Llama {
 
     fn input_embeddings(&self) -> &Tensor {
         &self.embed
-    }
-
-    fn device(&self) -> Device {
-        self.device
     }
 }

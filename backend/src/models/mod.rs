@@ -211,12 +211,57 @@ pub struct Forward {
     pub activations: Vec<Tensor>,
 }
 
+/// Per-batch tensors that every layer's attention needs (mask, rotary tables),
+/// built once by [`NeuronModel::context`].
+pub struct Ctx {
+    /// `[b, 1, s, s]` bool, true where a query may attend to a key.
+    pub mask: Tensor,
+    /// Llama's rotary `(cos, sin)`, each `[s, head_dim]`.
+    pub rope: Option<(Tensor, Tensor)>,
+}
+
+/// One layer's keys and values, `[b, kv_heads, s, head_dim]` (after rotary).
+pub struct Kv {
+    pub k: Tensor,
+    pub v: Tensor,
+}
+
 /// A transformer as the knowledge-neuron engine sees it.
+///
+/// Every architecture implements the same per-layer steps; the default
+/// [`NeuronModel::forward`] strings them together, and the attribution engine
+/// strings them together differently (resuming a pass at layer `l`, or at the
+/// last position only) without knowing the architecture. A layer is
+/// `h = attention(x)` (post-attention residual), `a = ffn_act(h)` (the neurons),
+/// `x' = ffn_out(h, a)`.
 pub trait NeuronModel: Send {
     fn config(&self) -> &ModelConfig;
 
-    /// Run the batch; `hooks` act on the neurons at each row's blank.
-    fn forward(&self, batch: &Batch, hooks: &Hooks) -> Forward;
+    fn device(&self) -> Device;
+
+    /// Token (and position) embeddings, `[b, s] -> [b, s, d]`.
+    fn embed(&self, batch: &Batch) -> Tensor;
+
+    /// The attention mask and position tables for `batch`.
+    fn context(&self, batch: &Batch) -> Ctx;
+
+    /// Layer `layer`'s attention sub-block on the whole sequence: returns the
+    /// post-attention residual `h` and the layer's keys and values.
+    fn attention(&self, layer: usize, x: &Tensor, ctx: &Ctx) -> (Tensor, Kv);
+
+    /// Causal models only: the attention sub-block for one new position `pos`
+    /// (`x: [r, 1, d]`), attending to `past` keys/values of positions `0..pos`
+    /// (a `[1, …]` batch shared by all `r` rows) and to itself.
+    fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, pos: usize) -> Tensor;
+
+    /// The neurons: `a = f(h·W_in)`, `[.., d] -> [.., d_ff]`.
+    fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor;
+
+    /// The FFN output and residual: `x' = h + a·W_out` (BERT then applies LayerNorm).
+    fn ffn_out(&self, layer: usize, h: &Tensor, a: &Tensor) -> Tensor;
+
+    /// Logits from the final hidden state at the blank, `[b, d] -> [b, vocab]`.
+    fn head(&self, x: &Tensor) -> Tensor;
 
     /// `W_out` of `layer` as a `[d_model, d_ff]` view of the live weights: column
     /// `i` is neuron `i`'s value slot (SPEC).
@@ -225,7 +270,21 @@ pub trait NeuronModel: Send {
     /// The input word embeddings, `[vocab, d_model]`.
     fn input_embeddings(&self) -> &Tensor;
 
-    fn device(&self) -> Device;
+    /// Run the batch; `hooks` act on the neurons at each row's blank.
+    fn forward(&self, batch: &Batch, hooks: &Hooks) -> Forward {
+        let ctx = self.context(batch);
+        let mut x = self.embed(batch);
+        let mut captured = Vec::new();
+        for l in 0..self.config().n_layers {
+            let (h, _) = self.attention(l, &x, &ctx);
+            let a = hooks.apply(l, self.ffn_act(l, &h), batch, &mut captured);
+            x = self.ffn_out(l, &h, &a);
+        }
+        Forward {
+            logits: self.head(&batch.at_blank(&x)),
+            activations: captured,
+        }
+    }
 }
 
 /// A loaded model: its runtime, its tokeniser and where it came from.
@@ -494,7 +553,7 @@ pub(crate) fn split_heads(x: &Tensor, n: i64) -> Tensor {
 
 /// Scaled dot-product attention on split heads; `k` and `v` may have fewer heads
 /// than `q` (grouped-query attention). Returns `[b, s, heads*dh]`.
-pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Tensor {
+pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Tensor {
     let (b, heads, s, dh) = q.size4().expect("[b, h, s, dh] queries");
     let kv_heads = k.size()[1];
     let (k, v) = if kv_heads != heads {
@@ -506,8 +565,23 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Tenso
     } else {
         (k.shallow_clone(), v.shallow_clone())
     };
-    Tensor::scaled_dot_product_attention(q, &k, &v, Some(mask), 0.0, false, None, false)
+    Tensor::scaled_dot_product_attention(q, &k, &v, mask, 0.0, false, None, false)
         .transpose(1, 2)
         .contiguous()
         .view([b, s, heads * dh])
+}
+
+/// Keys/values for one new position: `past` positions `0..pos` (batch 1, shared
+/// by all rows) followed by each row's own `new` entry.
+pub(crate) fn with_past(past: &Tensor, new: &Tensor, pos: usize) -> Tensor {
+    let r = new.size()[0];
+    let p = past.narrow(2, 0, pos as i64);
+    let sz = p.size();
+    Tensor::cat(
+        &[
+            p.expand([r, sz[1], sz[2], sz[3]], false),
+            new.shallow_clone(),
+        ],
+        2,
+    )
 }

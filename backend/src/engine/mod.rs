@@ -1,0 +1,45 @@
+//! The knowledge-neuron method (SPEC), on top of [`crate::models::NeuronModel`].
+//!
+//! * [`attribution`]: integrated gradients for every neuron of every layer at the
+//!   blank, and the activation baseline, for one prompt.
+//! * [`neurons`]: coarse selection, refining across paraphrases, adaptive `p`,
+//!   relation-level neurons.
+//! * [`intervene`]: suppress/amplify a neuron set at the blank, with controls.
+//! * [`edit`]: reversible weight edits (update a fact, erase a relation).
+
+pub mod attribution;
+pub mod intervene;
+pub mod neurons;
+
+use crate::models::Model;
+use crate::predict::{cloze, target_id, Cloze};
+use crate::Result;
+
+/// A neuron: layer and index in that layer's FFN intermediate activation.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Neuron {
+    pub layer: usize,
+    pub index: usize,
+}
+
+/// A prompt ready for the engine: tokens, blank, and the answer's token id.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub prompt: String,
+    pub cloze: Cloze,
+    pub target: u32,
+}
+
+impl Query {
+    pub fn new(model: &Model, prompt: &str, target: &str) -> Result<Self> {
+        let c = cloze(model, prompt)?;
+        let t = target_id(model, &c, target)?;
+        Ok(Query {
+            prompt: prompt.to_string(),
+            cloze: c,
+            target: t,
+        })
+    }
+}

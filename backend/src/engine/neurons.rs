@@ -1,0 +1,1 @@
+//! Selecting knowledge neurons (SPEC: "Selecting and refining").

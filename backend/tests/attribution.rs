@@ -1,0 +1,156 @@
+//! Integrated gradients against the independent Python reference
+//! (`scripts/reference_ig.py`, `transformers` hooks and autograd), for every
+//! architecture, both Riemann sums and every execution mode; and SPEC's
+//! completeness law.
+
+mod common;
+use common::*;
+use kn::engine::attribution::{attribute, Mode, Options, Riemann};
+use kn::engine::Query;
+use kn::predict::Cloze;
+
+fn query(model: &kn::Model, case: &serde_json::Value) -> Query {
+    let prompt = case["prompt"].as_str().unwrap();
+    let ids: Vec<u32> = case["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let q = Query::new(model, prompt, "x").map(|mut q| {
+        q.target = case["target"].as_u64().unwrap() as u32;
+        q
+    });
+    // The prompt's tokens are the reference's tokens (checked in golden.rs).
+    let q = q.unwrap_or_else(|_| Query {
+        prompt: prompt.into(),
+        cloze: kn::predict::cloze(model, prompt).unwrap(),
+        target: case["target"].as_u64().unwrap() as u32,
+    });
+    assert_eq!(q.cloze.ids, ids);
+    let _: &Cloze = &q.cloze;
+    q
+}
+
+fn check(dir: &str) {
+    let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+    let g = golden(dir);
+    let mut worst = 0.0f64;
+    for case in g["attribution"].as_array().unwrap() {
+        let q = query(&model, case);
+        for riemann in [Riemann::Right, Riemann::Left] {
+            for mode in [Mode::Naive, Mode::Resume, Mode::Fast] {
+                let opts = Options {
+                    steps: case["steps"].as_u64().unwrap() as usize,
+                    riemann,
+                    mode,
+                    max_batch: 8,
+                };
+                let a = attribute(&model, &q, &opts).unwrap();
+                let p = case["p_target"].as_f64().unwrap();
+                assert!(
+                    (a.p_target - p).abs() < 1e-6,
+                    "{dir}: P(target) {} vs {p}",
+                    a.p_target
+                );
+                for (l, layer) in case["layers"].as_array().unwrap().iter().enumerate() {
+                    let key = if riemann == Riemann::Right {
+                        "right"
+                    } else {
+                        "left"
+                    };
+                    let want: Vec<f64> = layer[key]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_f64().unwrap())
+                        .collect();
+                    let got: Vec<f32> = Vec::try_from(a.scores.get(l as i64)).unwrap();
+                    for (i, (&o, &w)) in got.iter().zip(&want).enumerate() {
+                        let err = (o as f64 - w).abs();
+                        assert!(
+                            err <= 1e-7f64.max(1e-4 * w.abs()),
+                            "{dir} {riemann:?} {mode:?}: layer {l} neuron {i}: {o} vs reference {w}"
+                        );
+                        if w.abs() > 1e-6 {
+                            worst = worst.max(err / w.abs());
+                        }
+                    }
+                    let p0 = layer["p_zero"].as_f64().unwrap();
+                    assert!((a.p_zero[l] - p0).abs() < 1e-6, "{dir}: P(0) at layer {l}");
+                    let acts: Vec<f32> = Vec::try_from(a.activations.get(l as i64)).unwrap();
+                    let ref_acts = case["activations"][l].as_array().unwrap();
+                    assert!(acts
+                        .iter()
+                        .zip(ref_acts)
+                        .all(|(&o, w)| (o as f64 - w.as_f64().unwrap()).abs() < 1e-5));
+                }
+            }
+        }
+    }
+    println!("{dir}: worst relative error of scores above 1e-6: {worst:.2e}");
+}
+
+#[test]
+fn bert_scores_match_reference() {
+    check("tiny-bert");
+}
+
+#[test]
+fn gpt2_scores_match_reference() {
+    check("tiny-gpt2");
+}
+
+#[test]
+fn llama_scores_match_reference() {
+    check("tiny-llama");
+}
+
+/// SPEC: Σ_i Attr(w_i) ≈ P(w̄) − P(0), up to the Riemann error, which shrinks
+/// as m grows. At m = 200 the residual is within 1% of ΔP — or of P(w̄) itself
+/// where ΔP is a small difference of large terms (the fixtures' last layers) —
+/// and it is at least 5× smaller than at m = 20, as a 1/m error must be.
+#[test]
+fn completeness_law_holds_at_200_steps() {
+    for dir in ["tiny-bert", "tiny-gpt2", "tiny-llama"] {
+        let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+        for case in golden(dir)["attribution"].as_array().unwrap() {
+            let q = query(&model, case);
+            let coarse = attribute(
+                &model,
+                &q,
+                &Options {
+                    steps: 20,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            let a = attribute(
+                &model,
+                &q,
+                &Options {
+                    steps: 200,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            for (l, r) in a.residual.iter().enumerate() {
+                let delta = a.p_target - a.p_zero[l];
+                let r20 = coarse.residual[l];
+                println!("{dir} layer {l}: P = {:.3e}, ΔP = {delta:.3e}, residual m=20 {r20:.3e}, m=200 {r:.3e}", a.p_target);
+                let scale = delta.abs().max(a.p_target);
+                assert!(
+                    r.abs() <= 0.01 * scale,
+                    "{dir} layer {l}: residual {r:e} vs ΔP {delta:e}, P {:e}",
+                    a.p_target
+                );
+                if r20.abs() > 1e-6 {
+                    assert!(
+                        r.abs() * 5.0 <= r20.abs(),
+                        "{dir} layer {l}: residual does not shrink with m ({r20:e} → {r:e})"
+                    );
+                }
+            }
+        }
+    }
+}
