@@ -3,6 +3,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kn::device::DeviceChoice;
+use kn::engine::attribution::{attribute, Mode, Options, Riemann};
+use kn::engine::intervene::{intervene, random_like};
+use kn::engine::neurons::{attribute_fact, fact_neurons, Thresholds};
+use kn::engine::Query;
 use kn::server::{AppState, ModelWorker};
 use kn::source::DEFAULT_MODEL;
 use kn_shared::{ApiError, PredictRequest};
@@ -43,6 +47,57 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Integrated-gradients attribution of every neuron at the blank (SPEC).
+    Attribute {
+        #[command(flatten)]
+        fact: FactArgs,
+        #[command(flatten)]
+        ig: IgArgs,
+        /// How many top neurons to list per prompt (text output).
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Knowledge neurons of a fact, refined across its paraphrases, and the
+    /// activation baseline's neurons.
+    Neurons {
+        #[command(flatten)]
+        fact: FactArgs,
+        #[command(flatten)]
+        ig: IgArgs,
+        #[command(flatten)]
+        sel: SelectArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suppress (×0) or amplify (×2) neurons at the blank and measure the answer's
+    /// probability, against baseline and random neurons.
+    Intervene {
+        #[command(flatten)]
+        fact: FactArgs,
+        #[command(flatten)]
+        ig: IgArgs,
+        #[command(flatten)]
+        sel: SelectArgs,
+        /// Neurons to scale (LAYER:INDEX, comma-separated); default: the fact's
+        /// refined knowledge neurons, with baseline and random controls.
+        #[arg(long, value_delimiter = ',')]
+        neurons: Vec<kn_shared::Neuron>,
+        /// Scale factor; default: both 0 (suppress) and 2 (amplify).
+        #[arg(long)]
+        factor: Option<f64>,
+        /// Seed of the random-neuron control.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A prompt of an unrelated fact (repeatable), for the unrelated control.
+        #[arg(long = "unrelated-prompt")]
+        unrelated_prompts: Vec<String>,
+        #[arg(long)]
+        unrelated_target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// A model's shapes.
     Info {
         #[arg(long, default_value = DEFAULT_MODEL)]
@@ -64,6 +119,113 @@ enum Cmd {
         #[arg(long, env = "KN_STATIC_DIR")]
         static_dir: Option<PathBuf>,
     },
+}
+
+/// A fact: its answer and its prompts.
+#[derive(clap::Args)]
+struct FactArgs {
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: String,
+    /// The answer at the blank (one token for this model).
+    #[arg(long)]
+    target: String,
+    /// A prompt with one [MASK] (repeat for paraphrases).
+    #[arg(long = "prompt", required = true)]
+    prompts: Vec<String>,
+}
+
+/// Integrated-gradients settings.
+#[derive(clap::Args)]
+struct IgArgs {
+    /// Riemann steps m.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, value_enum, default_value = "right")]
+    riemann: Riemann,
+    /// naive = one full pass per layer (the public implementations).
+    #[arg(long, value_enum, default_value = "fast")]
+    mode: Mode,
+    /// Most scaled copies per pass (bounds memory).
+    #[arg(long, default_value_t = 64)]
+    max_batch: usize,
+}
+
+impl IgArgs {
+    fn options(&self) -> Options {
+        Options {
+            steps: self.steps,
+            riemann: self.riemann,
+            mode: self.mode,
+            max_batch: self.max_batch,
+        }
+    }
+}
+
+/// Selection thresholds (SPEC).
+#[derive(clap::Args)]
+struct SelectArgs {
+    /// Coarse threshold: fraction of the prompt's maximum score.
+    #[arg(long, default_value_t = 0.2)]
+    t: f64,
+    /// Refining: in the coarse sets of more than this share of prompts.
+    #[arg(long, default_value_t = 0.7)]
+    p: f64,
+    /// ... and of at least this many prompts (the authors' code: 3).
+    #[arg(long, default_value_t = 1)]
+    min_prompts: usize,
+}
+
+impl SelectArgs {
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            t: self.t,
+            p: self.p,
+            min_prompts: self.min_prompts,
+        }
+    }
+}
+
+fn queries(m: &kn::Model, fact: &FactArgs) -> anyhow::Result<Vec<Query>> {
+    fact.prompts
+        .iter()
+        .map(|p| Query::new(m, p, &fact.target).with_context(|| format!("prompt {p:?}")))
+        .collect()
+}
+
+fn table(
+    m: &kn::Model,
+    a: &kn::engine::attribution::Attribution,
+    top: usize,
+) -> Vec<(kn_shared::Neuron, f64, f64)> {
+    let d_ff = m.config().d_ff as i64;
+    let (vals, idx) = a.scores.flatten(0, 1).topk(top as i64, 0, true, true);
+    let vals: Vec<f32> = Vec::try_from(&vals).unwrap_or_default();
+    let idx: Vec<i64> = Vec::try_from(&idx).unwrap_or_default();
+    idx.iter()
+        .zip(vals)
+        .map(|(&f, v)| {
+            let n = kn_shared::Neuron {
+                layer: (f / d_ff) as usize,
+                index: (f % d_ff) as usize,
+            };
+            (
+                n,
+                v as f64,
+                a.activations
+                    .double_value(&[n.layer as i64, n.index as i64]),
+            )
+        })
+        .collect()
+}
+
+fn print_effect(label: &str, e: &kn_shared::InterventionEffect) {
+    println!(
+        "  {label:<28} {:>3} neurons   mean P {:.5} -> {:.5}   change {:+.2}%",
+        e.neurons.len(),
+        e.mean_before,
+        e.mean_after,
+        100.0 * e.relative_change
+    );
 }
 
 fn main() {
@@ -137,6 +299,178 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "\ntarget  {:?}  p = {:.6}  rank {}",
                     t.token, t.prob, t.rank
                 );
+            }
+        }
+        Cmd::Attribute {
+            fact,
+            ig,
+            top,
+            json,
+        } => {
+            let m = kn::load_model(&fact.model, device)?;
+            let qs = queries(&m, &fact)?;
+            let mut out = Vec::new();
+            for q in &qs {
+                let a = attribute(&m, q, &ig.options())?;
+                if json {
+                    out.push(kn::engine::attribution::to_shared(&m, q, &a)?);
+                    continue;
+                }
+                println!(
+                    "prompt  {:?}   P({:?}) = {:.5}",
+                    q.prompt,
+                    m.tokenizer.token_text(q.target),
+                    a.p_target
+                );
+                println!("  top neurons (layer:index  score  activation)");
+                for (n, s, act) in table(&m, &a, top) {
+                    println!("    {n:<10} {s:>12.6e} {act:>10.4}");
+                }
+                let worst = a.residual.iter().map(|r| r.abs()).fold(0.0, f64::max);
+                println!(
+                    "  completeness: max |Σ Attr − (P(w̄) − P(0))| over layers = {worst:.3e}\n"
+                );
+            }
+            if json {
+                println!("{}", serde_json::to_string(&out)?);
+            }
+        }
+        Cmd::Neurons {
+            fact,
+            ig,
+            sel,
+            json,
+        } => {
+            let m = kn::load_model(&fact.model, device)?;
+            let fa = attribute_fact(&m, queries(&m, &fact)?, &ig.options())?;
+            let r = fact_neurons(&m, &fa, &fact.target, &sel.thresholds())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
+            for p in &r.prompts {
+                println!(
+                    "P = {:.5}  coarse {:>3} knowledge / {:>3} baseline   {:?}",
+                    p.p_target, p.coarse_knowledge, p.coarse_baseline, p.prompt
+                );
+            }
+            println!(
+                "\nknowledge neurons (t = {}, p = {}, {} prompts):",
+                r.t,
+                r.p,
+                r.prompts.len()
+            );
+            for n in &r.knowledge {
+                println!(
+                    "  {:<10} in {:>2} prompts   score {:.4e}   activation {:.4}",
+                    n.neuron().to_string(),
+                    n.prompts,
+                    n.score,
+                    n.activation
+                );
+            }
+            println!("baseline neurons:");
+            for n in &r.baseline {
+                println!(
+                    "  {:<10} in {:>2} prompts   score {:.4e}   activation {:.4}",
+                    n.neuron().to_string(),
+                    n.prompts,
+                    n.score,
+                    n.activation
+                );
+            }
+            println!(
+                "overlap: {:?}",
+                r.overlap
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            );
+        }
+        Cmd::Intervene {
+            fact,
+            ig,
+            sel,
+            neurons,
+            factor,
+            seed,
+            unrelated_prompts,
+            unrelated_target,
+            json,
+        } => {
+            let m = kn::load_model(&fact.model, device)?;
+            let qs = queries(&m, &fact)?;
+            let unrelated: Vec<Query> = match (&unrelated_target, unrelated_prompts.is_empty()) {
+                (Some(t), false) => unrelated_prompts
+                    .iter()
+                    .map(|p| Query::new(&m, p, t))
+                    .collect::<Result<_, _>>()?,
+                (None, false) => anyhow::bail!("--unrelated-prompt needs --unrelated-target"),
+                _ => Vec::new(),
+            };
+            let (kn_set, base_set) = if neurons.is_empty() {
+                let fa = attribute_fact(&m, qs.clone(), &ig.options())?;
+                let r = fact_neurons(&m, &fa, &fact.target, &sel.thresholds())?;
+                let k: Vec<_> = r.knowledge.iter().map(|n| n.neuron()).collect();
+                let b: Vec<_> = r.baseline.iter().map(|n| n.neuron()).collect();
+                if k.is_empty() {
+                    anyhow::bail!("the fact has no refined knowledge neurons at t = {}, p = {}; lower --p or --t", sel.t, sel.p);
+                }
+                (k, Some(b).filter(|b| !b.is_empty()))
+            } else {
+                (neurons, None)
+            };
+            let factors = factor.map_or(vec![0.0, 2.0], |f| vec![f]);
+            let mut reports = Vec::new();
+            for f in factors {
+                let random = random_like(m.config(), &kn_set, seed);
+                reports.push(kn_shared::InterventionReport {
+                    factor: f,
+                    knowledge: intervene(&m, &qs, &kn_set, f)?,
+                    baseline: base_set
+                        .as_ref()
+                        .map(|b| intervene(&m, &qs, b, f))
+                        .transpose()?,
+                    random: Some(intervene(&m, &qs, &random, f)?),
+                    unrelated: (!unrelated.is_empty())
+                        .then(|| intervene(&m, &unrelated, &kn_set, f))
+                        .transpose()?,
+                });
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+                return Ok(());
+            }
+            println!(
+                "knowledge neurons: {}",
+                kn_set
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            for r in &reports {
+                println!(
+                    "\nfactor {} ({})",
+                    r.factor,
+                    if r.factor == 0.0 {
+                        "suppress"
+                    } else if r.factor > 1.0 {
+                        "amplify"
+                    } else {
+                        "scale"
+                    }
+                );
+                print_effect("knowledge neurons", &r.knowledge);
+                if let Some(e) = &r.baseline {
+                    print_effect("baseline neurons", e);
+                }
+                if let Some(e) = &r.random {
+                    print_effect("random neurons", e);
+                }
+                if let Some(e) = &r.unrelated {
+                    print_effect("knowledge, unrelated prompts", e);
+                }
             }
         }
         Cmd::Info { model } => {

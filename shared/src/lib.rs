@@ -136,3 +136,146 @@ mod tests {
         assert_eq!(j["error"]["message"], "no [MASK]");
     }
 }
+
+// ---------------------------------------------------------------------------
+// The knowledge-neuron engine's results (SPEC), shared by `kn … --json` and the API.
+
+/// A neuron: a layer and an index into that layer's FFN intermediate activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Neuron {
+    pub layer: usize,
+    pub index: usize,
+}
+
+impl std::fmt::Display for Neuron {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "L{}:{}", self.layer, self.index)
+    }
+}
+
+impl std::str::FromStr for Neuron {
+    type Err = String;
+
+    /// `L3:1021` or `3:1021`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().trim_start_matches(['L', 'l']);
+        let (l, i) = t
+            .split_once(':')
+            .ok_or_else(|| format!("neuron `{s}`: expected LAYER:INDEX, e.g. L9:1021"))?;
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("neuron `{s}`: `{x}` is not a number"))
+        };
+        Ok(Neuron {
+            layer: parse(l)?,
+            index: parse(i)?,
+        })
+    }
+}
+
+/// One prompt's integrated-gradients attribution over every layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptAttribution {
+    pub prompt: String,
+    pub tokens: Vec<String>,
+    pub blank_index: usize,
+    /// `P(target)` of the unmodified model.
+    pub p_target: f64,
+    /// Per layer: `P(target)` with that layer's blank activation set to zero.
+    pub p_zero: Vec<f64>,
+    /// Per layer: `Σ_i Attr(w_i) − (P(w̄) − P(0))`, SPEC's completeness residual.
+    pub residual: Vec<f64>,
+    /// `[layers][d_ff]` attribution scores.
+    pub scores: Vec<Vec<f32>>,
+    /// `[layers][d_ff]` activations at the blank (the baseline's scores).
+    pub activations: Vec<Vec<f32>>,
+}
+
+/// A selected neuron with the evidence for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredNeuron {
+    pub layer: usize,
+    pub index: usize,
+    /// In how many prompts' coarse sets it was.
+    pub prompts: usize,
+    /// Mean attribution score over the prompts.
+    pub score: f64,
+    /// Mean activation at the blank over the prompts.
+    pub activation: f64,
+}
+
+impl ScoredNeuron {
+    pub fn neuron(&self) -> Neuron {
+        Neuron {
+            layer: self.layer,
+            index: self.index,
+        }
+    }
+}
+
+/// The knowledge neurons of one fact and the activation baseline's neurons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactNeurons {
+    pub target: String,
+    /// Coarse threshold `t` (fraction of the prompt's maximum score).
+    pub t: f64,
+    /// Refining share `p` used (after adaptation, if any).
+    pub p: f64,
+    pub min_prompts: usize,
+    /// Per prompt: `P(target)` and the sizes of the coarse sets.
+    pub prompts: Vec<PromptSummary>,
+    /// Refined knowledge neurons, strongest first.
+    pub knowledge: Vec<ScoredNeuron>,
+    /// Refined activation-baseline neurons, strongest first.
+    pub baseline: Vec<ScoredNeuron>,
+    /// Neurons in both sets.
+    pub overlap: Vec<Neuron>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptSummary {
+    pub prompt: String,
+    pub p_target: f64,
+    pub coarse_knowledge: usize,
+    pub coarse_baseline: usize,
+}
+
+/// One prompt before and after an intervention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptEffect {
+    pub prompt: String,
+    pub p_before: f64,
+    pub p_after: f64,
+    pub top1_before: String,
+    pub top1_after: String,
+}
+
+/// The effect of scaling a neuron set at the blank on a set of prompts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterventionEffect {
+    pub neurons: Vec<Neuron>,
+    pub factor: f64,
+    pub prompts: Vec<PromptEffect>,
+    pub mean_before: f64,
+    pub mean_after: f64,
+    /// `(mean_after − mean_before) / mean_before` (SPEC).
+    pub relative_change: f64,
+}
+
+/// Suppress or amplify a fact's knowledge neurons, with SPEC's controls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterventionReport {
+    pub factor: f64,
+    /// The knowledge neurons on the fact's own prompts.
+    pub knowledge: InterventionEffect,
+    /// The activation baseline's neurons on the same prompts.
+    #[serde(default)]
+    pub baseline: Option<InterventionEffect>,
+    /// Random neurons, same count per layer, on the same prompts.
+    #[serde(default)]
+    pub random: Option<InterventionEffect>,
+    /// The knowledge neurons on prompts of an unrelated fact.
+    #[serde(default)]
+    pub unrelated: Option<InterventionEffect>,
+}

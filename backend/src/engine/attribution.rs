@@ -289,3 +289,31 @@ pub fn attribute(model: &Model, q: &Query, opts: &Options) -> Result<Attribution
         residual,
     })
 }
+
+/// The shared (JSON) form of an attribution.
+pub fn to_shared(
+    model: &Model,
+    q: &Query,
+    a: &Attribution,
+) -> Result<kn_shared::PromptAttribution> {
+    let rows = |t: &Tensor| -> Result<Vec<Vec<f32>>> {
+        (0..t.size()[0])
+            .map(|l| Ok(Vec::<f32>::try_from(t.get(l))?))
+            .collect()
+    };
+    Ok(kn_shared::PromptAttribution {
+        prompt: q.prompt.clone(),
+        tokens: q
+            .cloze
+            .ids
+            .iter()
+            .map(|&i| model.tokenizer.token_text(i))
+            .collect(),
+        blank_index: q.cloze.blank,
+        p_target: a.p_target,
+        p_zero: a.p_zero.clone(),
+        residual: a.residual.clone(),
+        scores: rows(&a.scores)?,
+        activations: rows(&a.activations)?,
+    })
+}

@@ -14,15 +14,7 @@ pub mod neurons;
 use crate::models::Model;
 use crate::predict::{cloze, target_id, Cloze};
 use crate::Result;
-
-/// A neuron: layer and index in that layer's FFN intermediate activation.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub struct Neuron {
-    pub layer: usize,
-    pub index: usize,
-}
+pub use kn_shared::Neuron;
 
 /// A prompt ready for the engine: tokens, blank, and the answer's token id.
 #[derive(Debug, Clone)]
