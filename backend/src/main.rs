@@ -369,7 +369,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     n.activation
                 );
             }
-            println!("baseline neurons:");
+            println!(
+                "baseline neurons (activation, t tuned to {}):",
+                r.baseline_t
+            );
             for n in &r.baseline {
                 println!(
                     "  {:<10} in {:>2} prompts   score {:.4e}   activation {:.4}",

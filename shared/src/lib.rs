@@ -220,6 +220,8 @@ pub struct FactNeurons {
     pub target: String,
     /// Coarse threshold `t` (fraction of the prompt's maximum score).
     pub t: f64,
+    /// The baseline's coarse threshold, tuned so it yields 2–5 neurons (SPEC).
+    pub baseline_t: f64,
     /// Refining share `p` used (after adaptation, if any).
     pub p: f64,
     pub min_prompts: usize,
@@ -278,4 +280,44 @@ pub struct InterventionReport {
     /// The knowledge neurons on prompts of an unrelated fact.
     #[serde(default)]
     pub unrelated: Option<InterventionEffect>,
+}
+
+/// One value slot changed by an edit: its exact contents before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotEdit {
+    pub layer: usize,
+    pub index: usize,
+    pub before: Vec<f32>,
+    pub after: Vec<f32>,
+}
+
+/// A reversible weight edit: the base weights on disk are never changed; an edit
+/// set is applied to the model in memory, undone exactly, saved and loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditSet {
+    /// Fingerprint of the model the edit was made for.
+    pub model: String,
+    /// What the edit does, in words (`update Paris -> London`, `erase P19`).
+    pub description: String,
+    pub slots: Vec<SlotEdit>,
+}
+
+/// Success of an edit on a fact's prompts and its side effects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditMetrics {
+    /// Share of the fact's prompts whose top-1 is no longer the old answer.
+    pub change_rate: f64,
+    /// Share whose top-1 is the new answer.
+    pub success_rate: f64,
+    /// Perplexity `exp(mean −log P(gold))` over other prompts, before and after.
+    pub perplexity: Vec<PerplexityChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerplexityChange {
+    /// `intra` (same relation), `inter` (other relations), or a name.
+    pub set: String,
+    pub prompts: usize,
+    pub before: f64,
+    pub after: f64,
 }

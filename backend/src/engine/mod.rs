@@ -8,6 +8,7 @@
 //! * [`edit`]: reversible weight edits (update a fact, erase a relation).
 
 pub mod attribution;
+pub mod edit;
 pub mod intervene;
 pub mod neurons;
 

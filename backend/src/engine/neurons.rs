@@ -137,6 +137,40 @@ pub fn adaptive_refine(
     }
 }
 
+/// The activation baseline's coarse threshold, tuned (SPEC: "the same adaptive
+/// way") so that its refined sets average 2–5 neurons per fact: `t` moves by
+/// 0.05 within [0.05, 0.95]. Activations are far less peaked than attributions,
+/// so at the knowledge neurons' `t` the baseline would pick dozens.
+pub fn tune_baseline_t(facts: &[&FactAttribution], t0: f64, p: f64, min_prompts: usize) -> f64 {
+    let mean_count = |t: f64| {
+        facts
+            .iter()
+            .map(|f| refine(&f.coarse_baseline(t), p, min_prompts).len())
+            .sum::<usize>() as f64
+            / facts.len().max(1) as f64
+    };
+    let mut t = t0;
+    for _ in 0..18 {
+        let c = mean_count(t);
+        let next = if c > 5.0 {
+            t + 0.05
+        } else if c < 2.0 {
+            t - 0.05
+        } else {
+            return t;
+        };
+        if !(0.05..=0.95).contains(&next) {
+            return t;
+        }
+        // Moving down past a set that was too large would oscillate: stop there.
+        if c < 2.0 && mean_count(next) > 5.0 {
+            return t;
+        }
+        t = (next * 100.0).round() / 100.0;
+    }
+    t
+}
+
 /// Neurons shared by at least `share` of the facts' refined sets, with counts.
 pub fn relation_neurons(facts: &[Vec<Neuron>], share: f64) -> Vec<(Neuron, usize)> {
     let mut counts: BTreeMap<Neuron, usize> = BTreeMap::new();
@@ -239,7 +273,8 @@ pub fn fact_neurons(
 ) -> Result<FactNeurons> {
     th.validate()?;
     let ck = fact.coarse_knowledge(th.t);
-    let cb = fact.coarse_baseline(th.t);
+    let baseline_t = tune_baseline_t(&[fact], th.t, th.p, th.min_prompts);
+    let cb = fact.coarse_baseline(baseline_t);
     let knowledge = fact.scored(&refine(&ck, th.p, th.min_prompts), true);
     let baseline = fact.scored(&refine(&cb, th.p, th.min_prompts), false);
     let overlap = knowledge
@@ -263,6 +298,7 @@ pub fn fact_neurons(
     Ok(FactNeurons {
         target: target.to_string(),
         t: th.t,
+        baseline_t,
         p: th.p,
         min_prompts: th.min_prompts,
         prompts,

@@ -1,0 +1,282 @@
+//! Reversible weight edits (SPEC: "Editing weights").
+//!
+//! An edit is an [`EditSet`]: for every value slot it touches (column `i` of
+//! layer `l`'s `W_out`), the exact contents before and after. Applying writes
+//! `after` into the live tensor; undoing writes `before` back, so the logits are
+//! restored bit for bit; the files on disk are never written. Each set carries
+//! the model's fingerprint, and applying one to another model is an error.
+
+use super::{Neuron, Query};
+use crate::engine::intervene::{probabilities, validate};
+use crate::models::{Hooks, Model};
+use crate::{Error, Result};
+use kn_shared::{EditSet, SlotEdit};
+use tch::{Kind, Tensor};
+
+/// A short identity of the weights: architecture, shapes and a checksum of the
+/// embeddings and the first layer's value slots.
+pub fn fingerprint(model: &Model) -> String {
+    let c = model.config();
+    let net = &model.net;
+    let sum = |t: &Tensor| {
+        tch::no_grad(|| {
+            t.to_kind(Kind::Double)
+                .abs()
+                .sum(Kind::Double)
+                .double_value(&[])
+        })
+    };
+    let check = sum(net.input_embeddings()) + 3.0 * sum(&net.value_slots(0));
+    format!(
+        "{:?}-{}x{}-d{}-v{}-{:016x}",
+        c.arch,
+        c.n_layers,
+        c.d_ff,
+        c.d_model,
+        c.vocab_size,
+        check.to_bits()
+    )
+    .to_lowercase()
+}
+
+fn slot(model: &Model, n: Neuron) -> Tensor {
+    model.net.value_slots(n.layer).select(1, n.index as i64)
+}
+
+fn read_slot(model: &Model, n: Neuron) -> Result<Vec<f32>> {
+    Ok(Vec::<f32>::try_from(slot(model, n).to(tch::Device::Cpu))?)
+}
+
+fn write_slot(model: &Model, n: Neuron, values: &[f32]) {
+    let src = Tensor::from_slice(values).to(model.net.device());
+    tch::no_grad(|| {
+        let mut s = slot(model, n);
+        s.copy_(&src);
+    });
+}
+
+/// Check that `edit` fits this model (fingerprint, ranges, slot sizes).
+fn check(model: &Model, edit: &EditSet, fp: &str) -> Result<()> {
+    if edit.model != fp {
+        return Err(Error::InvalidArgument(format!(
+            "this edit was made for model `{}`, not for the loaded model `{fp}`",
+            edit.model
+        )));
+    }
+    let d = model.config().d_model;
+    for s in &edit.slots {
+        validate(
+            model.config(),
+            &[Neuron {
+                layer: s.layer,
+                index: s.index,
+            }],
+        )?;
+        if s.before.len() != d || s.after.len() != d {
+            return Err(Error::InvalidArgument(format!(
+                "slot L{}:{} has {} values, the model's are {d}",
+                s.layer,
+                s.index,
+                s.after.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Apply an edit set made for this model (with [`fingerprint`] `fp`, taken
+/// before any edit). Slots must hold their `before` values.
+pub fn apply(model: &Model, edit: &EditSet, fp: &str) -> Result<()> {
+    check(model, edit, fp)?;
+    for s in &edit.slots {
+        let n = Neuron {
+            layer: s.layer,
+            index: s.index,
+        };
+        if read_slot(model, n)? != s.before {
+            return Err(Error::InvalidArgument(format!(
+                "value slot {n} has changed since this edit was made: undo later edits first"
+            )));
+        }
+    }
+    for s in &edit.slots {
+        write_slot(
+            model,
+            Neuron {
+                layer: s.layer,
+                index: s.index,
+            },
+            &s.after,
+        );
+    }
+    Ok(())
+}
+
+/// Undo an applied edit set exactly.
+pub fn undo(model: &Model, edit: &EditSet, fp: &str) -> Result<()> {
+    check(model, edit, fp)?;
+    for s in edit.slots.iter().rev() {
+        write_slot(
+            model,
+            Neuron {
+                layer: s.layer,
+                index: s.index,
+            },
+            &s.before,
+        );
+    }
+    Ok(())
+}
+
+/// Options of SPEC's fact update.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateOptions {
+    /// Neurons kept, top by attribution (4 in the paper).
+    pub k: usize,
+    pub lambda1: f64,
+    pub lambda2: f64,
+    /// Rescale each embedding to the norm of the value slot first (the authors' code).
+    pub norm_scaled: bool,
+}
+
+impl Default for UpdateOptions {
+    fn default() -> Self {
+        UpdateOptions {
+            k: 4,
+            lambda1: 1.0,
+            lambda2: 8.0,
+            norm_scaled: false,
+        }
+    }
+}
+
+/// SPEC's update `<h, r, t> → <h, r, t'>`: for each neuron (already filtered
+/// and ordered by the caller; the first `k` are used),
+/// `v_i := v_i − λ1·e(t) + λ2·e(t')`.
+pub fn update_fact(
+    model: &Model,
+    neurons: &[Neuron],
+    old: u32,
+    new: u32,
+    opts: &UpdateOptions,
+    description: String,
+) -> Result<EditSet> {
+    let neurons: Vec<Neuron> = neurons.iter().copied().take(opts.k).collect();
+    validate(model.config(), &neurons)?;
+    if opts.k == 0 {
+        return Err(Error::InvalidArgument("k must be at least 1".into()));
+    }
+    let vocab = model.config().vocab_size as u32;
+    if old >= vocab || new >= vocab {
+        return Err(Error::InvalidArgument(
+            "answer token outside the vocabulary".into(),
+        ));
+    }
+    let emb = model.net.input_embeddings();
+    let (e_old, e_new) = (emb.get(old as i64), emb.get(new as i64));
+    let slots = tch::no_grad(|| -> Result<Vec<SlotEdit>> {
+        neurons
+            .iter()
+            .map(|&n| {
+                let v = slot(model, n);
+                let (mut a, mut b) = (e_old.shallow_clone(), e_new.shallow_clone());
+                if opts.norm_scaled {
+                    let norm = v.norm();
+                    a = &a * &norm / a.norm();
+                    b = &b * &norm / b.norm();
+                }
+                let after = &v - a * opts.lambda1 + b * opts.lambda2;
+                Ok(SlotEdit {
+                    layer: n.layer,
+                    index: n.index,
+                    before: Vec::<f32>::try_from(v.to(tch::Device::Cpu))?,
+                    after: Vec::<f32>::try_from(after.to(tch::Device::Cpu))?,
+                })
+            })
+            .collect()
+    })?;
+    Ok(EditSet {
+        model: fingerprint(model),
+        description,
+        slots,
+    })
+}
+
+/// What erased value slots become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EraseWith {
+    /// Zero (the paper).
+    #[default]
+    Zero,
+    /// The `[UNK]` token's embedding (an option of the authors' code).
+    Unk,
+}
+
+/// SPEC's erase: set the value slots of `neurons` to zero (or `[UNK]`'s embedding).
+pub fn erase(
+    model: &Model,
+    neurons: &[Neuron],
+    with: EraseWith,
+    description: String,
+) -> Result<EditSet> {
+    validate(model.config(), neurons)?;
+    let fill = match with {
+        EraseWith::Zero => Tensor::zeros(
+            [model.config().d_model as i64],
+            (Kind::Float, tch::Device::Cpu),
+        ),
+        EraseWith::Unk => {
+            let unk = ["[UNK]", "<unk>", "<|endoftext|>"]
+                .iter()
+                .find_map(|t| model.tokenizer.token_to_id(t))
+                .ok_or_else(|| {
+                    Error::InvalidArgument(
+                        "this tokenizer has no unknown token; erase with zero".into(),
+                    )
+                })?;
+            model
+                .net
+                .input_embeddings()
+                .get(unk as i64)
+                .to(tch::Device::Cpu)
+        }
+    };
+    let after = Vec::<f32>::try_from(&fill)?;
+    let slots = neurons
+        .iter()
+        .map(|&n| {
+            Ok(SlotEdit {
+                layer: n.layer,
+                index: n.index,
+                before: read_slot(model, n)?,
+                after: after.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(EditSet {
+        model: fingerprint(model),
+        description,
+        slots,
+    })
+}
+
+/// `exp(mean −log P(gold))` over `queries` (each query's target is its gold answer).
+pub fn perplexity(model: &Model, queries: &[Query]) -> Result<f64> {
+    let (p, _) = probabilities(model, queries, &Hooks::default())?;
+    let nll: f64 = p
+        .iter()
+        .map(|&x| -(x.max(f64::MIN_POSITIVE)).ln())
+        .sum::<f64>()
+        / p.len() as f64;
+    Ok(nll.exp())
+}
+
+/// Change and success rates on a fact's prompts: top-1 no longer `old`, top-1 is `new`.
+pub fn rates(model: &Model, queries: &[Query], old: u32, new: u32) -> Result<(f64, f64)> {
+    let (_, top) = probabilities(model, queries, &Hooks::default())?;
+    let n = top.len() as f64;
+    Ok((
+        top.iter().filter(|&&t| t != old).count() as f64 / n,
+        top.iter().filter(|&&t| t == new).count() as f64 / n,
+    ))
+}

@@ -1,0 +1,122 @@
+//! Reversible edits: undo restores the logits exactly, a saved and reloaded edit
+//! set reproduces the edited logits, an edit refuses another model, and the files
+//! on disk never change.
+
+mod common;
+use common::*;
+use kn::engine::edit::{apply, erase, fingerprint, undo, update_fact, EraseWith, UpdateOptions};
+use kn::engine::{Neuron, Query};
+use kn::models::{Batch, Hooks};
+use kn_shared::EditSet;
+
+fn logits(m: &kn::Model, q: &Query) -> Vec<f32> {
+    let b = Batch::new(std::slice::from_ref(&q.cloze.ids), &[q.cloze.blank], cpu()).unwrap();
+    Vec::try_from(tch::no_grad(|| {
+        m.net.forward(&b, &Hooks::default()).logits.get(0)
+    }))
+    .unwrap()
+}
+
+fn file_bytes(dir: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(dir).join("model.safetensors")).unwrap()
+}
+
+/// A query whose target is the model's current top-1, so the update has something to change.
+fn top1_query(m: &kn::Model, prompt: &str) -> Query {
+    let mut q = Query::new(m, prompt, "x").unwrap_or_else(|_| Query {
+        prompt: prompt.into(),
+        cloze: kn::predict::cloze(m, prompt).unwrap(),
+        target: 0,
+    });
+    let l = logits(m, &q);
+    q.target = l
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0 as u32;
+    q
+}
+
+#[test]
+fn undo_is_exact_and_saved_edits_reproduce() {
+    for dir in ["tiny-bert", "tiny-gpt2", "tiny-llama"] {
+        let on_disk = file_bytes(dir);
+        let m = kn::load_model(&fixture(dir), cpu()).unwrap();
+        let fp = fingerprint(&m);
+        let q = top1_query(&m, "The capital of France is [MASK].");
+        let before = logits(&m, &q);
+        let neurons = [
+            Neuron { layer: 0, index: 3 },
+            Neuron { layer: 2, index: 5 },
+            Neuron { layer: 1, index: 7 },
+        ];
+        let new = (q.target + 1) % m.config().vocab_size as u32;
+        let edit = update_fact(
+            &m,
+            &neurons,
+            q.target,
+            new,
+            &UpdateOptions::default(),
+            "test".into(),
+        )
+        .unwrap();
+        assert_eq!(edit.slots.len(), 3);
+        apply(&m, &edit, &fp).unwrap();
+        let edited = logits(&m, &q);
+        assert_ne!(edited, before, "{dir}: the edit changed nothing");
+        undo(&m, &edit, &fp).unwrap();
+        assert_eq!(
+            logits(&m, &q),
+            before,
+            "{dir}: undo must restore the logits exactly"
+        );
+
+        // Save, load into a fresh copy of the model, apply: the same edited logits.
+        let json = serde_json::to_string(&edit).unwrap();
+        let loaded: EditSet = serde_json::from_str(&json).unwrap();
+        let m2 = kn::load_model(&fixture(dir), cpu()).unwrap();
+        apply(&m2, &loaded, &fingerprint(&m2)).unwrap();
+        assert_eq!(
+            logits(&m2, &q),
+            edited,
+            "{dir}: a reloaded edit reproduces the logits"
+        );
+        // Applying twice is refused: the slots no longer hold their `before`.
+        let e = apply(&m2, &loaded, &fingerprint(&m)).unwrap_err();
+        assert!(e.to_string().contains("has changed"), "{e}");
+
+        // Erase, then undo.
+        let er = erase(&m, &neurons, EraseWith::Zero, "erase".into()).unwrap();
+        apply(&m, &er, &fp).unwrap();
+        assert_ne!(logits(&m, &q), before);
+        undo(&m, &er, &fp).unwrap();
+        assert_eq!(logits(&m, &q), before);
+        assert_eq!(
+            file_bytes(dir),
+            on_disk,
+            "{dir}: the weights on disk changed"
+        );
+    }
+}
+
+#[test]
+fn an_edit_for_another_model_is_refused() {
+    let bert = kn::load_model(&fixture("tiny-bert"), cpu()).unwrap();
+    let gpt2 = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let edit = erase(
+        &bert,
+        &[Neuron { layer: 0, index: 1 }],
+        EraseWith::Zero,
+        "x".into(),
+    )
+    .unwrap();
+    let e = apply(&gpt2, &edit, &fingerprint(&gpt2)).unwrap_err();
+    assert!(e.to_string().contains("was made for model"), "{e}");
+    let e = undo(&gpt2, &edit, &fingerprint(&gpt2)).unwrap_err();
+    assert!(e.to_string().contains("was made for model"), "{e}");
+    // Same architecture and shapes, different weights: the checksum tells them apart.
+    let llama = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+    let q4 = kn::load_model(&fixture("tiny-llama-Q4_1.gguf"), cpu()).unwrap();
+    assert_ne!(fingerprint(&llama), fingerprint(&q4));
+}
