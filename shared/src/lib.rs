@@ -321,3 +321,13 @@ pub struct PerplexityChange {
     pub before: f64,
     pub after: f64,
 }
+
+/// An edit with its measured effect and the random-neuron control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditReport {
+    pub edit: EditSet,
+    pub metrics: EditMetrics,
+    /// The same edit on random neurons of the same count.
+    #[serde(default)]
+    pub random: Option<EditMetrics>,
+}
