@@ -437,12 +437,31 @@ def make_smollm2_tokenizer_golden(out, gguf_path):
         json.dump(data, f)
 
 
+def make_bert_base(out):
+    """A random-initialised checkpoint of bert-base-cased's shape (12 layers, 768,
+    3072, vocabulary 28996) for benchmarks; its tokenizer is the fixture's."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    set_seed(4)
+    os.makedirs(out, exist_ok=True)
+    tok = train_wordpiece(out)
+    cfg = BertConfig(vocab_size=28996)  # the defaults are bert-base's shapes
+    BertForMaskedLM(cfg).save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    print(f"fixtures: bert-base-shaped checkpoint in {out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "fixtures", "models"))
     ap.add_argument("--smollm2", help="path of SmolLM2's GGUF file, for tokenizer goldens")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--bert-base", metavar="DIR", help="only write a bert-base-shaped checkpoint to DIR")
     args = ap.parse_args()
+    if args.bert_base:
+        if not os.path.exists(os.path.join(args.bert_base, "model.safetensors")):
+            make_bert_base(args.bert_base)
+        return
 
     h = hashlib.sha256(open(__file__, "rb").read())
     h.update(open(os.path.join(HERE, "reference_ig.py"), "rb").read())

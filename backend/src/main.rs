@@ -104,6 +104,29 @@ enum Cmd {
         #[command(subcommand)]
         cmd: EditCmd,
     },
+    /// Time finding one fact's neurons (attribution of every prompt, then
+    /// refining) in each execution mode; seconds per fact and per prompt, and
+    /// peak memory. A harness, not a test: scripts/bench.sh runs it beside the
+    /// peer implementation.
+    Bench {
+        #[command(flatten)]
+        fact: FactArgs,
+        #[command(flatten)]
+        ig: IgArgs,
+        /// Modes to time, in order (`naive` is the public implementations' method).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "naive,resume,fast"
+        )]
+        modes: Vec<Mode>,
+        /// Timed repetitions per mode (the best is reported).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// A model's shapes.
     Info {
         #[arg(long, default_value = DEFAULT_MODEL)]
@@ -624,6 +647,82 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Edit { cmd } => run_edit(cmd, device)?,
+        Cmd::Bench {
+            fact,
+            ig,
+            modes,
+            repeat,
+            json,
+        } => {
+            let m = kn::load_model(&fact.model, device)?;
+            let qs = queries(&m, &fact)?;
+            let mut rows = Vec::new();
+            // Warm-up: first-call allocations and thread pools are not the method's cost.
+            attribute(
+                &m,
+                &qs[0],
+                &Options {
+                    steps: 2,
+                    ..ig.options()
+                },
+            )?;
+            for mode in modes {
+                reset_peak_memory();
+                let mut best = f64::INFINITY;
+                for _ in 0..repeat.max(1) {
+                    let t0 = std::time::Instant::now();
+                    let fa = attribute_fact(
+                        &m,
+                        qs.clone(),
+                        &Options {
+                            mode,
+                            ..ig.options()
+                        },
+                    )?;
+                    let _ = fact_neurons(&m, &fa, &fact.target, &Thresholds::default())?;
+                    best = best.min(t0.elapsed().as_secs_f64());
+                }
+                rows.push(serde_json::json!({
+                    "mode": format!("{mode:?}").to_lowercase(),
+                    "seconds_per_fact": best,
+                    "seconds_per_prompt": best / qs.len() as f64,
+                    "peak_rss_mib": peak_memory_mib(),
+                }));
+            }
+            let out = serde_json::json!({
+                "model": fact.model,
+                "device": kn::device::describe(device),
+                "threads": tch::get_num_threads(),
+                "prompts": qs.len(),
+                "steps": ig.steps,
+                "max_batch": ig.max_batch,
+                "layers": m.config().n_layers,
+                "d_ff": m.config().d_ff,
+                "results": rows,
+            });
+            if json {
+                println!("{out}");
+            } else {
+                println!(
+                    "{} ({} layers x {} neurons), {} prompts, m = {}, {} threads on {}",
+                    fact.model,
+                    m.config().n_layers,
+                    m.config().d_ff,
+                    qs.len(),
+                    ig.steps,
+                    tch::get_num_threads(),
+                    kn::device::describe(device)
+                );
+                let first = rows
+                    .first()
+                    .and_then(|r| r["seconds_per_fact"].as_f64())
+                    .unwrap_or(1.0);
+                for r in &rows {
+                    let s = r["seconds_per_fact"].as_f64().unwrap_or(0.0);
+                    println!("  {:<7} {:>9.2} s/fact  {:>8.3} s/prompt  peak RSS {:>6.0} MiB  {:>5.2}x vs first", r["mode"].as_str().unwrap_or(""), s, r["seconds_per_prompt"].as_f64().unwrap_or(0.0), r["peak_rss_mib"].as_f64().unwrap_or(0.0), first / s);
+                }
+            }
+        }
         Cmd::Info { model } => {
             let m = kn::load_model(&model, device)?;
             println!("{}", serde_json::to_string_pretty(m.config())?);
@@ -812,6 +911,23 @@ fn run_edit(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reset the kernel's peak-RSS counter (Linux), so each mode's peak is its own.
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last reset, in MiB (Linux; 0 elsewhere).
+fn peak_memory_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// `dist/` beside the working directory or the repository the binary was built in.

@@ -164,70 +164,131 @@ pub(crate) fn trace(model: &Model, q: &Query) -> Result<Trace> {
 }
 
 /// `r` copies of the traced prompt (for passes over the whole sequence).
-fn copies(t: &Trace, r: i64) -> (Batch, i64) {
-    let ids: Vec<u32> = Vec::<i64>::try_from(t.batch.ids.get(0))
-        .expect("ids")
+fn copies(t: &Trace, r: i64) -> Result<Batch> {
+    let ids: Vec<u32> = Vec::<i64>::try_from(t.batch.ids.get(0))?
         .into_iter()
         .map(|i| i as u32)
         .collect();
     let blank = t.batch.blank.int64_value(&[0]) as usize;
-    let b = Batch::new(
+    Batch::new(
         &vec![ids; r as usize],
         &vec![blank; r as usize],
         t.batch.ids.device(),
     )
-    .expect("valid copies");
-    (b, r)
 }
 
-/// Logits at the blank, `[r, vocab]`, with layer `layer`'s blank activation
-/// replaced by the rows of `act` (`[r, d_ff]`).
+/// Logits at the blank for scaled copies of the traced prompt.
+///
+/// `acts[g]` (`[r_g, d_ff]`) replaces the blank activation of layer
+/// `first + g`. In the resuming modes the copies form a staircase: the rows of
+/// layer `first` start at its FFN output, and at every later layer `j` the rows
+/// of layer `j` join the batch, so one pass (and one backward) serves the whole
+/// group with larger matrix products. Rows come back in the order of `acts`.
 pub(crate) fn scaled_logits(
     model: &Model,
     t: &Trace,
-    layer: usize,
-    act: &Tensor,
+    first: usize,
+    acts: &[Tensor],
     mode: Mode,
-) -> Tensor {
+) -> Result<Tensor> {
     let net = &model.net;
     let n_layers = net.config().n_layers;
-    let r = act.size()[0];
     let causal = !net.config().arch.is_masked();
-    match mode {
-        Mode::Naive => {
-            let (b, _) = copies(t, r);
+    if mode == Mode::Naive {
+        // One full forward pass per layer, as the public implementations do.
+        let mut out = Vec::new();
+        for (g, act) in acts.iter().enumerate() {
+            let b = copies(t, act.size()[0])?;
             let mut hooks = Hooks::default();
             hooks
                 .ops
-                .insert(layer, NeuronOp::Replace(act.shallow_clone()));
-            net.forward(&b, &hooks).logits
+                .insert(first + g, NeuronOp::Replace(act.shallow_clone()));
+            out.push(net.forward(&b, &hooks).logits);
         }
-        Mode::Fast if causal => {
-            // Causal blank = last position: resume on that position alone.
-            let pos = t.batch.seq_len - 1;
-            let d = t.h[layer].size()[2];
-            let h = t.h[layer].narrow(1, pos as i64, 1).expand([r, 1, d], false);
-            let mut x = net.ffn_out(layer, &h, &act.unsqueeze(1));
-            for j in layer + 1..n_layers {
-                let h = net.attention_at(j, &x, &t.kv[j], pos);
-                x = net.ffn_out(j, &h, &net.ffn_act(j, &h));
+        return Ok(Tensor::cat(&out, 0));
+    }
+    let total: i64 = acts.iter().map(|a| a.size()[0]).sum();
+    let last = first + acts.len() - 1;
+    if mode == Mode::Fast && causal {
+        // Causal blank = last position: only that position is recomputed; the
+        // earlier positions' keys and values come from the trace.
+        let pos = t.batch.seq_len - 1;
+        let d = t.h[first].size()[2];
+        let mut x: Option<Tensor> = None;
+        for j in first..n_layers {
+            if let Some(prev) = &x {
+                let h = net.attention_at(j, prev, &t.kv[j], pos);
+                x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
             }
-            net.head(&x.squeeze_dim(1))
+            if j <= last {
+                let act = &acts[j - first];
+                let r = act.size()[0];
+                let h = t.h[j].narrow(1, pos as i64, 1).expand([r, 1, d], false);
+                let entering = net.ffn_out(j, &h, &act.unsqueeze(1));
+                // New rows go first, so that the final order is last..first; reversed below.
+                x = Some(match x {
+                    None => entering,
+                    Some(prev) => Tensor::cat(&[entering, prev], 0),
+                });
+            }
         }
-        Mode::Resume | Mode::Fast => {
-            let (b, _) = copies(t, r);
-            let ctx: Ctx = net.context(&b);
-            let sz = t.a[layer].size();
-            let a = b.put_at_blank(&t.a[layer].expand([r, sz[1], sz[2]], false), act);
-            let hsz = t.h[layer].size();
-            let mut x = net.ffn_out(layer, &t.h[layer].expand([r, hsz[1], hsz[2]], false), &a);
-            for j in layer + 1..n_layers {
-                let (h, _) = net.attention(j, &x, &ctx);
-                x = net.ffn_out(j, &h, &net.ffn_act(j, &h));
-            }
-            net.head(&b.at_blank(&x))
+        let logits = net.head(&x.expect("at least one layer").squeeze_dim(1));
+        return Ok(reorder(&logits, acts));
+    }
+    // Whole-sequence staircase (masked models, or `Resume`).
+    let b = copies(t, total)?;
+    let ctx: Ctx = net.context(&b);
+    let (s, d, d_ff) = (
+        t.batch.seq_len as i64,
+        t.h[first].size()[2],
+        t.a[first].size()[2],
+    );
+    let mut x: Option<Tensor> = None;
+    let mut rows = 0i64;
+    for j in first..n_layers {
+        if let Some(prev) = &x {
+            let sub = ctx_rows(&ctx, rows);
+            let (h, _) = net.attention(j, prev, &sub);
+            x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
+        }
+        if j <= last {
+            let act = &acts[j - first];
+            let r = act.size()[0];
+            let sub = copies(t, r)?;
+            let a = sub.put_at_blank(&t.a[j].expand([r, s, d_ff], false), act);
+            let entering = net.ffn_out(j, &t.h[j].expand([r, s, d], false), &a);
+            x = Some(match x {
+                None => entering,
+                Some(prev) => Tensor::cat(&[entering, prev], 0),
+            });
+            rows += r;
         }
     }
+    let logits = net.head(&b.at_blank(&x.expect("at least one layer")));
+    Ok(reorder(&logits, acts))
+}
+
+/// The first `rows` rows of a context built for the whole staircase.
+fn ctx_rows(ctx: &Ctx, rows: i64) -> Ctx {
+    Ctx {
+        mask: ctx.mask.narrow(0, 0, rows),
+        rope: ctx
+            .rope
+            .as_ref()
+            .map(|(c, s)| (c.shallow_clone(), s.shallow_clone())),
+    }
+}
+
+/// The staircase stacks later layers' rows first; put them back in `acts` order.
+fn reorder(logits: &Tensor, acts: &[Tensor]) -> Tensor {
+    let mut parts = Vec::with_capacity(acts.len());
+    let mut end = logits.size()[0];
+    for a in acts {
+        let r = a.size()[0];
+        parts.push(logits.narrow(0, end - r, r));
+        end -= r;
+    }
+    Tensor::cat(&parts, 0)
 }
 
 /// Integrated gradients for every layer of one prompt.
@@ -246,44 +307,76 @@ pub fn attribute(model: &Model, q: &Query, opts: &Options) -> Result<Attribution
     let target = q.target as i64;
     let p_target = t.logits.softmax(-1, Kind::Float).double_value(&[0, target]);
     let alphas = Tensor::arange(m + 1, (Kind::Float, device)) / m as f64;
-    let (mut scores, mut acts, mut p_zero, mut residual) =
+    let w: Vec<Tensor> = tch::no_grad(|| {
+        (0..cfg.n_layers)
+            .map(|l| t.batch.at_blank(&t.a[l]).get(0))
+            .collect()
+    });
+    // Work units: (first layer, layers in the group, first step, steps). Whole
+    // layers are grouped while their m + 1 rows fit in max_batch; a layer whose
+    // rows alone exceed it is split into chunks of steps.
+    let per_layer = (m + 1) as usize;
+    let mut units = Vec::new();
+    if per_layer <= opts.max_batch {
+        let group = (opts.max_batch / per_layer).max(1);
+        let mut l = 0;
+        while l < cfg.n_layers {
+            let n = group.min(cfg.n_layers - l);
+            units.push((l, n, 0i64, m + 1));
+            l += n;
+        }
+    } else {
+        for l in 0..cfg.n_layers {
+            let mut start = 0i64;
+            while start <= m {
+                let n = (opts.max_batch as i64).min(m + 1 - start);
+                units.push((l, 1, start, n));
+                start += n;
+            }
+        }
+    }
+    let mut grads: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
+    let mut probs: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
+    for (first, n, start, steps) in units {
+        let alpha = alphas.narrow(0, start, steps);
+        let acts: Vec<Tensor> = (first..first + n)
+            .map(|l| {
+                (alpha.unsqueeze(1) * w[l].unsqueeze(0))
+                    .detach()
+                    .set_requires_grad(true)
+            })
+            .collect();
+        let logits = scaled_logits(model, &t, first, &acts, opts.mode)?;
+        let p = logits.softmax(-1, Kind::Float).select(1, target);
+        let leaves: Vec<&Tensor> = acts.iter().collect();
+        let g = Tensor::run_backward(&[p.sum(Kind::Float)], &leaves, false, false);
+        let p = p.detach();
+        for (k, l) in (first..first + n).enumerate() {
+            grads[l].push(g[k].detach());
+            probs[l].push(p.narrow(0, k as i64 * steps, steps));
+        }
+    }
+    let (mut scores, mut acts_out, mut p_zero, mut residual) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for l in 0..cfg.n_layers {
-        let w = tch::no_grad(|| t.batch.at_blank(&t.a[l]).get(0)); // [d_ff]
-        let mut grads = Vec::new();
-        let mut probs = Vec::new();
-        let mut start = 0i64;
-        while start <= m {
-            let n = (opts.max_batch as i64).min(m + 1 - start);
-            let alpha = alphas.narrow(0, start, n);
-            let act = (alpha.unsqueeze(1) * w.unsqueeze(0))
-                .detach()
-                .set_requires_grad(true);
-            let logits = scaled_logits(model, &t, l, &act, opts.mode);
-            let p = logits.softmax(-1, Kind::Float).select(1, target);
-            let g = Tensor::run_backward(&[p.sum(Kind::Float)], &[&act], false, false);
-            grads.push(g[0].detach());
-            probs.push(p.detach());
-            start += n;
-        }
-        let grads = Tensor::cat(&grads, 0); // [m+1, d_ff]
-        let probs = Tensor::cat(&probs, 0); // [m+1]
+        let grads = Tensor::cat(&grads[l], 0); // [m+1, d_ff]
+        let probs = Tensor::cat(&probs[l], 0); // [m+1]
         let summed = match opts.riemann {
             Riemann::Right => grads.narrow(0, 1, m),
             Riemann::Left => grads.narrow(0, 0, m),
         }
         .sum_dim_intlist(0, false, Kind::Float);
-        let s = (&w * summed / m as f64).to(tch::Device::Cpu);
+        let s = (&w[l] * summed / m as f64).to(tch::Device::Cpu);
         let p0 = probs.double_value(&[0]);
         let p1 = probs.double_value(&[m]);
         residual.push(s.sum(Kind::Double).double_value(&[]) - (p1 - p0));
         p_zero.push(p0);
         scores.push(s);
-        acts.push(w.to(tch::Device::Cpu));
+        acts_out.push(w[l].to(tch::Device::Cpu));
     }
     Ok(Attribution {
         scores: Tensor::stack(&scores, 0),
-        activations: Tensor::stack(&acts, 0),
+        activations: Tensor::stack(&acts_out, 0),
         p_target,
         p_zero,
         residual,
