@@ -36,7 +36,7 @@ def main():
     model = BertForMaskedLM.from_pretrained(args.model).eval()
     kn = KnowledgeNeurons(model, tok, model_type="bert", device="cpu")
     # Warm-up, as for ours.
-    kn.get_scores(args.prompts[0], args.target, batch_size=2, steps=2, quiet=True)
+    kn.get_scores(args.prompts[0], args.target, batch_size=2, steps=2, pbar=False)
     t0 = time.perf_counter()
     refined = kn.get_refined_neurons(
         args.prompts, args.target, p=0.7, batch_size=10, steps=args.steps,

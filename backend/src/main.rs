@@ -316,7 +316,7 @@ struct IgArgs {
     #[arg(long, value_enum, default_value = "fast")]
     mode: Mode,
     /// Most scaled copies per pass (bounds memory).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     max_batch: usize,
 }
 

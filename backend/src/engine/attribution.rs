@@ -84,7 +84,7 @@ impl Default for Options {
             steps: 20,
             riemann: Riemann::Right,
             mode: Mode::Fast,
-            max_batch: 64,
+            max_batch: 256,
         }
     }
 }

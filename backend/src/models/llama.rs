@@ -18,6 +18,9 @@ use crate::{Error, Result};
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
+/// Positions whose rotary tables are precomputed at load.
+const ROPE_CACHE: usize = 4096;
+
 struct Linear {
     w: Tensor,
     b: Option<Tensor>,
@@ -55,6 +58,8 @@ pub struct Llama {
     head_dim: i64,
     eps: f64,
     rope_theta: f64,
+    /// `(cos, sin)` for the first positions, computed once at load.
+    rope_cache: (Tensor, Tensor),
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
@@ -141,7 +146,7 @@ impl Llama {
                 ));
             }
         };
-        Ok(Llama {
+        let mut llama = Llama {
             cfg: ModelConfig {
                 arch: Arch::Llama,
                 n_layers,
@@ -155,12 +160,15 @@ impl Llama {
             head_dim,
             eps,
             rope_theta,
+            rope_cache: (Tensor::new(), Tensor::new()),
             embed,
             layers,
             norm,
             lm_head,
             device: ws.device(),
-        })
+        };
+        llama.rope_cache = llama.rope_tables(max_pos.min(ROPE_CACHE) as i64);
+        Ok(llama)
     }
 
     /// Load from a GGUF file: map llama.cpp's names and metadata onto the
@@ -252,6 +260,14 @@ impl Llama {
     /// `(cos, sin)`, each `[s, head_dim]`, for positions `0..s` (Hugging Face's
     /// default rotary embedding).
     fn rope(&self, s: i64) -> (Tensor, Tensor) {
+        let (cos, sin) = &self.rope_cache;
+        if s <= cos.size()[0] {
+            return (cos.narrow(0, 0, s), sin.narrow(0, 0, s));
+        }
+        self.rope_tables(s)
+    }
+
+    fn rope_tables(&self, s: i64) -> (Tensor, Tensor) {
         let half = self.head_dim / 2;
         let inv: Vec<f32> = (0..half)
             .map(|i| (1.0 / self.rope_theta.powf((2 * i) as f64 / self.head_dim as f64)) as f32)
@@ -332,6 +348,7 @@ impl NeuronModel for Llama {
     fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, pos: usize) -> Tensor {
         let (cos, sin) = self.rope(pos as i64 + 1);
         let (cos, sin) = (cos.narrow(0, pos as i64, 1), sin.narrow(0, pos as i64, 1));
+
         let (q, k, v) = self.qkv(layer, x, &cos, &sin);
         let (k, v) = (with_past(&past.k, &k, pos), with_past(&past.v, &v, pos));
         self.layers[layer].o.forward(&attend(&q, &k, &v, None)) + x
