@@ -14,7 +14,12 @@ fn hub_ids_from_cache_and_offline_error() {
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), commit).unwrap();
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "vocab.txt",
+    ] {
         std::fs::copy(fixtures().join("tiny-bert").join(f), snap.join(f)).unwrap();
     }
     std::env::set_var("HF_HOME", home.path());
@@ -27,5 +32,8 @@ fn hub_ids_from_cache_and_offline_error() {
     let e = kn::load_model("bert-base-cased", cpu()).err().unwrap();
     assert!(matches!(e, kn::Error::Hub { .. }), "{e:?}");
     let msg = e.to_string();
-    assert!(msg.contains("bert-base-cased") && msg.contains("--model DIR"), "{msg}");
+    assert!(
+        msg.contains("bert-base-cased") && msg.contains("--model DIR"),
+        "{msg}"
+    );
 }

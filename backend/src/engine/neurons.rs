@@ -357,10 +357,10 @@ mod tests {
         let sets: Vec<Vec<Neuron>> = (0..10)
             .map(|i| (i..10).map(|k| n(0, k)).collect())
             .collect();
-        let a = adaptive_refine(&[sets.clone()], 0.7, 1, 6);
+        let a = adaptive_refine(std::slice::from_ref(&sets), 0.7, 1, 6);
         // At p = 0.7 (> 7 prompts): neurons 7, 8, 9 → 3, already in range.
         assert_eq!((a.p, a.rounds, a.facts[0].len()), (0.7, 0, 3));
-        let a = adaptive_refine(&[sets.clone()], 0.95, 1, 6);
+        let a = adaptive_refine(std::slice::from_ref(&sets), 0.95, 1, 6);
         // 0.95 → 0 neurons; lowered to 0.85 → 2 neurons.
         assert_eq!((a.p, a.facts[0].len()), (0.85, 2));
         let a = adaptive_refine(&[sets], 0.1, 1, 2);
