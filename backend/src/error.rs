@@ -51,6 +51,9 @@ pub enum Error {
     #[error("CUDA was requested but is not available (no GPU, or kn was built without KN_CUDA=1)")]
     CudaUnavailable,
 
+    #[error("result store: {0}")]
+    Store(String),
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -86,12 +89,13 @@ impl Error {
             Error::PromptTooLong { .. } => "prompt_too_long",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::CudaUnavailable => "cuda_unavailable",
+            Error::Store(_) => "store",
             Error::Torch(_) => "torch",
         }
     }
 
     /// Whether the caller's input (rather than the server) is at fault.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Torch(_) | Error::Io { .. })
+        !matches!(self, Error::Torch(_) | Error::Io { .. } | Error::Store(_))
     }
 }

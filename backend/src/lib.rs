@@ -25,6 +25,7 @@ pub mod models;
 pub mod predict;
 pub mod server;
 pub mod source;
+pub mod store;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -752,8 +752,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            let store = Arc::new(kn::store::Store::open(&data_dir)?);
             rt.block_on(kn::server::serve(
-                Arc::new(AppState { models: workers }),
+                Arc::new(AppState {
+                    models: workers,
+                    store,
+                }),
                 addr,
                 static_dir,
             ))?;

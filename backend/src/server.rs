@@ -7,17 +7,21 @@
 //! `429 Too Many Requests` with `Retry-After`. A panic inside libtorch is caught
 //! on the worker and becomes a 500, and the worker keeps serving.
 
+use crate::engine::analysis::analyze;
 use crate::models::Model;
 use crate::predict::predict;
+use crate::store::Store;
 use crate::Error;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kn_shared::{ApiError, Health, ModelSummary, PredictRequest};
+use kn_shared::{
+    AnalysisResult, AnalyzeRequest, AnalyzeResponse, ApiError, Health, ModelSummary, PredictRequest,
+};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,26 +39,34 @@ type Job = Box<dyn FnOnce(&Model) + Send>;
 /// A model on its own thread.
 pub struct ModelWorker {
     pub summary: ModelSummary,
+    /// The weights' fingerprint (part of every result's id).
+    pub fingerprint: String,
     tx: SyncSender<Job>,
+}
+
+/// What `GET /api/models` says of a model.
+pub fn summary(model: &Model) -> ModelSummary {
+    let cfg = model.config();
+    ModelSummary {
+        name: model.name.clone(),
+        arch: serde_json::to_value(cfg.arch)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        masked: cfg.arch.is_masked(),
+        n_layers: cfg.n_layers,
+        d_model: cfg.d_model,
+        d_ff: cfg.d_ff,
+        vocab_size: cfg.vocab_size,
+        max_positions: cfg.max_positions,
+        device: crate::device::describe(model.net.device()),
+    }
 }
 
 impl ModelWorker {
     pub fn spawn(model: Model) -> Self {
-        let cfg = model.config();
-        let summary = ModelSummary {
-            name: model.name.clone(),
-            arch: serde_json::to_value(cfg.arch)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            masked: cfg.arch.is_masked(),
-            n_layers: cfg.n_layers,
-            d_model: cfg.d_model,
-            d_ff: cfg.d_ff,
-            vocab_size: cfg.vocab_size,
-            max_positions: cfg.max_positions,
-            device: crate::device::describe(model.net.device()),
-        };
+        let summary = summary(&model);
+        let fingerprint = crate::engine::edit::fingerprint(&model);
         let (tx, rx) = sync_channel::<Job>(QUEUE_CAPACITY);
         let name = model.name.clone();
         std::thread::Builder::new()
@@ -65,7 +77,11 @@ impl ModelWorker {
                 }
             })
             .expect("spawn model worker");
-        ModelWorker { summary, tx }
+        ModelWorker {
+            summary,
+            fingerprint,
+            tx,
+        }
     }
 
     /// Run `f` on the model's thread and wait for its result.
@@ -117,6 +133,7 @@ impl ModelWorker {
 /// Shared server state.
 pub struct AppState {
     pub models: Vec<ModelWorker>,
+    pub store: Arc<Store>,
 }
 
 impl AppState {
@@ -252,6 +269,89 @@ async fn predict_route(
     Ok(Json(resp).into_response())
 }
 
+async fn analyze_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    let mut req: AnalyzeRequest = parse(&body.map_err(body_error)?)?;
+    let worker = st.model(req.model.as_deref())?;
+    req.model = Some(worker.summary.name.clone());
+    let canonical = serde_json::to_value(&req)
+        .map_err(|e| ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let id = Store::id("analyze", &worker.fingerprint, &canonical);
+    if let Some(found) = stored(&st.store, &id).await? {
+        return Ok(Json(AnalyzeResponse {
+            id,
+            cached: true,
+            result: found,
+        })
+        .into_response());
+    }
+    let summary = worker.summary.clone();
+    let result = worker.run(move |m| analyze(m, &req, summary)).await?;
+    let text = serde_json::to_string(&result)
+        .map_err(|e| ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let store = st.store.clone();
+    let (id2, model) = (id.clone(), result.model.name.clone());
+    let request = canonical.to_string();
+    tokio::task::spawn_blocking(move || store.put(&id2, "analyze", &model, &request, &text))
+        .await
+        .map_err(|e| {
+            ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    Ok(Json(AnalyzeResponse {
+        id,
+        cached: false,
+        result,
+    })
+    .into_response())
+}
+
+async fn stored(store: &Arc<Store>, id: &str) -> Result<Option<AnalysisResult>, ApiFail> {
+    let (store, key) = (store.clone(), id.to_string());
+    let text = tokio::task::spawn_blocking(move || store.get(&key))
+        .await
+        .map_err(|e| {
+            ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| {
+            ApiFail::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                format!("stored result {id} is unreadable: {e}"),
+            )
+        })
+    })
+    .transpose()
+}
+
+async fn result_route(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiFail> {
+    if id.len() != 20 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ApiFail::new(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            format!("`{id}` is not a result id (20 hex digits)"),
+        ));
+    }
+    match stored(&st.store, &id).await? {
+        Some(result) => Ok(Json(AnalyzeResponse {
+            id,
+            cached: true,
+            result,
+        })
+        .into_response()),
+        None => Err(ApiFail::new(
+            StatusCode::NOT_FOUND,
+            "result_not_found",
+            format!("no stored result has id {id}"),
+        )),
+    }
+}
+
 async fn api_not_found() -> ApiFail {
     ApiFail::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
 }
@@ -262,6 +362,8 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/health", get(health))
         .route("/models", get(models))
         .route("/predict", post(predict_route))
+        .route("/analyze", post(analyze_route))
+        .route("/results/{id}", get(result_route))
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);

@@ -14,8 +14,10 @@ use tower::ServiceExt;
 fn app() -> axum::Router {
     let bert = kn::load_model(&fixture("tiny-bert"), cpu()).unwrap();
     let gpt2 = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let dir = tempfile::tempdir().unwrap().keep();
     let state = AppState {
         models: vec![ModelWorker::spawn(bert), ModelWorker::spawn(gpt2)],
+        store: Arc::new(kn::store::Store::open(&dir).unwrap()),
     };
     router(Arc::new(state), None)
 }
@@ -243,4 +245,128 @@ async fn every_bad_request_gets_a_clear_error() {
     // Still serving.
     let (s, _) = call(&app, "POST", p, r#"{"prompt": "Paris is in [MASK]."}"#).await;
     assert_eq!(s, S::OK);
+}
+
+fn app_with_store(dir: &std::path::Path) -> axum::Router {
+    let llama = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+    let state = AppState {
+        models: vec![ModelWorker::spawn(llama)],
+        store: Arc::new(kn::store::Store::open(dir).unwrap()),
+    };
+    router(Arc::new(state), None)
+}
+
+#[tokio::test]
+async fn analyze_stores_results_under_a_permalink_that_survives_a_restart() {
+    use kn_shared::AnalyzeResponse;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_store(dir.path());
+    let body = serde_json::json!({
+        "target": "Paris",
+        "prompts": ["The capital of France is [MASK].", "France's capital is [MASK].", "The capital city of France is [MASK]."],
+        "steps": 4
+    })
+    .to_string();
+    let (s, b) = call(&app, "POST", "/api/analyze", body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let first: AnalyzeResponse = serde_json::from_slice(&b).unwrap();
+    assert!(!first.cached);
+    assert_eq!(first.id.len(), 20);
+    let r = &first.result;
+    assert_eq!((r.mean_scores.len(), r.mean_scores[0].len()), (3, 128));
+    assert_eq!(r.prompts.len(), 3);
+    // The same request again comes from the store, identical.
+    let (_, b) = call(&app, "POST", "/api/analyze", body).await;
+    let again: AnalyzeResponse = serde_json::from_slice(&b).unwrap();
+    assert!(again.cached);
+    assert_eq!(
+        (again.id.as_str(), &again.result),
+        (first.id.as_str(), &first.result)
+    );
+    drop(app);
+
+    // A new server on the same data directory answers the permalink.
+    let app = app_with_store(dir.path());
+    let (s, b) = call(
+        &app,
+        "GET",
+        &format!("/api/results/{}", first.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let stored: AnalyzeResponse = serde_json::from_slice(&b).unwrap();
+    assert_eq!(stored.result, first.result);
+
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "GET",
+        "/api/results/nothex",
+        "",
+        S::BAD_REQUEST,
+        "bad_id",
+        "not a result id",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/results/0123456789abcdef0123",
+        "",
+        S::NOT_FOUND,
+        "result_not_found",
+        "no stored result",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        r#"{"target": "Paris", "prompts": []}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "between 1 and 50",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        r#"{"target": "Paris", "prompts": ["no blank"]}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "prompt 1",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        r#"{"target": "Paris", "prompts": ["a [MASK]"], "steps": 0}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "steps",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        r#"{"target": "Paris", "prompts": ["a [MASK]"], "riemann": "middle"}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "riemann",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        r#"{"prompts": ["a [MASK]"]}"#,
+        S::BAD_REQUEST,
+        "invalid_field",
+        "missing field `target`",
+    )
+    .await;
 }

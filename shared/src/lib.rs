@@ -331,3 +331,83 @@ pub struct EditReport {
     #[serde(default)]
     pub random: Option<EditMetrics>,
 }
+
+/// `POST /api/analyze`: find a fact's knowledge neurons, compare them with the
+/// baseline's, and measure suppressing and amplifying both (and random neurons).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The answer (one token for the model).
+    pub target: String,
+    /// Paraphrased prompts of the fact, each with one `[MASK]`.
+    pub prompts: Vec<String>,
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// `right` (the paper) or `left` (the authors' code).
+    #[serde(default = "default_riemann")]
+    pub riemann: String,
+    #[serde(default = "default_t")]
+    pub t: f64,
+    #[serde(default = "default_p")]
+    pub p: f64,
+    #[serde(default = "default_min_prompts")]
+    pub min_prompts: usize,
+}
+
+pub fn default_steps() -> usize {
+    20
+}
+pub fn default_riemann() -> String {
+    "right".into()
+}
+pub fn default_t() -> f64 {
+    0.2
+}
+pub fn default_p() -> f64 {
+    0.7
+}
+pub fn default_min_prompts() -> usize {
+    1
+}
+
+/// A stored analysis: everything the attribution and comparison views show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisResult {
+    pub request: AnalyzeRequest,
+    pub model: ModelSummary,
+    /// `[layers][d_ff]` attribution scores averaged over the prompts.
+    pub mean_scores: Vec<Vec<f32>>,
+    /// `[layers][d_ff]` activations at the blank averaged over the prompts.
+    pub mean_activations: Vec<Vec<f32>>,
+    /// Per prompt: tokens, `P(target)`, completeness residuals.
+    pub prompts: Vec<PromptOverview>,
+    pub neurons: FactNeurons,
+    /// Absent when the fact has no refined knowledge neurons at these thresholds.
+    #[serde(default)]
+    pub suppress: Option<InterventionReport>,
+    #[serde(default)]
+    pub amplify: Option<InterventionReport>,
+    /// Seconds the computation took.
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptOverview {
+    pub prompt: String,
+    pub tokens: Vec<String>,
+    pub blank_index: usize,
+    pub p_target: f64,
+    pub max_abs_residual: f64,
+}
+
+/// The answer of `POST /api/analyze` and `GET /api/results/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalyzeResponse {
+    /// The result's permalink id (a content hash of the model and the request).
+    pub id: String,
+    /// Whether it came from the store rather than a new computation.
+    pub cached: bool,
+    pub result: AnalysisResult,
+}

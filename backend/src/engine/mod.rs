@@ -7,6 +7,7 @@
 //! * [`intervene`]: suppress/amplify a neuron set at the blank, with controls.
 //! * [`edit`]: reversible weight edits (update a fact, erase a relation).
 
+pub mod analysis;
 pub mod attribution;
 pub mod edit;
 pub mod intervene;

@@ -1,0 +1,118 @@
+//! One fact, end to end, as the web app's attribution and comparison views show
+//! it: attribution of every prompt, refined knowledge and baseline neurons, and
+//! suppressing and amplifying each set (and random neurons) on the fact's prompts.
+
+use super::attribution::{to_shared, Options, Riemann};
+use super::intervene::{intervene, random_like};
+use super::neurons::{attribute_fact, fact_neurons, mean_scores, Thresholds};
+use super::{Neuron, Query};
+use crate::models::Model;
+use crate::{Error, Result};
+use kn_shared::{AnalysisResult, AnalyzeRequest, InterventionReport, ModelSummary, PromptOverview};
+use tch::{Kind, Tensor};
+
+/// Most prompts in one analysis.
+pub const MAX_PROMPTS: usize = 50;
+
+pub fn analyze(
+    model: &Model,
+    req: &AnalyzeRequest,
+    summary: ModelSummary,
+) -> Result<AnalysisResult> {
+    let started = std::time::Instant::now();
+    if req.prompts.is_empty() || req.prompts.len() > MAX_PROMPTS {
+        return Err(Error::InvalidArgument(format!(
+            "give between 1 and {MAX_PROMPTS} prompts (got {})",
+            req.prompts.len()
+        )));
+    }
+    let riemann = match req.riemann.as_str() {
+        "right" => Riemann::Right,
+        "left" => Riemann::Left,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "riemann is `{other}`; use `right` or `left`"
+            )))
+        }
+    };
+    let queries = req
+        .prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Query::new(model, p, &req.target)
+                .map_err(|e| Error::InvalidArgument(format!("prompt {}: {e}", i + 1)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opts = Options {
+        steps: req.steps,
+        riemann,
+        ..Options::default()
+    };
+    let th = Thresholds {
+        t: req.t,
+        p: req.p,
+        min_prompts: req.min_prompts,
+    };
+    th.validate()?;
+    let fact = attribute_fact(model, queries.clone(), &opts)?;
+    let neurons = fact_neurons(model, &fact, &req.target, &th)?;
+    let rows = |t: &Tensor| -> Result<Vec<Vec<f32>>> {
+        (0..t.size()[0])
+            .map(|l| Ok(Vec::<f32>::try_from(t.get(l))?))
+            .collect()
+    };
+    let mean_act = Tensor::stack(
+        &fact
+            .attributions
+            .iter()
+            .map(|a| a.activations.shallow_clone())
+            .collect::<Vec<_>>(),
+        0,
+    )
+    .mean_dim(0, false, Kind::Float);
+    let prompts = queries
+        .iter()
+        .zip(&fact.attributions)
+        .map(|(q, a)| {
+            let s = to_shared(model, q, a)?;
+            Ok(PromptOverview {
+                prompt: s.prompt,
+                tokens: s.tokens,
+                blank_index: s.blank_index,
+                p_target: s.p_target,
+                max_abs_residual: s.residual.iter().map(|r| r.abs()).fold(0.0, f64::max),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let kn_set: Vec<Neuron> = neurons.knowledge.iter().map(|n| n.neuron()).collect();
+    let base: Vec<Neuron> = neurons.baseline.iter().map(|n| n.neuron()).collect();
+    let report = |factor: f64| -> Result<Option<InterventionReport>> {
+        if kn_set.is_empty() {
+            return Ok(None);
+        }
+        let random = random_like(model.config(), &kn_set, 0);
+        Ok(Some(InterventionReport {
+            factor,
+            knowledge: intervene(model, &queries, &kn_set, factor)?,
+            baseline: if base.is_empty() {
+                None
+            } else {
+                Some(intervene(model, &queries, &base, factor)?)
+            },
+            random: Some(intervene(model, &queries, &random, factor)?),
+            unrelated: None,
+        }))
+    };
+    Ok(AnalysisResult {
+        request: req.clone(),
+        model: summary,
+        mean_scores: rows(&mean_scores(&fact))?,
+        mean_activations: rows(&mean_act)?,
+        prompts,
+        suppress: report(0.0)?,
+        amplify: report(2.0)?,
+        neurons,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
