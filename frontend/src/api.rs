@@ -29,3 +29,16 @@ pub async fn predict(req: &PredictRequest) -> Result<PredictResponse, String> {
         .map_err(|e| e.to_string())?;
     read(r.send().await).await
 }
+
+pub async fn analyze(
+    req: &kn_shared::AnalyzeRequest,
+) -> Result<kn_shared::AnalyzeResponse, String> {
+    let r = Request::post("/api/analyze")
+        .json(req)
+        .map_err(|e| e.to_string())?;
+    read(r.send().await).await
+}
+
+pub async fn result(id: &str) -> Result<kn_shared::AnalyzeResponse, String> {
+    read(Request::get(&format!("/api/results/{id}")).send().await).await
+}

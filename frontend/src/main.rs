@@ -4,10 +4,11 @@
 //! The views beyond "Ask" (attribution, knowledge vs baseline, edits, dataset)
 //! arrive with the engine; this file is the shell they plug into.
 
+mod analysis;
 mod api;
 mod charts;
 
-use kn_shared::{ModelSummary, PredictRequest, PredictResponse};
+use kn_shared::{AnalyzeRequest, AnalyzeResponse, ModelSummary, PredictRequest, PredictResponse};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -23,7 +24,10 @@ struct FormState {
     prompt: String,
     target: String,
     top_k: String,
+    prompts: String,
 }
+
+const DEFAULT_PROMPTS: &str = "The capital of France is [MASK].\nThe capital city of France is [MASK].\nFrance's capital is [MASK].\nFrance's capital city is [MASK].\nFrance's capital, [MASK].";
 
 impl FormState {
     fn from_url() -> Self {
@@ -36,6 +40,7 @@ impl FormState {
             prompt: get("prompt").unwrap_or_else(|| "The capital of France is [MASK].".into()),
             target: get("target").unwrap_or_default(),
             top_k: get("top_k").unwrap_or_else(|| "10".into()),
+            prompts: get("prompts").unwrap_or_else(|| DEFAULT_PROMPTS.into()),
         }
     }
 
@@ -53,7 +58,10 @@ impl FormState {
                 params.append(k, v);
             }
         }
-        let url = format!("?{}", String::from(params.to_string()));
+        let path = web_sys::window()
+            .and_then(|w| w.location().pathname().ok())
+            .unwrap_or_default();
+        let url = format!("{path}?{}", String::from(params.to_string()));
         if let Some(h) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
         }
@@ -69,6 +77,73 @@ fn App() -> impl IntoView {
     let prompt = RwSignal::new(initial.prompt.clone());
     let target = RwSignal::new(initial.target.clone());
     let top_k = RwSignal::new(initial.top_k.clone());
+    let prompts = RwSignal::new(initial.prompts.clone());
+    let steps = RwSignal::new("20".to_string());
+    let analysis = RwSignal::new(None::<Result<AnalyzeResponse, String>>);
+    let analyzing = RwSignal::new(false);
+
+    // A permalink (/r/<id>) reopens a stored result without recomputing.
+    if let Some(id) = web_sys::window()
+        .and_then(|w| w.location().pathname().ok())
+        .and_then(|p| p.strip_prefix("/r/").map(str::to_string))
+    {
+        analyzing.set(true);
+        spawn_local(async move {
+            analysis.set(Some(api::result(&id).await));
+            analyzing.set(false);
+        });
+    }
+
+    let current = move || FormState {
+        model: model.get_untracked(),
+        prompt: prompt.get_untracked(),
+        target: target.get_untracked(),
+        top_k: top_k.get_untracked(),
+        prompts: prompts.get_untracked(),
+    };
+    let run_analysis = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let state = current();
+        state.write_url();
+        let req = AnalyzeRequest {
+            model: (!state.model.is_empty()).then_some(state.model.clone()),
+            target: state.target.trim().to_string(),
+            prompts: state
+                .prompts
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+            steps: steps.get_untracked().trim().parse().unwrap_or(0),
+            riemann: "right".into(),
+            t: 0.2,
+            p: 0.7,
+            min_prompts: 1,
+        };
+        analyzing.set(true);
+        spawn_local(async move {
+            let r = if req.target.is_empty() {
+                Err("Give the target answer (e.g. Paris) before finding its neurons.".to_string())
+            } else {
+                api::analyze(&req).await
+            };
+            if let Ok(ok) = &r {
+                let url = format!(
+                    "/r/{}{}",
+                    ok.id,
+                    web_sys::window()
+                        .and_then(|w| w.location().search().ok())
+                        .unwrap_or_default()
+                );
+                if let Some(h) = web_sys::window().and_then(|w| w.history().ok()) {
+                    let _ = h.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+                }
+            }
+            analysis.set(Some(r));
+            analyzing.set(false);
+        });
+    };
 
     spawn_local(async move {
         match api::models().await {
@@ -91,12 +166,7 @@ fn App() -> impl IntoView {
 
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let state = FormState {
-            model: model.get_untracked(),
-            prompt: prompt.get_untracked(),
-            target: target.get_untracked(),
-            top_k: top_k.get_untracked(),
-        };
+        let state = current();
         state.write_url();
         let t = state.target.trim().to_string();
         predict.dispatch(PredictRequest {
@@ -146,6 +216,19 @@ fn App() -> impl IntoView {
                 </form>
                 {move || models_error.get().map(|e| view! { <p class="error" role="alert">{format!("Could not list models: {e}")}</p> })}
             </section>
+            <section class="panel" aria-labelledby="analyze-title">
+                <h2 id="analyze-title">"Find knowledge neurons"</h2>
+                <form id="analyze-form" on:submit=run_analysis>
+                    <label for="prompts">"Paraphrases of the fact, one per line (the answer is the target above)"</label>
+                    <textarea id="prompts" rows="6" prop:value=move || prompts.get() on:input=move |ev| prompts.set(event_target_value(&ev))></textarea>
+                    <label for="steps">"Integration steps m"</label>
+                    <input id="steps" type="number" min="1" max="200" prop:value=move || steps.get() on:input=move |ev| steps.set(event_target_value(&ev)) />
+                    <button id="analyze" type="submit" disabled=move || analyzing.get()>
+                        {move || if analyzing.get() { "Computing attribution…" } else { "Find knowledge neurons" }}
+                    </button>
+                    {move || analyzing.get().then(|| view! { <progress id="analysis-progress" aria-label="computing"></progress> })}
+                </form>
+            </section>
             <section class="panel" aria-live="polite">
                 {move || match predict.value().get() {
                     None => view! { <p class="muted">"Predictions appear here."</p> }.into_any(),
@@ -153,6 +236,11 @@ fn App() -> impl IntoView {
                     Some(Ok(r)) => view! { <Prediction r=r /> }.into_any(),
                 }}
             </section>
+            {move || match analysis.get() {
+                None => ().into_any(),
+                Some(Err(e)) => view! { <section class="panel wide"><p class="error" role="alert" id="analysis-error">{e}</p></section> }.into_any(),
+                Some(Ok(r)) => view! { <analysis::AnalysisView r=r /> }.into_any(),
+            }}
         </main>
     }
 }

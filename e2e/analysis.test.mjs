@@ -1,0 +1,97 @@
+// Find a fact's knowledge neurons in the browser: attribution heatmap, knowledge
+// vs baseline, suppress/amplify, exports, and a permalink that reopens the same
+// numbers in a fresh browser context and after a server restart.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ARTIFACTS, fixture, launchBrowser, startServer } from './harness.mjs';
+
+let server, browser;
+const models = [fixture('tiny-llama')];
+
+before(async () => {
+  server = await startServer({ models });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function numbers(page) {
+  await page.waitForSelector('#effect-numbers');
+  return {
+    effects: await page.locator('#effect-numbers').textContent(),
+    knowledge: await page.locator('#knowledge-table tbody').innerText(),
+    baseline: await page.locator('#baseline-table tbody').innerText(),
+    prompts: await page.locator('#prompt-table tbody').innerText(),
+  };
+}
+
+test('attribute, compare, export, share, restart', async () => {
+  const ctx = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 1000 } });
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#target', 'Paris');
+  await page.fill('#prompts', 'The capital of France is [MASK].\nFrance\'s capital is [MASK].\nThe capital city of France is [MASK].');
+  await page.fill('#steps', '4');
+  await page.click('#analyze');
+  await page.waitForSelector('#heatmap svg', { timeout: 120_000 });
+  const cells = await page.locator('#heatmap svg rect').count();
+  assert.ok(cells >= 3 * 128, `heatmap has ${cells} cells`);
+  assert.ok(await page.locator('#knowledge-table tbody tr').count() >= 1, 'knowledge neurons listed');
+  assert.ok(await page.locator('#effects svg rect').count() >= 3, 'suppress/amplify bars drawn');
+  const before = await numbers(page);
+  assert.match(before.effects, /knowledge: suppress [+-]\d+\.\d+%, amplify [+-]\d+\.\d+%/);
+  assert.match(before.effects, /random: suppress/);
+  await page.screenshot({ path: join(ARTIFACTS, 'analysis.png'), fullPage: true });
+  const link = await page.locator('#permalink').getAttribute('href');
+  assert.match(link, /^\/r\/[0-9a-f]{20}$/);
+  assert.ok(page.url().includes(link), 'the address bar holds the permalink');
+
+  // Export: the heatmap's SVG and the effects' CSV download and are what they claim.
+  const [svgDl] = await Promise.all([page.waitForEvent('download'), page.locator('#heatmap a', { hasText: 'SVG' }).click()]);
+  const svg = readFileSync(await svgDl.path(), 'utf8');
+  assert.ok(svg.startsWith('<svg') && svg.includes('</svg>'), 'a valid SVG file');
+  const [csvDl] = await Promise.all([page.waitForEvent('download'), page.locator('#effects a', { hasText: 'CSV' }).click()]);
+  const csv = readFileSync(await csvDl.path(), 'utf8').trim().split('\n');
+  assert.equal(csv[0], 'set,suppress_percent,amplify_percent');
+  assert.ok(csv[1].startsWith('knowledge,'));
+
+  // The permalink in a fresh browser context: same numbers, no recomputation.
+  const fresh = await browser.newContext();
+  const p2 = await fresh.newPage();
+  await p2.goto(server.url + link);
+  await p2.waitForSelector('#heatmap svg');
+  assert.deepEqual(await numbers(p2), before);
+  assert.match(await p2.locator('.meta').textContent(), /from the store/);
+  await p2.screenshot({ path: join(ARTIFACTS, 'permalink.png'), fullPage: true });
+
+  // Restart the server on the same data directory: the link still works.
+  await server.stop();
+  server = await startServer({ models, dataDir: server.dataDir });
+  const p3 = await (await browser.newContext()).newPage();
+  await p3.goto(server.url + link);
+  await p3.waitForSelector('#heatmap svg');
+  assert.deepEqual(await numbers(p3), before);
+  assert.deepEqual(errors, []);
+});
+
+test('analysis errors are shown in words', async () => {
+  const page = await browser.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#target', 'Paris');
+  await page.fill('#prompts', 'A prompt without a blank.');
+  await page.click('#analyze');
+  await page.waitForSelector('#analysis-error');
+  assert.match(await page.locator('#analysis-error').textContent(), /prompt 1: .*no \[MASK\]/);
+  await page.goto(server.url + '/r/0123456789abcdef0123');
+  await page.waitForSelector('#analysis-error');
+  assert.match(await page.locator('#analysis-error').textContent(), /no stored result/);
+});
