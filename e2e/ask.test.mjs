@@ -74,3 +74,21 @@ test('bad input shows its error message', async () => {
   await page.waitForFunction(() => /blank must end the prompt/.test(document.querySelector('#predict-error')?.textContent || ''));
   await page.screenshot({ path: join(ARTIFACTS, 'ask-error.png'), fullPage: true });
 });
+
+test('pick a ParaRel fact and prefill the analysis form', async () => {
+  const page = await browser.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector('#relation option', { state: 'attached' });
+  await page.selectOption('#relation', 'P36');
+  await page.fill('#fact-search', 'France');
+  await page.waitForFunction(() => [...document.querySelectorAll('#fact option')].some((o) => o.textContent === 'France → Paris'));
+  const value = await page.locator('#fact option').filter({ hasText: /^France → Paris$/ }).getAttribute('value');
+  await page.selectOption('#fact', value);
+  await page.click('#use-fact');
+  assert.equal(await page.inputValue('#target'), 'Paris');
+  const prompts = (await page.inputValue('#prompts')).split('\n');
+  // tiny-bert is a masked LM: every P36 template, with France as the subject.
+  assert.equal(prompts.length, 14);
+  assert.ok(prompts.every((p) => p.includes('France') && p.includes('[MASK]')));
+  await page.screenshot({ path: join(ARTIFACTS, 'dataset.png'), fullPage: true });
+});

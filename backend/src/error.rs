@@ -51,6 +51,9 @@ pub enum Error {
     #[error("CUDA was requested but is not available (no GPU, or kn was built without KN_CUDA=1)")]
     CudaUnavailable,
 
+    #[error("data: {0}")]
+    Data(String),
+
     #[error("result store: {0}")]
     Store(String),
 
@@ -90,6 +93,7 @@ impl Error {
             Error::InvalidArgument(_) => "invalid_argument",
             Error::CudaUnavailable => "cuda_unavailable",
             Error::Store(_) => "store",
+            Error::Data(_) => "bad_data",
             Error::Torch(_) => "torch",
         }
     }

@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod models;
+pub mod pararel;
 pub mod predict;
 pub mod server;
 pub mod source;

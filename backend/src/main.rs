@@ -144,7 +144,10 @@ enum Cmd {
         /// Where results are kept.
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
-        /// The built web client (scripts/build-frontend.sh writes dist/).
+        /// ParaRel's data folder (default: $KN_DATA or ../shared/data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The built web client (scripts/app.sh builds dist/).
         #[arg(long, env = "KN_STATIC_DIR")]
         static_dir: Option<PathBuf>,
     },
@@ -732,6 +735,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             port,
             models,
             data_dir,
+            data,
             static_dir,
         } => {
             std::fs::create_dir_all(&data_dir)
@@ -753,10 +757,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             let store = Arc::new(kn::store::Store::open(&data_dir)?);
+            let data = data.unwrap_or_else(kn::pararel::ParaRel::default_dir);
+            let dataset = match kn::pararel::ParaRel::load(&data) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!("no dataset browser: {e}");
+                    None
+                }
+            };
             rt.block_on(kn::server::serve(
                 Arc::new(AppState {
                     models: workers,
                     store,
+                    dataset,
                 }),
                 addr,
                 static_dir,

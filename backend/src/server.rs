@@ -9,12 +9,14 @@
 
 use crate::engine::analysis::analyze;
 use crate::models::Model;
+use crate::pararel::ParaRel;
 use crate::predict::predict;
 use crate::store::Store;
 use crate::Error;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +24,7 @@ use axum::{Json, Router};
 use kn_shared::{
     AnalysisResult, AnalyzeRequest, AnalyzeResponse, ApiError, Health, ModelSummary, PredictRequest,
 };
+use kn_shared::{FactEntry, RelationPage, RelationSummary};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -134,6 +137,8 @@ impl ModelWorker {
 pub struct AppState {
     pub models: Vec<ModelWorker>,
     pub store: Arc<Store>,
+    /// ParaRel, when its data folder was found.
+    pub dataset: Option<ParaRel>,
 }
 
 impl AppState {
@@ -352,6 +357,88 @@ async fn result_route(
     }
 }
 
+fn relation_summary(r: &crate::pararel::Relation) -> RelationSummary {
+    RelationSummary {
+        id: r.id.clone(),
+        label: r.label.clone(),
+        kind: r.kind.clone(),
+        templates: r.templates.len(),
+        causal_templates: r.causal_templates().len(),
+        facts: r.facts.len(),
+    }
+}
+
+fn dataset(st: &AppState) -> Result<&ParaRel, ApiFail> {
+    st.dataset.as_ref().ok_or_else(|| {
+        ApiFail::new(StatusCode::NOT_FOUND, "no_dataset", "ParaRel is not loaded: start kn serve with --data DIR (../shared/data beside the checkout)")
+    })
+}
+
+async fn dataset_route(
+    State(st): State<Arc<AppState>>,
+) -> Result<Json<Vec<RelationSummary>>, ApiFail> {
+    Ok(Json(
+        dataset(&st)?
+            .relations
+            .iter()
+            .map(relation_summary)
+            .collect(),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+async fn relation_route(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<RelationPage>, ApiFail> {
+    let Query(q) =
+        query.map_err(|e| ApiFail::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let data = dataset(&st)?;
+    let r = data
+        .relation(&id)
+        .map_err(|e| ApiFail::new(StatusCode::NOT_FOUND, "unknown_relation", e.to_string()))?;
+    let needle = q.q.to_lowercase();
+    let matching: Vec<FactEntry> = r
+        .facts
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            needle.is_empty()
+                || f.subject.to_lowercase().contains(&needle)
+                || f.object.to_lowercase().contains(&needle)
+        })
+        .map(|(index, f)| FactEntry {
+            index,
+            subject: f.subject.clone(),
+            object: f.object.clone(),
+        })
+        .collect();
+    Ok(Json(RelationPage {
+        relation: relation_summary(r),
+        templates: r.templates.clone(),
+        matching: matching.len(),
+        facts: matching
+            .into_iter()
+            .skip(q.offset)
+            .take(q.limit.min(500))
+            .collect(),
+    }))
+}
+
 async fn api_not_found() -> ApiFail {
     ApiFail::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
 }
@@ -364,6 +451,8 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/predict", post(predict_route))
         .route("/analyze", post(analyze_route))
         .route("/results/{id}", get(result_route))
+        .route("/dataset", get(dataset_route))
+        .route("/dataset/{relation}", get(relation_route))
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);

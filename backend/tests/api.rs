@@ -18,6 +18,7 @@ fn app() -> axum::Router {
     let state = AppState {
         models: vec![ModelWorker::spawn(bert), ModelWorker::spawn(gpt2)],
         store: Arc::new(kn::store::Store::open(&dir).unwrap()),
+        dataset: Some(kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap()),
     };
     router(Arc::new(state), None)
 }
@@ -252,6 +253,7 @@ fn app_with_store(dir: &std::path::Path) -> axum::Router {
     let state = AppState {
         models: vec![ModelWorker::spawn(llama)],
         store: Arc::new(kn::store::Store::open(dir).unwrap()),
+        dataset: None,
     };
     router(Arc::new(state), None)
 }
@@ -367,6 +369,66 @@ async fn analyze_stores_results_under_a_permalink_that_survives_a_restart() {
         S::BAD_REQUEST,
         "invalid_field",
         "missing field `target`",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dataset_routes() {
+    use kn_shared::{RelationPage, RelationSummary};
+    let app = app();
+    let (s, b) = call(&app, "GET", "/api/dataset", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let rels: Vec<RelationSummary> = serde_json::from_slice(&b).unwrap();
+    assert_eq!(rels.len(), 34);
+    assert_eq!(rels.iter().map(|r| r.facts).sum::<usize>(), 27_738);
+    let (s, b) = call(
+        &app,
+        "GET",
+        "/api/dataset/P36?q=france&limit=5",
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let page: RelationPage = serde_json::from_slice(&b).unwrap();
+    assert!(
+        page.facts
+            .iter()
+            .any(|f| f.subject == "France" && f.object == "Paris"),
+        "{:?}",
+        page.facts
+    );
+    assert_eq!(page.templates.len(), page.relation.templates);
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "GET",
+        "/api/dataset/P9999",
+        "",
+        S::NOT_FOUND,
+        "unknown_relation",
+        "unknown relation `P9999`",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/dataset/P36?limit=many",
+        "",
+        S::BAD_REQUEST,
+        "invalid_query",
+        "limit",
+    )
+    .await;
+    let no_data = app_with_store(tempfile::tempdir().unwrap().path());
+    expect_error(
+        &no_data,
+        "GET",
+        "/api/dataset",
+        "",
+        S::NOT_FOUND,
+        "no_dataset",
+        "--data DIR",
     )
     .await;
 }

@@ -42,3 +42,17 @@ pub async fn analyze(
 pub async fn result(id: &str) -> Result<kn_shared::AnalyzeResponse, String> {
     read(Request::get(&format!("/api/results/{id}")).send().await).await
 }
+
+pub async fn dataset() -> Result<Vec<kn_shared::RelationSummary>, String> {
+    read(Request::get("/api/dataset").send().await).await
+}
+
+pub async fn relation(id: &str, q: &str) -> Result<kn_shared::RelationPage, String> {
+    let q = String::from(js_sys::encode_uri_component(q));
+    read(
+        Request::get(&format!("/api/dataset/{id}?q={q}&limit=50"))
+            .send()
+            .await,
+    )
+    .await
+}

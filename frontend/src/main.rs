@@ -7,6 +7,7 @@
 mod analysis;
 mod api;
 mod charts;
+mod dataset;
 
 use kn_shared::{AnalyzeRequest, AnalyzeResponse, ModelSummary, PredictRequest, PredictResponse};
 use leptos::prelude::*;
@@ -216,6 +217,7 @@ fn App() -> impl IntoView {
                 </form>
                 {move || models_error.get().map(|e| view! { <p class="error" role="alert">{format!("Could not list models: {e}")}</p> })}
             </section>
+            <dataset::Dataset target=target prompts=prompts causal=Signal::derive(move || selected().is_some_and(|m| !m.masked)) />
             <section class="panel" aria-labelledby="analyze-title">
                 <h2 id="analyze-title">"Find knowledge neurons"</h2>
                 <form id="analyze-form" on:submit=run_analysis>

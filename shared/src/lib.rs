@@ -411,3 +411,35 @@ pub struct AnalyzeResponse {
     pub cached: bool,
     pub result: AnalysisResult,
 }
+
+/// `GET /api/dataset`: a ParaRel relation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelationSummary {
+    pub id: String,
+    pub label: String,
+    /// `1-1`, `N-1` or `N-M`.
+    pub kind: String,
+    pub templates: usize,
+    /// Templates whose blank ends the sentence (usable by causal models).
+    pub causal_templates: usize,
+    pub facts: usize,
+}
+
+/// `GET /api/dataset/{relation}?q=&offset=&limit=`: templates and a page of facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelationPage {
+    pub relation: RelationSummary,
+    pub templates: Vec<String>,
+    /// Facts matching `q` (subject or object, case-insensitive), this page.
+    pub facts: Vec<FactEntry>,
+    /// How many facts match `q` in all.
+    pub matching: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactEntry {
+    /// Index of the fact in its relation.
+    pub index: usize,
+    pub subject: String,
+    pub object: String,
+}

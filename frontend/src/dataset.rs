@@ -1,0 +1,109 @@
+//! Browse ParaRel: pick a relation and a fact, and start an analysis from it.
+
+use crate::api;
+use kn_shared::{RelationPage, RelationSummary};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+/// `[X]` → subject, `[Y]` → `[MASK]`; for causal models only templates whose
+/// blank ends the sentence.
+fn prompts_for(page: &RelationPage, subject: &str, causal: bool) -> Vec<String> {
+    page.templates
+        .iter()
+        .filter(|t| {
+            !causal
+                || t.split_once("[Y]")
+                    .is_some_and(|(_, a)| matches!(a.trim(), "" | "." | "!" | "?"))
+        })
+        .map(|t| t.replace("[X]", subject).replace("[Y]", "[MASK]"))
+        .collect()
+}
+
+#[component]
+pub fn Dataset(
+    target: RwSignal<String>,
+    prompts: RwSignal<String>,
+    causal: Signal<bool>,
+) -> impl IntoView {
+    let relations = RwSignal::new(Vec::<RelationSummary>::new());
+    let error = RwSignal::new(None::<String>);
+    let relation = RwSignal::new(String::new());
+    let search = RwSignal::new(String::new());
+    let page = RwSignal::new(None::<RelationPage>);
+    let fact = RwSignal::new(String::new());
+
+    let load_page = move || {
+        let (id, q) = (relation.get_untracked(), search.get_untracked());
+        if id.is_empty() {
+            return;
+        }
+        spawn_local(async move {
+            match api::relation(&id, &q).await {
+                Ok(p) => {
+                    fact.set(
+                        p.facts
+                            .first()
+                            .map(|f| f.index.to_string())
+                            .unwrap_or_default(),
+                    );
+                    page.set(Some(p));
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    spawn_local(async move {
+        match api::dataset().await {
+            Ok(list) => {
+                relation.set(
+                    list.iter()
+                        .find(|r| r.id == "P36")
+                        .or(list.first())
+                        .map(|r| r.id.clone())
+                        .unwrap_or_default(),
+                );
+                relations.set(list);
+                load_page();
+            }
+            Err(e) => error.set(Some(e)),
+        }
+    });
+    let use_fact = move |_| {
+        let Some(p) = page.get_untracked() else {
+            return;
+        };
+        let Some(f) = p
+            .facts
+            .iter()
+            .find(|f| f.index.to_string() == fact.get_untracked())
+        else {
+            return;
+        };
+        target.set(f.object.clone());
+        prompts.set(prompts_for(&p, &f.subject, causal.get_untracked()).join("\n"));
+    };
+    view! {
+        <section class="panel" aria-labelledby="dataset-title">
+            <h2 id="dataset-title">"Dataset: ParaRel"</h2>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <label for="relation">"Relation"</label>
+            <select id="relation" prop:value=move || relation.get() on:change=move |ev| { relation.set(event_target_value(&ev)); load_page(); }>
+                {move || relations.get().into_iter().map(|r| {
+                    let label = format!("{} {} ({}, {} facts, {} templates)", r.id, r.label, r.kind, r.facts, r.templates);
+                    view! { <option value=r.id.clone() selected=r.id == relation.get_untracked()>{label}</option> }
+                }).collect_view()}
+            </select>
+            <label for="fact-search">"Find a fact (subject or answer)"</label>
+            <input id="fact-search" type="search" prop:value=move || search.get() on:input=move |ev| { search.set(event_target_value(&ev)); load_page(); } />
+            <label for="fact">{move || page.get().map_or("Fact".to_string(), |p| format!("Fact ({} matching)", p.matching))}</label>
+            <select id="fact" prop:value=move || fact.get() on:change=move |ev| fact.set(event_target_value(&ev))>
+                {move || page.get().map(|p| p.facts.into_iter().map(|f| {
+                    let label = format!("{} → {}", f.subject, f.object);
+                    view! { <option value=f.index.to_string()>{label}</option> }
+                }).collect_view())}
+            </select>
+            <button id="use-fact" type="button" on:click=use_fact>"Use this fact"</button>
+            <p class="hint">{move || if causal.get() { "Causal model: only templates whose blank ends the sentence are used." } else { "" }}</p>
+        </section>
+    }
+}
