@@ -95,3 +95,20 @@ test('analysis errors are shown in words', async () => {
   await page.waitForSelector('#analysis-error');
   assert.match(await page.locator('#analysis-error').textContent(), /no stored result/);
 });
+
+test('a long analysis shows progress and can be cancelled', async () => {
+  const page = await browser.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#target', 'Paris');
+  const prompts = Array.from({ length: 30 }, (_, i) => `The capital of France${' truly'.repeat(i % 7)} is [MASK].`);
+  await page.fill('#prompts', prompts.join('\n'));
+  await page.fill('#steps', '1000');
+  await page.click('#analyze');
+  await page.waitForSelector('#analysis-progress');
+  await page.waitForFunction(() => /of 30 prompts attributed/.test(document.querySelector('.progress span')?.textContent || ''));
+  await page.screenshot({ path: join(ARTIFACTS, 'progress.png') });
+  await page.click('#cancel');
+  await page.waitForSelector('#analysis-error');
+  assert.match(await page.locator('#analysis-error').textContent(), /cancelled/);
+});

@@ -51,6 +51,9 @@ pub enum Error {
     #[error("CUDA was requested but is not available (no GPU, or kn was built without KN_CUDA=1)")]
     CudaUnavailable,
 
+    #[error("cancelled")]
+    Cancelled,
+
     #[error("data: {0}")]
     Data(String),
 
@@ -94,6 +97,7 @@ impl Error {
             Error::CudaUnavailable => "cuda_unavailable",
             Error::Store(_) => "store",
             Error::Data(_) => "bad_data",
+            Error::Cancelled => "cancelled",
             Error::Torch(_) => "torch",
         }
     }

@@ -767,6 +767,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             rt.block_on(kn::server::serve(
                 Arc::new(AppState {
+                    jobs: Default::default(),
                     models: workers,
                     store,
                     dataset,

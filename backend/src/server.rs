@@ -7,7 +7,7 @@
 //! `429 Too Many Requests` with `Retry-After`. A panic inside libtorch is caught
 //! on the worker and becomes a 500, and the worker keeps serving.
 
-use crate::engine::analysis::analyze;
+use crate::engine::analysis::{analyze, analyze_with};
 use crate::models::Model;
 use crate::pararel::ParaRel;
 use crate::predict::predict;
@@ -22,7 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kn_shared::{
-    AnalysisResult, AnalyzeRequest, AnalyzeResponse, ApiError, Health, ModelSummary, PredictRequest,
+    AnalysisResult, AnalyzeRequest, AnalyzeResponse, ApiError, Health, JobStatus, ModelSummary,
+    PredictRequest,
 };
 use kn_shared::{FactEntry, RelationPage, RelationSummary};
 use serde::de::DeserializeOwned;
@@ -92,6 +93,15 @@ impl ModelWorker {
         &self,
         f: impl FnOnce(&Model) -> crate::Result<R> + Send + 'static,
     ) -> Result<R, ApiFail> {
+        self.submit(f)?.await
+    }
+
+    /// Queue `f` on the model's thread (429 when the queue is full); the
+    /// returned future resolves to its result.
+    pub fn submit<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Model) -> crate::Result<R> + Send + 'static,
+    ) -> Result<impl std::future::Future<Output = Result<R, ApiFail>>, ApiFail> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |m| {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(m)));
@@ -108,34 +118,38 @@ impl ModelWorker {
                 ))
             }
         }
-        match rx.await {
-            Ok(Ok(Ok(r))) => Ok(r),
-            Ok(Ok(Err(e))) => Err(e.into()),
-            Ok(Err(panic)) => {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("unknown panic");
-                tracing::error!("model worker panicked: {msg}");
-                Err(ApiFail::new(
+        Ok(async move {
+            match rx.await {
+                Ok(Ok(Ok(r))) => Ok(r),
+                Ok(Ok(Err(e))) => Err(e.into()),
+                Ok(Err(panic)) => {
+                    let msg = panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("unknown panic");
+                    tracing::error!("model worker panicked: {msg}");
+                    Err(ApiFail::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        format!("the computation failed: {msg}"),
+                    ))
+                }
+                Err(_) => Err(ApiFail::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
-                    format!("the computation failed: {msg}"),
-                ))
+                    "the model worker dropped the request",
+                )),
             }
-            Err(_) => Err(ApiFail::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the model worker dropped the request",
-            )),
-        }
+        })
     }
 }
 
 /// Shared server state.
 pub struct AppState {
     pub models: Vec<ModelWorker>,
+    /// Jobs by id (the id of the result they produce).
+    pub jobs: Jobs,
     pub store: Arc<Store>,
     /// ParaRel, when its data folder was found.
     pub dataset: Option<ParaRel>,
@@ -168,6 +182,30 @@ impl AppState {
                     )
                 }),
         }
+    }
+}
+
+/// Long computations: each has a status channel and a cancel flag.
+#[derive(Default)]
+pub struct Jobs {
+    map: std::sync::Mutex<std::collections::HashMap<String, Job2>>,
+}
+
+struct Job2 {
+    status: tokio::sync::watch::Receiver<JobStatus>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Jobs {
+    fn get(
+        &self,
+        id: &str,
+    ) -> Option<(
+        tokio::sync::watch::Receiver<JobStatus>,
+        Arc<std::sync::atomic::AtomicBool>,
+    )> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id).map(|j| (j.status.clone(), j.cancel.clone()))
     }
 }
 
@@ -439,6 +477,181 @@ async fn relation_route(
     }))
 }
 
+fn internal(e: impl std::fmt::Display) -> ApiFail {
+    ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+/// `POST /api/jobs/analyze`: start an analysis as a job (202), or answer at once
+/// (200) when the result is stored.
+async fn analyze_job_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut req: AnalyzeRequest = parse(&body.map_err(body_error)?)?;
+    let worker = st.model(req.model.as_deref())?;
+    req.model = Some(worker.summary.name.clone());
+    let canonical = serde_json::to_value(&req).map_err(internal)?;
+    let id = Store::id("analyze", &worker.fingerprint, &canonical);
+    let total = req.prompts.len();
+    if stored(&st.store, &id).await?.is_some() {
+        let s = JobStatus {
+            id,
+            state: "done".into(),
+            done: total,
+            total,
+            error: None,
+        };
+        return Ok((StatusCode::OK, Json(s)).into_response());
+    }
+    if let Some((rx, _)) = st.jobs.get(&id) {
+        let s = rx.borrow().clone();
+        if !matches!(s.state.as_str(), "failed" | "cancelled") {
+            return Ok((StatusCode::ACCEPTED, Json(s)).into_response());
+        }
+    }
+    let queued = JobStatus {
+        id: id.clone(),
+        state: "queued".into(),
+        done: 0,
+        total,
+        error: None,
+    };
+    let (tx, rx) = tokio::sync::watch::channel(queued.clone());
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (tx2, cancel2, summary, id2) = (
+        tx.clone(),
+        cancel.clone(),
+        worker.summary.clone(),
+        id.clone(),
+    );
+    let pending = worker.submit(move |m| {
+        let mut progress = |done: usize, total: usize| {
+            tx2.send_replace(JobStatus {
+                id: id2.clone(),
+                state: "running".into(),
+                done,
+                total,
+                error: None,
+            });
+            !cancel2.load(Ordering::Relaxed)
+        };
+        analyze_with(m, &req, summary, &mut progress)
+    })?;
+    st.jobs
+        .map
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), Job2 { status: rx, cancel });
+    let (store, request, id3) = (st.store.clone(), canonical.to_string(), id.clone());
+    tokio::spawn(async move {
+        let finish = |state: &str, error: Option<ApiError>| JobStatus {
+            id: id3.clone(),
+            state: state.into(),
+            done: if state == "done" {
+                total
+            } else {
+                tx.borrow().done
+            },
+            total,
+            error: error.map(|e| e.error),
+        };
+        let status = match pending.await {
+            Ok(result) => {
+                let saved = match serde_json::to_string(&result) {
+                    Ok(text) => {
+                        let (store, id4, model) =
+                            (store.clone(), id3.clone(), result.model.name.clone());
+                        tokio::task::spawn_blocking(move || {
+                            store.put(&id4, "analyze", &model, &request, &text)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                match saved {
+                    Ok(()) => finish("done", None),
+                    Err(e) => finish("failed", Some(ApiError::new("store", e))),
+                }
+            }
+            Err(fail) if fail.body.error.code == "cancelled" => {
+                finish("cancelled", Some(fail.body))
+            }
+            Err(fail) => finish("failed", Some(fail.body)),
+        };
+        tx.send_replace(status);
+    });
+    Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
+}
+
+fn job(
+    st: &AppState,
+    id: &str,
+) -> Result<
+    (
+        tokio::sync::watch::Receiver<JobStatus>,
+        Arc<std::sync::atomic::AtomicBool>,
+    ),
+    ApiFail,
+> {
+    st.jobs.get(id).ok_or_else(|| {
+        ApiFail::new(
+            StatusCode::NOT_FOUND,
+            "job_not_found",
+            format!("no job has id {id} (finished jobs' results are at /api/results/{id})"),
+        )
+    })
+}
+
+async fn job_route(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<JobStatus>, ApiFail> {
+    let (rx, _) = job(&st, &id)?;
+    let s = rx.borrow().clone();
+    Ok(Json(s))
+}
+
+async fn cancel_job_route(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiFail> {
+    let (rx, cancel) = job(&st, &id)?;
+    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    let s = rx.borrow().clone();
+    Ok((StatusCode::ACCEPTED, Json(s)).into_response())
+}
+
+/// Server-sent events: one `status` event per change, ending with the final state.
+async fn job_events_route(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiFail> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let (rx, _) = job(&st, &id)?;
+    let stream =
+        futures_util::stream::unfold((rx, false, true), |(mut rx, ended, first)| async move {
+            if ended {
+                return None;
+            }
+            if !first && rx.changed().await.is_err() {
+                return None;
+            }
+            let s = rx.borrow_and_update().clone();
+            let ev = Event::default()
+                .event("status")
+                .json_data(&s)
+                .unwrap_or_default();
+            let end = s.is_terminal();
+            Some((Ok::<_, std::convert::Infallible>(ev), (rx, end, false)))
+        });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
 async fn api_not_found() -> ApiFail {
     ApiFail::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
 }
@@ -451,6 +664,9 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/predict", post(predict_route))
         .route("/analyze", post(analyze_route))
         .route("/results/{id}", get(result_route))
+        .route("/jobs/analyze", post(analyze_job_route))
+        .route("/jobs/{id}", get(job_route).delete(cancel_job_route))
+        .route("/jobs/{id}/events", get(job_events_route))
         .route("/dataset", get(dataset_route))
         .route("/dataset/{relation}", get(relation_route))
         .fallback(api_not_found)

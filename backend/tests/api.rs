@@ -16,6 +16,7 @@ fn app() -> axum::Router {
     let gpt2 = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
     let dir = tempfile::tempdir().unwrap().keep();
     let state = AppState {
+        jobs: Default::default(),
         models: vec![ModelWorker::spawn(bert), ModelWorker::spawn(gpt2)],
         store: Arc::new(kn::store::Store::open(&dir).unwrap()),
         dataset: Some(kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap()),
@@ -251,6 +252,7 @@ async fn every_bad_request_gets_a_clear_error() {
 fn app_with_store(dir: &std::path::Path) -> axum::Router {
     let llama = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
     let state = AppState {
+        jobs: Default::default(),
         models: vec![ModelWorker::spawn(llama)],
         store: Arc::new(kn::store::Store::open(dir).unwrap()),
         dataset: None,
@@ -429,6 +431,114 @@ async fn dataset_routes() {
         S::NOT_FOUND,
         "no_dataset",
         "--data DIR",
+    )
+    .await;
+}
+
+/// Read a job's server-sent events to the end; return the statuses.
+async fn events(app: &axum::Router, id: &str) -> Vec<kn_shared::JobStatus> {
+    let (s, b) = call(app, "GET", &format!("/api/jobs/{id}/events"), Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    String::from_utf8(b)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn jobs_stream_progress_store_results_and_cancel() {
+    use kn_shared::{AnalyzeResponse, JobStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_store(dir.path());
+    let prompts: Vec<String> = (0..4)
+        .map(|i| {
+            format!(
+                "The capital of France is [MASK]{}",
+                if i % 2 == 0 { "." } else { "" }
+            )
+        })
+        .collect();
+    let body = serde_json::json!({"target": "Paris", "prompts": prompts, "steps": 3}).to_string();
+    let (s, b) = call(&app, "POST", "/api/jobs/analyze", body.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
+    let job: JobStatus = serde_json::from_slice(&b).unwrap();
+    assert_eq!((job.state.as_str(), job.total), ("queued", 4));
+    let evs = events(&app, &job.id).await;
+    let last = evs.last().unwrap();
+    assert_eq!(last.state, "done", "{evs:?}");
+    assert_eq!(last.done, 4);
+    let (s, b) = call(
+        &app,
+        "GET",
+        &format!("/api/results/{}", job.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let r: AnalyzeResponse = serde_json::from_slice(&b).unwrap();
+    assert_eq!(r.result.prompts.len(), 4);
+    // Submitting the same request again: answered from the store at once.
+    let (s, b) = call(&app, "POST", "/api/jobs/analyze", body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<JobStatus>(&b).unwrap().state,
+        "done"
+    );
+
+    // A long job, cancelled.
+    let many: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                "The capital of France{} is [MASK].",
+                " really".repeat(i % 5)
+            )
+        })
+        .collect();
+    let body = serde_json::json!({"target": "Paris", "prompts": many, "steps": 400}).to_string();
+    let (s, b) = call(&app, "POST", "/api/jobs/analyze", body).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let job: JobStatus = serde_json::from_slice(&b).unwrap();
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/jobs/{}", job.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let evs = events(&app, &job.id).await;
+    let last = evs.last().unwrap();
+    assert_eq!(last.state, "cancelled", "{evs:?}");
+    assert!(last.done < 50);
+    let (s, _) = call(
+        &app,
+        "GET",
+        &format!("/api/results/{}", job.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a cancelled job stores nothing");
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "GET",
+        "/api/jobs/0123456789abcdef0123",
+        "",
+        S::NOT_FOUND,
+        "job_not_found",
+        "no job",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/jobs/0123456789abcdef0123/events",
+        "",
+        S::NOT_FOUND,
+        "job_not_found",
+        "no job",
     )
     .await;
 }

@@ -30,15 +30,6 @@ pub async fn predict(req: &PredictRequest) -> Result<PredictResponse, String> {
     read(r.send().await).await
 }
 
-pub async fn analyze(
-    req: &kn_shared::AnalyzeRequest,
-) -> Result<kn_shared::AnalyzeResponse, String> {
-    let r = Request::post("/api/analyze")
-        .json(req)
-        .map_err(|e| e.to_string())?;
-    read(r.send().await).await
-}
-
 pub async fn result(id: &str) -> Result<kn_shared::AnalyzeResponse, String> {
     read(Request::get(&format!("/api/results/{id}")).send().await).await
 }
@@ -55,4 +46,58 @@ pub async fn relation(id: &str, q: &str) -> Result<kn_shared::RelationPage, Stri
             .await,
     )
     .await
+}
+
+/// Run an analysis as a server job: submit it, follow its progress over
+/// server-sent events (`on_status` sees each update), then fetch the result.
+pub async fn analyze_job(
+    req: &kn_shared::AnalyzeRequest,
+    on_status: impl Fn(kn_shared::JobStatus),
+) -> Result<kn_shared::AnalyzeResponse, String> {
+    use futures_util::StreamExt;
+    let r = Request::post("/api/jobs/analyze")
+        .json(req)
+        .map_err(|e| e.to_string())?;
+    let status: kn_shared::JobStatus = read(r.send().await).await?;
+    on_status(status.clone());
+    if status.state != "done" {
+        let mut es = gloo_net::eventsource::futures::EventSource::new(&format!(
+            "/api/jobs/{}/events",
+            status.id
+        ))
+        .map_err(|e| format!("cannot follow the job: {e:?}"))?;
+        let mut stream = es
+            .subscribe("status")
+            .map_err(|e| format!("cannot follow the job: {e:?}"))?;
+        loop {
+            match stream.next().await {
+                Some(Ok((_, msg))) => {
+                    let text = msg.data().as_string().unwrap_or_default();
+                    let s: kn_shared::JobStatus = serde_json::from_str(&text)
+                        .map_err(|e| format!("bad progress event: {e}"))?;
+                    on_status(s.clone());
+                    if s.is_terminal() {
+                        es.close();
+                        if s.state != "done" {
+                            return Err(s
+                                .error
+                                .map(|e| e.message)
+                                .unwrap_or_else(|| format!("the job was {}", s.state)));
+                        }
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    es.close();
+                    return Err(format!("lost the job's progress stream: {e:?}"));
+                }
+                None => break,
+            }
+        }
+    }
+    result(&status.id).await
+}
+
+pub async fn cancel_job(id: &str) -> Result<kn_shared::JobStatus, String> {
+    read(Request::delete(&format!("/api/jobs/{id}")).send().await).await
 }

@@ -82,6 +82,7 @@ fn App() -> impl IntoView {
     let steps = RwSignal::new("20".to_string());
     let analysis = RwSignal::new(None::<Result<AnalyzeResponse, String>>);
     let analyzing = RwSignal::new(false);
+    let job = RwSignal::new(None::<kn_shared::JobStatus>);
 
     // A permalink (/r/<id>) reopens a stored result without recomputing.
     if let Some(id) = web_sys::window()
@@ -127,8 +128,9 @@ fn App() -> impl IntoView {
             let r = if req.target.is_empty() {
                 Err("Give the target answer (e.g. Paris) before finding its neurons.".to_string())
             } else {
-                api::analyze(&req).await
+                api::analyze_job(&req, move |s| job.set(Some(s))).await
             };
+            job.set(None);
             if let Ok(ok) = &r {
                 let url = format!(
                     "/r/{}{}",
@@ -224,11 +226,24 @@ fn App() -> impl IntoView {
                     <label for="prompts">"Paraphrases of the fact, one per line (the answer is the target above)"</label>
                     <textarea id="prompts" rows="6" prop:value=move || prompts.get() on:input=move |ev| prompts.set(event_target_value(&ev))></textarea>
                     <label for="steps">"Integration steps m"</label>
-                    <input id="steps" type="number" min="1" max="200" prop:value=move || steps.get() on:input=move |ev| steps.set(event_target_value(&ev)) />
+                    <input id="steps" type="number" min="1" max="10000" prop:value=move || steps.get() on:input=move |ev| steps.set(event_target_value(&ev)) />
                     <button id="analyze" type="submit" disabled=move || analyzing.get()>
                         {move || if analyzing.get() { "Computing attribution…" } else { "Find knowledge neurons" }}
                     </button>
-                    {move || analyzing.get().then(|| view! { <progress id="analysis-progress" aria-label="computing"></progress> })}
+                    {move || analyzing.get().then(|| {
+                        let (done, total, id) = job.get().map_or((0, 0, String::new()), |s| (s.done, s.total, s.id));
+                        let cancel = move |_| {
+                            let id = id.clone();
+                            spawn_local(async move { let _ = api::cancel_job(&id).await; });
+                        };
+                        view! {
+                            <div class="progress">
+                                <progress id="analysis-progress" max=total.max(1) value=done aria-label="prompts attributed"></progress>
+                                <span>{format!("{done} of {total} prompts attributed")}</span>
+                                <button id="cancel" type="button" on:click=cancel>"Cancel"</button>
+                            </div>
+                        }
+                    })}
                 </form>
             </section>
             <section class="panel" aria-live="polite">

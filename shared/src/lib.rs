@@ -443,3 +443,25 @@ pub struct FactEntry {
     pub subject: String,
     pub object: String,
 }
+
+/// A long computation's state: `GET /api/jobs/{id}` and each server-sent event
+/// of `GET /api/jobs/{id}/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// Also the id of the result it produces.
+    pub id: String,
+    /// `queued`, `running`, `done`, `failed` or `cancelled`.
+    pub state: String,
+    /// Prompts attributed so far, of `total`.
+    pub done: usize,
+    pub total: usize,
+    /// When `failed`: what went wrong.
+    #[serde(default)]
+    pub error: Option<ErrorBody>,
+}
+
+impl JobStatus {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.state.as_str(), "done" | "failed" | "cancelled")
+    }
+}

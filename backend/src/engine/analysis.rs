@@ -4,7 +4,7 @@
 
 use super::attribution::{to_shared, Options, Riemann};
 use super::intervene::{intervene, random_like};
-use super::neurons::{attribute_fact, fact_neurons, mean_scores, Thresholds};
+use super::neurons::{attribute_fact_with, fact_neurons, mean_scores, Thresholds};
 use super::{Neuron, Query};
 use crate::models::Model;
 use crate::{Error, Result};
@@ -18,6 +18,16 @@ pub fn analyze(
     model: &Model,
     req: &AnalyzeRequest,
     summary: ModelSummary,
+) -> Result<AnalysisResult> {
+    analyze_with(model, req, summary, &mut |_, _| true)
+}
+
+/// [`analyze`] with progress `(prompts attributed, prompts)`; return `false` to cancel.
+pub fn analyze_with(
+    model: &Model,
+    req: &AnalyzeRequest,
+    summary: ModelSummary,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<AnalysisResult> {
     let started = std::time::Instant::now();
     if req.prompts.is_empty() || req.prompts.len() > MAX_PROMPTS {
@@ -55,7 +65,7 @@ pub fn analyze(
         min_prompts: req.min_prompts,
     };
     th.validate()?;
-    let fact = attribute_fact(model, queries.clone(), &opts)?;
+    let fact = attribute_fact_with(model, queries.clone(), &opts, progress)?;
     let neurons = fact_neurons(model, &fact, &req.target, &th)?;
     let rows = |t: &Tensor| -> Result<Vec<Vec<f32>>> {
         (0..t.size()[0])

@@ -249,15 +249,30 @@ pub fn attribute_fact(
     queries: Vec<Query>,
     opts: &Options,
 ) -> Result<FactAttribution> {
+    attribute_fact_with(model, queries, opts, &mut |_, _| true)
+}
+
+/// [`attribute_fact`] that reports `(prompts done, prompts)` after each prompt;
+/// the callback returns `false` to cancel ([`Error::Cancelled`]).
+pub fn attribute_fact_with(
+    model: &Model,
+    queries: Vec<Query>,
+    opts: &Options,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<FactAttribution> {
     if queries.is_empty() {
         return Err(Error::InvalidArgument(
             "a fact needs at least one prompt".into(),
         ));
     }
-    let attributions = queries
-        .iter()
-        .map(|q| attribute(model, q, opts))
-        .collect::<Result<Vec<_>>>()?;
+    let mut attributions = Vec::with_capacity(queries.len());
+    for q in &queries {
+        if !progress(attributions.len(), queries.len()) {
+            return Err(Error::Cancelled);
+        }
+        attributions.push(attribute(model, q, opts)?);
+    }
+    progress(queries.len(), queries.len());
     Ok(FactAttribution {
         queries,
         attributions,
