@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kn_shared::{
     AnalysisResult, AnalyzeRequest, AnalyzeResponse, ApiError, Health, JobStatus, ModelSummary,
-    PredictRequest,
+    PredictRequest, PredictResponse,
 };
 use kn_shared::{FactEntry, RelationPage, RelationSummary};
 use serde::de::DeserializeOwned;
@@ -290,6 +290,7 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiFail> {
     })
 }
 
+#[utoipa::path(get, path = "/api/health", responses((status = 200, body = Health)))]
 async fn health(State(st): State<Arc<AppState>>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -298,10 +299,12 @@ async fn health(State(st): State<Arc<AppState>>) -> Json<Health> {
     })
 }
 
+#[utoipa::path(get, path = "/api/models", responses((status = 200, body = Vec<ModelSummary>)))]
 async fn models(State(st): State<Arc<AppState>>) -> Json<Vec<ModelSummary>> {
     Json(st.models.iter().map(|m| m.summary.clone()).collect())
 }
 
+#[utoipa::path(post, path = "/api/predict", request_body = PredictRequest, responses((status = 200, body = PredictResponse), (status = 400, body = ApiError, description = "malformed body"), (status = 404, body = ApiError, description = "unknown model"), (status = 413, body = ApiError), (status = 422, body = ApiError, description = "a prompt or target the model cannot take"), (status = 429, body = ApiError, description = "queue full; see Retry-After")))]
 async fn predict_route(
     State(st): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
@@ -312,6 +315,7 @@ async fn predict_route(
     Ok(Json(resp).into_response())
 }
 
+#[utoipa::path(post, path = "/api/analyze", request_body = AnalyzeRequest, responses((status = 200, body = AnalyzeResponse, description = "computed, or from the store"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
 async fn analyze_route(
     State(st): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
@@ -369,6 +373,7 @@ async fn stored(store: &Arc<Store>, id: &str) -> Result<Option<AnalysisResult>, 
     .transpose()
 }
 
+#[utoipa::path(get, path = "/api/results/{id}", params(("id" = String, Path, description = "20 hex digits")), responses((status = 200, body = AnalyzeResponse), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn result_route(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -412,6 +417,7 @@ fn dataset(st: &AppState) -> Result<&ParaRel, ApiFail> {
     })
 }
 
+#[utoipa::path(get, path = "/api/dataset", responses((status = 200, body = Vec<RelationSummary>), (status = 404, body = ApiError)))]
 async fn dataset_route(
     State(st): State<Arc<AppState>>,
 ) -> Result<Json<Vec<RelationSummary>>, ApiFail> {
@@ -438,6 +444,7 @@ fn default_limit() -> usize {
     50
 }
 
+#[utoipa::path(get, path = "/api/dataset/{relation}", params(("relation" = String, Path), ("q" = Option<String>, Query), ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, body = RelationPage), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn relation_route(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -483,6 +490,7 @@ fn internal(e: impl std::fmt::Display) -> ApiFail {
 
 /// `POST /api/jobs/analyze`: start an analysis as a job (202), or answer at once
 /// (200) when the result is stored.
+#[utoipa::path(post, path = "/api/jobs/analyze", request_body = AnalyzeRequest, responses((status = 202, body = JobStatus, description = "queued; follow /api/jobs/{id}/events"), (status = 200, body = JobStatus, description = "already stored: fetch /api/results/{id}"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 429, body = ApiError)))]
 async fn analyze_job_route(
     State(st): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
@@ -605,6 +613,7 @@ fn job(
     })
 }
 
+#[utoipa::path(get, path = "/api/jobs/{id}", params(("id" = String, Path)), responses((status = 200, body = JobStatus), (status = 404, body = ApiError)))]
 async fn job_route(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -614,6 +623,7 @@ async fn job_route(
     Ok(Json(s))
 }
 
+#[utoipa::path(delete, path = "/api/jobs/{id}", params(("id" = String, Path)), responses((status = 202, body = JobStatus), (status = 404, body = ApiError)))]
 async fn cancel_job_route(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -625,6 +635,7 @@ async fn cancel_job_route(
 }
 
 /// Server-sent events: one `status` event per change, ending with the final state.
+#[utoipa::path(get, path = "/api/jobs/{id}/events", params(("id" = String, Path)), responses((status = 200, description = "text/event-stream of `status` events, each a JobStatus; ends with a terminal state"), (status = 404, body = ApiError)))]
 async fn job_events_route(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -652,6 +663,35 @@ async fn job_events_route(
         .into_response())
 }
 
+/// The OpenAPI document of this API, generated from the handlers and the
+/// `kn-shared` types.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Knowledge Neuron Studio API",
+        description = "Find, test and edit the neurons where a transformer stores facts."
+    ),
+    paths(
+        health,
+        models,
+        predict_route,
+        analyze_route,
+        analyze_job_route,
+        job_route,
+        cancel_job_route,
+        job_events_route,
+        result_route,
+        dataset_route,
+        relation_route
+    )
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    Json(ApiDoc::openapi())
+}
+
 async fn api_not_found() -> ApiFail {
     ApiFail::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
 }
@@ -659,6 +699,7 @@ async fn api_not_found() -> ApiFail {
 /// The application router: the API, and the web client from `static_dir`.
 pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
     let api = Router::new()
+        .route("/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/models", get(models))
         .route("/predict", post(predict_route))

@@ -542,3 +542,47 @@ async fn jobs_stream_progress_store_results_and_cancel() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn openapi_document_lists_every_route_with_schemas() {
+    let app = app();
+    let (s, b) = call(&app, "GET", "/api/openapi.json", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/health",
+        "/api/models",
+        "/api/predict",
+        "/api/analyze",
+        "/api/jobs/analyze",
+        "/api/jobs/{id}",
+        "/api/jobs/{id}/events",
+        "/api/results/{id}",
+        "/api/dataset",
+        "/api/dataset/{relation}",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for s in [
+        "PredictRequest",
+        "PredictResponse",
+        "AnalyzeRequest",
+        "AnalysisResult",
+        "ApiError",
+        "JobStatus",
+        "FactNeurons",
+    ] {
+        assert!(schemas.contains_key(s), "schema {s} missing");
+    }
+    assert!(doc["components"]["schemas"]["PredictRequest"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "prompt"));
+}

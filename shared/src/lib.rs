@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// A loaded model, as `GET /api/models` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelSummary {
     /// The name to pass as `model` in requests.
     pub name: String,
@@ -30,6 +31,7 @@ pub struct ModelSummary {
 
 /// `POST /api/predict`, and the input of `kn predict`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
     /// Model name from `GET /api/models`; the server's first model when absent.
@@ -51,6 +53,7 @@ pub fn default_top_k() -> usize {
 
 /// One vocabulary entry with its probability at the blank.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenProb {
     pub id: u32,
     /// The token as text (` Paris` for byte-level BPE, `##ing` for WordPiece).
@@ -60,6 +63,7 @@ pub struct TokenProb {
 
 /// The target's probability and its rank (1 = the model's top prediction).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TargetProb {
     pub id: u32,
     pub token: String,
@@ -69,6 +73,7 @@ pub struct TargetProb {
 
 /// The answer distribution at the blank of a cloze prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PredictResponse {
     pub model: String,
     pub prompt: String,
@@ -85,11 +90,13 @@ pub struct PredictResponse {
 
 /// Every API error: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     pub error: ErrorBody,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable machine-readable code (`bad_prompt`, `model_not_found`, …).
     pub code: String,
@@ -110,6 +117,7 @@ impl ApiError {
 
 /// `GET /api/health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     pub version: String,
@@ -142,6 +150,7 @@ mod tests {
 
 /// A neuron: a layer and an index into that layer's FFN intermediate activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Neuron {
     pub layer: usize,
     pub index: usize,
@@ -176,6 +185,7 @@ impl std::str::FromStr for Neuron {
 
 /// One prompt's integrated-gradients attribution over every layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PromptAttribution {
     pub prompt: String,
     pub tokens: Vec<String>,
@@ -194,6 +204,7 @@ pub struct PromptAttribution {
 
 /// A selected neuron with the evidence for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScoredNeuron {
     pub layer: usize,
     pub index: usize,
@@ -216,6 +227,7 @@ impl ScoredNeuron {
 
 /// The knowledge neurons of one fact and the activation baseline's neurons.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FactNeurons {
     pub target: String,
     /// Coarse threshold `t` (fraction of the prompt's maximum score).
@@ -236,6 +248,7 @@ pub struct FactNeurons {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PromptSummary {
     pub prompt: String,
     pub p_target: f64,
@@ -245,6 +258,7 @@ pub struct PromptSummary {
 
 /// One prompt before and after an intervention.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PromptEffect {
     pub prompt: String,
     pub p_before: f64,
@@ -255,6 +269,7 @@ pub struct PromptEffect {
 
 /// The effect of scaling a neuron set at the blank on a set of prompts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InterventionEffect {
     pub neurons: Vec<Neuron>,
     pub factor: f64,
@@ -267,6 +282,7 @@ pub struct InterventionEffect {
 
 /// Suppress or amplify a fact's knowledge neurons, with SPEC's controls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InterventionReport {
     pub factor: f64,
     /// The knowledge neurons on the fact's own prompts.
@@ -284,6 +300,7 @@ pub struct InterventionReport {
 
 /// One value slot changed by an edit: its exact contents before and after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlotEdit {
     pub layer: usize,
     pub index: usize,
@@ -294,6 +311,7 @@ pub struct SlotEdit {
 /// A reversible weight edit: the base weights on disk are never changed; an edit
 /// set is applied to the model in memory, undone exactly, saved and loaded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EditSet {
     /// Fingerprint of the model the edit was made for.
     pub model: String,
@@ -304,6 +322,7 @@ pub struct EditSet {
 
 /// Success of an edit on a fact's prompts and its side effects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EditMetrics {
     /// Share of the fact's prompts whose top-1 is no longer the old answer.
     pub change_rate: f64,
@@ -314,6 +333,7 @@ pub struct EditMetrics {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerplexityChange {
     /// `intra` (same relation), `inter` (other relations), or a name.
     pub set: String,
@@ -324,6 +344,7 @@ pub struct PerplexityChange {
 
 /// An edit with its measured effect and the random-neuron control.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EditReport {
     pub edit: EditSet,
     pub metrics: EditMetrics,
@@ -335,6 +356,7 @@ pub struct EditReport {
 /// `POST /api/analyze`: find a fact's knowledge neurons, compare them with the
 /// baseline's, and measure suppressing and amplifying both (and random neurons).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzeRequest {
     #[serde(default)]
@@ -374,6 +396,7 @@ pub fn default_min_prompts() -> usize {
 
 /// A stored analysis: everything the attribution and comparison views show.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnalysisResult {
     pub request: AnalyzeRequest,
     pub model: ModelSummary,
@@ -394,6 +417,7 @@ pub struct AnalysisResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PromptOverview {
     pub prompt: String,
     pub tokens: Vec<String>,
@@ -404,6 +428,7 @@ pub struct PromptOverview {
 
 /// The answer of `POST /api/analyze` and `GET /api/results/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnalyzeResponse {
     /// The result's permalink id (a content hash of the model and the request).
     pub id: String,
@@ -414,6 +439,7 @@ pub struct AnalyzeResponse {
 
 /// `GET /api/dataset`: a ParaRel relation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RelationSummary {
     pub id: String,
     pub label: String,
@@ -427,6 +453,7 @@ pub struct RelationSummary {
 
 /// `GET /api/dataset/{relation}?q=&offset=&limit=`: templates and a page of facts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RelationPage {
     pub relation: RelationSummary,
     pub templates: Vec<String>,
@@ -437,6 +464,7 @@ pub struct RelationPage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FactEntry {
     /// Index of the fact in its relation.
     pub index: usize,
@@ -447,6 +475,7 @@ pub struct FactEntry {
 /// A long computation's state: `GET /api/jobs/{id}` and each server-sent event
 /// of `GET /api/jobs/{id}/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobStatus {
     /// Also the id of the result it produces.
     pub id: String,
