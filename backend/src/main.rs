@@ -248,35 +248,7 @@ fn measure(
     new: Option<u32>,
     eval: &[Query],
 ) -> anyhow::Result<kn_shared::EditMetrics> {
-    let ppl_before = if eval.is_empty() {
-        None
-    } else {
-        Some(edit::perplexity(m, eval)?)
-    };
-    edit::apply(m, edit, fp)?;
-    let result = (|| -> anyhow::Result<kn_shared::EditMetrics> {
-        let (change, success) = if own.is_empty() {
-            (0.0, 0.0)
-        } else {
-            edit::rates(m, own, old, new.unwrap_or(u32::MAX))?
-        };
-        let perplexity = match ppl_before {
-            Some(before) => vec![kn_shared::PerplexityChange {
-                set: "eval".into(),
-                prompts: eval.len(),
-                before,
-                after: edit::perplexity(m, eval)?,
-            }],
-            None => vec![],
-        };
-        Ok(kn_shared::EditMetrics {
-            change_rate: change,
-            success_rate: success,
-            perplexity,
-        })
-    })();
-    edit::undo(m, edit, fp)?;
-    result
+    Ok(edit::measure(m, edit, fp, own, old, new, eval)?)
 }
 
 fn print_metrics(label: &str, x: &kn_shared::EditMetrics) {

@@ -8,6 +8,12 @@
 //! on the worker and becomes a 500, and the worker keeps serving.
 
 use crate::engine::analysis::{analyze, analyze_with};
+use crate::engine::attribution::Options;
+use crate::engine::edit::{self, UpdateOptions};
+use crate::engine::intervene::{probabilities, random_like};
+use crate::engine::neurons::{attribute_fact, fact_neurons, Thresholds};
+use crate::engine::{Neuron, Query as Cloze};
+use crate::models::Hooks;
 use crate::models::Model;
 use crate::pararel::ParaRel;
 use crate::predict::predict;
@@ -21,6 +27,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use kn_shared::{
+    ActiveEdit, EditResponse, EditSet, EraseRequest, EvalPrompt, PromptEffect, UpdateFactRequest,
+};
 use kn_shared::{
     AnalysisResult, AnalyzeRequest, AnalyzeResponse, ApiError, Health, JobStatus, ModelSummary,
     PredictRequest, PredictResponse,
@@ -43,6 +52,8 @@ type Job = Box<dyn FnOnce(&Model) + Send>;
 /// A model on its own thread.
 pub struct ModelWorker {
     pub summary: ModelSummary,
+    /// Edits active on this model, oldest first.
+    pub edits: Arc<std::sync::Mutex<Vec<(ActiveEdit, EditSet)>>>,
     /// The weights' fingerprint (part of every result's id).
     pub fingerprint: String,
     tx: SyncSender<Job>,
@@ -68,6 +79,16 @@ pub fn summary(model: &Model) -> ModelSummary {
 }
 
 impl ModelWorker {
+    /// The identity of the weights as they are now: the base fingerprint and
+    /// the active edits. Stored results are keyed by it.
+    pub fn state_key(&self) -> String {
+        let edits = self.edits.lock().unwrap_or_else(|p| p.into_inner());
+        std::iter::once(self.fingerprint.clone())
+            .chain(edits.iter().map(|(a, _)| a.id.clone()))
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+
     pub fn spawn(model: Model) -> Self {
         let summary = summary(&model);
         let fingerprint = crate::engine::edit::fingerprint(&model);
@@ -83,6 +104,7 @@ impl ModelWorker {
             .expect("spawn model worker");
         ModelWorker {
             summary,
+            edits: Default::default(),
             fingerprint,
             tx,
         }
@@ -325,7 +347,7 @@ async fn analyze_route(
     req.model = Some(worker.summary.name.clone());
     let canonical = serde_json::to_value(&req)
         .map_err(|e| ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let id = Store::id("analyze", &worker.fingerprint, &canonical);
+    let id = Store::id("analyze", &worker.state_key(), &canonical);
     if let Some(found) = stored(&st.store, &id).await? {
         return Ok(Json(AnalyzeResponse {
             id,
@@ -500,7 +522,7 @@ async fn analyze_job_route(
     let worker = st.model(req.model.as_deref())?;
     req.model = Some(worker.summary.name.clone());
     let canonical = serde_json::to_value(&req).map_err(internal)?;
-    let id = Store::id("analyze", &worker.fingerprint, &canonical);
+    let id = Store::id("analyze", &worker.state_key(), &canonical);
     let total = req.prompts.len();
     if stored(&st.store, &id).await?.is_some() {
         let s = JobStatus {
@@ -663,6 +685,223 @@ async fn job_events_route(
         .into_response())
 }
 
+fn eval_queries(m: &Model, eval: &[EvalPrompt]) -> crate::Result<Vec<Cloze>> {
+    eval.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Cloze::new(m, &e.prompt, &e.target).map_err(|err| {
+                crate::Error::InvalidArgument(format!("evaluation prompt {}: {err}", i + 1))
+            })
+        })
+        .collect()
+}
+
+fn effects(
+    m: &Model,
+    queries: &[Cloze],
+    before: (Vec<f64>, Vec<u32>),
+    after: (Vec<f64>, Vec<u32>),
+) -> Vec<PromptEffect> {
+    queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| PromptEffect {
+            prompt: q.prompt.clone(),
+            p_before: before.0[i],
+            p_after: after.0[i],
+            top1_before: m.tokenizer.token_text(before.1[i]),
+            top1_after: m.tokenizer.token_text(after.1[i]),
+        })
+        .collect()
+}
+
+/// Apply `edit` for good, record it as active, and describe it.
+fn activate(
+    m: &Model,
+    edits: &std::sync::Mutex<Vec<(ActiveEdit, EditSet)>>,
+    edit: EditSet,
+    fp: &str,
+    name: &str,
+) -> crate::Result<ActiveEdit> {
+    edit::apply(m, &edit, fp)?;
+    let text = serde_json::to_string(&edit).unwrap_or_default();
+    let id = Store::id("edit", fp, &serde_json::Value::String(text));
+    let active = ActiveEdit {
+        id,
+        model: name.to_string(),
+        description: edit.description.clone(),
+        neurons: edit
+            .slots
+            .iter()
+            .map(|s| Neuron {
+                layer: s.layer,
+                index: s.index,
+            })
+            .collect(),
+    };
+    edits
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((active.clone(), edit));
+    Ok(active)
+}
+
+#[utoipa::path(post, path = "/api/edits/update", request_body = UpdateFactRequest, responses((status = 200, body = EditResponse, description = "the edit is now active"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
+async fn update_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    let req: UpdateFactRequest = parse(&body.map_err(body_error)?)?;
+    let worker = st.model(req.model.as_deref())?;
+    let (edits, name) = (worker.edits.clone(), worker.summary.name.clone());
+    let resp = worker
+        .run(move |m| {
+            if req.prompts.is_empty() || req.prompts.len() > crate::engine::analysis::MAX_PROMPTS {
+                return Err(crate::Error::InvalidArgument("give between 1 and 50 prompts".into()));
+            }
+            let qs = req.prompts.iter().map(|p| Cloze::new(m, p, &req.target)).collect::<crate::Result<Vec<_>>>()?;
+            let new = crate::predict::target_id(m, &qs[0].cloze, &req.new_target)?;
+            let old = qs[0].target;
+            let eval = eval_queries(m, &req.eval)?;
+            let opts = Options { steps: req.steps, ..Options::default() };
+            let fact = attribute_fact(m, qs.clone(), &opts)?;
+            let r = fact_neurons(m, &fact, &req.target, &Thresholds::default())?;
+            let mut chosen = r.knowledge.clone();
+            chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
+            let neurons: Vec<Neuron> = chosen.iter().map(|n| n.neuron()).collect();
+            if neurons.is_empty() {
+                return Err(crate::Error::InvalidArgument(format!("`{}` has no knowledge neurons at t = 0.2, p = 0.7 on these prompts: add paraphrases", req.target)));
+            }
+            let uo = UpdateOptions { k: req.k, lambda1: req.lambda1, lambda2: req.lambda2, norm_scaled: req.norm_scaled };
+            let fp = edit::fingerprint(m);
+            let desc = format!("update {:?} -> {:?} (k = {}, λ1 = {}, λ2 = {}{})", req.target, req.new_target, req.k, req.lambda1, req.lambda2, if req.norm_scaled { ", norm-scaled" } else { "" });
+            let es = edit::update_fact(m, &neurons, old, new, &uo, desc.clone())?;
+            let metrics = edit::measure(m, &es, &fp, &qs, old, Some(new), &eval)?;
+            let rnd = random_like(m.config(), &neurons[..neurons.len().min(req.k)], 0);
+            let res = edit::update_fact(m, &rnd, old, new, &uo, format!("{desc}, random neurons"))?;
+            let random = Some(edit::measure(m, &res, &fp, &qs, old, Some(new), &eval)?);
+            let before = probabilities(m, &qs, &Hooks::default())?;
+            let active = activate(m, &edits, es, &fp, &name)?;
+            let after = probabilities(m, &qs, &Hooks::default())?;
+            Ok(EditResponse { edit: active, metrics, random, predictions: effects(m, &qs, before, after) })
+        })
+        .await?;
+    Ok(Json(resp).into_response())
+}
+
+#[utoipa::path(post, path = "/api/edits/erase", request_body = EraseRequest, responses((status = 200, body = EditResponse, description = "the edit is now active"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+async fn erase_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    let req: EraseRequest = parse(&body.map_err(body_error)?)?;
+    let worker = st.model(req.model.as_deref())?;
+    let (edits, name) = (worker.edits.clone(), worker.summary.name.clone());
+    let resp = worker
+        .run(move |m| {
+            let with = match req.with.as_str() {
+                "zero" => edit::EraseWith::Zero,
+                "unk" => edit::EraseWith::Unk,
+                other => {
+                    return Err(crate::Error::InvalidArgument(format!(
+                        "`with` is `{other}`; use `zero` or `unk`"
+                    )))
+                }
+            };
+            let eval = eval_queries(m, &req.eval)?;
+            let fp = edit::fingerprint(m);
+            let es = edit::erase(
+                m,
+                &req.neurons,
+                with,
+                format!("erase {} neurons ({})", req.neurons.len(), req.with),
+            )?;
+            let metrics = edit::measure(m, &es, &fp, &[], 0, None, &eval)?;
+            let before = if eval.is_empty() {
+                (vec![], vec![])
+            } else {
+                probabilities(m, &eval, &Hooks::default())?
+            };
+            let active = activate(m, &edits, es, &fp, &name)?;
+            let after = if eval.is_empty() {
+                (vec![], vec![])
+            } else {
+                probabilities(m, &eval, &Hooks::default())?
+            };
+            Ok(EditResponse {
+                edit: active,
+                metrics,
+                random: None,
+                predictions: effects(m, &eval, before, after),
+            })
+        })
+        .await?;
+    Ok(Json(resp).into_response())
+}
+
+#[utoipa::path(get, path = "/api/edits", responses((status = 200, body = Vec<ActiveEdit>)))]
+async fn edits_route(State(st): State<Arc<AppState>>) -> Json<Vec<ActiveEdit>> {
+    let mut out = Vec::new();
+    for w in &st.models {
+        out.extend(
+            w.edits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(a, _)| a.clone()),
+        );
+    }
+    Json(out)
+}
+
+fn find_edit(st: &AppState, id: &str) -> Result<(usize, EditSet), ApiFail> {
+    for (i, w) in st.models.iter().enumerate() {
+        if let Some((_, e)) = w
+            .edits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(a, _)| a.id == id)
+        {
+            return Ok((i, e.clone()));
+        }
+    }
+    Err(ApiFail::new(
+        StatusCode::NOT_FOUND,
+        "edit_not_found",
+        format!("no active edit has id {id}"),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/edits/{id}", params(("id" = String, Path)), responses((status = 200, body = EditSet, description = "the edit set, to save and load"), (status = 404, body = ApiError)))]
+async fn edit_download_route(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<EditSet>, ApiFail> {
+    Ok(Json(find_edit(&st, &id)?.1))
+}
+
+#[utoipa::path(delete, path = "/api/edits/{id}", params(("id" = String, Path)), responses((status = 200, body = Vec<ActiveEdit>, description = "undone; the edits still active"), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+async fn undo_route(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiFail> {
+    let (i, es) = find_edit(&st, &id)?;
+    let worker = &st.models[i];
+    let edits = worker.edits.clone();
+    worker
+        .run(move |m| {
+            edit::undo_checked(m, &es, &es.model)?;
+            edits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(a, _)| a.id != id);
+            Ok(())
+        })
+        .await?;
+    Ok(edits_route(State(st)).await.into_response())
+}
+
 /// The OpenAPI document of this API, generated from the handlers and the
 /// `kn-shared` types.
 #[derive(utoipa::OpenApi)]
@@ -708,6 +947,10 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/jobs/analyze", post(analyze_job_route))
         .route("/jobs/{id}", get(job_route).delete(cancel_job_route))
         .route("/jobs/{id}/events", get(job_events_route))
+        .route("/edits", get(edits_route))
+        .route("/edits/update", post(update_route))
+        .route("/edits/erase", post(erase_route))
+        .route("/edits/{id}", get(edit_download_route).delete(undo_route))
         .route("/dataset", get(dataset_route))
         .route("/dataset/{relation}", get(relation_route))
         .fallback(api_not_found)

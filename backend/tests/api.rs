@@ -586,3 +586,116 @@ async fn openapi_document_lists_every_route_with_schemas() {
         .iter()
         .any(|r| r == "prompt"));
 }
+
+#[tokio::test]
+async fn edits_apply_list_download_and_undo_exactly() {
+    use kn_shared::{ActiveEdit, EditResponse, EditSet};
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_store(dir.path());
+    let ask = r#"{"prompt": "The capital of France is [MASK].", "top_k": 5}"#;
+    let (_, original) = call(&app, "POST", "/api/predict", ask).await;
+    let body = serde_json::json!({
+        "target": "Paris", "new_target": "France", "steps": 4, "k": 2,
+        "prompts": ["The capital of France is [MASK].", "France's capital is [MASK].", "The capital city of France is [MASK]."],
+        "eval": [{"prompt": "Paris is the capital of [MASK].", "target": "France"}]
+    })
+    .to_string();
+    let (s, b) = call(&app, "POST", "/api/edits/update", body).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let r: EditResponse = serde_json::from_slice(&b).unwrap();
+    assert!(!r.edit.neurons.is_empty() && r.edit.neurons.len() <= 2);
+    assert_eq!(r.predictions.len(), 3);
+    assert_eq!(r.metrics.perplexity.len(), 1);
+    assert!(r.random.is_some());
+    let (_, edited) = call(&app, "POST", "/api/predict", ask).await;
+    assert_ne!(edited, original, "the edit is active");
+    let (_, b) = call(&app, "GET", "/api/edits", Body::empty()).await;
+    let list: Vec<ActiveEdit> = serde_json::from_slice(&b).unwrap();
+    assert_eq!(list, vec![r.edit.clone()]);
+    let (s, b) = call(
+        &app,
+        "GET",
+        &format!("/api/edits/{}", r.edit.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let set: EditSet = serde_json::from_slice(&b).unwrap();
+    assert_eq!(set.slots.len(), r.edit.neurons.len());
+    // Undo restores the predictions exactly.
+    let (s, b) = call(
+        &app,
+        "DELETE",
+        &format!("/api/edits/{}", r.edit.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(
+        serde_json::from_slice::<Vec<ActiveEdit>>(&b).unwrap(),
+        vec![]
+    );
+    let (_, restored) = call(&app, "POST", "/api/predict", ask).await;
+    assert_eq!(restored, original);
+
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "DELETE",
+        &format!("/api/edits/{}", r.edit.id),
+        "",
+        S::NOT_FOUND,
+        "edit_not_found",
+        "no active edit",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/edits/erase",
+        r#"{"neurons": [{"layer": 7, "index": 0}]}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "out of range",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/edits/erase",
+        r#"{"neurons": [], "with": "zero"}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "empty",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/edits/erase",
+        r#"{"neurons": [{"layer": 0, "index": 1}], "with": "ink"}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "`with`",
+    )
+    .await;
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/api/edits/erase",
+        r#"{"neurons": [{"layer": 0, "index": 1}, {"layer": 2, "index": 5}]}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let e: EditResponse = serde_json::from_slice(&b).unwrap();
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/edits/{}", e.edit.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, restored) = call(&app, "POST", "/api/predict", ask).await;
+    assert_eq!(restored, original);
+}

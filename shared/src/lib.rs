@@ -494,3 +494,90 @@ impl JobStatus {
         matches!(self.state.as_str(), "done" | "failed" | "cancelled")
     }
 }
+
+/// `POST /api/edits/update`: update a fact `t → t'` through its knowledge neurons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateFactRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The current answer t.
+    pub target: String,
+    /// The new answer t'.
+    pub new_target: String,
+    pub prompts: Vec<String>,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    #[serde(default = "default_lambda1")]
+    pub lambda1: f64,
+    #[serde(default = "default_lambda2")]
+    pub lambda2: f64,
+    /// Rescale embeddings to the value slot's norm (the authors' code).
+    #[serde(default)]
+    pub norm_scaled: bool,
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// Prompts of other facts with their answers, for the perplexity side effect.
+    #[serde(default)]
+    pub eval: Vec<EvalPrompt>,
+}
+
+pub fn default_k() -> usize {
+    4
+}
+pub fn default_lambda1() -> f64 {
+    1.0
+}
+pub fn default_lambda2() -> f64 {
+    8.0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EvalPrompt {
+    pub prompt: String,
+    pub target: String,
+}
+
+/// `POST /api/edits/erase`: zero (or `[UNK]`) the value slots of given neurons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    pub neurons: Vec<Neuron>,
+    /// `zero` or `unk`.
+    #[serde(default = "default_erase_with")]
+    pub with: String,
+    #[serde(default)]
+    pub eval: Vec<EvalPrompt>,
+}
+
+pub fn default_erase_with() -> String {
+    "zero".into()
+}
+
+/// An edit that is active on a loaded model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActiveEdit {
+    pub id: String,
+    pub model: String,
+    pub description: String,
+    pub neurons: Vec<Neuron>,
+}
+
+/// The answer of an edit request: the edit (now active) and its measured effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EditResponse {
+    pub edit: ActiveEdit,
+    pub metrics: EditMetrics,
+    /// The same edit on random neurons (not applied), as a control.
+    #[serde(default)]
+    pub random: Option<EditMetrics>,
+    /// The fact's prompts: top-1 before and after.
+    pub predictions: Vec<PromptEffect>,
+}

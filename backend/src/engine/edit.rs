@@ -280,3 +280,62 @@ pub fn rates(model: &Model, queries: &[Query], old: u32, new: u32) -> Result<(f6
         top.iter().filter(|&&t| t == new).count() as f64 / n,
     ))
 }
+
+/// An edit's effect: apply it, measure rates on `own` (old → new answers) and
+/// perplexity on `eval`, then undo it. The model is left as it was.
+pub fn measure(
+    model: &Model,
+    edit: &EditSet,
+    fp: &str,
+    own: &[Query],
+    old: u32,
+    new: Option<u32>,
+    eval: &[Query],
+) -> Result<kn_shared::EditMetrics> {
+    let ppl_before = if eval.is_empty() {
+        None
+    } else {
+        Some(perplexity(model, eval)?)
+    };
+    apply(model, edit, fp)?;
+    let result = (|| -> Result<kn_shared::EditMetrics> {
+        let (change_rate, success_rate) = if own.is_empty() {
+            (0.0, 0.0)
+        } else {
+            rates(model, own, old, new.unwrap_or(u32::MAX))?
+        };
+        let perplexity = match ppl_before {
+            Some(before) => vec![kn_shared::PerplexityChange {
+                set: "eval".into(),
+                prompts: eval.len(),
+                before,
+                after: perplexity(model, eval)?,
+            }],
+            None => vec![],
+        };
+        Ok(kn_shared::EditMetrics {
+            change_rate,
+            success_rate,
+            perplexity,
+        })
+    })();
+    undo(model, edit, fp)?;
+    result
+}
+
+/// Undo `edit` only if its slots still hold what it wrote (so a later edit of
+/// the same slots is not silently clobbered).
+pub fn undo_checked(model: &Model, edit: &EditSet, fp: &str) -> Result<()> {
+    for s in &edit.slots {
+        let n = Neuron {
+            layer: s.layer,
+            index: s.index,
+        };
+        if read_slot(model, n)? != s.after {
+            return Err(Error::InvalidArgument(format!(
+                "value slot {n} was changed by a later edit: undo that one first"
+            )));
+        }
+    }
+    undo(model, edit, fp)
+}
