@@ -112,3 +112,34 @@ test('a long analysis shows progress and can be cancelled', async () => {
   await page.waitForSelector('#analysis-error');
   assert.match(await page.locator('#analysis-error').textContent(), /cancelled/);
 });
+
+test('update a fact, see the effect, undo it', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#target', 'Paris');
+  await page.fill('#prompts', 'The capital of France is [MASK].\nFrance\'s capital is [MASK].\nThe capital city of France is [MASK].');
+  await page.click('#predict');
+  await page.waitForSelector('#target-prob');
+  const before = await page.locator('#target-prob').textContent();
+  await page.fill('#new-target', 'France');
+  await page.fill('#k', '2');
+  await page.fill('#eval', 'Paris is the capital of [MASK]. | France');
+  await page.click('#update');
+  await page.waitForSelector('#edit-result', { timeout: 60_000 });
+  assert.match(await page.locator('#edit-metrics').textContent(), /change rate \d+%, success rate \d+%; perplexity on 1 side-effect prompts/);
+  assert.equal(await page.locator('#edit-predictions tbody tr').count(), 3);
+  assert.equal(await page.locator('#edits li button.undo').count(), 1);
+  await page.click('#predict');
+  await page.waitForFunction((b) => document.querySelector('#target-prob')?.textContent !== b, before);
+  await page.screenshot({ path: join(ARTIFACTS, 'edit.png'), fullPage: true });
+  await page.click('#edits li button.undo');
+  await page.waitForFunction(() => /None: the model is as loaded/.test(document.querySelector('#edits').textContent));
+  await page.click('#predict');
+  await page.waitForFunction((b) => document.querySelector('#target-prob')?.textContent === b, before);
+  // A malformed neuron list is refused in words.
+  await page.fill('#erase-neurons', 'L1');
+  await page.click('#erase');
+  await page.waitForSelector('#edit-error');
+  assert.match(await page.locator('#edit-error').textContent(), /expected LAYER:INDEX/);
+});

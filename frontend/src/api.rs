@@ -101,3 +101,27 @@ pub async fn analyze_job(
 pub async fn cancel_job(id: &str) -> Result<kn_shared::JobStatus, String> {
     read(Request::delete(&format!("/api/jobs/{id}")).send().await).await
 }
+
+pub async fn update_fact(
+    req: &kn_shared::UpdateFactRequest,
+) -> Result<kn_shared::EditResponse, String> {
+    let r = Request::post("/api/edits/update")
+        .json(req)
+        .map_err(|e| e.to_string())?;
+    read(r.send().await).await
+}
+
+pub async fn erase(req: &kn_shared::EraseRequest) -> Result<kn_shared::EditResponse, String> {
+    let r = Request::post("/api/edits/erase")
+        .json(req)
+        .map_err(|e| e.to_string())?;
+    read(r.send().await).await
+}
+
+pub async fn edits() -> Result<Vec<kn_shared::ActiveEdit>, String> {
+    read(Request::get("/api/edits").send().await).await
+}
+
+pub async fn undo(id: &str) -> Result<Vec<kn_shared::ActiveEdit>, String> {
+    read(Request::delete(&format!("/api/edits/{id}")).send().await).await
+}

@@ -8,6 +8,7 @@ mod analysis;
 mod api;
 mod charts;
 mod dataset;
+mod edits;
 
 use kn_shared::{AnalyzeRequest, AnalyzeResponse, ModelSummary, PredictRequest, PredictResponse};
 use leptos::prelude::*;
@@ -253,6 +254,7 @@ fn App() -> impl IntoView {
                     Some(Ok(r)) => view! { <Prediction r=r /> }.into_any(),
                 }}
             </section>
+            <edits::Edits model=model target=target prompts=prompts />
             {move || match analysis.get() {
                 None => ().into_any(),
                 Some(Err(e)) => view! { <section class="panel wide"><p class="error" role="alert" id="analysis-error">{e}</p></section> }.into_any(),

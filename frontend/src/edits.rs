@@ -1,0 +1,202 @@
+//! Edit forms: update a fact through its knowledge neurons, erase neurons, and
+//! the list of active edits with undo. Edits change the server's model in
+//! memory only; the files on disk are never written.
+
+use crate::api;
+use kn_shared::{ActiveEdit, EditResponse, EraseRequest, EvalPrompt, Neuron, UpdateFactRequest};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+/// `prompt | answer` lines.
+fn eval_lines(text: &str) -> Result<Vec<EvalPrompt>, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.rsplit_once('|')
+                .map(|(p, t)| EvalPrompt {
+                    prompt: p.trim().into(),
+                    target: t.trim().into(),
+                })
+                .ok_or_else(|| {
+                    format!("side-effect line `{l}`: write `prompt with [MASK] | answer`")
+                })
+        })
+        .collect()
+}
+
+#[component]
+pub fn Edits(
+    model: RwSignal<String>,
+    target: RwSignal<String>,
+    prompts: RwSignal<String>,
+) -> impl IntoView {
+    let new_target = RwSignal::new(String::new());
+    let k = RwSignal::new("4".to_string());
+    let lambda1 = RwSignal::new("1".to_string());
+    let lambda2 = RwSignal::new("8".to_string());
+    let norm_scaled = RwSignal::new(false);
+    let eval = RwSignal::new(String::new());
+    let erase_neurons = RwSignal::new(String::new());
+    let erase_with = RwSignal::new("zero".to_string());
+    let busy = RwSignal::new(false);
+    let outcome = RwSignal::new(None::<Result<EditResponse, String>>);
+    let active = RwSignal::new(Vec::<ActiveEdit>::new());
+    let refresh = move || {
+        spawn_local(async move {
+            if let Ok(list) = api::edits().await {
+                active.set(list);
+            }
+        })
+    };
+    refresh();
+    let model_name = move || Some(model.get_untracked()).filter(|m| !m.is_empty());
+
+    let update = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let eval = match eval_lines(&eval.get_untracked()) {
+            Ok(e) => e,
+            Err(e) => return outcome.set(Some(Err(e))),
+        };
+        let num = |s: RwSignal<String>| s.get_untracked().trim().parse::<f64>().unwrap_or(f64::NAN);
+        let req = UpdateFactRequest {
+            model: model_name(),
+            target: target.get_untracked().trim().into(),
+            new_target: new_target.get_untracked().trim().into(),
+            prompts: prompts
+                .get_untracked()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+            k: k.get_untracked().trim().parse().unwrap_or(0),
+            lambda1: num(lambda1),
+            lambda2: num(lambda2),
+            norm_scaled: norm_scaled.get_untracked(),
+            steps: 20,
+            eval,
+        };
+        busy.set(true);
+        spawn_local(async move {
+            let r = if req.new_target.is_empty() {
+                Err("Give the new answer t'.".to_string())
+            } else {
+                api::update_fact(&req).await
+            };
+            outcome.set(Some(r));
+            busy.set(false);
+            refresh();
+        });
+    };
+    let erase = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let neurons: Result<Vec<Neuron>, String> = erase_neurons
+            .get_untracked()
+            .split([',', ' '])
+            .filter(|s| !s.trim().is_empty())
+            .map(str::parse)
+            .collect();
+        let neurons = match neurons {
+            Ok(n) => n,
+            Err(e) => return outcome.set(Some(Err(e))),
+        };
+        let eval = match eval_lines(&eval.get_untracked()) {
+            Ok(e) => e,
+            Err(e) => return outcome.set(Some(Err(e))),
+        };
+        let req = EraseRequest {
+            model: model_name(),
+            neurons,
+            with: erase_with.get_untracked(),
+            eval,
+        };
+        busy.set(true);
+        spawn_local(async move {
+            outcome.set(Some(api::erase(&req).await));
+            busy.set(false);
+            refresh();
+        });
+    };
+    let undo = move |id: String| {
+        spawn_local(async move {
+            match api::undo(&id).await {
+                Ok(list) => active.set(list),
+                Err(e) => outcome.set(Some(Err(e))),
+            }
+        })
+    };
+
+    view! {
+        <section class="panel wide" aria-labelledby="edit-title">
+            <h2 id="edit-title">"Edit"</h2>
+            <div class="compare">
+                <form id="update-form" on:submit=update>
+                    <h3>"Update the fact (target → new answer)"</h3>
+                    <p class="hint">"Uses the target and the paraphrases above; edits the value slots of the top-k knowledge neurons: v := v − λ1·e(t) + λ2·e(t′)."</p>
+                    <label for="new-target">"New answer t′"</label>
+                    <input id="new-target" type="text" placeholder="London" prop:value=move || new_target.get() on:input=move |ev| new_target.set(event_target_value(&ev)) />
+                    <div class="row3">
+                        <div><label for="k">"k"</label><input id="k" type="number" min="1" prop:value=move || k.get() on:input=move |ev| k.set(event_target_value(&ev)) /></div>
+                        <div><label for="lambda1">"λ1"</label><input id="lambda1" type="number" step="any" prop:value=move || lambda1.get() on:input=move |ev| lambda1.set(event_target_value(&ev)) /></div>
+                        <div><label for="lambda2">"λ2"</label><input id="lambda2" type="number" step="any" prop:value=move || lambda2.get() on:input=move |ev| lambda2.set(event_target_value(&ev)) /></div>
+                    </div>
+                    <label class="check"><input id="norm-scaled" type="checkbox" prop:checked=move || norm_scaled.get() on:change=move |ev| norm_scaled.set(event_target_checked(&ev)) />" rescale embeddings to the slot's norm (the authors' code)"</label>
+                    <button id="update" type="submit" disabled=move || busy.get()>"Update fact"</button>
+                </form>
+                <form id="erase-form" on:submit=erase>
+                    <h3>"Erase neurons"</h3>
+                    <label for="erase-neurons">"Neurons (LAYER:INDEX, comma-separated)"</label>
+                    <input id="erase-neurons" type="text" placeholder="L29:1066, L29:1285" prop:value=move || erase_neurons.get() on:input=move |ev| erase_neurons.set(event_target_value(&ev)) />
+                    <label for="erase-with">"Set their value slots to"</label>
+                    <select id="erase-with" prop:value=move || erase_with.get() on:change=move |ev| erase_with.set(event_target_value(&ev))>
+                        <option value="zero">"zero (the paper)"</option>
+                        <option value="unk">"the [UNK] embedding"</option>
+                    </select>
+                    <label for="eval">"Side-effect prompts for perplexity (prompt | answer, one per line)"</label>
+                    <textarea id="eval" rows="3" prop:value=move || eval.get() on:input=move |ev| eval.set(event_target_value(&ev))></textarea>
+                    <button id="erase" type="submit" disabled=move || busy.get()>"Erase"</button>
+                </form>
+            </div>
+            {move || busy.get().then(|| view! { <progress aria-label="editing"></progress> })}
+            {move || outcome.get().map(|r| match r {
+                Err(e) => view! { <p class="error" role="alert" id="edit-error">{e}</p> }.into_any(),
+                Ok(r) => view! {
+                    <div id="edit-result">
+                        <p>{format!("{} — edited {}", r.edit.description, r.edit.neurons.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))}</p>
+                        <p id="edit-metrics">
+                            {format!("change rate {:.0}%, success rate {:.0}%", 100.0 * r.metrics.change_rate, 100.0 * r.metrics.success_rate)}
+                            {r.metrics.perplexity.iter().map(|p| format!("; perplexity on {} side-effect prompts {:.2} → {:.2}", p.prompts, p.before, p.after)).collect::<String>()}
+                            {r.random.as_ref().map(|x| format!("; random neurons: change {:.0}%, success {:.0}%", 100.0 * x.change_rate, 100.0 * x.success_rate)).unwrap_or_default()}
+                        </p>
+                        <table id="edit-predictions">
+                            <thead><tr><th>"prompt"</th><th>"top-1 before"</th><th>"top-1 after"</th></tr></thead>
+                            <tbody>{r.predictions.into_iter().map(|p| view! {
+                                <tr><td>{p.prompt}</td><td>{format!("{:?}", p.top1_before)}</td><td>{format!("{:?}", p.top1_after)}</td></tr>
+                            }).collect_view()}</tbody>
+                        </table>
+                    </div>
+                }.into_any(),
+            })}
+            <h3>"Active edits"</h3>
+            <ul id="edits">
+                {move || {
+                    let list = active.get();
+                    if list.is_empty() {
+                        return view! { <li class="muted">"None: the model is as loaded."</li> }.into_any();
+                    }
+                    list.into_iter().map(|e| {
+                        let id = e.id.clone();
+                        view! {
+                            <li>
+                                {format!("{} ({})", e.description, e.model)} " "
+                                <a href=format!("/api/edits/{}", e.id) download=format!("edit-{}.json", e.id)>"download"</a> " "
+                                <button type="button" class="undo" on:click=move |_| undo(id.clone())>"Undo"</button>
+                            </li>
+                        }
+                    }).collect_view().into_any()
+                }}
+            </ul>
+        </section>
+    }
+}
