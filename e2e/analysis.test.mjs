@@ -58,6 +58,10 @@ test('attribute, compare, export, share, restart', async () => {
   const [svgDl] = await Promise.all([page.waitForEvent('download'), page.locator('#heatmap a', { hasText: 'SVG' }).click()]);
   const svg = readFileSync(await svgDl.path(), 'utf8');
   assert.ok(svg.startsWith('<svg') && svg.includes('</svg>'), 'a valid SVG file');
+  const [pngDl] = await Promise.all([page.waitForEvent('download'), page.locator('#effects button.png').click()]);
+  const png = readFileSync(await pngDl.path());
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG file');
+  assert.ok(png.length > 5000, `PNG of ${png.length} bytes`);
   const [csvDl] = await Promise.all([page.waitForEvent('download'), page.locator('#effects a', { hasText: 'CSV' }).click()]);
   const csv = readFileSync(await csvDl.path(), 'utf8').trim().split('\n');
   assert.equal(csv[0], 'set,suppress_percent,amplify_percent');

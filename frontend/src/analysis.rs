@@ -31,12 +31,20 @@ fn Chart(
     data_name: String,
     csv: String,
 ) -> impl IntoView {
+    let (svg2, png_name) = (svg.clone(), format!("{data_name}.png"));
+    let png = move |_| {
+        if let Err(e) = crate::png::download_png(&svg2, &png_name) {
+            web_sys::console::error_1(&e.into());
+        }
+    };
     view! {
         <figure class="chart" id=id>
             <div inner_html=svg.clone()></div>
             <figcaption>
                 {title} " — download: "
                 <Download label="SVG" file=format!("{data_name}.svg") mime="image/svg+xml" content=svg />
+                " · "
+                <button type="button" class="link png" on:click=png>"PNG"</button>
                 " · "
                 <Download label="CSV" file=format!("{data_name}.csv") mime="text/csv" content=csv />
             </figcaption>

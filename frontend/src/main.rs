@@ -9,6 +9,7 @@ mod api;
 mod charts;
 mod dataset;
 mod edits;
+mod png;
 
 use kn_shared::{AnalyzeRequest, AnalyzeResponse, ModelSummary, PredictRequest, PredictResponse};
 use leptos::prelude::*;
