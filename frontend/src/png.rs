@@ -8,18 +8,31 @@ pub fn download_png(svg: &str, file: &str) -> Result<(), String> {
     let err = |e: JsValue| format!("PNG export failed: {e:?}");
     let window = web_sys::window().ok_or("no window")?;
     let document = window.document().ok_or("no document")?;
-    let img: web_sys::HtmlImageElement = document.create_element("img").map_err(err)?.dyn_into().map_err(|_| "not an image")?;
-    let src = format!("data:image/svg+xml;charset=utf-8,{}", String::from(js_sys::encode_uri_component(svg)));
+    let img: web_sys::HtmlImageElement = document
+        .create_element("img")
+        .map_err(err)?
+        .dyn_into()
+        .map_err(|_| "not an image")?;
+    let src = format!(
+        "data:image/svg+xml;charset=utf-8,{}",
+        String::from(js_sys::encode_uri_component(svg))
+    );
     let file = file.to_string();
     let img2 = img.clone();
     let onload = Closure::once(move || {
         let run = || -> Result<(), JsValue> {
-            let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
-            let canvas: web_sys::HtmlCanvasElement = document.create_element("canvas")?.dyn_into()?;
+            let document = web_sys::window()
+                .and_then(|w| w.document())
+                .ok_or("no document")?;
+            let canvas: web_sys::HtmlCanvasElement =
+                document.create_element("canvas")?.dyn_into()?;
             let (w, h) = (img2.natural_width().max(1), img2.natural_height().max(1));
             canvas.set_width(w * 2);
             canvas.set_height(h * 2);
-            let ctx: web_sys::CanvasRenderingContext2d = canvas.get_context("2d")?.ok_or("no 2d context")?.dyn_into()?;
+            let ctx: web_sys::CanvasRenderingContext2d = canvas
+                .get_context("2d")?
+                .ok_or("no 2d context")?
+                .dyn_into()?;
             ctx.set_fill_style_str("white");
             ctx.fill_rect(0.0, 0.0, (w * 2) as f64, (h * 2) as f64);
             ctx.scale(2.0, 2.0)?;
