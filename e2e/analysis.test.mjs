@@ -40,11 +40,15 @@ test('attribute, compare, export, share, restart', async () => {
   await page.fill('#target', 'Paris');
   await page.fill('#prompts', 'The capital of France is [MASK].\nFrance\'s capital is [MASK].\nThe capital city of France is [MASK].');
   await page.fill('#steps', '4');
+  await page.fill('#t', '0.2');
+  await page.fill('#p', '0.6');
   await page.click('#analyze');
   await page.waitForSelector('#heatmap svg', { timeout: 120_000 });
+  assert.match(await page.locator('.meta').textContent(), /t = 0\.2 · p = 0\.6/);
   const cells = await page.locator('#heatmap svg rect').count();
   assert.ok(cells >= 3 * 128, `heatmap has ${cells} cells`);
   assert.ok(await page.locator('#knowledge-table tbody tr').count() >= 1, 'knowledge neurons listed');
+  assert.equal(await page.locator('#top-neurons tbody tr').count(), 15, 'top neurons by score listed');
   assert.ok(await page.locator('#effects svg rect').count() >= 3, 'suppress/amplify bars drawn');
   const before = await numbers(page);
   assert.match(before.effects, /knowledge: suppress [+-]\d+\.\d+%, amplify [+-]\d+\.\d+%/);

@@ -42,6 +42,7 @@ test('ask a cloze question and see the top predictions', async () => {
   })).json();
   const svg = await page.locator('#topk-chart').innerHTML();
   assert.ok(svg.includes(JSON.stringify(api.top_k[0].token)), 'top token labelled in the chart');
+  assert.equal(await page.locator('#topk-chart a', { hasText: 'SVG' }).count(), 1, 'the chart can be exported');
   await page.screenshot({ path: join(ARTIFACTS, 'ask.png'), fullPage: true });
   assert.deepEqual(errors, []);
 });

@@ -24,7 +24,7 @@ fn Download(
 
 /// A chart with its SVG and its data for download.
 #[component]
-fn Chart(
+pub fn Chart(
     id: &'static str,
     title: &'static str,
     svg: String,
@@ -136,6 +136,16 @@ pub fn AnalysisView(r: AnalyzeResponse) -> impl IntoView {
         }
     };
     let permalink = format!("/r/{}", r.id);
+    // The 15 strongest neurons by mean attribution, whatever the thresholds.
+    let mut top: Vec<(usize, usize, f32, f32)> = res
+        .mean_scores
+        .iter()
+        .enumerate()
+        .flat_map(|(l, row)| row.iter().enumerate().map(move |(i, &v)| (l, i, v)))
+        .map(|(l, i, v)| (l, i, v, res.mean_activations[l][i]))
+        .collect();
+    top.sort_by(|a, b| b.2.total_cmp(&a.2));
+    top.truncate(15);
     view! {
         <section class="panel wide" id="analysis">
             <h2>"Knowledge neurons of " <code>{format!("{:?}", res.request.target)}</code></h2>
@@ -156,6 +166,15 @@ pub fn AnalysisView(r: AnalyzeResponse) -> impl IntoView {
                 </tbody>
             </table>
             <Chart id="heatmap" title="Attribution heatmap (circles: knowledge neurons)" svg=heat data_name=format!("{name}-heatmap") csv=heat_csv />
+            <details>
+                <summary>"Top 15 neurons by mean attribution"</summary>
+                <table id="top-neurons">
+                    <thead><tr><th>"layer"</th><th>"neuron"</th><th>"mean score"</th><th>"mean activation"</th></tr></thead>
+                    <tbody>{top.into_iter().map(|(l, i, v, a)| view! {
+                        <tr><td>{l}</td><td>{i}</td><td>{format!("{v:.4e}")}</td><td>{format!("{a:.3}")}</td></tr>
+                    }).collect_view()}</tbody>
+                </table>
+            </details>
             <div class="compare">
                 <div>
                     <h3>{format!("Knowledge neurons ({})", res.neurons.knowledge.len())}</h3>

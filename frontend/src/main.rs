@@ -82,6 +82,8 @@ fn App() -> impl IntoView {
     let top_k = RwSignal::new(initial.top_k.clone());
     let prompts = RwSignal::new(initial.prompts.clone());
     let steps = RwSignal::new("20".to_string());
+    let t_coarse = RwSignal::new("0.2".to_string());
+    let p_refine = RwSignal::new("0.7".to_string());
     let analysis = RwSignal::new(None::<Result<AnalyzeResponse, String>>);
     let analyzing = RwSignal::new(false);
     let job = RwSignal::new(None::<kn_shared::JobStatus>);
@@ -121,8 +123,8 @@ fn App() -> impl IntoView {
                 .collect(),
             steps: steps.get_untracked().trim().parse().unwrap_or(0),
             riemann: "right".into(),
-            t: 0.2,
-            p: 0.7,
+            t: t_coarse.get_untracked().trim().parse().unwrap_or(f64::NAN),
+            p: p_refine.get_untracked().trim().parse().unwrap_or(f64::NAN),
             min_prompts: 1,
         };
         analyzing.set(true);
@@ -227,8 +229,20 @@ fn App() -> impl IntoView {
                 <form id="analyze-form" on:submit=run_analysis>
                     <label for="prompts">"Paraphrases of the fact, one per line (the answer is the target above)"</label>
                     <textarea id="prompts" rows="6" prop:value=move || prompts.get() on:input=move |ev| prompts.set(event_target_value(&ev))></textarea>
-                    <label for="steps">"Integration steps m"</label>
-                    <input id="steps" type="number" min="1" max="10000" prop:value=move || steps.get() on:input=move |ev| steps.set(event_target_value(&ev)) />
+                    <div class="row3">
+                        <div>
+                            <label for="steps">"Integration steps m"</label>
+                            <input id="steps" type="number" min="1" max="10000" prop:value=move || steps.get() on:input=move |ev| steps.set(event_target_value(&ev)) />
+                        </div>
+                        <div>
+                            <label for="t" title="coarse set: score above t × the prompt's maximum">"Threshold t"</label>
+                            <input id="t" type="number" min="0" max="0.99" step="0.05" prop:value=move || t_coarse.get() on:input=move |ev| t_coarse.set(event_target_value(&ev)) />
+                        </div>
+                        <div>
+                            <label for="p" title="refined: in the coarse sets of more than p × the prompts">"Share p"</label>
+                            <input id="p" type="number" min="0" max="1" step="0.05" prop:value=move || p_refine.get() on:input=move |ev| p_refine.set(event_target_value(&ev)) />
+                        </div>
+                    </div>
                     <button id="analyze" type="submit" disabled=move || analyzing.get()>
                         {move || if analyzing.get() { "Computing attribution…" } else { "Find knowledge neurons" }}
                     </button>
@@ -268,6 +282,14 @@ fn App() -> impl IntoView {
 #[component]
 fn Prediction(r: PredictResponse) -> impl IntoView {
     let svg = charts::top_k_bars(&r);
+    let csv: String = std::iter::once("rank,id,token,probability\n".to_string())
+        .chain(
+            r.top_k
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("{},{},{:?},{}\n", i + 1, t.id, t.token, t.prob)),
+        )
+        .collect();
     let tokens = r
         .tokens
         .iter()
@@ -293,6 +315,6 @@ fn Prediction(r: PredictResponse) -> impl IntoView {
         <h2>"Top predictions"</h2>
         <div class="tokens" aria-label="input tokens">{tokens}</div>
         {target}
-        <div class="chart" id="topk-chart" inner_html=svg></div>
+        <analysis::Chart id="topk-chart" title="Top predictions at the blank" svg=svg data_name="kn-predictions".to_string() csv=csv />
     }
 }
