@@ -135,7 +135,7 @@ test('update a fact, see the effect, undo it', async () => {
   await page.fill('#eval', 'Paris is the capital of [MASK]. | France');
   await page.click('#update');
   await page.waitForSelector('#edit-result', { timeout: 60_000 });
-  assert.match(await page.locator('#edit-metrics').textContent(), /change rate \d+%, success rate \d+%; perplexity on 1 side-effect prompts/);
+  assert.match(await page.locator('#edit-metrics').textContent(), /change rate \d+%, success rate \d+%; perplexity on eval \(1 prompts\)/);
   assert.equal(await page.locator('#edit-predictions tbody tr').count(), 3);
   assert.equal(await page.locator('#edits li button.undo').count(), 1);
   await page.click('#predict');

@@ -93,3 +93,20 @@ test('pick a ParaRel fact and prefill the analysis form', async () => {
   assert.ok(prompts.every((p) => p.includes('France') && p.includes('[MASK]')));
   await page.screenshot({ path: join(ARTIFACTS, 'dataset.png'), fullPage: true });
 });
+
+test('erase a relation as a job, then undo', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#erase-relation', 'P36');
+  await page.fill('#erase-facts', '2');
+  await page.fill('#erase-top', '3');
+  await page.click('#erase-relation-run');
+  await page.waitForSelector('#edit-result', { timeout: 120_000 });
+  const metrics = await page.locator('#edit-metrics').textContent();
+  assert.match(metrics, /perplexity on P36 \(erased relation\), accuracy \d+% -> \d+% \(\d+ prompts\)/);
+  assert.match(metrics, /other relations/);
+  await page.screenshot({ path: join(ARTIFACTS, 'erase-relation.png'), fullPage: true });
+  await page.click('#edits li button.undo');
+  await page.waitForFunction(() => /None: the model is as loaded/.test(document.querySelector('#edits').textContent));
+});

@@ -34,6 +34,7 @@ use kn_shared::{
     AnalysisResult, AnalyzeRequest, AnalyzeResponse, ApiError, Health, JobStatus, ModelSummary,
     PredictRequest, PredictResponse,
 };
+use kn_shared::{EditMetrics, EraseRelationRequest, PerplexityChange};
 use kn_shared::{FactEntry, RelationPage, RelationSummary};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
@@ -510,6 +511,82 @@ fn internal(e: impl std::fmt::Display) -> ApiFail {
     ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
 
+type Progress<'a> = &'a mut dyn FnMut(usize, usize) -> bool;
+type Finish<R> = Box<
+    dyn FnOnce(R) -> futures_util::future::BoxFuture<'static, Result<Option<EditResponse>, String>>
+        + Send,
+>;
+
+/// Start `work` on the model's thread as job `id`: its progress and final state
+/// go to a watch channel (read by `GET /api/jobs/{id}` and its events), and
+/// `finish` handles the output (store it, or return an edit for the status).
+fn start_job<R: Send + 'static>(
+    st: &AppState,
+    worker: &ModelWorker,
+    id: String,
+    total: usize,
+    work: impl FnOnce(&Model, Progress) -> crate::Result<R> + Send + 'static,
+    finish: Finish<R>,
+) -> Result<JobStatus, ApiFail> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let queued = JobStatus {
+        id: id.clone(),
+        state: "queued".into(),
+        done: 0,
+        total,
+        error: None,
+        edit: None,
+    };
+    let (tx, rx) = tokio::sync::watch::channel(queued.clone());
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (tx2, cancel2, id2) = (tx.clone(), cancel.clone(), id.clone());
+    let pending = worker.submit(move |m| {
+        let mut progress = |done: usize, total: usize| {
+            tx2.send_replace(JobStatus {
+                id: id2.clone(),
+                state: "running".into(),
+                done,
+                total,
+                error: None,
+                edit: None,
+            });
+            !cancel2.load(Ordering::Relaxed)
+        };
+        work(m, &mut progress)
+    })?;
+    st.jobs
+        .map
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), Job2 { status: rx, cancel });
+    tokio::spawn(async move {
+        let end = |state: &str, error: Option<ApiError>, edit: Option<EditResponse>| JobStatus {
+            id: id.clone(),
+            state: state.into(),
+            done: if state == "done" {
+                total
+            } else {
+                tx.borrow().done
+            },
+            total,
+            error: error.map(|e| e.error),
+            edit,
+        };
+        let status = match pending.await {
+            Ok(out) => match finish(out).await {
+                Ok(edit) => end("done", None, edit),
+                Err(e) => end("failed", Some(ApiError::new("store", e)), None),
+            },
+            Err(fail) if fail.body.error.code == "cancelled" => {
+                end("cancelled", Some(fail.body), None)
+            }
+            Err(fail) => end("failed", Some(fail.body), None),
+        };
+        tx.send_replace(status);
+    });
+    Ok(queued)
+}
+
 /// `POST /api/jobs/analyze`: start an analysis as a job (202), or answer at once
 /// (200) when the result is stored.
 #[utoipa::path(post, path = "/api/jobs/analyze", request_body = AnalyzeRequest, responses((status = 202, body = JobStatus, description = "queued; follow /api/jobs/{id}/events"), (status = 200, body = JobStatus, description = "already stored: fetch /api/results/{id}"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 429, body = ApiError)))]
@@ -517,7 +594,6 @@ async fn analyze_job_route(
     State(st): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiFail> {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let mut req: AnalyzeRequest = parse(&body.map_err(body_error)?)?;
     let worker = st.model(req.model.as_deref())?;
     req.model = Some(worker.summary.name.clone());
@@ -531,6 +607,7 @@ async fn analyze_job_route(
             done: total,
             total,
             error: None,
+            edit: None,
         };
         return Ok((StatusCode::OK, Json(s)).into_response());
     }
@@ -540,79 +617,166 @@ async fn analyze_job_route(
             return Ok((StatusCode::ACCEPTED, Json(s)).into_response());
         }
     }
-    let queued = JobStatus {
-        id: id.clone(),
-        state: "queued".into(),
-        done: 0,
-        total,
-        error: None,
-    };
-    let (tx, rx) = tokio::sync::watch::channel(queued.clone());
-    let cancel = Arc::new(AtomicBool::new(false));
-    let (tx2, cancel2, summary, id2) = (
-        tx.clone(),
-        cancel.clone(),
-        worker.summary.clone(),
-        id.clone(),
-    );
-    let pending = worker.submit(move |m| {
-        let mut progress = |done: usize, total: usize| {
-            tx2.send_replace(JobStatus {
-                id: id2.clone(),
-                state: "running".into(),
-                done,
-                total,
-                error: None,
-            });
-            !cancel2.load(Ordering::Relaxed)
-        };
-        analyze_with(m, &req, summary, &mut progress)
-    })?;
-    st.jobs
-        .map
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id.clone(), Job2 { status: rx, cancel });
-    let (store, request, id3) = (st.store.clone(), canonical.to_string(), id.clone());
-    tokio::spawn(async move {
-        let finish = |state: &str, error: Option<ApiError>| JobStatus {
-            id: id3.clone(),
-            state: state.into(),
-            done: if state == "done" {
-                total
-            } else {
-                tx.borrow().done
-            },
-            total,
-            error: error.map(|e| e.error),
-        };
-        let status = match pending.await {
-            Ok(result) => {
-                let saved = match serde_json::to_string(&result) {
-                    Ok(text) => {
-                        let (store, id4, model) =
-                            (store.clone(), id3.clone(), result.model.name.clone());
-                        tokio::task::spawn_blocking(move || {
-                            store.put(&id4, "analyze", &model, &request, &text)
-                        })
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
-                match saved {
-                    Ok(()) => finish("done", None),
-                    Err(e) => finish("failed", Some(ApiError::new("store", e))),
-                }
-            }
-            Err(fail) if fail.body.error.code == "cancelled" => {
-                finish("cancelled", Some(fail.body))
-            }
-            Err(fail) => finish("failed", Some(fail.body)),
-        };
-        tx.send_replace(status);
+    let summary = worker.summary.clone();
+    let (store, request, id2) = (st.store.clone(), canonical.to_string(), id.clone());
+    let finish: Finish<AnalysisResult> = Box::new(move |result| {
+        Box::pin(async move {
+            let text = serde_json::to_string(&result).map_err(|e| e.to_string())?;
+            let model = result.model.name.clone();
+            tokio::task::spawn_blocking(move || {
+                store.put(&id2, "analyze", &model, &request, &text)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            Ok(None)
+        })
     });
+    let queued = start_job(
+        &st,
+        worker,
+        id,
+        total,
+        move |m, progress| analyze_with(m, &req, summary, progress),
+        finish,
+    )?;
+    Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
+}
+
+/// `POST /api/jobs/erase-relation`: SPEC's relation erasure as a job. The final
+/// status carries the edit (now active) and its effect.
+#[utoipa::path(post, path = "/api/jobs/erase-relation", request_body = EraseRelationRequest, responses((status = 202, body = JobStatus, description = "queued; the final status carries the edit"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
+async fn erase_relation_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    let req: EraseRelationRequest = parse(&body.map_err(body_error)?)?;
+    let worker = st.model(req.model.as_deref())?;
+    let data = dataset(&st)?;
+    let rel = data
+        .relation(&req.relation)
+        .map_err(|e| ApiFail::new(StatusCode::NOT_FOUND, "unknown_relation", e.to_string()))?
+        .clone();
+    let others: Vec<crate::pararel::Relation> = data
+        .relations
+        .iter()
+        .filter(|r| r.id != rel.id)
+        .cloned()
+        .collect();
+    if req.facts == 0 || req.facts > 200 || req.top == 0 {
+        return Err(ApiFail::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_argument",
+            "facts must be 1..=200 and top at least 1",
+        ));
+    }
+    let with = match req.with.as_str() {
+        "zero" => edit::EraseWith::Zero,
+        "unk" => edit::EraseWith::Unk,
+        other => {
+            return Err(ApiFail::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_argument",
+                format!("`with` is `{other}`; use `zero` or `unk`"),
+            ))
+        }
+    };
+    let canonical = serde_json::to_value(&req).map_err(internal)?;
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let id = Store::id(
+        "erase",
+        &format!("{}{nonce}", worker.state_key()),
+        &canonical,
+    );
+    let (edits, name) = (worker.edits.clone(), worker.summary.name.clone());
+    let work = move |m: &Model, progress: Progress| -> crate::Result<EditResponse> {
+        let (neurons, intra, inter) = crate::engine::relation::erase_plan(
+            m,
+            &rel,
+            &others,
+            req.facts,
+            req.seed,
+            req.top,
+            &Options {
+                steps: req.steps,
+                ..Options::default()
+            },
+            progress,
+        )?;
+        let fp = edit::fingerprint(m);
+        let es = edit::erase(
+            m,
+            &neurons,
+            with,
+            format!(
+                "erase {} ({}): {} neurons from {} facts",
+                rel.id,
+                rel.label,
+                neurons.len(),
+                req.facts
+            ),
+        )?;
+        let ppl = |qs: &[Cloze]| {
+            if qs.is_empty() {
+                Ok(f64::NAN)
+            } else {
+                edit::perplexity(m, qs)
+            }
+        };
+        let acc = |qs: &[Cloze]| -> crate::Result<f64> {
+            if qs.is_empty() {
+                return Ok(f64::NAN);
+            }
+            let (_, top) = probabilities(m, qs, &Hooks::default())?;
+            Ok(
+                top.iter().zip(qs).filter(|(t, q)| **t == q.target).count() as f64
+                    / qs.len() as f64,
+            )
+        };
+        let (pi, pe, ai, ae) = (ppl(&intra)?, ppl(&inter)?, acc(&intra)?, acc(&inter)?);
+        let before = probabilities(m, &intra, &Hooks::default())?;
+        let active = activate(m, &edits, es, &fp, &name)?;
+        let after = probabilities(m, &intra, &Hooks::default())?;
+        let metrics = EditMetrics {
+            // Share of the erased relation's prompts no longer answered correctly.
+            change_rate: 1.0 - acc(&intra)?,
+            success_rate: 0.0,
+            perplexity: vec![
+                PerplexityChange {
+                    set: format!(
+                        "{} (erased relation), accuracy {:.0}% -> {:.0}%",
+                        rel.id,
+                        100.0 * ai,
+                        100.0 * acc(&intra)?
+                    ),
+                    prompts: intra.len(),
+                    before: pi,
+                    after: ppl(&intra)?,
+                },
+                PerplexityChange {
+                    set: format!(
+                        "other relations, accuracy {:.0}% -> {:.0}%",
+                        100.0 * ae,
+                        100.0 * acc(&inter)?
+                    ),
+                    prompts: inter.len(),
+                    before: pe,
+                    after: ppl(&inter)?,
+                },
+            ],
+        };
+        Ok(EditResponse {
+            edit: active,
+            metrics,
+            random: None,
+            predictions: effects(m, &intra, before, after),
+        })
+    };
+    let finish: Finish<EditResponse> = Box::new(|r| Box::pin(async move { Ok(Some(r)) }));
+    let queued = start_job(&st, worker, id, req.facts, work, finish)?;
     Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
 }
 
@@ -916,6 +1080,7 @@ async fn undo_route(
         predict_route,
         analyze_route,
         analyze_job_route,
+        erase_relation_route,
         job_route,
         cancel_job_route,
         job_events_route,
@@ -945,6 +1110,7 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/analyze", post(analyze_route))
         .route("/results/{id}", get(result_route))
         .route("/jobs/analyze", post(analyze_job_route))
+        .route("/jobs/erase-relation", post(erase_relation_route))
         .route("/jobs/{id}", get(job_route).delete(cancel_job_route))
         .route("/jobs/{id}/events", get(job_events_route))
         .route("/edits", get(edits_route))

@@ -255,7 +255,7 @@ fn app_with_store(dir: &std::path::Path) -> axum::Router {
         jobs: Default::default(),
         models: vec![ModelWorker::spawn(llama)],
         store: Arc::new(kn::store::Store::open(dir).unwrap()),
-        dataset: None,
+        dataset: Some(kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap()),
     };
     router(Arc::new(state), None)
 }
@@ -422,7 +422,15 @@ async fn dataset_routes() {
         "limit",
     )
     .await;
-    let no_data = app_with_store(tempfile::tempdir().unwrap().path());
+    let no_data = router(
+        Arc::new(AppState {
+            jobs: Default::default(),
+            models: vec![],
+            store: Arc::new(kn::store::Store::open(tempfile::tempdir().unwrap().path()).unwrap()),
+            dataset: None,
+        }),
+        None,
+    );
     expect_error(
         &no_data,
         "GET",
@@ -698,4 +706,76 @@ async fn edits_apply_list_download_and_undo_exactly() {
     assert_eq!(s, StatusCode::OK);
     let (_, restored) = call(&app, "POST", "/api/predict", ask).await;
     assert_eq!(restored, original);
+}
+
+#[tokio::test]
+async fn erase_relation_job_erases_and_reports() {
+    use kn_shared::ActiveEdit;
+    let dir = tempfile::tempdir().unwrap();
+    // BERT takes all 14 P36 templates, and its WordPiece vocabulary has the capitals whole.
+    let app = router(
+        Arc::new(AppState {
+            jobs: Default::default(),
+            models: vec![ModelWorker::spawn(
+                kn::load_model(&fixture("tiny-bert"), cpu()).unwrap(),
+            )],
+            store: Arc::new(kn::store::Store::open(dir.path()).unwrap()),
+            dataset: Some(
+                kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap(),
+            ),
+        }),
+        None,
+    );
+    let ask = r#"{"prompt": "The capital of France is [MASK].", "top_k": 5}"#;
+    let (_, original) = call(&app, "POST", "/api/predict", ask).await;
+    let body = r#"{"relation": "P36", "facts": 3, "steps": 2, "top": 5}"#;
+    let (s, b) = call(&app, "POST", "/api/jobs/erase-relation", body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
+    let job: kn_shared::JobStatus = serde_json::from_slice(&b).unwrap();
+    let evs = events(&app, &job.id).await;
+    let last = evs.last().unwrap();
+    assert_eq!(last.state, "done", "{evs:?}");
+    let edit = last
+        .edit
+        .as_ref()
+        .expect("the final status carries the edit");
+    assert!(!edit.edit.neurons.is_empty() && edit.edit.neurons.len() <= 5);
+    assert_eq!(edit.metrics.perplexity.len(), 2);
+    assert!(edit.metrics.perplexity[0].set.starts_with("P36"));
+    let (_, b) = call(&app, "GET", "/api/edits", Body::empty()).await;
+    assert_eq!(
+        serde_json::from_slice::<Vec<ActiveEdit>>(&b).unwrap().len(),
+        1
+    );
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/edits/{}", edit.edit.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, restored) = call(&app, "POST", "/api/predict", ask).await;
+    assert_eq!(restored, original);
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "POST",
+        "/api/jobs/erase-relation",
+        r#"{"relation": "P0"}"#,
+        S::NOT_FOUND,
+        "unknown_relation",
+        "unknown relation",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/jobs/erase-relation",
+        r#"{"relation": "P36", "facts": 0}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "facts",
+    )
+    .await;
 }

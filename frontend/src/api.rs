@@ -125,3 +125,42 @@ pub async fn edits() -> Result<Vec<kn_shared::ActiveEdit>, String> {
 pub async fn undo(id: &str) -> Result<Vec<kn_shared::ActiveEdit>, String> {
     read(Request::delete(&format!("/api/edits/{id}")).send().await).await
 }
+
+/// Erase a relation as a server job; the final status carries the edit.
+pub async fn erase_relation_job(
+    req: &kn_shared::EraseRelationRequest,
+    on_status: impl Fn(kn_shared::JobStatus),
+) -> Result<kn_shared::EditResponse, String> {
+    use futures_util::StreamExt;
+    let r = Request::post("/api/jobs/erase-relation")
+        .json(req)
+        .map_err(|e| e.to_string())?;
+    let status: kn_shared::JobStatus = read(r.send().await).await?;
+    on_status(status.clone());
+    let mut es = gloo_net::eventsource::futures::EventSource::new(&format!(
+        "/api/jobs/{}/events",
+        status.id
+    ))
+    .map_err(|e| format!("cannot follow the job: {e:?}"))?;
+    let mut stream = es
+        .subscribe("status")
+        .map_err(|e| format!("cannot follow the job: {e:?}"))?;
+    while let Some(ev) = stream.next().await {
+        let (_, msg) = ev.map_err(|e| format!("lost the job's progress stream: {e:?}"))?;
+        let s: kn_shared::JobStatus =
+            serde_json::from_str(&msg.data().as_string().unwrap_or_default())
+                .map_err(|e| format!("bad progress event: {e}"))?;
+        on_status(s.clone());
+        if s.is_terminal() {
+            es.close();
+            return match (s.state.as_str(), s.edit) {
+                ("done", Some(edit)) => Ok(edit),
+                _ => Err(s
+                    .error
+                    .map(|e| e.message)
+                    .unwrap_or_else(|| format!("the job was {}", s.state))),
+            };
+        }
+    }
+    Err("the job's progress stream ended early".into())
+}

@@ -3,7 +3,10 @@
 //! memory only; the files on disk are never written.
 
 use crate::api;
-use kn_shared::{ActiveEdit, EditResponse, EraseRequest, EvalPrompt, Neuron, UpdateFactRequest};
+use kn_shared::{
+    ActiveEdit, EditResponse, EraseRelationRequest, EraseRequest, EvalPrompt, Neuron,
+    UpdateFactRequest,
+};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -40,6 +43,10 @@ pub fn Edits(
     let erase_neurons = RwSignal::new(String::new());
     let erase_with = RwSignal::new("zero".to_string());
     let busy = RwSignal::new(false);
+    let erase_relation = RwSignal::new("P36".to_string());
+    let erase_facts = RwSignal::new("10".to_string());
+    let erase_top = RwSignal::new("20".to_string());
+    let job = RwSignal::new(None::<kn_shared::JobStatus>);
     let outcome = RwSignal::new(None::<Result<EditResponse, String>>);
     let active = RwSignal::new(Vec::<ActiveEdit>::new());
     let refresh = move || {
@@ -118,6 +125,26 @@ pub fn Edits(
             refresh();
         });
     };
+    let erase_rel = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let req = EraseRelationRequest {
+            model: model_name(),
+            relation: erase_relation.get_untracked().trim().to_string(),
+            facts: erase_facts.get_untracked().trim().parse().unwrap_or(0),
+            seed: 0,
+            top: erase_top.get_untracked().trim().parse().unwrap_or(0),
+            steps: 20,
+            with: erase_with.get_untracked(),
+        };
+        busy.set(true);
+        spawn_local(async move {
+            let r = api::erase_relation_job(&req, move |s| job.set(Some(s))).await;
+            job.set(None);
+            outcome.set(Some(r));
+            busy.set(false);
+            refresh();
+        });
+    };
     let undo = move |id: String| {
         spawn_local(async move {
             match api::undo(&id).await {
@@ -158,7 +185,21 @@ pub fn Edits(
                     <button id="erase" type="submit" disabled=move || busy.get()>"Erase"</button>
                 </form>
             </div>
-            {move || busy.get().then(|| view! { <progress aria-label="editing"></progress> })}
+            <form id="erase-relation-form" on:submit=erase_rel>
+                <h3>"Erase a relation"</h3>
+                <p class="hint">"Finds the knowledge neurons of a seeded sample of the relation's facts and erases the most frequent (20 in the paper), as a job; reports perplexity and accuracy on the relation and on others."</p>
+                <div class="row3">
+                    <div><label for="erase-relation">"Relation"</label><input id="erase-relation" type="text" prop:value=move || erase_relation.get() on:input=move |ev| erase_relation.set(event_target_value(&ev)) /></div>
+                    <div><label for="erase-facts">"Facts sampled"</label><input id="erase-facts" type="number" min="1" max="200" prop:value=move || erase_facts.get() on:input=move |ev| erase_facts.set(event_target_value(&ev)) /></div>
+                    <div><label for="erase-top">"Neurons erased"</label><input id="erase-top" type="number" min="1" prop:value=move || erase_top.get() on:input=move |ev| erase_top.set(event_target_value(&ev)) /></div>
+                </div>
+                <button id="erase-relation-run" type="submit" disabled=move || busy.get()>"Erase relation"</button>
+            </form>
+            {move || busy.get().then(|| {
+                let (done, total) = job.get().map_or((0, 0), |s| (s.done, s.total));
+                view! { <div class="progress"><progress id="edit-progress" max=total.max(1) value=done aria-label="editing"></progress>
+                    <span>{if total > 0 { format!("{done} of {total} facts") } else { String::new() }}</span></div> }
+            })}
             {move || outcome.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" id="edit-error">{e}</p> }.into_any(),
                 Ok(r) => view! {
@@ -166,7 +207,7 @@ pub fn Edits(
                         <p>{format!("{} — edited {}", r.edit.description, r.edit.neurons.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))}</p>
                         <p id="edit-metrics">
                             {format!("change rate {:.0}%, success rate {:.0}%", 100.0 * r.metrics.change_rate, 100.0 * r.metrics.success_rate)}
-                            {r.metrics.perplexity.iter().map(|p| format!("; perplexity on {} side-effect prompts {:.2} → {:.2}", p.prompts, p.before, p.after)).collect::<String>()}
+                            {r.metrics.perplexity.iter().map(|p| format!("; perplexity on {} ({} prompts) {:.2} → {:.2}", p.set, p.prompts, p.before, p.after)).collect::<String>()}
                             {r.random.as_ref().map(|x| format!("; random neurons: change {:.0}%, success {:.0}%", 100.0 * x.change_rate, 100.0 * x.success_rate)).unwrap_or_default()}
                         </p>
                         <table id="edit-predictions">

@@ -487,6 +487,9 @@ pub struct JobStatus {
     /// When `failed`: what went wrong.
     #[serde(default)]
     pub error: Option<ErrorBody>,
+    /// When an edit job is `done`: the edit and its effect.
+    #[serde(default)]
+    pub edit: Option<EditResponse>,
 }
 
 impl JobStatus {
@@ -580,4 +583,36 @@ pub struct EditResponse {
     pub random: Option<EditMetrics>,
     /// The fact's prompts: top-1 before and after.
     pub predictions: Vec<PromptEffect>,
+}
+
+/// `POST /api/jobs/erase-relation`: find the knowledge neurons of a sample of a
+/// relation's facts, erase the most frequent ones, and measure the damage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EraseRelationRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    /// ParaRel relation id, e.g. `P36`.
+    pub relation: String,
+    /// Facts sampled (seeded) from the relation.
+    #[serde(default = "default_sample")]
+    pub facts: usize,
+    #[serde(default)]
+    pub seed: u64,
+    /// Neurons erased: the most frequent among the facts' knowledge neurons (20 in the paper).
+    #[serde(default = "default_erase_top")]
+    pub top: usize,
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// `zero` or `unk`.
+    #[serde(default = "default_erase_with")]
+    pub with: String,
+}
+
+pub fn default_sample() -> usize {
+    10
+}
+pub fn default_erase_top() -> usize {
+    20
 }

@@ -12,6 +12,7 @@ pub mod attribution;
 pub mod edit;
 pub mod intervene;
 pub mod neurons;
+pub mod relation;
 
 use crate::models::Model;
 use crate::predict::{cloze, target_id, Cloze};
