@@ -11,7 +11,7 @@ use crate::engine::analysis::{analyze, analyze_with};
 use crate::engine::attribution::Options;
 use crate::engine::edit::{self, UpdateOptions};
 use crate::engine::intervene::{probabilities, random_like};
-use crate::engine::neurons::{attribute_fact, fact_neurons, Thresholds};
+use crate::engine::neurons::{attribute_fact_with, fact_neurons, Thresholds};
 use crate::engine::{Neuron, Query as Cloze};
 use crate::models::Hooks;
 use crate::models::Model;
@@ -910,6 +910,76 @@ fn activate(
     Ok(active)
 }
 
+/// SPEC's fact update on the model's thread: attribution of the prompts
+/// (reporting progress), the edit, its measured effect and the random control;
+/// the edit stays active.
+fn update_fact_work(
+    m: &Model,
+    req: &UpdateFactRequest,
+    edits: &std::sync::Mutex<Vec<(ActiveEdit, EditSet)>>,
+    name: &str,
+    progress: Progress,
+) -> crate::Result<EditResponse> {
+    if req.prompts.is_empty() || req.prompts.len() > crate::engine::analysis::MAX_PROMPTS {
+        return Err(crate::Error::InvalidArgument(
+            "give between 1 and 50 prompts".into(),
+        ));
+    }
+    let qs = req
+        .prompts
+        .iter()
+        .map(|p| Cloze::new(m, p, &req.target))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let new = crate::predict::target_id(m, &qs[0].cloze, &req.new_target)?;
+    let old = qs[0].target;
+    let eval = eval_queries(m, &req.eval)?;
+    let opts = Options {
+        steps: req.steps,
+        ..Options::default()
+    };
+    let fact = attribute_fact_with(m, qs.clone(), &opts, progress)?;
+    let r = fact_neurons(m, &fact, &req.target, &Thresholds::default())?;
+    let mut chosen = r.knowledge.clone();
+    chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let neurons: Vec<Neuron> = chosen.iter().map(|n| n.neuron()).collect();
+    if neurons.is_empty() {
+        return Err(crate::Error::InvalidArgument(format!(
+            "`{}` has no knowledge neurons at t = 0.2, p = 0.7 on these prompts: add paraphrases",
+            req.target
+        )));
+    }
+    let uo = UpdateOptions {
+        k: req.k,
+        lambda1: req.lambda1,
+        lambda2: req.lambda2,
+        norm_scaled: req.norm_scaled,
+    };
+    let fp = edit::fingerprint(m);
+    let desc = format!(
+        "update {:?} -> {:?} (k = {}, λ1 = {}, λ2 = {}{})",
+        req.target,
+        req.new_target,
+        req.k,
+        req.lambda1,
+        req.lambda2,
+        if req.norm_scaled { ", norm-scaled" } else { "" }
+    );
+    let es = edit::update_fact(m, &neurons, old, new, &uo, desc.clone())?;
+    let metrics = edit::measure(m, &es, &fp, &qs, old, Some(new), &eval)?;
+    let rnd = random_like(m.config(), &neurons[..neurons.len().min(req.k)], 0);
+    let res = edit::update_fact(m, &rnd, old, new, &uo, format!("{desc}, random neurons"))?;
+    let random = Some(edit::measure(m, &res, &fp, &qs, old, Some(new), &eval)?);
+    let before = probabilities(m, &qs, &Hooks::default())?;
+    let active = activate(m, edits, es, &fp, name)?;
+    let after = probabilities(m, &qs, &Hooks::default())?;
+    Ok(EditResponse {
+        edit: active,
+        metrics,
+        random,
+        predictions: effects(m, &qs, before, after),
+    })
+}
+
 #[utoipa::path(post, path = "/api/edits/update", request_body = UpdateFactRequest, responses((status = 200, body = EditResponse, description = "the edit is now active"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
 async fn update_route(
     State(st): State<Arc<AppState>>,
@@ -919,38 +989,42 @@ async fn update_route(
     let worker = st.model(req.model.as_deref())?;
     let (edits, name) = (worker.edits.clone(), worker.summary.name.clone());
     let resp = worker
-        .run(move |m| {
-            if req.prompts.is_empty() || req.prompts.len() > crate::engine::analysis::MAX_PROMPTS {
-                return Err(crate::Error::InvalidArgument("give between 1 and 50 prompts".into()));
-            }
-            let qs = req.prompts.iter().map(|p| Cloze::new(m, p, &req.target)).collect::<crate::Result<Vec<_>>>()?;
-            let new = crate::predict::target_id(m, &qs[0].cloze, &req.new_target)?;
-            let old = qs[0].target;
-            let eval = eval_queries(m, &req.eval)?;
-            let opts = Options { steps: req.steps, ..Options::default() };
-            let fact = attribute_fact(m, qs.clone(), &opts)?;
-            let r = fact_neurons(m, &fact, &req.target, &Thresholds::default())?;
-            let mut chosen = r.knowledge.clone();
-            chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
-            let neurons: Vec<Neuron> = chosen.iter().map(|n| n.neuron()).collect();
-            if neurons.is_empty() {
-                return Err(crate::Error::InvalidArgument(format!("`{}` has no knowledge neurons at t = 0.2, p = 0.7 on these prompts: add paraphrases", req.target)));
-            }
-            let uo = UpdateOptions { k: req.k, lambda1: req.lambda1, lambda2: req.lambda2, norm_scaled: req.norm_scaled };
-            let fp = edit::fingerprint(m);
-            let desc = format!("update {:?} -> {:?} (k = {}, λ1 = {}, λ2 = {}{})", req.target, req.new_target, req.k, req.lambda1, req.lambda2, if req.norm_scaled { ", norm-scaled" } else { "" });
-            let es = edit::update_fact(m, &neurons, old, new, &uo, desc.clone())?;
-            let metrics = edit::measure(m, &es, &fp, &qs, old, Some(new), &eval)?;
-            let rnd = random_like(m.config(), &neurons[..neurons.len().min(req.k)], 0);
-            let res = edit::update_fact(m, &rnd, old, new, &uo, format!("{desc}, random neurons"))?;
-            let random = Some(edit::measure(m, &res, &fp, &qs, old, Some(new), &eval)?);
-            let before = probabilities(m, &qs, &Hooks::default())?;
-            let active = activate(m, &edits, es, &fp, &name)?;
-            let after = probabilities(m, &qs, &Hooks::default())?;
-            Ok(EditResponse { edit: active, metrics, random, predictions: effects(m, &qs, before, after) })
-        })
+        .run(move |m| update_fact_work(m, &req, &edits, &name, &mut |_, _| true))
         .await?;
     Ok(Json(resp).into_response())
+}
+
+/// `POST /api/jobs/update-fact`: the fact update as a job with progress; the
+/// final status carries the edit.
+#[utoipa::path(post, path = "/api/jobs/update-fact", request_body = UpdateFactRequest, responses((status = 202, body = JobStatus, description = "queued; the final status carries the edit"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 429, body = ApiError)))]
+async fn update_job_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    let req: UpdateFactRequest = parse(&body.map_err(body_error)?)?;
+    let worker = st.model(req.model.as_deref())?;
+    let (edits, name) = (worker.edits.clone(), worker.summary.name.clone());
+    let canonical = serde_json::to_value(&req).map_err(internal)?;
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let id = Store::id(
+        "update",
+        &format!("{}{nonce}", worker.state_key()),
+        &canonical,
+    );
+    let total = req.prompts.len();
+    let finish: Finish<EditResponse> = Box::new(|r| Box::pin(async move { Ok(Some(r)) }));
+    let queued = start_job(
+        &st,
+        worker,
+        id,
+        total,
+        move |m, progress| update_fact_work(m, &req, &edits, &name, progress),
+        finish,
+    )?;
+    Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
 }
 
 #[utoipa::path(post, path = "/api/edits/erase", request_body = EraseRequest, responses((status = 200, body = EditResponse, description = "the edit is now active"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
@@ -1081,6 +1155,7 @@ async fn undo_route(
         analyze_route,
         analyze_job_route,
         erase_relation_route,
+        update_job_route,
         job_route,
         cancel_job_route,
         job_events_route,
@@ -1111,6 +1186,7 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/results/{id}", get(result_route))
         .route("/jobs/analyze", post(analyze_job_route))
         .route("/jobs/erase-relation", post(erase_relation_route))
+        .route("/jobs/update-fact", post(update_job_route))
         .route("/jobs/{id}", get(job_route).delete(cancel_job_route))
         .route("/jobs/{id}/events", get(job_events_route))
         .route("/edits", get(edits_route))

@@ -779,3 +779,34 @@ async fn erase_relation_job_erases_and_reports() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn update_fact_as_a_job_carries_the_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_store(dir.path());
+    let body = serde_json::json!({
+        "target": "Paris", "new_target": "France", "steps": 3, "k": 2,
+        "prompts": ["The capital of France is [MASK].", "France's capital is [MASK].", "The capital city of France is [MASK]."]
+    })
+    .to_string();
+    let (s, b) = call(&app, "POST", "/api/jobs/update-fact", body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
+    let job: kn_shared::JobStatus = serde_json::from_slice(&b).unwrap();
+    let evs = events(&app, &job.id).await;
+    let last = evs.last().unwrap();
+    assert_eq!(last.state, "done", "{evs:?}");
+    assert!(
+        evs.iter().any(|e| e.state == "running"),
+        "progress was reported"
+    );
+    let edit = last.edit.as_ref().unwrap();
+    assert_eq!(edit.predictions.len(), 3);
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/edits/{}", edit.edit.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+}

@@ -30,6 +30,7 @@ pub fn Chart(
     svg: String,
     data_name: String,
     csv: String,
+    json: String,
 ) -> impl IntoView {
     let (svg2, png_name) = (svg.clone(), format!("{data_name}.png"));
     let png = move |_| {
@@ -47,6 +48,8 @@ pub fn Chart(
                 <button type="button" class="link png" on:click=png>"PNG"</button>
                 " · "
                 <Download label="CSV" file=format!("{data_name}.csv") mime="text/csv" content=csv />
+                " · "
+                <Download label="JSON" file=format!("{data_name}.json") mime="application/json" content=json />
             </figcaption>
         </figure>
     }
@@ -165,7 +168,7 @@ pub fn AnalysisView(r: AnalyzeResponse) -> impl IntoView {
                     }).collect_view()}
                 </tbody>
             </table>
-            <Chart id="heatmap" title="Attribution heatmap (circles: knowledge neurons)" svg=heat data_name=format!("{name}-heatmap") csv=heat_csv />
+            <Chart id="heatmap" title="Attribution heatmap (circles: knowledge neurons)" svg=heat data_name=format!("{name}-heatmap") csv=heat_csv json=serde_json::to_string(&res.mean_scores).unwrap_or_default() />
             <details>
                 <summary>"Top 15 neurons by mean attribution"</summary>
                 <table id="top-neurons">
@@ -187,8 +190,8 @@ pub fn AnalysisView(r: AnalyzeResponse) -> impl IntoView {
             </div>
             <p id="overlap">{format!("Overlap: {overlap} neuron(s) in both sets.")}</p>
             <div class="compare">
-                <Chart id="effects" title="Suppress and amplify, knowledge vs baseline vs random" svg=effect_svg data_name=format!("{name}-effects") csv=effect_csv />
-                <Chart id="layers" title="Distribution over layers" svg=counts data_name=format!("{name}-layers") csv=neurons_csv />
+                <Chart id="effects" title="Suppress and amplify, knowledge vs baseline vs random" svg=effect_svg data_name=format!("{name}-effects") csv=effect_csv json=serde_json::to_string(&(&res.suppress, &res.amplify)).unwrap_or_default() />
+                <Chart id="layers" title="Distribution over layers" svg=counts data_name=format!("{name}-layers") csv=neurons_csv json=serde_json::to_string(&res.neurons).unwrap_or_default() />
             </div>
             <p id="effect-numbers">
                 {groups.iter().map(|(n, s, a)| format!("{n}: suppress {s:+.2}%, amplify {a:+.2}%")).collect::<Vec<_>>().join(" · ")}

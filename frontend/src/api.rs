@@ -102,15 +102,6 @@ pub async fn cancel_job(id: &str) -> Result<kn_shared::JobStatus, String> {
     read(Request::delete(&format!("/api/jobs/{id}")).send().await).await
 }
 
-pub async fn update_fact(
-    req: &kn_shared::UpdateFactRequest,
-) -> Result<kn_shared::EditResponse, String> {
-    let r = Request::post("/api/edits/update")
-        .json(req)
-        .map_err(|e| e.to_string())?;
-    read(r.send().await).await
-}
-
 pub async fn erase(req: &kn_shared::EraseRequest) -> Result<kn_shared::EditResponse, String> {
     let r = Request::post("/api/edits/erase")
         .json(req)
@@ -131,10 +122,29 @@ pub async fn erase_relation_job(
     req: &kn_shared::EraseRelationRequest,
     on_status: impl Fn(kn_shared::JobStatus),
 ) -> Result<kn_shared::EditResponse, String> {
-    use futures_util::StreamExt;
     let r = Request::post("/api/jobs/erase-relation")
         .json(req)
         .map_err(|e| e.to_string())?;
+    edit_job(r, on_status).await
+}
+
+/// Update a fact as a server job; the final status carries the edit.
+pub async fn update_fact_job(
+    req: &kn_shared::UpdateFactRequest,
+    on_status: impl Fn(kn_shared::JobStatus),
+) -> Result<kn_shared::EditResponse, String> {
+    let r = Request::post("/api/jobs/update-fact")
+        .json(req)
+        .map_err(|e| e.to_string())?;
+    edit_job(r, on_status).await
+}
+
+/// Submit an edit job and follow its server-sent events to the end.
+async fn edit_job(
+    r: gloo_net::http::Request,
+    on_status: impl Fn(kn_shared::JobStatus),
+) -> Result<kn_shared::EditResponse, String> {
+    use futures_util::StreamExt;
     let status: kn_shared::JobStatus = read(r.send().await).await?;
     on_status(status.clone());
     let mut es = gloo_net::eventsource::futures::EventSource::new(&format!(

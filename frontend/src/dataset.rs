@@ -103,6 +103,12 @@ pub fn Dataset(
                 }).collect_view())}
             </select>
             <button id="use-fact" type="button" on:click=use_fact>"Use this fact"</button>
+            {move || page.get().map(|p| view! {
+                <details id="templates">
+                    <summary>{format!("{} templates of {}", p.templates.len(), p.relation.id)}</summary>
+                    <ul>{p.templates.into_iter().map(|t| view! { <li><code>{t}</code></li> }).collect_view()}</ul>
+                </details>
+            })}
             <p class="hint">{move || if causal.get() { "Causal model: only templates whose blank ends the sentence are used." } else { "" }}</p>
         </section>
     }

@@ -89,8 +89,9 @@ pub fn Edits(
             let r = if req.new_target.is_empty() {
                 Err("Give the new answer t'.".to_string())
             } else {
-                api::update_fact(&req).await
+                api::update_fact_job(&req, move |s| job.set(Some(s))).await
             };
+            job.set(None);
             outcome.set(Some(r));
             busy.set(false);
             refresh();
@@ -198,7 +199,7 @@ pub fn Edits(
             {move || busy.get().then(|| {
                 let (done, total) = job.get().map_or((0, 0), |s| (s.done, s.total));
                 view! { <div class="progress"><progress id="edit-progress" max=total.max(1) value=done aria-label="editing"></progress>
-                    <span>{if total > 0 { format!("{done} of {total} facts") } else { String::new() }}</span></div> }
+                    <span>{if total > 0 { format!("{done} of {total} done") } else { String::new() }}</span></div> }
             })}
             {move || outcome.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" id="edit-error">{e}</p> }.into_any(),

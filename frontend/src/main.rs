@@ -315,6 +315,6 @@ fn Prediction(r: PredictResponse) -> impl IntoView {
         <h2>"Top predictions"</h2>
         <div class="tokens" aria-label="input tokens">{tokens}</div>
         {target}
-        <analysis::Chart id="topk-chart" title="Top predictions at the blank" svg=svg data_name="kn-predictions".to_string() csv=csv />
+        <analysis::Chart id="topk-chart" title="Top predictions at the blank" svg=svg data_name="kn-predictions".to_string() csv=csv json=serde_json::to_string(&r).unwrap_or_default() />
     }
 }
