@@ -95,7 +95,10 @@ pub async fn analyze_job(
             }
         }
     }
-    result(&status.id).await
+    let mut r = result(&status.id).await?;
+    // The result route always reads from the store; say whether this job computed it.
+    r.cached = status.state == "done";
+    Ok(r)
 }
 
 pub async fn cancel_job(id: &str) -> Result<kn_shared::JobStatus, String> {
