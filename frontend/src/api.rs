@@ -54,51 +54,58 @@ pub async fn analyze_job(
     req: &kn_shared::AnalyzeRequest,
     on_status: impl Fn(kn_shared::JobStatus),
 ) -> Result<kn_shared::AnalyzeResponse, String> {
-    use futures_util::StreamExt;
     let r = Request::post("/api/jobs/analyze")
         .json(req)
         .map_err(|e| e.to_string())?;
     let status: kn_shared::JobStatus = read(r.send().await).await?;
     on_status(status.clone());
-    if status.state != "done" {
-        let mut es = gloo_net::eventsource::futures::EventSource::new(&format!(
-            "/api/jobs/{}/events",
-            status.id
-        ))
-        .map_err(|e| format!("cannot follow the job: {e:?}"))?;
-        let mut stream = es
-            .subscribe("status")
-            .map_err(|e| format!("cannot follow the job: {e:?}"))?;
-        loop {
-            match stream.next().await {
-                Some(Ok((_, msg))) => {
-                    let text = msg.data().as_string().unwrap_or_default();
-                    let s: kn_shared::JobStatus = serde_json::from_str(&text)
-                        .map_err(|e| format!("bad progress event: {e}"))?;
-                    on_status(s.clone());
-                    if s.is_terminal() {
-                        es.close();
-                        if s.state != "done" {
-                            return Err(s
-                                .error
-                                .map(|e| e.message)
-                                .unwrap_or_else(|| format!("the job was {}", s.state)));
-                        }
-                        break;
-                    }
-                }
-                Some(Err(e)) => {
-                    es.close();
-                    return Err(format!("lost the job's progress stream: {e:?}"));
-                }
-                None => break,
-            }
-        }
+    let computed = status.state != "done";
+    if computed {
+        succeeded(follow(&status.id, &on_status).await?)?;
     }
     let mut r = result(&status.id).await?;
     // The result route always reads from the store; say whether this job computed it.
-    r.cached = status.state == "done";
+    r.cached = !computed;
     Ok(r)
+}
+
+/// Follow a job's server-sent events until it ends; returns the final status.
+async fn follow(
+    id: &str,
+    on_status: &impl Fn(kn_shared::JobStatus),
+) -> Result<kn_shared::JobStatus, String> {
+    use futures_util::StreamExt;
+    let mut es =
+        gloo_net::eventsource::futures::EventSource::new(&format!("/api/jobs/{id}/events"))
+            .map_err(|e| format!("cannot follow the job: {e:?}"))?;
+    let mut stream = es
+        .subscribe("status")
+        .map_err(|e| format!("cannot follow the job: {e:?}"))?;
+    while let Some(ev) = stream.next().await {
+        // (Dropping the EventSource on an early return closes it.)
+        let (_, msg) = ev.map_err(|e| format!("lost the job's progress stream: {e:?}"))?;
+        let s: kn_shared::JobStatus =
+            serde_json::from_str(&msg.data().as_string().unwrap_or_default())
+                .map_err(|e| format!("bad progress event: {e}"))?;
+        on_status(s.clone());
+        if s.is_terminal() {
+            es.close();
+            return Ok(s);
+        }
+    }
+    Err("the job's progress stream ended early".into())
+}
+
+/// A final status, or its error in words.
+fn succeeded(s: kn_shared::JobStatus) -> Result<kn_shared::JobStatus, String> {
+    if s.state == "done" {
+        Ok(s)
+    } else {
+        Err(s
+            .error
+            .map(|e| e.message)
+            .unwrap_or_else(|| format!("the job was {}", s.state)))
+    }
 }
 
 pub async fn cancel_job(id: &str) -> Result<kn_shared::JobStatus, String> {
@@ -142,38 +149,14 @@ pub async fn update_fact_job(
     edit_job(r, on_status).await
 }
 
-/// Submit an edit job and follow its server-sent events to the end.
+/// Submit an edit job and follow it to the end; the final status carries the edit.
 async fn edit_job(
     r: gloo_net::http::Request,
     on_status: impl Fn(kn_shared::JobStatus),
 ) -> Result<kn_shared::EditResponse, String> {
-    use futures_util::StreamExt;
     let status: kn_shared::JobStatus = read(r.send().await).await?;
     on_status(status.clone());
-    let mut es = gloo_net::eventsource::futures::EventSource::new(&format!(
-        "/api/jobs/{}/events",
-        status.id
-    ))
-    .map_err(|e| format!("cannot follow the job: {e:?}"))?;
-    let mut stream = es
-        .subscribe("status")
-        .map_err(|e| format!("cannot follow the job: {e:?}"))?;
-    while let Some(ev) = stream.next().await {
-        let (_, msg) = ev.map_err(|e| format!("lost the job's progress stream: {e:?}"))?;
-        let s: kn_shared::JobStatus =
-            serde_json::from_str(&msg.data().as_string().unwrap_or_default())
-                .map_err(|e| format!("bad progress event: {e}"))?;
-        on_status(s.clone());
-        if s.is_terminal() {
-            es.close();
-            return match (s.state.as_str(), s.edit) {
-                ("done", Some(edit)) => Ok(edit),
-                _ => Err(s
-                    .error
-                    .map(|e| e.message)
-                    .unwrap_or_else(|| format!("the job was {}", s.state))),
-            };
-        }
-    }
-    Err("the job's progress stream ended early".into())
+    succeeded(follow(&status.id, &on_status).await?)?
+        .edit
+        .ok_or_else(|| "the finished job carries no edit".to_string())
 }

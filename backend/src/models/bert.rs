@@ -9,51 +9,9 @@
 use super::{
     attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
 };
-use super::{Ctx, Kv};
+use super::{Ctx, Kv, LayerNorm, Linear};
 use crate::Result;
 use tch::{Device, Tensor};
-
-struct Linear {
-    w: Tensor,
-    b: Option<Tensor>,
-}
-
-impl Linear {
-    fn load(ws: &mut Weights, name: &str, out: i64, inp: i64) -> Result<Self> {
-        Ok(Linear {
-            w: ws.take(&format!("{name}.weight"), &[out, inp])?,
-            b: ws.take_opt(&format!("{name}.bias"), &[out])?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.w, self.b.as_ref())
-    }
-}
-
-struct LayerNorm {
-    w: Tensor,
-    b: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    fn load(ws: &mut Weights, name: &str, d: i64, eps: f64) -> Result<Self> {
-        let w = ws.take_any(&[format!("{name}.weight"), format!("{name}.gamma")], &[d])?;
-        let b = ws.take_any(&[format!("{name}.bias"), format!("{name}.beta")], &[d])?;
-        Ok(LayerNorm { w, b, eps })
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm(
-            [self.w.size()[0]],
-            Some(&self.w),
-            Some(&self.b),
-            self.eps,
-            true,
-        )
-    }
-}
 
 struct Layer {
     q: Linear,

@@ -9,7 +9,7 @@
 use super::{
     attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
 };
-use super::{with_past, Ctx, Kv};
+use super::{with_past, Ctx, Kv, LayerNorm};
 use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -29,32 +29,6 @@ impl Conv1D {
 
     fn forward(&self, x: &Tensor) -> Tensor {
         x.matmul(&self.w) + &self.b
-    }
-}
-
-struct LayerNorm {
-    w: Tensor,
-    b: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    fn load(ws: &mut Weights, name: &str, d: i64, eps: f64) -> Result<Self> {
-        Ok(LayerNorm {
-            w: ws.take(&format!("{name}.weight"), &[d])?,
-            b: ws.take(&format!("{name}.bias"), &[d])?,
-            eps,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm(
-            [self.w.size()[0]],
-            Some(&self.w),
-            Some(&self.b),
-            self.eps,
-            true,
-        )
     }
 }
 

@@ -12,7 +12,7 @@
 use super::{
     attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
 };
-use super::{with_past, Ctx, Kv};
+use super::{with_past, Ctx, Kv, Linear};
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -20,24 +20,6 @@ use tch::{Device, Kind, Tensor};
 
 /// Positions whose rotary tables are precomputed at load.
 const ROPE_CACHE: usize = 4096;
-
-struct Linear {
-    w: Tensor,
-    b: Option<Tensor>,
-}
-
-impl Linear {
-    fn load(ws: &mut Weights, name: &str, out: i64, inp: i64) -> Result<Self> {
-        Ok(Linear {
-            w: ws.take(&format!("{name}.weight"), &[out, inp])?,
-            b: ws.take_opt(&format!("{name}.bias"), &[out])?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.w, self.b.as_ref())
-    }
-}
 
 struct Layer {
     in_norm: Tensor,

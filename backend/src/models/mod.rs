@@ -585,3 +585,47 @@ pub(crate) fn with_past(past: &Tensor, new: &Tensor, pos: usize) -> Tensor {
         2,
     )
 }
+
+/// `y = x·Wᵀ + b` with a PyTorch `Linear` weight `[out, in]` and optional bias.
+pub(crate) struct Linear {
+    pub w: Tensor,
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn load(ws: &mut Weights, name: &str, out: i64, inp: i64) -> Result<Self> {
+        Ok(Linear {
+            w: ws.take(&format!("{name}.weight"), &[out, inp])?,
+            b: ws.take_opt(&format!("{name}.bias"), &[out])?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.w, self.b.as_ref())
+    }
+}
+
+/// LayerNorm; old checkpoints name its parameters `gamma`/`beta`.
+pub(crate) struct LayerNorm {
+    w: Tensor,
+    b: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(ws: &mut Weights, name: &str, d: i64, eps: f64) -> Result<Self> {
+        let w = ws.take_any(&[format!("{name}.weight"), format!("{name}.gamma")], &[d])?;
+        let b = ws.take_any(&[format!("{name}.bias"), format!("{name}.beta")], &[d])?;
+        Ok(LayerNorm { w, b, eps })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm(
+            [self.w.size()[0]],
+            Some(&self.w),
+            Some(&self.b),
+            self.eps,
+            true,
+        )
+    }
+}
