@@ -239,18 +239,6 @@ impl EvalArgs {
     }
 }
 
-fn measure(
-    m: &kn::Model,
-    edit: &kn_shared::EditSet,
-    fp: &str,
-    own: &[Query],
-    old: u32,
-    new: Option<u32>,
-    eval: &[Query],
-) -> anyhow::Result<kn_shared::EditMetrics> {
-    Ok(edit::measure(m, edit, fp, own, old, new, eval)?)
-}
-
 fn print_metrics(label: &str, x: &kn_shared::EditMetrics) {
     print!(
         "  {label:<16} change rate {:>5.1}%   success rate {:>5.1}%",
@@ -769,28 +757,8 @@ fn run_edit(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
             json,
         } => {
             let m = kn::load_model(&fact.model, device)?;
-            let fp = edit::fingerprint(&m);
-            let qs = queries(&m, &fact)?;
-            let new = kn::predict::target_id(&m, &qs[0].cloze, &new_target)?;
-            let old = qs[0].target;
             let eval = eval.queries(&m)?;
-            let fa = attribute_fact(&m, qs.clone(), &ig.options())?;
-            let r = fact_neurons(&m, &fa, &fact.target, &sel.thresholds())?;
-            let mut chosen: Vec<_> = r
-                .knowledge
-                .iter()
-                .filter(|n| !exclude.contains(&n.neuron()))
-                .cloned()
-                .collect();
-            chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
-            let neurons: Vec<_> = chosen.iter().map(|n| n.neuron()).collect();
-            if neurons.is_empty() {
-                anyhow::bail!(
-                    "the fact has no knowledge neurons to edit at t = {}, p = {}",
-                    sel.t,
-                    sel.p
-                );
-            }
+            let fa = attribute_fact(&m, queries(&m, &fact)?, &ig.options())?;
             let opts = UpdateOptions {
                 k,
                 lambda1,
@@ -801,12 +769,18 @@ fn run_edit(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
                 "update {:?} -> {:?} ({})",
                 fact.target, new_target, fact.model
             );
-            let e = edit::update_fact(&m, &neurons, old, new, &opts, desc.clone())?;
-            let metrics = measure(&m, &e, &fp, &qs, old, Some(new), &eval)?;
-            let rnd: Vec<_> = random_like(m.config(), &neurons[..neurons.len().min(k)], 0);
-            let re =
-                edit::update_fact(&m, &rnd, old, new, &opts, format!("{desc}, random neurons"))?;
-            let random = Some(measure(&m, &re, &fp, &qs, old, Some(new), &eval)?);
+            let plan = edit::plan_update(
+                &m,
+                &fa,
+                &fact.target,
+                &new_target,
+                &sel.thresholds(),
+                &exclude,
+                &opts,
+                &eval,
+                desc.clone(),
+            )?;
+            let (e, metrics, random) = (plan.edit, plan.metrics, Some(plan.random));
             if let Some(path) = &save {
                 std::fs::write(path, serde_json::to_string_pretty(&e)?)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -855,7 +829,7 @@ fn run_edit(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
                 with,
                 format!("erase {} neurons ({model})", neurons.len()),
             )?;
-            let metrics = measure(&m, &e, &fp, &[], 0, None, &eval)?;
+            let metrics = edit::measure(&m, &e, &fp, &[], 0, None, &eval)?;
             if let Some(path) = &save {
                 std::fs::write(path, serde_json::to_string_pretty(&e)?)
                     .with_context(|| format!("writing {}", path.display()))?;

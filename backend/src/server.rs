@@ -10,8 +10,8 @@
 use crate::engine::analysis::{analyze, analyze_with};
 use crate::engine::attribution::Options;
 use crate::engine::edit::{self, UpdateOptions};
-use crate::engine::intervene::{probabilities, random_like};
-use crate::engine::neurons::{attribute_fact_with, fact_neurons, Thresholds};
+use crate::engine::intervene::{probabilities, prompt_effects};
+use crate::engine::neurons::{attribute_fact_with, Thresholds};
 use crate::engine::{Neuron, Query as Cloze};
 use crate::models::Hooks;
 use crate::models::Model;
@@ -587,6 +587,16 @@ fn start_job<R: Send + 'static>(
     Ok(queued)
 }
 
+/// A fresh id for a job whose result is not stored (an edit): each submission
+/// is a new job, even for the same request.
+fn job_id(kind: &str, worker: &ModelWorker, request: &serde_json::Value) -> String {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Store::id(kind, &format!("{}{nonce}", worker.state_key()), request)
+}
+
 /// `POST /api/jobs/analyze`: start an analysis as a job (202), or answer at once
 /// (200) when the result is stored.
 #[utoipa::path(post, path = "/api/jobs/analyze", request_body = AnalyzeRequest, responses((status = 202, body = JobStatus, description = "queued; follow /api/jobs/{id}/events"), (status = 200, body = JobStatus, description = "already stored: fetch /api/results/{id}"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 429, body = ApiError)))]
@@ -670,27 +680,9 @@ async fn erase_relation_route(
             "facts must be 1..=200 and top at least 1",
         ));
     }
-    let with = match req.with.as_str() {
-        "zero" => edit::EraseWith::Zero,
-        "unk" => edit::EraseWith::Unk,
-        other => {
-            return Err(ApiFail::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_argument",
-                format!("`with` is `{other}`; use `zero` or `unk`"),
-            ))
-        }
-    };
+    let with: edit::EraseWith = req.with.parse()?;
     let canonical = serde_json::to_value(&req).map_err(internal)?;
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let id = Store::id(
-        "erase",
-        &format!("{}{nonce}", worker.state_key()),
-        &canonical,
-    );
+    let id = job_id("erase", worker, &canonical);
     let (edits, name) = (worker.edits.clone(), worker.summary.name.clone());
     let work = move |m: &Model, progress: Progress| -> crate::Result<EditResponse> {
         let (neurons, intra, inter) = crate::engine::relation::erase_plan(
@@ -772,7 +764,7 @@ async fn erase_relation_route(
             edit: active,
             metrics,
             random: None,
-            predictions: effects(m, &intra, before, after),
+            predictions: effects(m, &intra, &before, &after),
         })
     };
     let finish: Finish<EditResponse> = Box::new(|r| Box::pin(async move { Ok(Some(r)) }));
@@ -863,20 +855,10 @@ fn eval_queries(m: &Model, eval: &[EvalPrompt]) -> crate::Result<Vec<Cloze>> {
 fn effects(
     m: &Model,
     queries: &[Cloze],
-    before: (Vec<f64>, Vec<u32>),
-    after: (Vec<f64>, Vec<u32>),
+    before: &(Vec<f64>, Vec<u32>),
+    after: &(Vec<f64>, Vec<u32>),
 ) -> Vec<PromptEffect> {
-    queries
-        .iter()
-        .enumerate()
-        .map(|(i, q)| PromptEffect {
-            prompt: q.prompt.clone(),
-            p_before: before.0[i],
-            p_after: after.0[i],
-            top1_before: m.tokenizer.token_text(before.1[i]),
-            top1_after: m.tokenizer.token_text(after.1[i]),
-        })
-        .collect()
+    prompt_effects(m, queries, (&before.0, &before.1), (&after.0, &after.1))
 }
 
 /// Apply `edit` for good, record it as active, and describe it.
@@ -930,31 +912,18 @@ fn update_fact_work(
         .iter()
         .map(|p| Cloze::new(m, p, &req.target))
         .collect::<crate::Result<Vec<_>>>()?;
-    let new = crate::predict::target_id(m, &qs[0].cloze, &req.new_target)?;
-    let old = qs[0].target;
     let eval = eval_queries(m, &req.eval)?;
     let opts = Options {
         steps: req.steps,
         ..Options::default()
     };
     let fact = attribute_fact_with(m, qs.clone(), &opts, progress)?;
-    let r = fact_neurons(m, &fact, &req.target, &Thresholds::default())?;
-    let mut chosen = r.knowledge.clone();
-    chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let neurons: Vec<Neuron> = chosen.iter().map(|n| n.neuron()).collect();
-    if neurons.is_empty() {
-        return Err(crate::Error::InvalidArgument(format!(
-            "`{}` has no knowledge neurons at t = 0.2, p = 0.7 on these prompts: add paraphrases",
-            req.target
-        )));
-    }
     let uo = UpdateOptions {
         k: req.k,
         lambda1: req.lambda1,
         lambda2: req.lambda2,
         norm_scaled: req.norm_scaled,
     };
-    let fp = edit::fingerprint(m);
     let desc = format!(
         "update {:?} -> {:?} (k = {}, λ1 = {}, λ2 = {}{})",
         req.target,
@@ -964,19 +933,25 @@ fn update_fact_work(
         req.lambda2,
         if req.norm_scaled { ", norm-scaled" } else { "" }
     );
-    let es = edit::update_fact(m, &neurons, old, new, &uo, desc.clone())?;
-    let metrics = edit::measure(m, &es, &fp, &qs, old, Some(new), &eval)?;
-    let rnd = random_like(m.config(), &neurons[..neurons.len().min(req.k)], 0);
-    let res = edit::update_fact(m, &rnd, old, new, &uo, format!("{desc}, random neurons"))?;
-    let random = Some(edit::measure(m, &res, &fp, &qs, old, Some(new), &eval)?);
+    let plan = edit::plan_update(
+        m,
+        &fact,
+        &req.target,
+        &req.new_target,
+        &Thresholds::default(),
+        &[],
+        &uo,
+        &eval,
+        desc,
+    )?;
     let before = probabilities(m, &qs, &Hooks::default())?;
-    let active = activate(m, edits, es, &fp, name)?;
+    let active = activate(m, edits, plan.edit, &edit::fingerprint(m), name)?;
     let after = probabilities(m, &qs, &Hooks::default())?;
     Ok(EditResponse {
         edit: active,
-        metrics,
-        random,
-        predictions: effects(m, &qs, before, after),
+        metrics: plan.metrics,
+        random: Some(plan.random),
+        predictions: effects(m, &qs, &before, &after),
     })
 }
 
@@ -1005,15 +980,7 @@ async fn update_job_route(
     let worker = st.model(req.model.as_deref())?;
     let (edits, name) = (worker.edits.clone(), worker.summary.name.clone());
     let canonical = serde_json::to_value(&req).map_err(internal)?;
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let id = Store::id(
-        "update",
-        &format!("{}{nonce}", worker.state_key()),
-        &canonical,
-    );
+    let id = job_id("update", worker, &canonical);
     let total = req.prompts.len();
     let finish: Finish<EditResponse> = Box::new(|r| Box::pin(async move { Ok(Some(r)) }));
     let queued = start_job(
@@ -1037,15 +1004,7 @@ async fn erase_route(
     let (edits, name) = (worker.edits.clone(), worker.summary.name.clone());
     let resp = worker
         .run(move |m| {
-            let with = match req.with.as_str() {
-                "zero" => edit::EraseWith::Zero,
-                "unk" => edit::EraseWith::Unk,
-                other => {
-                    return Err(crate::Error::InvalidArgument(format!(
-                        "`with` is `{other}`; use `zero` or `unk`"
-                    )))
-                }
-            };
+            let with: edit::EraseWith = req.with.parse()?;
             let eval = eval_queries(m, &req.eval)?;
             let fp = edit::fingerprint(m);
             let es = edit::erase(
@@ -1070,7 +1029,7 @@ async fn erase_route(
                 edit: active,
                 metrics,
                 random: None,
-                predictions: effects(m, &eval, before, after),
+                predictions: effects(m, &eval, &before, &after),
             })
         })
         .await?;

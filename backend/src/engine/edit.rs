@@ -7,7 +7,8 @@
 //! the model's fingerprint, and applying one to another model is an error.
 
 use super::{Neuron, Query};
-use crate::engine::intervene::{probabilities, validate};
+use crate::engine::intervene::{probabilities, random_like, validate};
+use crate::engine::neurons::{fact_neurons, FactAttribution, Thresholds};
 use crate::models::{Hooks, Model};
 use crate::{Error, Result};
 use kn_shared::{EditSet, SlotEdit};
@@ -212,6 +213,21 @@ pub enum EraseWith {
     Unk,
 }
 
+impl std::str::FromStr for EraseWith {
+    type Err = Error;
+
+    /// `zero` or `unk`, as the API spells them.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "zero" => Ok(EraseWith::Zero),
+            "unk" => Ok(EraseWith::Unk),
+            other => Err(Error::InvalidArgument(format!(
+                "`with` is `{other}`; use `zero` or `unk`"
+            ))),
+        }
+    }
+}
+
 /// SPEC's erase: set the value slots of `neurons` to zero (or `[UNK]`'s embedding).
 pub fn erase(
     model: &Model,
@@ -338,4 +354,67 @@ pub fn undo_checked(model: &Model, edit: &EditSet, fp: &str) -> Result<()> {
         }
     }
     undo(model, edit, fp)
+}
+
+/// A fact update, planned and measured but not applied.
+pub struct PlannedUpdate {
+    pub edit: EditSet,
+    /// Its effect on the fact's prompts and on `eval`.
+    pub metrics: kn_shared::EditMetrics,
+    /// The same update on random neurons of the same count (seed 0), as a control.
+    pub random: kn_shared::EditMetrics,
+}
+
+/// SPEC's fact update from an attributed fact: its refined knowledge neurons
+/// (without `exclude`, e.g. relation-shared ones), strongest first, the top `k`
+/// edited towards `new_target`; measured on the fact's prompts and `eval`, with
+/// the random-neuron control. The model is left as it was.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_update(
+    model: &Model,
+    fact: &FactAttribution,
+    target: &str,
+    new_target: &str,
+    th: &Thresholds,
+    exclude: &[Neuron],
+    opts: &UpdateOptions,
+    eval: &[Query],
+    description: String,
+) -> Result<PlannedUpdate> {
+    let qs = &fact.queries;
+    let first = qs
+        .first()
+        .ok_or_else(|| Error::InvalidArgument("a fact needs at least one prompt".into()))?;
+    let (old, new) = (
+        first.target,
+        crate::predict::target_id(model, &first.cloze, new_target)?,
+    );
+    let mut chosen = fact_neurons(model, fact, target, th)?.knowledge;
+    chosen.retain(|n| !exclude.contains(&n.neuron()));
+    chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let neurons: Vec<Neuron> = chosen.iter().map(|n| n.neuron()).collect();
+    if neurons.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "`{target}` has no knowledge neurons to edit at t = {}, p = {} on these prompts: add paraphrases or lower t or p",
+            th.t, th.p
+        )));
+    }
+    let fp = fingerprint(model);
+    let edit = update_fact(model, &neurons, old, new, opts, description.clone())?;
+    let metrics = measure(model, &edit, &fp, qs, old, Some(new), eval)?;
+    let rnd = random_like(model.config(), &neurons[..neurons.len().min(opts.k)], 0);
+    let control = update_fact(
+        model,
+        &rnd,
+        old,
+        new,
+        opts,
+        format!("{description}, random neurons"),
+    )?;
+    let random = measure(model, &control, &fp, qs, old, Some(new), eval)?;
+    Ok(PlannedUpdate {
+        edit,
+        metrics,
+        random,
+    })
 }

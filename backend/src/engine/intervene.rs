@@ -101,25 +101,36 @@ pub fn intervene(
     let (after, top_after) = probabilities(model, queries, &hooks)?;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (mb, ma) = (mean(&before), mean(&after));
-    let tok = |id: u32| model.tokenizer.token_text(id);
     Ok(InterventionEffect {
         neurons: neurons.to_vec(),
         factor,
-        prompts: queries
-            .iter()
-            .enumerate()
-            .map(|(i, q)| PromptEffect {
-                prompt: q.prompt.clone(),
-                p_before: before[i],
-                p_after: after[i],
-                top1_before: tok(top_before[i]),
-                top1_after: tok(top_after[i]),
-            })
-            .collect(),
+        prompts: prompt_effects(model, queries, (&before, &top_before), (&after, &top_after)),
         mean_before: mb,
         mean_after: ma,
         relative_change: if mb > 0.0 { (ma - mb) / mb } else { 0.0 },
     })
+}
+
+/// Per query: `P(target)` and top-1 before and after a change, from two
+/// [`probabilities`] results.
+pub fn prompt_effects(
+    model: &Model,
+    queries: &[Query],
+    before: (&[f64], &[u32]),
+    after: (&[f64], &[u32]),
+) -> Vec<PromptEffect> {
+    let tok = |id: u32| model.tokenizer.token_text(id);
+    queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| PromptEffect {
+            prompt: q.prompt.clone(),
+            p_before: before.0[i],
+            p_after: after.0[i],
+            top1_before: tok(before.1[i]),
+            top1_after: tok(after.1[i]),
+        })
+        .collect()
 }
 
 /// Random neurons with the same count per layer as `neurons`, none of them in
