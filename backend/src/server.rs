@@ -344,11 +344,7 @@ async fn analyze_route(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiFail> {
     let mut req: AnalyzeRequest = parse(&body.map_err(body_error)?)?;
-    let worker = st.model(req.model.as_deref())?;
-    req.model = Some(worker.summary.name.clone());
-    let canonical = serde_json::to_value(&req)
-        .map_err(|e| ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let id = Store::id("analyze", &worker.state_key(), &canonical);
+    let (worker, canonical, id) = analysis_key(&st, &mut req)?;
     if let Some(found) = stored(&st.store, &id).await? {
         return Ok(Json(AnalyzeResponse {
             id,
@@ -359,16 +355,7 @@ async fn analyze_route(
     }
     let summary = worker.summary.clone();
     let result = worker.run(move |m| analyze(m, &req, summary)).await?;
-    let text = serde_json::to_string(&result)
-        .map_err(|e| ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let store = st.store.clone();
-    let (id2, model) = (id.clone(), result.model.name.clone());
-    let request = canonical.to_string();
-    tokio::task::spawn_blocking(move || store.put(&id2, "analyze", &model, &request, &text))
-        .await
-        .map_err(|e| {
-            ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+    save_analysis(st.store.clone(), id.clone(), canonical.to_string(), &result).await?;
     Ok(Json(AnalyzeResponse {
         id,
         cached: false,
@@ -377,13 +364,39 @@ async fn analyze_route(
     .into_response())
 }
 
+/// Name the model in an analysis request and derive its result id: a content
+/// hash of the model's current state and the request.
+fn analysis_key<'a>(
+    st: &'a AppState,
+    req: &mut AnalyzeRequest,
+) -> Result<(&'a ModelWorker, serde_json::Value, String), ApiFail> {
+    let worker = st.model(req.model.as_deref())?;
+    req.model = Some(worker.summary.name.clone());
+    let canonical = serde_json::to_value(&*req).map_err(internal)?;
+    let id = Store::id("analyze", &worker.state_key(), &canonical);
+    Ok((worker, canonical, id))
+}
+
+/// Keep an analysis under its id (off the async runtime).
+async fn save_analysis(
+    store: Arc<Store>,
+    id: String,
+    request: String,
+    result: &AnalysisResult,
+) -> Result<(), ApiFail> {
+    let text = serde_json::to_string(result).map_err(internal)?;
+    let model = result.model.name.clone();
+    tokio::task::spawn_blocking(move || store.put(&id, "analyze", &model, &request, &text))
+        .await
+        .map_err(internal)??;
+    Ok(())
+}
+
 async fn stored(store: &Arc<Store>, id: &str) -> Result<Option<AnalysisResult>, ApiFail> {
     let (store, key) = (store.clone(), id.to_string());
     let text = tokio::task::spawn_blocking(move || store.get(&key))
         .await
-        .map_err(|e| {
-            ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+        .map_err(internal)??;
     text.map(|t| {
         serde_json::from_str(&t).map_err(|e| {
             ApiFail::new(
@@ -605,10 +618,7 @@ async fn analyze_job_route(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiFail> {
     let mut req: AnalyzeRequest = parse(&body.map_err(body_error)?)?;
-    let worker = st.model(req.model.as_deref())?;
-    req.model = Some(worker.summary.name.clone());
-    let canonical = serde_json::to_value(&req).map_err(internal)?;
-    let id = Store::id("analyze", &worker.state_key(), &canonical);
+    let (worker, canonical, id) = analysis_key(&st, &mut req)?;
     let total = req.prompts.len();
     if stored(&st.store, &id).await?.is_some() {
         let s = JobStatus {
@@ -631,15 +641,10 @@ async fn analyze_job_route(
     let (store, request, id2) = (st.store.clone(), canonical.to_string(), id.clone());
     let finish: Finish<AnalysisResult> = Box::new(move |result| {
         Box::pin(async move {
-            let text = serde_json::to_string(&result).map_err(|e| e.to_string())?;
-            let model = result.model.name.clone();
-            tokio::task::spawn_blocking(move || {
-                store.put(&id2, "analyze", &model, &request, &text)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            Ok(None)
+            save_analysis(store, id2, request, &result)
+                .await
+                .map(|()| None)
+                .map_err(|fail| fail.body.error.message)
         })
     });
     let queued = start_job(

@@ -2,14 +2,15 @@
 //! it: attribution of every prompt, refined knowledge and baseline neurons, and
 //! suppressing and amplifying each set (and random neurons) on the fact's prompts.
 
-use super::attribution::{to_shared, Options, Riemann};
+use super::attribution::{rows, Options, Riemann};
 use super::intervene::{intervene, random_like};
-use super::neurons::{attribute_fact_with, fact_neurons, mean_scores, Thresholds};
+use super::neurons::{
+    attribute_fact_with, fact_neurons, mean_activations, mean_scores, Thresholds,
+};
 use super::{Neuron, Query};
 use crate::models::Model;
 use crate::{Error, Result};
 use kn_shared::{AnalysisResult, AnalyzeRequest, InterventionReport, ModelSummary, PromptOverview};
-use tch::{Kind, Tensor};
 
 /// Most prompts in one analysis.
 pub const MAX_PROMPTS: usize = 50;
@@ -67,34 +68,17 @@ pub fn analyze_with(
     th.validate()?;
     let fact = attribute_fact_with(model, queries.clone(), &opts, progress)?;
     let neurons = fact_neurons(model, &fact, &req.target, &th)?;
-    let rows = |t: &Tensor| -> Result<Vec<Vec<f32>>> {
-        (0..t.size()[0])
-            .map(|l| Ok(Vec::<f32>::try_from(t.get(l))?))
-            .collect()
-    };
-    let mean_act = Tensor::stack(
-        &fact
-            .attributions
-            .iter()
-            .map(|a| a.activations.shallow_clone())
-            .collect::<Vec<_>>(),
-        0,
-    )
-    .mean_dim(0, false, Kind::Float);
     let prompts = queries
         .iter()
         .zip(&fact.attributions)
-        .map(|(q, a)| {
-            let s = to_shared(model, q, a)?;
-            Ok(PromptOverview {
-                prompt: s.prompt,
-                tokens: s.tokens,
-                blank_index: s.blank_index,
-                p_target: s.p_target,
-                max_abs_residual: s.residual.iter().map(|r| r.abs()).fold(0.0, f64::max),
-            })
+        .map(|(q, a)| PromptOverview {
+            prompt: q.prompt.clone(),
+            tokens: q.tokens(model),
+            blank_index: q.cloze.blank,
+            p_target: a.p_target,
+            max_abs_residual: a.residual.iter().map(|r| r.abs()).fold(0.0, f64::max),
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     let kn_set: Vec<Neuron> = neurons.knowledge.iter().map(|n| n.neuron()).collect();
     let base: Vec<Neuron> = neurons.baseline.iter().map(|n| n.neuron()).collect();
     let report = |factor: f64| -> Result<Option<InterventionReport>> {
@@ -118,7 +102,7 @@ pub fn analyze_with(
         request: req.clone(),
         model: summary,
         mean_scores: rows(&mean_scores(&fact))?,
-        mean_activations: rows(&mean_act)?,
+        mean_activations: rows(&mean_activations(&fact))?,
         prompts,
         suppress: report(0.0)?,
         amplify: report(2.0)?,

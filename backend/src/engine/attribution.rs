@@ -123,6 +123,10 @@ pub struct Attribution {
 /// The unscaled pass of one prompt, kept so scaled passes can resume from it.
 pub(crate) struct Trace {
     pub batch: Batch,
+    /// The prompt's tokens and blank, as `batch` holds them (kept on the host so
+    /// scaled passes need no read-back).
+    ids: Vec<u32>,
+    blank: usize,
     /// Per layer: the post-attention residual `h`, `[1, s, d]`.
     pub h: Vec<Tensor>,
     /// Per layer: the neurons `a` at every position, `[1, s, d_ff]`.
@@ -155,6 +159,8 @@ pub(crate) fn trace(model: &Model, q: &Query) -> Result<Trace> {
         let logits = net.head(&batch.at_blank(&x));
         Ok(Trace {
             batch,
+            ids: q.cloze.ids.clone(),
+            blank: q.cloze.blank,
             h: hs,
             a: acts,
             kv: kvs,
@@ -165,14 +171,9 @@ pub(crate) fn trace(model: &Model, q: &Query) -> Result<Trace> {
 
 /// `r` copies of the traced prompt (for passes over the whole sequence).
 fn copies(t: &Trace, r: i64) -> Result<Batch> {
-    let ids: Vec<u32> = Vec::<i64>::try_from(t.batch.ids.get(0))?
-        .into_iter()
-        .map(|i| i as u32)
-        .collect();
-    let blank = t.batch.blank.int64_value(&[0]) as usize;
     Batch::new(
-        &vec![ids; r as usize],
-        &vec![blank; r as usize],
+        &vec![t.ids.clone(); r as usize],
+        &vec![t.blank; r as usize],
         t.batch.ids.device(),
     )
 }
@@ -389,19 +390,9 @@ pub fn to_shared(
     q: &Query,
     a: &Attribution,
 ) -> Result<kn_shared::PromptAttribution> {
-    let rows = |t: &Tensor| -> Result<Vec<Vec<f32>>> {
-        (0..t.size()[0])
-            .map(|l| Ok(Vec::<f32>::try_from(t.get(l))?))
-            .collect()
-    };
     Ok(kn_shared::PromptAttribution {
         prompt: q.prompt.clone(),
-        tokens: q
-            .cloze
-            .ids
-            .iter()
-            .map(|&i| model.tokenizer.token_text(i))
-            .collect(),
+        tokens: q.tokens(model),
         blank_index: q.cloze.blank,
         p_target: a.p_target,
         p_zero: a.p_zero.clone(),
@@ -409,4 +400,11 @@ pub fn to_shared(
         scores: rows(&a.scores)?,
         activations: rows(&a.activations)?,
     })
+}
+
+/// A `[layers, d_ff]` map as nested vectors (the JSON form).
+pub fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+    (0..t.size()[0])
+        .map(|l| Ok(Vec::<f32>::try_from(t.get(l))?))
+        .collect()
 }

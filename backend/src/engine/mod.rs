@@ -28,6 +28,15 @@ pub struct Query {
 }
 
 impl Query {
+    /// The prompt's input tokens as text.
+    pub fn tokens(&self, model: &Model) -> Vec<String> {
+        self.cloze
+            .ids
+            .iter()
+            .map(|&i| model.tokenizer.token_text(i))
+            .collect()
+    }
+
     pub fn new(model: &Model, prompt: &str, target: &str) -> Result<Self> {
         let c = cloze(model, prompt)?;
         let t = target_id(model, &c, target)?;

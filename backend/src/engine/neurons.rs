@@ -325,15 +325,21 @@ pub fn fact_neurons(
 
 /// `[layers, d_ff]` mean of the prompts' score maps.
 pub fn mean_scores(fact: &FactAttribution) -> Tensor {
-    Tensor::stack(
-        &fact
-            .attributions
-            .iter()
-            .map(|a| a.scores.shallow_clone())
-            .collect::<Vec<_>>(),
-        0,
-    )
-    .mean_dim(0, false, Kind::Float)
+    mean_of(fact, |a| &a.scores)
+}
+
+/// `[layers, d_ff]` mean of the prompts' activations at the blank.
+pub fn mean_activations(fact: &FactAttribution) -> Tensor {
+    mean_of(fact, |a| &a.activations)
+}
+
+fn mean_of(fact: &FactAttribution, map: impl Fn(&Attribution) -> &Tensor) -> Tensor {
+    let maps: Vec<Tensor> = fact
+        .attributions
+        .iter()
+        .map(|a| map(a).shallow_clone())
+        .collect();
+    Tensor::stack(&maps, 0).mean_dim(0, false, Kind::Float)
 }
 
 #[cfg(test)]
