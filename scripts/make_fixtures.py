@@ -145,15 +145,6 @@ def train_bytelevel(folder, digits):
     return fast
 
 
-def ffn_module(model, arch, layer):
-    """The module whose *input* is the FFN intermediate activation (SPEC)."""
-    if arch == "bert":
-        return model.bert.encoder.layer[layer].output.dense
-    if arch == "gpt2":
-        return model.transformer.h[layer].mlp.c_proj
-    return model.model.layers[layer].mlp.down_proj
-
-
 def encode(tok, prompt, masked):
     if masked:
         text = prompt.replace("[MASK]", tok.mask_token)
@@ -165,6 +156,8 @@ def encode(tok, prompt, masked):
 
 
 def golden(model, tok, arch, masked, n_layers):
+    from reference_ig import consumer  # the module that consumes the FFN activation
+
     import torch
 
     model.eval()
@@ -177,7 +170,7 @@ def golden(model, tok, arch, masked, n_layers):
             def hook(_m, inp, l=l):
                 acts[l] = inp[0][0, blank].detach().double().tolist()
 
-            hooks.append(ffn_module(model, arch, l).register_forward_pre_hook(hook))
+            hooks.append(consumer(model, arch, l).register_forward_pre_hook(hook))
         with torch.no_grad():
             logits = model(torch.tensor([ids])).logits[0, blank].double()
         for h in hooks:

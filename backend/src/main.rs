@@ -351,6 +351,18 @@ fn table(
         .collect()
 }
 
+fn print_neurons(ns: &[kn_shared::ScoredNeuron]) {
+    for n in ns {
+        println!(
+            "  {:<10} in {:>2} prompts   score {:.4e}   activation {:.4}",
+            n.neuron().to_string(),
+            n.prompts,
+            n.score,
+            n.activation
+        );
+    }
+}
+
 fn print_effect(label: &str, e: &kn_shared::InterventionEffect) {
     println!(
         "  {label:<28} {:>3} neurons   mean P {:.5} -> {:.5}   change {:+.2}%",
@@ -493,28 +505,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 r.p,
                 r.prompts.len()
             );
-            for n in &r.knowledge {
-                println!(
-                    "  {:<10} in {:>2} prompts   score {:.4e}   activation {:.4}",
-                    n.neuron().to_string(),
-                    n.prompts,
-                    n.score,
-                    n.activation
-                );
-            }
+            print_neurons(&r.knowledge);
             println!(
                 "baseline neurons (activation, t tuned to {}):",
                 r.baseline_t
             );
-            for n in &r.baseline {
-                println!(
-                    "  {:<10} in {:>2} prompts   score {:.4e}   activation {:.4}",
-                    n.neuron().to_string(),
-                    n.prompts,
-                    n.score,
-                    n.activation
-                );
-            }
+            print_neurons(&r.baseline);
             println!(
                 "overlap: {:?}",
                 r.overlap

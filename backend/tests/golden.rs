@@ -77,19 +77,7 @@ fn check_model(model_spec: &str, golden_dir: &str) {
 
 fn check_tokenizer(model_spec: &str, cases: &serde_json::Value) {
     let model = kn::load_model(model_spec, cpu()).unwrap();
-    let cases = cases.as_array().unwrap();
-    assert!(cases.len() >= 200, "parity needs a few hundred strings");
-    for c in cases {
-        let text = c["text"].as_str().unwrap();
-        let want: Vec<u32> = c["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let got = model.tokenizer.encode(text).unwrap();
-        assert_eq!(got, want, "{model_spec}: tokens of {text:?}");
-    }
+    assert_token_parity(&model, model_spec, cases);
 }
 
 #[test]

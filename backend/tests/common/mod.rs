@@ -31,3 +31,24 @@ pub fn golden(dir: &str) -> serde_json::Value {
 pub fn cpu() -> tch::Device {
     tch::Device::Cpu
 }
+
+/// The model's token ids equal the goldens' for every `{text, ids}` case (a few
+/// hundred of them).
+pub fn assert_token_parity(model: &kn::Model, label: &str, cases: &serde_json::Value) {
+    let cases = cases.as_array().unwrap();
+    assert!(cases.len() >= 200, "parity needs a few hundred strings");
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let want: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            model.tokenizer.encode(text).unwrap(),
+            want,
+            "{label}: tokens of {text:?}"
+        );
+    }
+}
