@@ -20,6 +20,7 @@
 pub mod device;
 pub mod engine;
 pub mod error;
+pub mod experiment;
 pub mod gguf;
 pub mod models;
 pub mod pararel;

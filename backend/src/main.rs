@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod experiment_cli;
+
 #[derive(Parser)]
 #[command(
     name = "kn",
@@ -126,6 +128,12 @@ enum Cmd {
         repeat: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// The paper's experiments over ParaRel: plan, run (resumable, sharded),
+    /// merge shards, report.
+    Experiment {
+        #[command(subcommand)]
+        cmd: experiment_cli::ExperimentCmd,
     },
     /// A model's shapes.
     Info {
@@ -682,6 +690,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Cmd::Experiment { cmd } => experiment_cli::run_experiment(cmd, device)?,
         Cmd::Info { model } => {
             let m = kn::load_model(&model, device)?;
             println!("{}", serde_json::to_string_pretty(m.config())?);

@@ -8,6 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "charts")]
+pub mod charts;
+pub mod experiment;
+
 /// A loaded model, as `GET /api/models` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

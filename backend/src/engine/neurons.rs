@@ -171,7 +171,9 @@ pub fn tune_baseline_t(facts: &[&FactAttribution], t0: f64, p: f64, min_prompts:
     t
 }
 
-/// Neurons shared by at least `share` of the facts' refined sets, with counts.
+/// Neurons shared by at least `share` of the facts' refined sets, and by at
+/// least two facts (in a sample of under 10 facts, 10% is less than one fact,
+/// and a neuron of one fact is not "shared"), with counts.
 pub fn relation_neurons(facts: &[Vec<Neuron>], share: f64) -> Vec<(Neuron, usize)> {
     let mut counts: BTreeMap<Neuron, usize> = BTreeMap::new();
     for f in facts {
@@ -182,7 +184,7 @@ pub fn relation_neurons(facts: &[Vec<Neuron>], share: f64) -> Vec<(Neuron, usize
     let need = share * facts.len() as f64;
     let mut out: Vec<_> = counts
         .into_iter()
-        .filter(|&(_, c)| c as f64 >= need)
+        .filter(|&(_, c)| c as f64 >= need && c >= 2)
         .collect();
     out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     out
@@ -400,5 +402,7 @@ mod tests {
             })
             .collect();
         assert_eq!(relation_neurons(&facts, 0.1), vec![(n(3, 7), 2)]);
+        // Five facts: 10% is half a fact, but a neuron needs two facts to be shared.
+        assert_eq!(relation_neurons(&facts[..5], 0.1), vec![(n(3, 7), 2)]);
     }
 }

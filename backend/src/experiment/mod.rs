@@ -1,0 +1,284 @@
+//! The paper's experiments over ParaRel (`kn experiment`), in three steps:
+//!
+//! 1. [`plan`]: which facts a run covers. SPEC's data rules (via [`crate::pararel`]),
+//!    the causal-template filter, one-token answers only (the others are counted),
+//!    then all facts or a seeded sample per relation. The plan is a pure function
+//!    of the data, the model's tokenizer and the settings, so every shard and every
+//!    restart computes the same one.
+//! 2. [`run`]: attribution and coarse selection for each planned fact of this
+//!    shard, each fact committed to SQLite ([`db`]) as it finishes. Restarting skips
+//!    what is stored; `merge` joins the shards' files.
+//! 3. [`report`]: refining (adaptive `p`), statistics, interventions, BingRel,
+//!    fact updates and relation erasure, from the stored neurons; Markdown, JSON
+//!    and SVG, and the same JSON in the store for the web client.
+
+pub mod db;
+pub mod markdown;
+pub mod report;
+pub mod run;
+
+use crate::engine::Query;
+use crate::models::Model;
+use crate::pararel::{fill, ParaRel, Relation};
+use crate::{Error, Result};
+use kn_shared::experiment::Coverage;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+/// The settings that decide a run's results. A store remembers them, and a
+/// restart or a merge with other settings is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The model as given (`smollm2`, a directory, a hub id).
+    pub model: String,
+    /// [`crate::engine::edit::fingerprint`] of its weights.
+    pub fingerprint: String,
+    pub steps: usize,
+    pub riemann: String,
+    pub seed: u64,
+    pub facts_per_relation: Option<usize>,
+    /// Empty: all 34.
+    pub relations: Vec<String>,
+}
+
+/// Which part of the plan this process works on: facts `i, i + n, i + 2n, …`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// `--shard i/n` (0-based), else a Slurm job array
+    /// (`SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`),
+    /// else a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX` of `--shards N`).
+    pub fn resolve(
+        flag: Option<&str>,
+        shards: Option<usize>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Shard> {
+        let num = |name: &str, v: &str| {
+            v.trim().parse::<usize>().map_err(|_| {
+                Error::InvalidArgument(format!("{name} is `{v}`; expected a whole number"))
+            })
+        };
+        let shard = if let Some(f) = flag {
+            let (i, n) = f.split_once('/').ok_or_else(|| {
+                Error::InvalidArgument(format!("--shard `{f}`: expected i/n, e.g. 0/4"))
+            })?;
+            Shard {
+                index: num("the shard index", i)?,
+                count: num("the shard count", n)?,
+            }
+        } else if let (Some(id), Some(count)) =
+            (env("SLURM_ARRAY_TASK_ID"), env("SLURM_ARRAY_TASK_COUNT"))
+        {
+            let min = env("SLURM_ARRAY_TASK_MIN")
+                .map(|m| num("SLURM_ARRAY_TASK_MIN", &m))
+                .transpose()?
+                .unwrap_or(0);
+            let id = num("SLURM_ARRAY_TASK_ID", &id)?;
+            Shard {
+                index: id.checked_sub(min).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"
+                    ))
+                })?,
+                count: num("SLURM_ARRAY_TASK_COUNT", &count)?,
+            }
+        } else if let Some(i) = env("JOB_COMPLETION_INDEX") {
+            let count = shards.ok_or_else(|| {
+                Error::InvalidArgument(
+                    "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job): give the shard count with --shards N, the Job's completions".into(),
+                )
+            })?;
+            Shard {
+                index: num("JOB_COMPLETION_INDEX", &i)?,
+                count,
+            }
+        } else {
+            return match shards {
+                Some(n) if n > 1 => Err(Error::InvalidArgument(format!(
+                    "--shards {n} needs a shard index: --shard i/{n}, a Slurm array or JOB_COMPLETION_INDEX"
+                ))),
+                _ => Ok(Shard::ALL),
+            };
+        };
+        if shard.count == 0 || shard.index >= shard.count {
+            return Err(Error::InvalidArgument(format!(
+                "shard {}/{}: the index must be below the count (0-based)",
+                shard.index, shard.count
+            )));
+        }
+        Ok(shard)
+    }
+
+    /// The store file of this shard in a run folder.
+    pub fn file_name(&self) -> String {
+        if self.count == 1 {
+            "run.sqlite".into()
+        } else {
+            format!("shard-{}-of-{}.sqlite", self.index, self.count)
+        }
+    }
+}
+
+/// A planned fact: indices into [`ParaRel::relations`] and its facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Item {
+    pub relation: usize,
+    pub fact: usize,
+}
+
+pub struct Plan {
+    pub items: Vec<Item>,
+    pub coverage: Coverage,
+}
+
+/// The templates this model can use: all for a masked LM, those whose blank
+/// ends the sentence for a causal LM.
+pub fn usable_templates<'a>(model: &Model, rel: &'a Relation) -> Vec<&'a String> {
+    if model.config().arch.is_masked() {
+        rel.templates.iter().collect()
+    } else {
+        rel.causal_templates()
+    }
+}
+
+/// A fact's queries on the usable templates.
+pub fn fact_queries(model: &Model, rel: &Relation, fact: usize) -> Result<Vec<Query>> {
+    let f = rel
+        .facts
+        .get(fact)
+        .ok_or_else(|| Error::InvalidArgument(format!("{} has no fact {fact}", rel.id)))?;
+    usable_templates(model, rel)
+        .iter()
+        .map(|t| Query::new(model, &fill(t, &f.subject), &f.object))
+        .collect()
+}
+
+/// Whether the fact's answer is one token at the blank of its first usable template.
+fn one_token_answer(model: &Model, template: &str, rel: &Relation, fact: usize) -> Result<bool> {
+    let f = &rel.facts[fact];
+    let c = crate::predict::cloze(model, &fill(template, &f.subject))?;
+    match crate::predict::target_id(model, &c, &f.object) {
+        Ok(_) => Ok(true),
+        Err(Error::MultiTokenTarget { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A stable 64-bit hash of a relation id, to give each relation its own sample.
+fn mix(seed: u64, id: &str) -> u64 {
+    id.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The facts a run covers (see the module docs), in relation order, each
+/// relation's facts in index order.
+pub fn plan(model: &Model, data: &ParaRel, settings: &Settings) -> Result<Plan> {
+    for r in &settings.relations {
+        data.relation(r)?;
+    }
+    let mut cov = Coverage::default();
+    let mut items = Vec::new();
+    for (ri, rel) in data.relations.iter().enumerate() {
+        if !settings.relations.is_empty() && !settings.relations.contains(&rel.id) {
+            continue;
+        }
+        cov.relations += 1;
+        cov.facts += rel.facts.len();
+        cov.prompts += rel.facts.len() * rel.templates.len();
+        let templates = usable_templates(model, rel);
+        cov.usable_prompts += rel.facts.len() * templates.len();
+        let Some(first) = templates.first() else {
+            cov.no_template += rel.facts.len();
+            continue;
+        };
+        let mut eligible = Vec::new();
+        for fact in 0..rel.facts.len() {
+            if one_token_answer(model, first, rel, fact)? {
+                eligible.push(fact);
+            } else {
+                cov.multi_token += 1;
+            }
+        }
+        cov.eligible_facts += eligible.len();
+        cov.eligible_prompts += eligible.len() * templates.len();
+        if let Some(n) = settings.facts_per_relation {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix(settings.seed, &rel.id));
+            eligible.shuffle(&mut rng);
+            eligible.truncate(n);
+            eligible.sort_unstable();
+        }
+        items.extend(eligible.into_iter().map(|fact| Item { relation: ri, fact }));
+    }
+    cov.planned = items.len();
+    Ok(Plan {
+        items,
+        coverage: cov,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn shard_from_flag_slurm_and_kubernetes() {
+        let none = env(&[]);
+        assert_eq!(Shard::resolve(None, None, &none).unwrap(), Shard::ALL);
+        assert_eq!(
+            Shard::resolve(Some("2/4"), None, &none).unwrap(),
+            Shard { index: 2, count: 4 }
+        );
+        let slurm = env(&[
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_MIN", "4"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ]);
+        assert_eq!(
+            Shard::resolve(None, None, &slurm).unwrap(),
+            Shard { index: 1, count: 3 }
+        );
+        // The flag wins over the environment.
+        assert_eq!(
+            Shard::resolve(Some("0/2"), None, &slurm).unwrap(),
+            Shard { index: 0, count: 2 }
+        );
+        let k8s = env(&[("JOB_COMPLETION_INDEX", "3")]);
+        assert_eq!(
+            Shard::resolve(None, Some(8), &k8s).unwrap(),
+            Shard { index: 3, count: 8 }
+        );
+        let e = Shard::resolve(None, None, &k8s).unwrap_err().to_string();
+        assert!(e.contains("--shards"), "{e}");
+        for bad in ["4/4", "1", "a/2", "0/0"] {
+            assert!(Shard::resolve(Some(bad), None, &none).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Shard { index: 1, count: 4 }.file_name(),
+            "shard-1-of-4.sqlite"
+        );
+        assert_eq!(Shard::ALL.file_name(), "run.sqlite");
+    }
+
+    #[test]
+    fn relation_seeds_differ() {
+        assert_ne!(mix(0, "P19"), mix(0, "P20"));
+        assert_ne!(mix(0, "P19"), mix(1, "P19"));
+    }
+}

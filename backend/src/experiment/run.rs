@@ -1,0 +1,200 @@
+//! `kn experiment run`: attribute this shard's planned facts, one SQLite commit
+//! per fact, skipping those stored already.
+
+use super::db::{FactRecord, PromptRecord, RunDb, Scored, StoredFact, STORE_T};
+use super::{fact_queries, plan, Settings, Shard};
+use crate::engine::attribution::{rows, Options};
+use crate::engine::neurons::{attribute_fact_with, coarse, tune_baseline_t, Thresholds};
+use crate::models::Model;
+use crate::pararel::ParaRel;
+use crate::{Error, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct RunOptions {
+    pub ig: Options,
+    /// Draw a progress bar (on a terminal) or log progress lines (otherwise).
+    pub progress: bool,
+    /// Stop after this many facts (a time-boxed job); the rest wait for a restart.
+    pub max_facts: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub path: PathBuf,
+    /// Facts of the whole plan, and of this shard.
+    pub planned: usize,
+    pub shard_facts: usize,
+    /// Stored before this invocation, and by it.
+    pub already: usize,
+    pub stored: usize,
+    pub failed: usize,
+}
+
+/// Errors that belong to a fact (its prompt is too long, say): stored with the
+/// fact, which is not retried. Anything else (out of memory, a broken model)
+/// stops the run, and a restart retries the fact.
+fn fact_error(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Prompt(_)
+            | Error::PromptTooLong { .. }
+            | Error::MultiTokenTarget { .. }
+            | Error::InvalidArgument(_)
+    )
+}
+
+fn scored(map: &[Vec<f32>], neurons: &[crate::engine::Neuron]) -> Vec<Scored> {
+    neurons
+        .iter()
+        .map(|n| Scored(n.layer as u32, n.index as u32, map[n.layer][n.index]))
+        .collect()
+}
+
+/// Attribute one fact and keep what the report needs.
+pub fn fact_record(
+    model: &Model,
+    data: &ParaRel,
+    relation: usize,
+    fact: usize,
+    ig: &Options,
+) -> Result<FactRecord> {
+    let rel = &data.relations[relation];
+    let queries = fact_queries(model, rel, fact)?;
+    let fa = attribute_fact_with(model, queries, ig, &mut |_, _| true)?;
+    let th = Thresholds::default();
+    let baseline_t = tune_baseline_t(&[&fa], th.t, th.p, th.min_prompts);
+    let prompts = fa
+        .queries
+        .iter()
+        .zip(&fa.attributions)
+        .map(|(q, a)| {
+            let (scores, acts) = (rows(&a.scores)?, rows(&a.activations)?);
+            Ok(PromptRecord {
+                prompt: q.prompt.clone(),
+                p_target: a.p_target,
+                max_score: a.scores.max().double_value(&[]),
+                knowledge: scored(&scores, &coarse(&a.scores, STORE_T)),
+                baseline: scored(&acts, &coarse(&a.activations, baseline_t)),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let f = &rel.facts[fact];
+    Ok(FactRecord {
+        subject: f.subject.clone(),
+        object: f.object.clone(),
+        prompts,
+        baseline_t,
+    })
+}
+
+fn bar(total: usize, done: usize, enabled: bool) -> ProgressBar {
+    let target = if enabled && std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let pb = ProgressBar::with_draw_target(Some(total as u64), target);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} facts  {per_sec}  elapsed {elapsed}  ETA {eta}  {msg}",
+        )
+        .expect("a valid template"),
+    );
+    pb.set_position(done as u64);
+    pb.reset_eta();
+    pb
+}
+
+/// Run this shard of the plan into `out/<shard file>`.
+pub fn run(
+    model: &Model,
+    data: &ParaRel,
+    settings: &Settings,
+    shard: Shard,
+    out: &Path,
+    opts: &RunOptions,
+) -> Result<RunOutcome> {
+    opts.ig.validate()?;
+    // Plan first: bad settings must not leave an empty run file behind.
+    let plan = plan(model, data, settings)?;
+    let db = RunDb::open(&out.join(shard.file_name()))?;
+    db.bind(settings, shard)?;
+    db.set_coverage(&plan.coverage)?;
+    let mine: Vec<_> = plan
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % shard.count == shard.index)
+        .map(|(_, it)| *it)
+        .collect();
+    let stored = db.done()?;
+    let key = |it: &super::Item| (data.relations[it.relation].id.clone(), it.fact);
+    let todo: Vec<_> = mine
+        .iter()
+        .filter(|it| !stored.contains(&key(it)))
+        .collect();
+    let already = mine.len() - todo.len();
+    tracing::info!(
+        "{}: {} facts planned, {} in shard {}/{}, {already} stored already",
+        db.path.display(),
+        plan.items.len(),
+        mine.len(),
+        shard.index,
+        shard.count
+    );
+    let pb = bar(mine.len(), already, opts.progress);
+    let (start, mut last_log) = (Instant::now(), Instant::now());
+    let (mut n_stored, mut n_failed) = (0, 0);
+    for it in todo.iter().take(opts.max_facts.unwrap_or(usize::MAX)) {
+        let (rel, fact) = key(it);
+        pb.set_message(format!("{rel} #{fact}"));
+        let t0 = Instant::now();
+        let outcome = match fact_record(model, data, it.relation, it.fact, &opts.ig) {
+            Ok(r) => Ok(r),
+            Err(e) if fact_error(&e) => {
+                n_failed += 1;
+                tracing::warn!("{rel} #{fact}: {e}");
+                Err(e.to_string())
+            }
+            Err(e) => {
+                pb.abandon();
+                return Err(e);
+            }
+        };
+        db.put(&StoredFact {
+            relation: rel,
+            fact,
+            outcome,
+            seconds: t0.elapsed().as_secs_f64(),
+        })?;
+        n_stored += 1;
+        pb.inc(1);
+        if opts.progress
+            && pb.is_hidden()
+            && (last_log.elapsed() > Duration::from_secs(30) || n_stored == todo.len())
+        {
+            last_log = Instant::now();
+            let rate = n_stored as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            let left = todo.len() - n_stored;
+            tracing::info!(
+                "{}/{} facts, {:.3} facts/s, ETA {:.0} s",
+                already + n_stored,
+                mine.len(),
+                rate,
+                left as f64 / rate.max(1e-9)
+            );
+        }
+    }
+    pb.finish_and_clear();
+    Ok(RunOutcome {
+        path: db.path.clone(),
+        planned: plan.items.len(),
+        shard_facts: mine.len(),
+        already,
+        stored: n_stored,
+        failed: n_failed,
+    })
+}

@@ -1,0 +1,300 @@
+//! `kn experiment …`: the command-line face of [`kn::experiment`].
+
+use crate::IgArgs;
+use anyhow::Context;
+use clap::Subcommand;
+use kn::engine::edit::UpdateOptions;
+use kn::experiment::db::{merge, RunDb};
+use kn::experiment::report::ReportOptions;
+use kn::experiment::run::{run, RunOptions};
+use kn::experiment::{markdown, plan, Settings, Shard};
+use kn::pararel::ParaRel;
+use kn::source::DEFAULT_MODEL;
+use std::path::{Path, PathBuf};
+
+/// Which facts: the data, the relations and the sample.
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// `smollm2`, a model directory, a .gguf file, or a hub id.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: String,
+    /// ParaRel's data folder (default: $KN_DATA or ../shared/data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Only these relations (comma-separated, e.g. P19,P36); default all 34.
+    #[arg(long, value_delimiter = ',')]
+    relations: Vec<String>,
+    /// A seeded sample of this many facts per relation; default every fact.
+    #[arg(long)]
+    facts_per_relation: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Subcommand)]
+pub enum ExperimentCmd {
+    /// Count the facts and prompts a run would cover, and what it skips.
+    Plan {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attribute every planned fact of this shard into OUT/<shard>.sqlite,
+    /// committing each fact as it finishes; run it again to resume.
+    Run {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        ig: IgArgs,
+        /// The run's folder (its SQLite files, later the report).
+        #[arg(long)]
+        out: PathBuf,
+        /// This process's shard, `i/n` with 0 ≤ i < n. Default: from
+        /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX, else all.
+        #[arg(long)]
+        shard: Option<String>,
+        /// The shard count when the index comes from JOB_COMPLETION_INDEX (Kubernetes).
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Stop after this many facts (for time-boxed jobs; run again to go on).
+        #[arg(long)]
+        max_facts: Option<usize>,
+        /// No progress bar or progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Join OUT/shard-*-of-*.sqlite into OUT/run.sqlite.
+    Merge {
+        /// The run's folder.
+        out: PathBuf,
+    },
+    /// Write OUT/report/{report.md, report.json, *.svg, *.csv} from OUT/run.sqlite
+    /// and keep the report in the store for the web app.
+    Report {
+        /// The run's folder.
+        out: PathBuf,
+        /// Default: the model the run used.
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Coarse threshold (≥ 0.1, the stored one).
+        #[arg(long, default_value_t = 0.2)]
+        t: f64,
+        /// Starting refining share, adapted per relation.
+        #[arg(long, default_value_t = 0.7)]
+        p: f64,
+        #[arg(long, default_value_t = 1)]
+        min_prompts: usize,
+        /// Facts updated per relation.
+        #[arg(long, default_value_t = 10)]
+        update_facts: usize,
+        #[arg(long, default_value_t = 4)]
+        k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        lambda1: f64,
+        #[arg(long, default_value_t = 8.0)]
+        lambda2: f64,
+        /// Rescale embeddings to the value slot's norm (the authors' code).
+        #[arg(long)]
+        norm_scaled: bool,
+        /// Neurons erased per relation.
+        #[arg(long, default_value_t = 20)]
+        erase_top: usize,
+        /// Leave out the BingRel measurement.
+        #[arg(long)]
+        no_bingrel: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print the report JSON instead of the file list.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load_data(dir: &Option<PathBuf>) -> anyhow::Result<ParaRel> {
+    let dir = dir.clone().unwrap_or_else(ParaRel::default_dir);
+    Ok(ParaRel::load(&dir)?)
+}
+
+fn settings(p: &PlanArgs, m: &kn::Model, ig: Option<&IgArgs>) -> Settings {
+    Settings {
+        model: p.model.clone(),
+        fingerprint: kn::engine::edit::fingerprint(m),
+        steps: ig.map_or(20, |g| g.steps),
+        riemann: ig.map_or("right".into(), |g| {
+            format!("{:?}", g.riemann).to_lowercase()
+        }),
+        seed: p.seed,
+        facts_per_relation: p.facts_per_relation,
+        relations: p.relations.clone(),
+    }
+}
+
+/// The shard files of a run folder.
+fn shard_files(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(out)
+        .with_context(|| format!("reading {}", out.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".sqlite"))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result<()> {
+    match cmd {
+        ExperimentCmd::Plan { plan: p, json } => {
+            let data = load_data(&p.data)?;
+            let m = kn::load_model(&p.model, device)?;
+            let pl = plan(&m, &data, &settings(&p, &m, None))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&pl.coverage)?);
+            } else {
+                let c = &pl.coverage;
+                println!(
+                    "{} relations, {} facts, {} prompts; {} prompts usable by this {} model\n\
+                     skipped: {} facts whose answer is several tokens, {} without a usable template\n\
+                     eligible: {} facts, {} prompts; planned: {} facts",
+                    c.relations,
+                    c.facts,
+                    c.prompts,
+                    c.usable_prompts,
+                    if m.config().arch.is_masked() { "masked" } else { "causal" },
+                    c.multi_token,
+                    c.no_template,
+                    c.eligible_facts,
+                    c.eligible_prompts,
+                    c.planned
+                );
+            }
+        }
+        ExperimentCmd::Run {
+            plan: p,
+            ig,
+            out,
+            shard,
+            shards,
+            max_facts,
+            quiet,
+        } => {
+            let shard = Shard::resolve(shard.as_deref(), shards, &|k| std::env::var(k).ok())?;
+            let data = load_data(&p.data)?;
+            let m = kn::load_model(&p.model, device)
+                .with_context(|| format!("loading model `{}`", p.model))?;
+            let s = settings(&p, &m, Some(&ig));
+            let o = run(
+                &m,
+                &data,
+                &s,
+                shard,
+                &out,
+                &RunOptions {
+                    ig: ig.options(),
+                    progress: !quiet,
+                    max_facts,
+                },
+            )?;
+            println!(
+                "{}: shard {}/{} holds {} of {} planned facts; {} were stored before, {} now ({} failed)",
+                o.path.display(),
+                shard.index,
+                shard.count,
+                o.shard_facts,
+                o.planned,
+                o.already,
+                o.stored,
+                o.failed
+            );
+        }
+        ExperimentCmd::Merge { out } => {
+            let files = shard_files(&out)?;
+            let target = out.join(Shard::ALL.file_name());
+            let found = merge(&target, &files)?;
+            for (p, n) in &found {
+                println!("{}: {n} facts", p.display());
+            }
+            let db = RunDb::open_existing(&target)?;
+            let planned = db.coverage()?.map_or(0, |c| c.planned);
+            println!(
+                "{}: {} of {planned} planned facts",
+                target.display(),
+                db.count()?
+            );
+        }
+        ExperimentCmd::Report {
+            out,
+            model,
+            data,
+            t,
+            p,
+            min_prompts,
+            update_facts,
+            k,
+            lambda1,
+            lambda2,
+            norm_scaled,
+            erase_top,
+            no_bingrel,
+            seed,
+            json,
+        } => {
+            let path = out.join(Shard::ALL.file_name());
+            if !path.is_file() && !shard_files(&out).unwrap_or_default().is_empty() {
+                anyhow::bail!(
+                    "{} holds shard files but no run.sqlite: run `kn experiment merge {}` first",
+                    out.display(),
+                    out.display()
+                );
+            }
+            let db = RunDb::open_existing(&path)?;
+            let s = db
+                .settings()?
+                .with_context(|| format!("{}: not a run file", path.display()))?;
+            let model = model.unwrap_or(s.model.clone());
+            let m = kn::load_model(&model, device)
+                .with_context(|| format!("loading model `{model}`"))?;
+            let data = load_data(&data)?;
+            let bingrel = data.dir.join("bingrel");
+            let opts = ReportOptions {
+                t,
+                p,
+                min_prompts,
+                update_facts,
+                update: UpdateOptions {
+                    k,
+                    lambda1,
+                    lambda2,
+                    norm_scaled,
+                },
+                erase_top,
+                bingrel: (!no_bingrel).then_some(bingrel),
+                seed,
+                ..ReportOptions::default()
+            };
+            let name = out
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "run".into());
+            let r = kn::experiment::report::report(&m, &data, &db, &name, &opts, &mut |stage| {
+                tracing::info!("report: {stage}")
+            })?;
+            db.put_report(&r)?;
+            let files = markdown::write(&r, &out.join("report"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for f in files {
+                    println!("{}", f.display());
+                }
+            }
+        }
+    }
+    Ok(())
+}

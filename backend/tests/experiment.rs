@@ -1,0 +1,364 @@
+//! `kn experiment` end to end on a tiny fixture model and a small slice of the
+//! real ParaRel: counts, a report, a killed-and-resumed run, shards merged.
+
+mod common;
+
+use common::{cpu, fixture};
+use kn::engine::attribution::Options;
+use kn::engine::edit::fingerprint;
+use kn::experiment::db::{merge, RunDb, StoredFact};
+use kn::experiment::report::{report, ReportOptions};
+use kn::experiment::run::{run, RunOptions};
+use kn::experiment::{markdown, plan, Settings, Shard};
+use kn::pararel::ParaRel;
+use std::path::Path;
+use std::process::Command;
+
+fn data() -> ParaRel {
+    ParaRel::load(&ParaRel::default_dir()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn settings(m: &kn::Model, name: &str, relations: &[&str], per_relation: usize) -> Settings {
+    Settings {
+        model: name.into(),
+        fingerprint: fingerprint(m),
+        steps: 20,
+        riemann: "right".into(),
+        seed: 7,
+        facts_per_relation: Some(per_relation),
+        relations: relations.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn opts() -> RunOptions {
+    RunOptions {
+        ig: Options::default(),
+        progress: false,
+        max_facts: None,
+    }
+}
+
+/// The stored facts without their timings, which differ between runs.
+fn facts(path: &Path) -> Vec<StoredFact> {
+    let mut v = RunDb::open_existing(path).unwrap().facts().unwrap();
+    for f in &mut v {
+        f.seconds = 0.0;
+    }
+    v
+}
+
+#[test]
+fn counts_for_masked_and_causal_models() {
+    let d = data();
+    for (name, usable) in [("tiny-bert", 253_448), ("tiny-gpt2", 160_934)] {
+        let m = kn::load_model(&fixture(name), cpu()).unwrap();
+        let mut s = settings(&m, name, &[], 1);
+        s.facts_per_relation = None;
+        let c = plan(&m, &d, &s).unwrap().coverage;
+        assert_eq!(
+            (c.relations, c.facts, c.prompts),
+            (34, 27_738, 253_448),
+            "{name}"
+        );
+        assert_eq!(c.usable_prompts, usable, "{name}");
+        // Every fact is either eligible or skipped for a reason, and counted.
+        assert_eq!(
+            c.eligible_facts + c.multi_token + c.no_template,
+            c.facts,
+            "{name}"
+        );
+        assert!(c.multi_token > 0 && c.eligible_facts > 0, "{name}: {c:?}");
+        assert_eq!(c.planned, c.eligible_facts);
+    }
+}
+
+#[test]
+fn a_sample_is_seeded_and_per_relation() {
+    let d = data();
+    let m = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let s = settings(&m, "tiny-gpt2", &["P36", "P19"], 4);
+    let a = plan(&m, &d, &s).unwrap();
+    assert_eq!(a.items.len(), 8);
+    assert_eq!(
+        a.items,
+        plan(&m, &d, &s).unwrap().items,
+        "same seed, same sample"
+    );
+    let other = plan(
+        &m,
+        &d,
+        &Settings {
+            seed: 8,
+            ..s.clone()
+        },
+    )
+    .unwrap();
+    assert_ne!(a.items, other.items, "another seed, another sample");
+    let e = plan(&m, &d, &settings(&m, "x", &["P9999"], 1))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("unknown relation `P9999`"), "{e}");
+}
+
+#[test]
+fn run_then_report_end_to_end() {
+    let d = data();
+    let m = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let s = settings(&m, &fixture("tiny-gpt2"), &["P36", "P19", "P101"], 4);
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&m, &d, &s, Shard::ALL, dir.path(), &opts()).unwrap();
+    assert_eq!((o.planned, o.stored, o.already), (12, 12, 0));
+    // Running again stores nothing new.
+    let again = run(&m, &d, &s, Shard::ALL, dir.path(), &opts()).unwrap();
+    assert_eq!((again.stored, again.already), (0, 12));
+    let db = RunDb::open_existing(&dir.path().join("run.sqlite")).unwrap();
+    let opts = ReportOptions {
+        bingrel: Some(d.dir.join("bingrel")),
+        ..ReportOptions::default()
+    };
+    let r = report(&m, &d, &db, "e2e", &opts, &mut |_| {}).unwrap();
+    assert_eq!((r.coverage.planned, r.coverage.done), (12, 12));
+    assert_eq!(r.relations.len(), 3);
+    assert!(r.knowledge.per_fact > 0.0 && r.baseline.per_fact > 0.0);
+    assert_eq!(
+        r.knowledge.per_layer.iter().sum::<usize>() as f64,
+        r.knowledge.per_fact * 12.0
+    );
+    // Suppressing knowledge neurons lowers P(answer) even in a random model:
+    // they are, by construction, the neurons the answer depends on.
+    assert!(r.suppress.knowledge.unwrap() < 0.0, "{:?}", r.suppress);
+    assert!(r.amplify.knowledge.unwrap() > 0.0, "{:?}", r.amplify);
+    let b = r.bingrel.as_ref().unwrap();
+    assert!(b.expressing_sentences > 0 && b.head_only_sentences > 0 && b.other_prompts > 0);
+    let u = r.update.as_ref().unwrap();
+    assert!(u.facts > 0 && u.k_sweep.len() == 4);
+    assert!(!r.erase.is_empty());
+    for e in &r.erase {
+        assert!(e.neurons > 0 && e.neurons <= 20 && e.intra.prompts > 0);
+    }
+    // The same report twice: everything is seeded.
+    let r2 = report(&m, &d, &db, "e2e", &opts, &mut |_| {}).unwrap();
+    assert_eq!(
+        serde_json::to_value(ExperimentNoTime(&r)).unwrap(),
+        serde_json::to_value(ExperimentNoTime(&r2)).unwrap()
+    );
+    db.put_report(&r).unwrap();
+    assert_eq!(db.report().unwrap().unwrap(), r);
+    let files = markdown::write(&r, &dir.path().join("report")).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
+    assert!(md.contains("| neurons per fact | 4.13 |") && md.contains("P36 capital"));
+    for name in [
+        "suppress", "amplify", "layers", "bingrel", "update", "update_k", "erase",
+    ] {
+        let svg = std::fs::read_to_string(dir.path().join(format!("report/{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg"), "{name}");
+        assert!(md.contains(&format!("({name}.svg)")), "{name}");
+    }
+    assert!(files.len() >= 16);
+}
+
+/// A report without its timing, for comparisons.
+struct ExperimentNoTime<'a>(&'a kn_shared::experiment::ExperimentReport);
+
+impl serde::Serialize for ExperimentNoTime<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut r = self.0.clone();
+        r.report_seconds = 0.0;
+        r.attribution_seconds = 0.0;
+        r.serialize(s)
+    }
+}
+
+#[test]
+fn two_shards_merged_equal_one_run() {
+    let d = data();
+    let m = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let s = settings(&m, "tiny-gpt2", &["P36", "P101"], 3);
+    let whole = tempfile::tempdir().unwrap();
+    run(&m, &d, &s, Shard::ALL, whole.path(), &opts()).unwrap();
+    let parts = tempfile::tempdir().unwrap();
+    let mut sizes = vec![];
+    for i in 0..2 {
+        let o = run(
+            &m,
+            &d,
+            &s,
+            Shard { index: i, count: 2 },
+            parts.path(),
+            &opts(),
+        )
+        .unwrap();
+        sizes.push(o.stored);
+    }
+    assert_eq!(sizes, vec![3, 3]);
+    let shards: Vec<_> = (0..2)
+        .map(|i| parts.path().join(format!("shard-{i}-of-2.sqlite")))
+        .collect();
+    let merged = parts.path().join("run.sqlite");
+    merge(&merged, &shards).unwrap();
+    merge(&merged, &shards).unwrap(); // idempotent
+    assert_eq!(facts(&merged), facts(&whole.path().join("run.sqlite")));
+    // Not shards of one run: refused, naming the file.
+    let other = tempfile::tempdir().unwrap();
+    let s2 = Settings {
+        seed: 99,
+        ..s.clone()
+    };
+    run(
+        &m,
+        &d,
+        &s2,
+        Shard { index: 1, count: 2 },
+        other.path(),
+        &RunOptions {
+            max_facts: Some(1),
+            ..opts()
+        },
+    )
+    .unwrap();
+    let odd = other.path().join("shard-1-of-2.sqlite");
+    let e = merge(
+        &other.path().join("run.sqlite"),
+        &[shards[0].clone(), odd.clone()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("shard-1-of-2.sqlite") && e.contains("settings differ"),
+        "{e}"
+    );
+    let e = merge(
+        &other.path().join("x.sqlite"),
+        &[shards[0].clone(), shards[0].clone()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("shard 0 again"), "{e}");
+    // A restart with other settings into the same folder is refused.
+    let e = run(&m, &d, &s2, Shard::ALL, whole.path(), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("other settings"), "{e}");
+}
+
+fn kn_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kn"));
+    c.args(args).env("KN_LOG", "warn");
+    c
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_result() {
+    let model = fixture("tiny-gpt2");
+    let common = [
+        "experiment",
+        "run",
+        "--model",
+        &model,
+        "--relations",
+        "P36,P19,P101,P103",
+        "--facts-per-relation",
+        "6",
+        "--steps",
+        "60",
+        "--quiet",
+        "--device",
+        "cpu",
+    ];
+    let whole = tempfile::tempdir().unwrap();
+    let out = whole.path().to_str().unwrap();
+    let st = kn_cmd(&common).args(["--out", out]).status().unwrap();
+    assert!(st.success());
+    let want = facts(&whole.path().join("run.sqlite"));
+    assert_eq!(want.len(), 24);
+
+    let killed = tempfile::tempdir().unwrap();
+    let out = killed.path().to_str().unwrap();
+    let db = killed.path().join("run.sqlite");
+    let count = || {
+        RunDb::open_existing(&db)
+            .and_then(|d| d.count())
+            .unwrap_or(0)
+    };
+    let mut child = kn_cmd(&common).args(["--out", out]).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while count() < 3 && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let at_kill = count();
+    assert!(
+        at_kill >= 3,
+        "the run stored {at_kill} facts before the kill"
+    );
+    println!("killed after {at_kill} of 24 facts");
+    let st = kn_cmd(&common).args(["--out", out]).status().unwrap();
+    assert!(st.success());
+    assert_eq!(
+        facts(&db),
+        want,
+        "resumed run differs from an uninterrupted one"
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let model = fixture("tiny-gpt2");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let o = kn_cmd(&[
+        "experiment",
+        "run",
+        "--model",
+        &model,
+        "--out",
+        out,
+        "--data",
+        "/nonexistent",
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("/nonexistent") && err.contains("--data DIR"),
+        "{err}"
+    );
+    let o = kn_cmd(&[
+        "experiment",
+        "run",
+        "--model",
+        &model,
+        "--out",
+        out,
+        "--relations",
+        "P36,P9999",
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("unknown relation `P9999`"),
+        "{err}"
+    );
+    let o = kn_cmd(&[
+        "experiment",
+        "run",
+        "--model",
+        &model,
+        "--out",
+        out,
+        "--shard",
+        "2/2",
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("shard 2/2"), "{err}");
+    let o = kn_cmd(&["experiment", "report", out]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no such run file"),
+        "{err}"
+    );
+}
