@@ -1,5 +1,5 @@
 // Shared helpers: start `kn serve` on a free port, launch Debian's Chromium.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -26,13 +26,22 @@ async function freePort() {
   });
 }
 
+/** Run the `kn` command line to completion; throw with its output if it fails. */
+export function kn(args) {
+  const bin = process.env.KN_BIN || join(ROOT, 'target', 'debug', 'kn');
+  const r = spawnSync(bin, args, { encoding: 'utf8', env: { ...process.env, KN_LOG: 'warn' } });
+  if (r.status !== 0) throw new Error(`kn ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
 /** Start `kn serve` and wait until /api/health answers. */
-export async function startServer({ models, dataDir }) {
+export async function startServer({ models, dataDir, experiments }) {
   const port = await freePort();
   const bin = process.env.KN_BIN || join(ROOT, 'target', 'debug', 'kn');
   dataDir = dataDir || mkdtempSync(join(tmpdir(), 'kn-e2e-'));
   const args = ['serve', '--port', String(port), '--data-dir', dataDir, '--static-dir', join(ROOT, 'dist'), '--device', 'cpu'];
   for (const m of models) args.push('--model', m);
+  if (experiments) args.push('--experiments', experiments);
   const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });

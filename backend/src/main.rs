@@ -155,6 +155,9 @@ enum Cmd {
         /// ParaRel's data folder (default: $KN_DATA or ../shared/data).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// The folder of `kn experiment` runs shown on the Experiments page.
+        #[arg(long, default_value = "runs")]
+        experiments: PathBuf,
         /// The built web client (scripts/app.sh builds dist/).
         #[arg(long, env = "KN_STATIC_DIR")]
         static_dir: Option<PathBuf>,
@@ -701,6 +704,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             models,
             data_dir,
             data,
+            experiments,
             static_dir,
         } => {
             std::fs::create_dir_all(&data_dir)
@@ -713,7 +717,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let static_dir = static_dir.or_else(default_static_dir);
             if static_dir.is_none() {
-                tracing::warn!("no built web client found (run scripts/build-frontend.sh); serving the API only");
+                tracing::warn!("no built web client found (scripts/app.sh builds it into dist/); serving the API only");
             }
             let addr: SocketAddr = format!("{host}:{port}")
                 .parse()
@@ -736,6 +740,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     models: workers,
                     store,
                     dataset,
+                    experiments: Some(experiments),
                 }),
                 addr,
                 static_dir,

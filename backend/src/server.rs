@@ -13,6 +13,7 @@ use crate::engine::edit::{self, UpdateOptions};
 use crate::engine::intervene::{probabilities, prompt_effects};
 use crate::engine::neurons::{attribute_fact_with, Thresholds};
 use crate::engine::{Neuron, Query as Cloze};
+use crate::experiment::db::RunDb;
 use crate::models::Hooks;
 use crate::models::Model;
 use crate::pararel::ParaRel;
@@ -27,6 +28,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use kn_shared::experiment::{ExperimentReport, ExperimentSummary};
 use kn_shared::{
     ActiveEdit, EditResponse, EditSet, EraseRequest, EvalPrompt, PromptEffect, UpdateFactRequest,
 };
@@ -176,6 +178,9 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// ParaRel, when its data folder was found.
     pub dataset: Option<ParaRel>,
+    /// The folder of `kn experiment` runs (one sub-folder each) for the
+    /// Experiments page.
+    pub experiments: Option<PathBuf>,
 }
 
 impl AppState {
@@ -1104,6 +1109,110 @@ async fn undo_route(
     Ok(edits_route(State(st)).await.into_response())
 }
 
+fn experiments_dir(st: &AppState) -> Result<PathBuf, ApiFail> {
+    st.experiments.clone().ok_or_else(|| {
+        ApiFail::new(
+            StatusCode::NOT_FOUND,
+            "no_experiments",
+            "no experiments folder: start kn serve with --experiments DIR",
+        )
+    })
+}
+
+/// A run's file, if `name` is a plain folder name holding one.
+fn run_file(dir: &std::path::Path, name: &str) -> Result<PathBuf, ApiFail> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let path = dir.join(name).join("run.sqlite");
+    if !plain || !path.is_file() {
+        return Err(ApiFail::new(
+            StatusCode::NOT_FOUND,
+            "unknown_experiment",
+            format!("no experiment run `{name}` in {}", dir.display()),
+        ));
+    }
+    Ok(path)
+}
+
+fn store_fail(e: crate::Error) -> ApiFail {
+    ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiFail> + Send + 'static,
+) -> Result<T, ApiFail> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
+#[utoipa::path(get, path = "/api/experiments", responses((status = 200, body = Vec<ExperimentSummary>), (status = 404, body = ApiError)))]
+async fn experiments_route(
+    State(st): State<Arc<AppState>>,
+) -> Result<Json<Vec<ExperimentSummary>>, ApiFail> {
+    let dir = experiments_dir(&st)?;
+    blocking(move || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("run.sqlite").is_file())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let Ok(path) = run_file(&dir, &name) else {
+                continue;
+            };
+            let db = RunDb::open_existing(&path).map_err(store_fail)?;
+            let facts = db.facts().map_err(store_fail)?;
+            let relations: std::collections::BTreeSet<&str> =
+                facts.iter().map(|f| f.relation.as_str()).collect();
+            out.push(ExperimentSummary {
+                name,
+                model: db
+                    .settings()
+                    .map_err(store_fail)?
+                    .map(|s| s.model)
+                    .unwrap_or_default(),
+                facts_done: facts.iter().filter(|f| f.outcome.is_ok()).count(),
+                relations: relations.len(),
+                has_report: db.report().map_err(store_fail)?.is_some(),
+            });
+        }
+        Ok(Json(out))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/api/experiments/{name}", params(("name" = String, Path)), responses((status = 200, body = ExperimentReport), (status = 404, body = ApiError)))]
+async fn experiment_route(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ExperimentReport>, ApiFail> {
+    let dir = experiments_dir(&st)?;
+    blocking(move || {
+        let path = run_file(&dir, &name)?;
+        let db = RunDb::open_existing(&path).map_err(store_fail)?;
+        db.report().map_err(store_fail)?.map(Json).ok_or_else(|| {
+            ApiFail::new(
+                StatusCode::NOT_FOUND,
+                "no_report",
+                format!(
+                    "run `{name}` has no report yet: run `kn experiment report {}`",
+                    dir.join(&name).display()
+                ),
+            )
+        })
+    })
+    .await
+}
+
 /// The OpenAPI document of this API, generated from the handlers and the
 /// `kn-shared` types.
 #[derive(utoipa::OpenApi)]
@@ -1125,7 +1234,9 @@ async fn undo_route(
         job_events_route,
         result_route,
         dataset_route,
-        relation_route
+        relation_route,
+        experiments_route,
+        experiment_route
     )
 )]
 pub struct ApiDoc;
@@ -1159,6 +1270,8 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/edits/{id}", get(edit_download_route).delete(undo_route))
         .route("/dataset", get(dataset_route))
         .route("/dataset/{relation}", get(relation_route))
+        .route("/experiments", get(experiments_route))
+        .route("/experiments/{name}", get(experiment_route))
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);

@@ -20,6 +20,7 @@ fn app() -> axum::Router {
         models: vec![ModelWorker::spawn(bert), ModelWorker::spawn(gpt2)],
         store: Arc::new(kn::store::Store::open(&dir).unwrap()),
         dataset: Some(kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap()),
+        experiments: None,
     };
     router(Arc::new(state), None)
 }
@@ -256,6 +257,7 @@ fn app_with_store(dir: &std::path::Path) -> axum::Router {
         models: vec![ModelWorker::spawn(llama)],
         store: Arc::new(kn::store::Store::open(dir).unwrap()),
         dataset: Some(kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap()),
+        experiments: None,
     };
     router(Arc::new(state), None)
 }
@@ -428,6 +430,7 @@ async fn dataset_routes() {
             models: vec![],
             store: Arc::new(kn::store::Store::open(tempfile::tempdir().unwrap().path()).unwrap()),
             dataset: None,
+            experiments: None,
         }),
         None,
     );
@@ -723,6 +726,7 @@ async fn erase_relation_job_erases_and_reports() {
             dataset: Some(
                 kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap(),
             ),
+            experiments: None,
         }),
         None,
     );
@@ -809,4 +813,136 @@ async fn update_fact_as_a_job_carries_the_edit() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn experiments_list_and_reports() {
+    use kn::experiment::{db::RunDb, report, run, Settings, Shard};
+    use StatusCode as S;
+    let m = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let data = kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        model: "tiny-gpt2".into(),
+        fingerprint: kn::engine::edit::fingerprint(&m),
+        steps: 20,
+        riemann: "right".into(),
+        seed: 0,
+        facts_per_relation: Some(2),
+        relations: vec!["P36".into(), "P19".into()],
+    };
+    let opts = run::RunOptions {
+        ig: Default::default(),
+        progress: false,
+        max_facts: None,
+    };
+    for name in ["with-report", "no-report"] {
+        run::run(
+            &m,
+            &data,
+            &settings,
+            Shard::ALL,
+            &root.path().join(name),
+            &opts,
+        )
+        .unwrap();
+    }
+    let db = RunDb::open_existing(&root.path().join("with-report/run.sqlite")).unwrap();
+    let r = report::report(
+        &m,
+        &data,
+        &db,
+        "with-report",
+        &Default::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    db.put_report(&r).unwrap();
+    std::fs::create_dir(root.path().join("not-a-run")).unwrap();
+    let app = router(
+        Arc::new(AppState {
+            jobs: Default::default(),
+            models: vec![],
+            store: Arc::new(kn::store::Store::open(root.path()).unwrap()),
+            dataset: None,
+            experiments: Some(root.path().to_path_buf()),
+        }),
+        None,
+    );
+    let (s, body) = call(&app, "GET", "/api/experiments", "").await;
+    assert_eq!(s, S::OK);
+    let list: Vec<kn_shared::experiment::ExperimentSummary> =
+        serde_json::from_slice(&body).unwrap();
+    let names: Vec<(&str, bool, usize)> = list
+        .iter()
+        .map(|x| (x.name.as_str(), x.has_report, x.facts_done))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("no-report", false, 4), ("with-report", true, 4)]
+    );
+    let (s, body) = call(&app, "GET", "/api/experiments/with-report", "").await;
+    assert_eq!(s, S::OK);
+    let got: kn_shared::experiment::ExperimentReport = serde_json::from_slice(&body).unwrap();
+    assert_eq!(got, r);
+    expect_error(
+        &app,
+        "GET",
+        "/api/experiments/no-report",
+        "",
+        S::NOT_FOUND,
+        "no_report",
+        "kn experiment report",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/experiments/nope",
+        "",
+        S::NOT_FOUND,
+        "unknown_experiment",
+        "nope",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/experiments/..",
+        "",
+        S::NOT_FOUND,
+        "unknown_experiment",
+        "",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/experiments/not-a-run",
+        "",
+        S::NOT_FOUND,
+        "unknown_experiment",
+        "",
+    )
+    .await;
+    let none = router(
+        Arc::new(AppState {
+            jobs: Default::default(),
+            models: vec![],
+            store: Arc::new(kn::store::Store::open(root.path()).unwrap()),
+            dataset: None,
+            experiments: None,
+        }),
+        None,
+    );
+    expect_error(
+        &none,
+        "GET",
+        "/api/experiments",
+        "",
+        S::NOT_FOUND,
+        "no_experiments",
+        "--experiments DIR",
+    )
+    .await;
 }

@@ -160,3 +160,12 @@ async fn edit_job(
         .edit
         .ok_or_else(|| "the finished job carries no edit".to_string())
 }
+
+pub async fn experiments() -> Result<Vec<kn_shared::experiment::ExperimentSummary>, String> {
+    read(Request::get("/api/experiments").send().await).await
+}
+
+pub async fn experiment(name: &str) -> Result<kn_shared::experiment::ExperimentReport, String> {
+    let n = String::from(js_sys::encode_uri_component(name));
+    read(Request::get(&format!("/api/experiments/{n}")).send().await).await
+}

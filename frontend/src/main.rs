@@ -9,6 +9,7 @@ mod api;
 mod charts;
 mod dataset;
 mod edits;
+mod experiments;
 mod png;
 
 use kn_shared::{AnalyzeRequest, AnalyzeResponse, ModelSummary, PredictRequest, PredictResponse};
@@ -17,7 +18,38 @@ use leptos::task::spawn_local;
 
 fn main() {
     console_error_panic_hook::set_once();
-    leptos::mount::mount_to_body(App);
+    let param = |k: &str| -> Option<String> {
+        let search = web_sys::window()?.location().search().ok()?;
+        web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(k)
+    };
+    if param("view").as_deref() == Some("experiments") {
+        let run = param("run");
+        leptos::mount::mount_to_body(move || {
+            view! {
+                <Header current="experiments" />
+                <experiments::Experiments run=run.clone() />
+            }
+        });
+    } else {
+        leptos::mount::mount_to_body(App);
+    }
+}
+
+/// The title and the two pages: the studio and the ParaRel experiments.
+#[component]
+fn Header(current: &'static str) -> impl IntoView {
+    let class = move |page: &str| if page == current { "current" } else { "" };
+    view! {
+        <header class="top">
+            <h1>"Knowledge Neuron Studio"</h1>
+            <p class="tagline">"Where does a language model keep a fact? Ask it a cloze question."</p>
+            <nav>
+                <a id="nav-studio" class=class("studio") href="/">"Studio"</a>
+                " · "
+                <a id="nav-experiments" class=class("experiments") href="/?view=experiments">"Experiments"</a>
+            </nav>
+        </header>
+    }
 }
 
 /// Form state kept in the URL query, so a link to a half-filled form works.
@@ -187,10 +219,7 @@ fn App() -> impl IntoView {
     let selected = move || models.get().into_iter().find(|m| m.name == model.get());
 
     view! {
-        <header class="top">
-            <h1>"Knowledge Neuron Studio"</h1>
-            <p class="tagline">"Where does a language model keep a fact? Ask it a cloze question."</p>
-        </header>
+        <Header current="studio" />
         <main>
             <section class="panel" aria-labelledby="ask-title">
                 <h2 id="ask-title">"Ask"</h2>

@@ -2,6 +2,7 @@
 //! the `charts` feature, so that `kn experiment report` writes exactly the SVG
 //! the web client's Experiments page shows and exports.
 
+use crate::experiment::CHARTS;
 use plotters::prelude::*;
 
 /// Series colours, in order: knowledge (red), baseline (grey), random (blue), more.
@@ -22,7 +23,7 @@ pub struct Series<'a> {
 /// Vertical bars, one group per category and one bar per series in a group.
 pub fn grouped_bars(title: &str, y_desc: &str, categories: &[String], series: &[Series]) -> String {
     let n = categories.len().max(1);
-    let w = (120 + 34 * n * series.len().max(1)).clamp(480, 1400) as u32;
+    let w = (120 + 34 * n * series.len().max(1)).clamp(640, 1400) as u32;
     let h = 340u32;
     let values = || {
         series
@@ -43,7 +44,9 @@ pub fn grouped_bars(title: &str, y_desc: &str, categories: &[String], series: &[
             .margin_top(40)
             .x_label_area_size(if n > 8 { 50 } else { 30 })
             .y_label_area_size(64)
-            .build_cartesian_2d((0..n).into_segmented(), lo..hi)
+            // `a..b` has b − a + 1 segments in plotters: one per category
+            // (a single category gets an empty second one).
+            .build_cartesian_2d((0..(n - 1).max(1)).into_segmented(), lo..hi)
         else {
             return String::new();
         };
@@ -60,7 +63,8 @@ pub fn grouped_bars(title: &str, y_desc: &str, categories: &[String], series: &[
             .draw();
         let k = series.len().max(1);
         // Bar positions inside a group, in pixels of the group's width.
-        let group_px = (w as f64 - 90.0) / n as f64;
+        let px = |i: usize| chart.backend_coord(&(SegmentValue::Exact(i), 0.0)).0 as f64;
+        let group_px = px(1) - px(0);
         let bar_px = (group_px * 0.8 / k as f64).max(1.0);
         for (s_i, s) in series.iter().enumerate() {
             let color = COLORS[s_i % COLORS.len()];
@@ -80,7 +84,10 @@ pub fn grouped_bars(title: &str, y_desc: &str, categories: &[String], series: &[
             }
         }
         let _ = chart.draw_series(std::iter::once(PathElement::new(
-            vec![(SegmentValue::Exact(0), 0.0), (SegmentValue::Exact(n), 0.0)],
+            vec![
+                (SegmentValue::Exact(0), 0.0),
+                (SegmentValue::Exact(n.max(2)), 0.0),
+            ],
             BLACK,
         )));
         let mut x = 80;
@@ -137,7 +144,6 @@ pub struct ReportChart {
 
 fn chart(
     name: &'static str,
-    title: &'static str,
     y_desc: &str,
     categories: Vec<String>,
     series: Vec<Series>,
@@ -158,6 +164,7 @@ fn chart(
         }
         csv.push('\n');
     }
+    let title = CHARTS.iter().find(|c| c.0 == name).map_or(name, |c| c.1);
     ReportChart {
         name,
         title,
@@ -171,10 +178,9 @@ pub fn report_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart
     let pct = |v: Option<f64>| v.map(|x| 100.0 * x);
     let rel_names: Vec<String> = r.relations.iter().map(|x| x.id.clone()).collect();
     let effect_chart =
-        |name, title, pick: fn(&crate::experiment::RelationRow) -> &crate::experiment::Effects| {
+        |name, pick: fn(&crate::experiment::RelationRow) -> &crate::experiment::Effects| {
             chart(
                 name,
-                title,
                 "change of P(answer) (%)",
                 rel_names.clone(),
                 vec![
@@ -194,12 +200,8 @@ pub fn report_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart
             )
         };
     let mut out = vec![
-        effect_chart("suppress", "Suppressing neurons (×0), per relation", |x| {
-            &x.suppress
-        }),
-        effect_chart("amplify", "Amplifying neurons (×2), per relation", |x| {
-            &x.amplify
-        }),
+        effect_chart("suppress", |x| &x.suppress),
+        effect_chart("amplify", |x| &x.amplify),
     ];
     let share = |v: &[usize]| {
         let total = v.iter().sum::<usize>().max(1) as f64;
@@ -209,7 +211,6 @@ pub fn report_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart
     };
     out.push(chart(
         "layers",
-        "Where the neurons are: share per layer",
         "share of neurons (%)",
         (0..r.layers).map(|l| l.to_string()).collect(),
         vec![
@@ -229,7 +230,6 @@ pub fn report_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart
         };
         out.push(chart(
             "bingrel",
-            "BingRel: mean activation at the blank",
             "activation",
             vec![
                 "knowledge-expressing".into(),
@@ -251,7 +251,6 @@ pub fn report_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart
     if let Some(u) = &r.update {
         out.push(chart(
             "update",
-            "Updating facts: change and success rates",
             "rate (%)",
             vec!["change rate".into(), "success rate".into()],
             vec![
@@ -273,7 +272,6 @@ pub fn report_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart
         ));
         out.push(chart(
             "update_k",
-            "Updating facts: rates as k grows",
             "rate (%)",
             u.k_sweep.iter().map(|k| format!("k = {}", k.k)).collect(),
             vec![
@@ -302,7 +300,6 @@ pub fn report_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart
         };
         out.push(chart(
             "erase",
-            "Erasing a relation: perplexity after / before",
             "perplexity ratio",
             r.erase.iter().map(|e| e.relation.clone()).collect(),
             vec![

@@ -1,0 +1,153 @@
+//! The Experiments page (`/?view=experiments&run=<name>`): the stored runs of
+//! `kn experiment`, and a run's report with the same tables, charts and
+//! downloads as the files `kn experiment report` writes.
+
+use crate::analysis::Chart;
+use crate::api;
+use kn_shared::charts::report_charts;
+use kn_shared::experiment::{markdown, ours, Effects, ExperimentReport, PAPER};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("–".into(), |x| format!("{:+.1}%", 100.0 * x))
+}
+
+fn effect_cells(e: &Effects) -> impl IntoView {
+    view! {
+        <td class="num">{pct(e.knowledge)}</td>
+        <td class="num">{pct(e.baseline)}</td>
+        <td class="num">{pct(e.random)}</td>
+    }
+}
+
+fn data_url(mime: &str, content: &str) -> String {
+    format!(
+        "data:{mime};charset=utf-8,{}",
+        String::from(js_sys::encode_uri_component(content))
+    )
+}
+
+#[component]
+pub fn Experiments(run: Option<String>) -> impl IntoView {
+    let list = RwSignal::new(None::<Result<Vec<kn_shared::experiment::ExperimentSummary>, String>>);
+    let report = RwSignal::new(None::<Result<ExperimentReport, String>>);
+    spawn_local(async move { list.set(Some(api::experiments().await)) });
+    if let Some(name) = run.clone() {
+        spawn_local(async move { report.set(Some(api::experiment(&name).await)) });
+    }
+    view! {
+        <main>
+            <section class="panel wide" aria-labelledby="runs-title">
+                <h2 id="runs-title">"Experiment runs"</h2>
+                <p class="muted">"Runs of " <code>"kn experiment run"</code> " kept by this server; " <code>"kn experiment report"</code> " makes their reports."</p>
+                {move || match list.get() {
+                    None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
+                    Some(Ok(v)) if v.is_empty() => view! { <p class="muted">"No runs yet."</p> }.into_any(),
+                    Some(Ok(v)) => view! {
+                        <table id="runs">
+                            <thead><tr><th>"run"</th><th>"model"</th><th class="num">"facts"</th><th class="num">"relations"</th><th>"report"</th></tr></thead>
+                            <tbody>
+                                {v.into_iter().map(|x| view! {
+                                    <tr>
+                                        <td><a href=format!("/?view=experiments&run={}", x.name)>{x.name.clone()}</a></td>
+                                        <td>{x.model}</td>
+                                        <td class="num">{x.facts_done}</td>
+                                        <td class="num">{x.relations}</td>
+                                        <td>{if x.has_report { "yes" } else { "not yet" }}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any(),
+                }}
+            </section>
+            {move || match report.get() {
+                None => ().into_any(),
+                Some(Err(e)) => view! { <section class="panel wide"><p class="error" role="alert" id="report-error">{e}</p></section> }.into_any(),
+                Some(Ok(r)) => view! { <Report r=r /> }.into_any(),
+            }}
+        </main>
+    }
+}
+
+#[component]
+fn Report(r: ExperimentReport) -> impl IntoView {
+    let c = r.coverage.clone();
+    let share = format!("/?view=experiments&run={}", r.name);
+    let md = markdown(&r);
+    let json = serde_json::to_string_pretty(&r).unwrap_or_default();
+    let beside = PAPER
+        .iter()
+        .zip(ours(&r))
+        .map(|((what, pk, pb), (ok, ob))| {
+            view! { <tr><td>{*what}</td><td>{*pk}</td><td>{*pb}</td><td class="ours">{ok}</td><td>{ob}</td></tr> }
+        })
+        .collect_view();
+    let rows = r
+        .relations
+        .iter()
+        .map(|x| {
+            view! {
+                <tr>
+                    <td>{format!("{} {}", x.id, x.label)}</td>
+                    <td>{x.kind.clone()}</td>
+                    <td class="num">{x.facts}</td>
+                    <td class="num">{format!("{:.2}", x.p)}</td>
+                    <td class="num">{format!("{:.2} / {:.2}", x.knowledge_per_fact, x.baseline_per_fact)}</td>
+                    {effect_cells(&x.suppress)}
+                    {effect_cells(&x.amplify)}
+                </tr>
+            }
+        })
+        .collect_view();
+    let charts = report_charts(&r)
+        .into_iter()
+        .map(|ch| {
+            let data = format!("kn-{}-{}", r.name, ch.name);
+            view! { <Chart id=ch.name title=ch.title svg=ch.svg data_name=data csv=ch.csv json=json.clone() /> }
+        })
+        .collect_view();
+    view! {
+        <section class="panel wide" id="report" aria-labelledby="report-title">
+            <h2 id="report-title">{format!("Report: {}", r.name)}</h2>
+            <p>
+                {format!(
+                    "Model {} ({} LM), m = {}, t = {}, p from {}; {} of {} planned facts done, {} failed.",
+                    r.model,
+                    if r.masked { "masked" } else { "causal" },
+                    r.settings.steps,
+                    r.settings.t,
+                    r.settings.p,
+                    c.done,
+                    c.planned,
+                    c.failed
+                )}
+            </p>
+            <p>
+                "Share: " <a id="share-link" href=share.clone()>{share.clone()}</a>
+                " · download: "
+                <a class="download" download="report.md" href=data_url("text/markdown", &md)>"Markdown"</a>
+                " · "
+                <a class="download" download="report.json" href=data_url("application/json", &json)>"JSON"</a>
+            </p>
+            <h3>"Beside the paper (BERT-base-cased)"</h3>
+            <table id="beside-paper">
+                <thead><tr><th>"what"</th><th>"paper: knowledge neurons"</th><th>"paper: baseline"</th><th>"ours: knowledge neurons"</th><th>"ours: baseline / control"</th></tr></thead>
+                <tbody>{beside}</tbody>
+            </table>
+            <h3>"Per relation"</h3>
+            <table id="relations">
+                <thead>
+                    <tr><th>"relation"</th><th>"type"</th><th class="num">"facts"</th><th class="num">"p"</th><th class="num">"neurons/fact (KN / base)"</th>
+                    <th class="num">"suppress KN"</th><th class="num">"base"</th><th class="num">"random"</th>
+                    <th class="num">"amplify KN"</th><th class="num">"base"</th><th class="num">"random"</th></tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <h3>"Charts"</h3>
+            {charts}
+        </section>
+    }
+}
