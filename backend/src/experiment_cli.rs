@@ -107,6 +107,10 @@ pub enum ExperimentCmd {
         no_bingrel: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Write the files here instead of OUT/report; the store (and the web
+        /// app) keeps only reports written to OUT/report.
+        #[arg(long)]
+        report_out: Option<PathBuf>,
         /// Print the report JSON instead of the file list.
         #[arg(long)]
         json: bool,
@@ -242,6 +246,7 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
             erase_top,
             no_bingrel,
             seed,
+            report_out,
             json,
         } => {
             let path = out.join(Shard::ALL.file_name());
@@ -285,8 +290,10 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
             let r = kn::experiment::report::report(&m, &data, &db, &name, &opts, &mut |stage| {
                 tracing::info!("report: {stage}")
             })?;
-            db.put_report(&r)?;
-            let files = markdown::write(&r, &out.join("report"))?;
+            if report_out.is_none() {
+                db.put_report(&r)?;
+            }
+            let files = markdown::write(&r, &report_out.unwrap_or_else(|| out.join("report")))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

@@ -362,3 +362,33 @@ fn bad_input_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_sample_grows_without_redoing_facts() {
+    let d = data();
+    let m = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let small = settings(&m, "tiny-gpt2", &["P36", "P19"], 2);
+    let big = Settings {
+        facts_per_relation: Some(3),
+        ..small.clone()
+    };
+    let grown = tempfile::tempdir().unwrap();
+    run(&m, &d, &small, Shard::ALL, grown.path(), &opts()).unwrap();
+    let o = run(&m, &d, &big, Shard::ALL, grown.path(), &opts()).unwrap();
+    assert_eq!(
+        (o.already, o.stored),
+        (4, 2),
+        "the 4 facts of the smaller sample are kept"
+    );
+    let fresh = tempfile::tempdir().unwrap();
+    run(&m, &d, &big, Shard::ALL, fresh.path(), &opts()).unwrap();
+    assert_eq!(
+        facts(&grown.path().join("run.sqlite")),
+        facts(&fresh.path().join("run.sqlite"))
+    );
+    // Shrinking is another run.
+    let e = run(&m, &d, &small, Shard::ALL, grown.path(), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("other settings"), "{e}");
+}

@@ -105,34 +105,6 @@ pub fn grouped_bars(title: &str, y_desc: &str, categories: &[String], series: &[
     svg
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bars_are_drawn_per_value() {
-        let svg = grouped_bars(
-            "t",
-            "y",
-            &["a".into(), "b".into()],
-            &[
-                Series {
-                    name: "knowledge",
-                    values: vec![Some(-0.3), Some(0.2)],
-                },
-                Series {
-                    name: "baseline",
-                    values: vec![None, Some(0.1)],
-                },
-            ],
-        );
-        assert!(svg.starts_with("<svg"));
-        // 3 bars + the background rectangle (plotters draws both as <rect>).
-        assert_eq!(svg.matches("<rect").count(), 4, "{svg}");
-        assert!(svg.contains("knowledge") && svg.contains("baseline"));
-    }
-}
-
 /// One chart of the experiment report, with its data as CSV.
 pub struct ReportChart {
     /// File stem: `suppress` → `suppress.svg`, `suppress.csv`.
@@ -315,4 +287,32 @@ pub fn report_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_are_drawn_per_value() {
+        let svg = grouped_bars(
+            "t",
+            "y",
+            &["a".into(), "b".into()],
+            &[
+                Series {
+                    name: "knowledge",
+                    values: vec![Some(-0.3), Some(0.2)],
+                },
+                Series {
+                    name: "baseline",
+                    values: vec![None, Some(0.1)],
+                },
+            ],
+        );
+        assert!(svg.starts_with("<svg"));
+        // 3 bars + the background rectangle (plotters draws both as <rect>).
+        assert_eq!(svg.matches("<rect").count(), 4, "{svg}");
+        assert!(svg.contains("knowledge") && svg.contains("baseline"));
+    }
 }

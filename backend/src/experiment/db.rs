@@ -158,6 +158,24 @@ impl RunDb {
                 )),
                 _ => Ok(()),
             },
+            // A larger sample of the same run: a seeded sample of n facts is the
+            // first n of one shuffled order, so the stored facts stay in it.
+            Some(s)
+                if Settings {
+                    facts_per_relation: settings.facts_per_relation,
+                    ..s.clone()
+                } == *settings
+                    && grows(s.facts_per_relation, settings.facts_per_relation)
+                    && self.shard()? == Some((shard.index, shard.count)) =>
+            {
+                tracing::info!(
+                    "{}: growing the sample from {:?} to {:?} facts per relation",
+                    self.path.display(),
+                    s.facts_per_relation,
+                    settings.facts_per_relation
+                );
+                self.set_meta("settings", settings)
+            }
             Some(s) => Err(err(
                 &self.path,
                 format!(
@@ -265,6 +283,15 @@ impl RunDb {
             .map_err(|e| err(&self.path, e))?;
         s.map(|s| serde_json::from_str(&s).map_err(|e| err(&self.path, e)))
             .transpose()
+    }
+}
+
+/// Whether sample size `to` contains sample size `from` (`None`: every fact).
+fn grows(from: Option<usize>, to: Option<usize>) -> bool {
+    match (from, to) {
+        (_, None) => true,
+        (Some(a), Some(b)) => b >= a,
+        (None, Some(_)) => false,
     }
 }
 

@@ -244,12 +244,10 @@ fn activations(model: &Model, clozes: &[Cloze], neurons: &[&[Neuron]]) -> Result
             .iter()
             .map(|a| crate::engine::attribution::rows(&a.to(tch::Device::Cpu)))
             .collect::<Result<_>>()?;
-        for (set_i, set) in neurons.iter().enumerate() {
-            for row in 0..chunk.len() {
-                if let Some(m) = mean(set.iter().map(|n| f64::from(acts[n.layer][row][n.index]))) {
-                    out[set_i].push(m);
-                }
-            }
+        for (set, out) in neurons.iter().zip(out.iter_mut()) {
+            out.extend((0..chunk.len()).filter_map(|row| {
+                mean(set.iter().map(|n| f64::from(acts[n.layer][row][n.index])))
+            }));
         }
     }
     Ok(out)
