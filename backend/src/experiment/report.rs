@@ -264,6 +264,15 @@ fn blank_at(model: &Model, sentence: &str, at: usize, len: usize) -> Option<Cloz
     cloze(model, &prompt).ok()
 }
 
+/// The first occurrence of `word` in `s` as a whole word (not "Rome" in "Romeo").
+fn find_word(s: &str, word: &str) -> Option<usize> {
+    s.match_indices(word).map(|(at, _)| at).find(|&at| {
+        let before = s[..at].chars().next_back();
+        let after = s[at + word.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
 /// The BingRel sentence groups of one fact as clozes (SPEC's three groups but
 /// the third, which the caller supplies).
 fn bingrel_clozes(
@@ -285,10 +294,7 @@ fn bingrel_clozes(
     };
     let expressing = bag("th_bags")
         .iter()
-        .filter_map(|s| {
-            s.find(tail)
-                .and_then(|at| blank_at(model, s, at, tail.len()))
-        })
+        .filter_map(|s| find_word(s, tail).and_then(|at| blank_at(model, s, at, tail.len())))
         .collect();
     let head_only = bag("h_bags")
         .iter()
@@ -838,4 +844,14 @@ fn update_facts(
             })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn whole_words_only() {
+        assert_eq!(super::find_word("Romeo left Rome.", "Rome"), Some(11));
+        assert_eq!(super::find_word("Romeo", "Rome"), None);
+        assert_eq!(super::find_word("Rome", "Rome"), Some(0));
+    }
 }
