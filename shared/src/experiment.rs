@@ -288,14 +288,24 @@ fn effects_cells(e: &Effects) -> String {
     )
 }
 
+/// A perplexity: one decimal, or scientific notation once it is huge (an edit
+/// can wreck a model).
+fn num(x: f64) -> String {
+    if x.abs() >= 1e5 {
+        format!("{x:.2e}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
 fn ppl(p: &PplAcc) -> String {
     if p.prompts == 0 {
         return "–".into();
     }
     format!(
-        "{:.1} → {:.1} (acc {} → {}, {} prompts)",
-        p.ppl_before,
-        p.ppl_after,
+        "{} → {} (acc {} → {}, {} prompts)",
+        num(p.ppl_before),
+        num(p.ppl_after),
         rate(p.acc_before),
         rate(p.acc_after),
         p.prompts
@@ -311,7 +321,7 @@ pub fn ours(r: &ExperimentReport) -> Vec<(String, String)> {
             .iter()
             .find(|e| e.relation == id)
             .map_or("–".into(), |e| {
-                format!("{:.0} → {:.0}", e.intra.ppl_before, e.intra.ppl_after)
+                format!("{} → {}", num(e.intra.ppl_before), num(e.intra.ppl_after))
             })
     };
     vec![
@@ -350,15 +360,15 @@ pub fn ours(r: &ExperimentReport) -> Vec<(String, String)> {
         (
             u.map_or("–".into(), |u| {
                 format!(
-                    "{:.1} / {:.1}",
-                    u.knowledge.intra_after - u.knowledge.intra_before,
-                    u.knowledge.inter_after - u.knowledge.inter_before
+                    "{} / {}",
+                    num(u.knowledge.intra_after - u.knowledge.intra_before),
+                    num(u.knowledge.inter_after - u.knowledge.inter_before)
                 )
             }),
             u.map_or("–".into(), |u| {
                 format!(
-                    "random neurons: inter {:.1}",
-                    u.random.inter_after - u.random.inter_before
+                    "random neurons: inter {}",
+                    num(u.random.inter_after - u.random.inter_before)
                 )
             }),
         ),
@@ -481,20 +491,20 @@ pub fn markdown(r: &ExperimentReport) -> String {
     if let Some(u) = &r.update {
         let _ = writeln!(
             s,
-            "## Updating facts\n\n{} facts, k = {}, λ1 = {}, λ2 = {}{}. Perplexities are means over the edited facts of up to 20 prompts each.\n\n| neurons | change rate | success rate | intra perplexity | inter perplexity |\n| --- | ---: | ---: | --- | --- |",
+            "## Updating facts\n\n{} facts, k = {}, λ1 = {}, λ2 = {}{}. Perplexities are on up to 20 prompts per edited fact (other facts of its relation: intra; of other relations: inter), geometric means over the edited facts (one wrecked fact would dominate an arithmetic mean).\n\n| neurons | change rate | success rate | intra perplexity | inter perplexity |\n| --- | ---: | ---: | --- | --- |",
             u.facts, u.k, u.lambda1, u.lambda2,
             if u.norm_scaled { ", embeddings rescaled to the value slot's norm" } else { "" }
         );
         for (name, m) in [("knowledge", &u.knowledge), ("random", &u.random)] {
             let _ = writeln!(
                 s,
-                "| {name} | {} | {} | {:.1} → {:.1} | {:.1} → {:.1} |",
+                "| {name} | {} | {} | {} → {} | {} → {} |",
                 rate(m.change_rate),
                 rate(m.success_rate),
-                m.intra_before,
-                m.intra_after,
-                m.inter_before,
-                m.inter_after
+                num(m.intra_before),
+                num(m.intra_after),
+                num(m.inter_before),
+                num(m.inter_after)
             );
         }
         let _ = writeln!(

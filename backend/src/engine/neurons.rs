@@ -104,36 +104,50 @@ pub struct Adapted {
 
 /// SPEC's adaptive `p`: move it by 0.05 until the facts average 2–5 neurons, at
 /// most `max_rounds` times.
+///
+/// `p` stays at most 0.95: "in more than p·n prompts" is impossible at `p = 1`,
+/// so a relation whose facts share more than 5 neurons across *all* their few
+/// prompts (a causal model may have 2 or 3 templates) would otherwise be pushed
+/// to empty sets. A step that would jump across the range (more than 5 to fewer
+/// than 2, or back) is taken only if it lands closer to 2–5.
 pub fn adaptive_refine(
     facts: &[Vec<Vec<Neuron>>],
     p0: f64,
     min_prompts: usize,
     max_rounds: usize,
 ) -> Adapted {
-    let mut p = p0;
-    let mut rounds = 0;
-    loop {
+    const P_MAX: f64 = 0.95;
+    let at = |p: f64| -> (Vec<Vec<(Neuron, usize)>>, f64) {
         let refined: Vec<_> = facts
             .iter()
             .map(|sets| refine(sets, p, min_prompts))
             .collect();
         let mean = refined.iter().map(Vec::len).sum::<usize>() as f64 / facts.len().max(1) as f64;
-        let step = if mean < 2.0 {
-            -0.05
-        } else if mean > 5.0 {
-            0.05
-        } else {
-            0.0
-        };
-        if step == 0.0 || rounds >= max_rounds || !(0.0..=1.0).contains(&(p + step)) {
-            return Adapted {
-                p,
-                rounds,
-                facts: refined,
-            };
+        (refined, mean)
+    };
+    // How far a mean count is from the target range 2–5.
+    let miss = |m: f64| (2.0 - m).max(m - 5.0).max(0.0);
+    let mut p = p0;
+    let (mut refined, mut mean) = at(p);
+    let mut rounds = 0;
+    while rounds < max_rounds && miss(mean) > 0.0 {
+        let step = if mean < 2.0 { -0.05 } else { 0.05 };
+        let next = ((p + step) * 100.0).round() / 100.0;
+        if !(0.0..=P_MAX).contains(&next) {
+            break;
         }
-        p = ((p + step) * 100.0).round() / 100.0;
+        let (r, m) = at(next);
+        let crosses = (mean < 2.0 && m > 5.0) || (mean > 5.0 && m < 2.0);
+        if crosses && miss(m) >= miss(mean) {
+            break;
+        }
+        (p, refined, mean) = (next, r, m);
         rounds += 1;
+    }
+    Adapted {
+        p,
+        rounds,
+        facts: refined,
     }
 }
 
@@ -386,8 +400,23 @@ mod tests {
         let a = adaptive_refine(std::slice::from_ref(&sets), 0.95, 1, 6);
         // 0.95 → 0 neurons; lowered to 0.85 → 2 neurons.
         assert_eq!((a.p, a.facts[0].len()), (0.85, 2));
-        let a = adaptive_refine(&[sets], 0.1, 1, 2);
+        let a = adaptive_refine(std::slice::from_ref(&sets), 0.1, 1, 2);
         assert_eq!((a.p, a.rounds), (0.2, 2), "bounded rounds");
+        // Three prompts with 8 neurons in all of them: no p < 1 gets below 8,
+        // and p = 1 would empty the set, so p stops at 0.95 with the 8.
+        let all: Vec<Vec<Neuron>> = (0..3).map(|_| (0..8).map(|k| n(1, k)).collect()).collect();
+        let a = adaptive_refine(std::slice::from_ref(&all), 0.7, 1, 6);
+        assert_eq!((a.p, a.facts[0].len()), (0.95, 8));
+        // 6 neurons in all 4 prompts, 1 more in 3 of them: raising p past 0.75
+        // drops to 6, never to nothing.
+        let mut four: Vec<Vec<Neuron>> =
+            (0..4).map(|_| (0..6).map(|k| n(0, k)).collect()).collect();
+        for s in four.iter_mut().take(3) {
+            s.push(n(0, 9));
+        }
+        let a = adaptive_refine(std::slice::from_ref(&four), 0.7, 1, 6);
+        assert_eq!(a.facts[0].len(), 6);
+        assert!(a.p <= 0.95);
     }
 
     #[test]

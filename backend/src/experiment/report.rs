@@ -683,13 +683,16 @@ struct UpdAcc(Vec<[f64; 6]>);
 impl UpdAcc {
     fn metrics(&self) -> UpdateMetrics {
         let m = |i: usize| mean(self.0.iter().map(|r| r[i])).unwrap_or(0.0);
+        // Perplexities: geometric means, so that one wrecked fact does not
+        // stand for all of them.
+        let g = |i: usize| mean(self.0.iter().map(|r| r[i].ln())).map_or(0.0, f64::exp);
         UpdateMetrics {
             change_rate: m(0),
             success_rate: m(1),
-            intra_before: m(2),
-            intra_after: m(3),
-            inter_before: m(4),
-            inter_after: m(5),
+            intra_before: g(2),
+            intra_after: g(3),
+            inter_before: g(4),
+            inter_after: g(5),
         }
     }
 }
