@@ -54,6 +54,9 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
 
+    #[error("not a finite number: {0}")]
+    NonFinite(String),
+
     #[error("data: {0}")]
     Data(String),
 
@@ -97,6 +100,7 @@ impl Error {
             Error::CudaUnavailable => "cuda_unavailable",
             Error::Store(_) => "store",
             Error::Data(_) => "bad_data",
+            Error::NonFinite(_) => "non_finite",
             Error::Cancelled => "cancelled",
             Error::Torch(_) => "torch",
         }
@@ -104,6 +108,9 @@ impl Error {
 
     /// Whether the caller's input (rather than the server) is at fault.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Torch(_) | Error::Io { .. } | Error::Store(_))
+        !matches!(
+            self,
+            Error::Torch(_) | Error::Io { .. } | Error::Store(_) | Error::NonFinite(_)
+        )
     }
 }

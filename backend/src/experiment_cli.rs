@@ -123,6 +123,9 @@ fn load_data(dir: &Option<PathBuf>) -> anyhow::Result<ParaRel> {
 }
 
 fn settings(p: &PlanArgs, m: &kn::Model, ig: Option<&IgArgs>) -> Settings {
+    let mut relations = p.relations.clone();
+    relations.sort();
+    relations.dedup();
     Settings {
         model: p.model.clone(),
         fingerprint: kn::engine::edit::fingerprint(m),
@@ -132,7 +135,7 @@ fn settings(p: &PlanArgs, m: &kn::Model, ig: Option<&IgArgs>) -> Settings {
         }),
         seed: p.seed,
         facts_per_relation: p.facts_per_relation,
-        relations: p.relations.clone(),
+        relations,
     }
 }
 
@@ -261,9 +264,6 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
             let s = db
                 .settings()?
                 .with_context(|| format!("{}: not a run file", path.display()))?;
-            let model = model.unwrap_or(s.model.clone());
-            let m = kn::load_model(&model, device)
-                .with_context(|| format!("loading model `{model}`"))?;
             let data = load_data(&data)?;
             let bingrel = data.dir.join("bingrel");
             let opts = ReportOptions {
@@ -282,6 +282,10 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
                 seed,
                 ..ReportOptions::default()
             };
+            opts.validate()?;
+            let model = model.unwrap_or(s.model.clone());
+            let m = kn::load_model(&model, device)
+                .with_context(|| format!("loading model `{model}`"))?;
             let name = out
                 .canonicalize()
                 .ok()

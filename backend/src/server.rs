@@ -1169,21 +1169,23 @@ async fn experiments_route(
             let Ok(path) = run_file(&dir, &name) else {
                 continue;
             };
-            let db = RunDb::open_existing(&path).map_err(store_fail)?;
-            let facts = db.facts().map_err(store_fail)?;
-            let relations: std::collections::BTreeSet<&str> =
-                facts.iter().map(|f| f.relation.as_str()).collect();
-            out.push(ExperimentSummary {
-                name,
-                model: db
-                    .settings()
-                    .map_err(store_fail)?
-                    .map(|s| s.model)
-                    .unwrap_or_default(),
-                facts_done: facts.iter().filter(|f| f.outcome.is_ok()).count(),
-                relations: relations.len(),
-                has_report: db.report().map_err(store_fail)?.is_some(),
-            });
+            // One unreadable run (a copy in progress, another version's
+            // file) must not hide the others.
+            let summary = (|| -> crate::Result<ExperimentSummary> {
+                let db = RunDb::open_existing(&path)?;
+                let (facts_done, relations) = db.done_counts()?;
+                Ok(ExperimentSummary {
+                    name: name.clone(),
+                    model: db.settings()?.map(|s| s.model).unwrap_or_default(),
+                    facts_done,
+                    relations,
+                    has_report: db.has_report()?,
+                })
+            })();
+            match summary {
+                Ok(s) => out.push(s),
+                Err(e) => tracing::warn!("experiment run `{name}` left out of the list: {e}"),
+            }
         }
         Ok(Json(out))
     })

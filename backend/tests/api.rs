@@ -859,6 +859,9 @@ async fn experiments_list_and_reports() {
     .unwrap();
     db.put_report(&r).unwrap();
     std::fs::create_dir(root.path().join("not-a-run")).unwrap();
+    // A file that is not SQLite at all is left out of the list, not an error.
+    std::fs::create_dir(root.path().join("broken")).unwrap();
+    std::fs::write(root.path().join("broken/run.sqlite"), "not a database").unwrap();
     let app = router(
         Arc::new(AppState {
             jobs: Default::default(),

@@ -131,7 +131,11 @@ fn run_then_report_end_to_end() {
     let b = r.bingrel.as_ref().unwrap();
     assert!(b.expressing_sentences > 0 && b.head_only_sentences > 0 && b.other_prompts > 0);
     let u = r.update.as_ref().unwrap();
-    assert!(u.facts > 0 && u.k_sweep.len() == 4);
+    assert!(u.facts > 0 && !u.k_sweep.is_empty());
+    assert!(u.known_prompts <= u.prompts && u.prompts > 0);
+    for k in &u.k_sweep {
+        assert!(k.facts <= u.facts, "{k:?}");
+    }
     assert!(!r.erase.is_empty());
     for e in &r.erase {
         assert!(e.neurons > 0 && e.neurons <= 20 && e.intra.prompts > 0);
@@ -155,6 +159,15 @@ fn run_then_report_end_to_end() {
         assert!(md.contains(&format!("({name}.svg)")), "{name}");
     }
     assert!(files.len() >= 16);
+    // A fact stored after the report makes it stale: it is dropped.
+    let extra = StoredFact {
+        relation: "P36".into(),
+        fact: 9999,
+        outcome: Err("test".into()),
+        seconds: 0.0,
+    };
+    assert!(db.put(&extra).unwrap());
+    assert!(db.report().unwrap().is_none());
 }
 
 /// A report without its timing, for comparisons.
@@ -190,7 +203,8 @@ fn two_shards_merged_equal_one_run() {
         .unwrap();
         sizes.push(o.stored);
     }
-    assert_eq!(sizes, vec![3, 3]);
+    assert_eq!(sizes.iter().sum::<usize>(), 6);
+    assert!(sizes.iter().all(|&n| n > 0), "{sizes:?}");
     let shards: Vec<_> = (0..2)
         .map(|i| parts.path().join(format!("shard-{i}-of-2.sqlite")))
         .collect();

@@ -78,6 +78,10 @@ pub struct Coverage {
     pub multi_token: usize,
     /// Facts of relations without a usable template.
     pub no_template: usize,
+    /// Facts whose prompt cannot be built (too long for the model, or the
+    /// tokenizer refuses it).
+    #[serde(default)]
+    pub unusable: usize,
     pub eligible_facts: usize,
     pub eligible_prompts: usize,
     /// Facts chosen (all eligible, or the seeded sample).
@@ -171,6 +175,9 @@ pub struct UpdateMetrics {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KRates {
     pub k: usize,
+    /// Edited facts with at least `k` knowledge neurons (the others are left out).
+    #[serde(default)]
+    pub facts: usize,
     pub change_rate: f64,
     pub success_rate: f64,
 }
@@ -179,6 +186,14 @@ pub struct KRates {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateSummary {
     pub facts: usize,
+    /// Prompts of the edited facts.
+    #[serde(default)]
+    pub prompts: usize,
+    /// Of those, the prompts whose top-1 was the old answer before the edit:
+    /// the change rate counts only these (a prompt the model already got
+    /// wrong cannot be "changed" by the edit).
+    #[serde(default)]
+    pub known_prompts: usize,
     pub k: usize,
     pub lambda1: f64,
     pub lambda2: f64,
@@ -423,6 +438,7 @@ pub fn markdown(r: &ExperimentReport) -> String {
         ("prompts this model can use", c.usable_prompts),
         ("facts skipped: answer is several tokens", c.multi_token),
         ("facts skipped: no usable template", c.no_template),
+        ("facts skipped: prompt unusable", c.unusable),
         ("eligible facts", c.eligible_facts),
         ("eligible prompts", c.eligible_prompts),
         ("facts planned", c.planned),
@@ -491,9 +507,10 @@ pub fn markdown(r: &ExperimentReport) -> String {
     if let Some(u) = &r.update {
         let _ = writeln!(
             s,
-            "## Updating facts\n\n{} facts, k = {}, λ1 = {}, λ2 = {}{}. Perplexities are on up to 20 prompts per edited fact (other facts of its relation: intra; of other relations: inter), geometric means over the edited facts (one wrecked fact would dominate an arithmetic mean).\n\n| neurons | change rate | success rate | intra perplexity | inter perplexity |\n| --- | ---: | ---: | --- | --- |",
+            "## Updating facts\n\n{} facts, k = {}, λ1 = {}, λ2 = {}{}. The change rate counts the {} of their {} prompts whose top-1 was the old answer before the edit; the success rate counts all of them. Perplexities are on up to 20 prompts per edited fact (other facts of its relation: intra; of other relations: inter), geometric means over the edited facts (one wrecked fact would dominate an arithmetic mean).\n\n| neurons | change rate | success rate | intra perplexity | inter perplexity |\n| --- | ---: | ---: | --- | --- |",
             u.facts, u.k, u.lambda1, u.lambda2,
-            if u.norm_scaled { ", embeddings rescaled to the value slot's norm" } else { "" }
+            if u.norm_scaled { ", embeddings rescaled to the value slot's norm" } else { "" },
+            u.known_prompts, u.prompts
         );
         for (name, m) in [("knowledge", &u.knowledge), ("random", &u.random)] {
             let _ = writeln!(
@@ -509,13 +526,14 @@ pub fn markdown(r: &ExperimentReport) -> String {
         }
         let _ = writeln!(
             s,
-            "\n| k | change rate | success rate |\n| ---: | ---: | ---: |"
+            "\n| k | facts with ≥ k neurons | change rate | success rate |\n| ---: | ---: | ---: | ---: |"
         );
         for k in &u.k_sweep {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} |",
+                "| {} | {} | {} | {} |",
                 k.k,
+                k.facts,
                 rate(k.change_rate),
                 rate(k.success_rate)
             );

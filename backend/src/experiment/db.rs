@@ -151,7 +151,7 @@ impl RunDb {
                 self.set_meta("settings", settings)?;
                 self.set_meta("shard", &(shard.index, shard.count))
             }
-            Some(s) if s == *settings => match self.shard()? {
+            Some(s) if s.same_run(settings) => match self.shard()? {
                 Some((i, n)) if (i, n) != (shard.index, shard.count) => Err(err(
                     &self.path,
                     format!("this file holds shard {i}/{n}, not {}/{}", shard.index, shard.count),
@@ -164,7 +164,8 @@ impl RunDb {
                 if Settings {
                     facts_per_relation: settings.facts_per_relation,
                     ..s.clone()
-                } == *settings
+                }
+                .same_run(settings)
                     && grows(s.facts_per_relation, settings.facts_per_relation)
                     && self.shard()? == Some((shard.index, shard.count)) =>
             {
@@ -174,7 +175,13 @@ impl RunDb {
                     s.facts_per_relation,
                     settings.facts_per_relation
                 );
-                self.set_meta("settings", settings)
+                self.set_meta(
+                    "settings",
+                    &Settings {
+                        facts_per_relation: settings.facts_per_relation,
+                        ..s
+                    },
+                )
             }
             Some(s) => Err(err(
                 &self.path,
@@ -217,6 +224,12 @@ impl RunDb {
                 params![f.relation, f.fact as i64, record, error, f.seconds],
             )
             .map_err(|e| err(&self.path, e))?;
+        if n == 1 {
+            // A report made before this fact no longer describes the run.
+            self.conn
+                .execute("DELETE FROM report", [])
+                .map_err(|e| err(&self.path, e))?;
+        }
         Ok(n == 1)
     }
 
@@ -255,6 +268,24 @@ impl RunDb {
             });
         }
         Ok(out)
+    }
+
+    /// Facts done (not failed) and the relations they span, counted in SQL:
+    /// a listing of runs must not parse every record.
+    pub fn done_counts(&self) -> Result<(usize, usize)> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), COUNT(DISTINCT relation) FROM facts WHERE record IS NOT NULL",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
+            )
+            .map_err(|e| err(&self.path, e))
+    }
+
+    pub fn has_report(&self) -> Result<bool> {
+        self.conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM report)", [], |r| r.get(0))
+            .map_err(|e| err(&self.path, e))
     }
 
     pub fn count(&self) -> Result<usize> {
@@ -316,7 +347,7 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<Vec<(PathBuf, usize)>> {
             .ok_or_else(|| err(p, "not a run file: it has no settings"))?;
         match &settings {
             None => settings = Some((s, p.clone())),
-            Some((first, fp)) if *first != s => {
+            Some((first, fp)) if !first.same_run(&s) => {
                 return Err(err(
                     p,
                     format!(

@@ -42,6 +42,23 @@ pub struct Settings {
     pub relations: Vec<String>,
 }
 
+impl Settings {
+    /// Whether a file started with `other` belongs to the same run: the same
+    /// weights and method, whatever the model was called (a hub id on one
+    /// machine, a local folder on another) and in whatever order the
+    /// relations were listed.
+    pub fn same_run(&self, other: &Settings) -> bool {
+        let key = |s: &Settings| {
+            let mut k = s.clone();
+            k.model.clear();
+            k.relations.sort();
+            k.relations.dedup();
+            k
+        };
+        key(self) == key(other)
+    }
+}
+
 /// Which part of the plan this process works on: facts `i, i + n, i + 2n, …`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -81,13 +98,19 @@ impl Shard {
                 .transpose()?
                 .unwrap_or(0);
             let id = num("SLURM_ARRAY_TASK_ID", &id)?;
+            let count = num("SLURM_ARRAY_TASK_COUNT", &count)?;
+            if let Some(n) = shards.filter(|&n| n != count) {
+                return Err(Error::InvalidArgument(format!(
+                    "--shards {n} disagrees with SLURM_ARRAY_TASK_COUNT {count}; leave --shards out in a Slurm array"
+                )));
+            }
             Shard {
                 index: id.checked_sub(min).ok_or_else(|| {
                     Error::InvalidArgument(format!(
                         "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"
                     ))
                 })?,
-                count: num("SLURM_ARRAY_TASK_COUNT", &count)?,
+                count,
             }
         } else if let Some(i) = env("JOB_COMPLETION_INDEX") {
             let count = shards.ok_or_else(|| {
@@ -114,6 +137,18 @@ impl Shard {
             )));
         }
         Ok(shard)
+    }
+
+    /// Whether this shard works on `fact` of relation `relation`. By a stable
+    /// hash, not by position in the plan, so that growing a sample adds facts
+    /// to shards without moving the ones they hold already.
+    pub fn holds(&self, relation: &str, fact: usize) -> bool {
+        let mut h = mix(fact as u64, relation);
+        // splitmix64's finaliser: FNV's low bits alone spread poorly.
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        h % self.count as u64 == self.index as u64
     }
 
     /// The store file of this shard in a run folder.
@@ -160,14 +195,26 @@ pub fn fact_queries(model: &Model, rel: &Relation, fact: usize) -> Result<Vec<Qu
         .collect()
 }
 
+/// Whether a fact can be planned.
+enum Eligible {
+    Yes,
+    /// Its answer is several tokens at the blank.
+    MultiToken,
+    /// Its prompt cannot be built (too long, or the tokenizer refuses it).
+    Unusable(Error),
+}
+
 /// Whether the fact's answer is one token at the blank of its first usable template.
-fn one_token_answer(model: &Model, template: &str, rel: &Relation, fact: usize) -> Result<bool> {
+fn one_token_answer(model: &Model, template: &str, rel: &Relation, fact: usize) -> Eligible {
     let f = &rel.facts[fact];
-    let c = crate::predict::cloze(model, &fill(template, &f.subject))?;
+    let c = match crate::predict::cloze(model, &fill(template, &f.subject)) {
+        Ok(c) => c,
+        Err(e) => return Eligible::Unusable(e),
+    };
     match crate::predict::target_id(model, &c, &f.object) {
-        Ok(_) => Ok(true),
-        Err(Error::MultiTokenTarget { .. }) => Ok(false),
-        Err(e) => Err(e),
+        Ok(_) => Eligible::Yes,
+        Err(Error::MultiTokenTarget { .. }) => Eligible::MultiToken,
+        Err(e) => Eligible::Unusable(e),
     }
 }
 
@@ -201,10 +248,13 @@ pub fn plan(model: &Model, data: &ParaRel, settings: &Settings) -> Result<Plan> 
         };
         let mut eligible = Vec::new();
         for fact in 0..rel.facts.len() {
-            if one_token_answer(model, first, rel, fact)? {
-                eligible.push(fact);
-            } else {
-                cov.multi_token += 1;
+            match one_token_answer(model, first, rel, fact) {
+                Eligible::Yes => eligible.push(fact),
+                Eligible::MultiToken => cov.multi_token += 1,
+                Eligible::Unusable(e) => {
+                    tracing::warn!("{} #{fact}: skipped: {e}", rel.id);
+                    cov.unusable += 1;
+                }
             }
         }
         cov.eligible_facts += eligible.len();
@@ -266,6 +316,15 @@ mod tests {
         );
         let e = Shard::resolve(None, None, &k8s).unwrap_err().to_string();
         assert!(e.contains("--shards"), "{e}");
+        // --shards must agree with a Slurm array's count.
+        assert_eq!(
+            Shard::resolve(None, Some(3), &slurm).unwrap(),
+            Shard { index: 1, count: 3 }
+        );
+        let e = Shard::resolve(None, Some(4), &slurm)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SLURM_ARRAY_TASK_COUNT 3"), "{e}");
         for bad in ["4/4", "1", "a/2", "0/0"] {
             assert!(Shard::resolve(Some(bad), None, &none).is_err(), "{bad}");
         }
@@ -274,6 +333,51 @@ mod tests {
             "shard-1-of-4.sqlite"
         );
         assert_eq!(Shard::ALL.file_name(), "run.sqlite");
+    }
+
+    #[test]
+    fn each_fact_has_exactly_one_shard_and_shards_are_balanced() {
+        for n in [1, 2, 3, 8] {
+            let mut sizes = vec![0usize; n];
+            for rel in ["P19", "P36", "P101", "P1412"] {
+                for fact in 0..500 {
+                    let owners: Vec<usize> = (0..n)
+                        .filter(|&i| Shard { index: i, count: n }.holds(rel, fact))
+                        .collect();
+                    assert_eq!(owners.len(), 1, "{rel} #{fact} of {n}");
+                    sizes[owners[0]] += 1;
+                }
+            }
+            let fair = 2000 / n;
+            assert!(
+                sizes.iter().all(|&s| s.abs_diff(fair) < fair / 5 + 10),
+                "{sizes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_ignore_the_model_name_and_the_relation_order() {
+        let a = Settings {
+            model: "bert-base-cased".into(),
+            fingerprint: "f".into(),
+            steps: 20,
+            riemann: "right".into(),
+            seed: 0,
+            facts_per_relation: Some(3),
+            relations: vec!["P36".into(), "P19".into()],
+        };
+        let b = Settings {
+            model: "/models/bert-base-cased".into(),
+            relations: vec!["P19".into(), "P36".into(), "P19".into()],
+            ..a.clone()
+        };
+        assert!(a.same_run(&b));
+        let c = Settings {
+            fingerprint: "g".into(),
+            ..b.clone()
+        };
+        assert!(!a.same_run(&c));
     }
 
     #[test]

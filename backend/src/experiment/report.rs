@@ -66,6 +66,45 @@ impl Default for ReportOptions {
     }
 }
 
+impl ReportOptions {
+    /// Refuse bad knobs before the slow stages, not half an hour into them.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(self.t.is_finite() && self.t >= super::db::STORE_T && self.t < 1.0) {
+            return bad(format!(
+                "t = {}: it must be at least the stored threshold {} and below 1",
+                self.t,
+                super::db::STORE_T
+            ));
+        }
+        if !(self.p.is_finite() && self.p > 0.0 && self.p <= 1.0) {
+            return bad(format!("p = {}: it must be in (0, 1]", self.p));
+        }
+        if self.min_prompts == 0 {
+            return bad("min-prompts must be at least 1".into());
+        }
+        if self.update.k == 0 || self.k_sweep.contains(&0) {
+            return bad("k must be at least 1".into());
+        }
+        if !(self.update.lambda1.is_finite() && self.update.lambda2.is_finite()) {
+            return bad(format!(
+                "λ1 = {}, λ2 = {}: they must be finite numbers",
+                self.update.lambda1, self.update.lambda2
+            ));
+        }
+        if self.erase_top == 0 {
+            return bad("erase-top must be at least 1".into());
+        }
+        if let Some(dir) = self.bingrel.as_ref().filter(|d| !d.is_dir()) {
+            return bad(format!(
+                "no BingRel folder at {} (pass --no-bingrel to leave BingRel out)",
+                dir.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A finished fact with its refined sets.
 struct Done {
     rel: usize,
@@ -348,13 +387,7 @@ pub fn report(
     progress: &mut dyn FnMut(&str),
 ) -> Result<ExperimentReport> {
     let started = Instant::now();
-    if opts.t < super::db::STORE_T {
-        return Err(Error::InvalidArgument(format!(
-            "t = {} is below the stored threshold {}",
-            opts.t,
-            super::db::STORE_T
-        )));
-    }
+    opts.validate()?;
     let settings = db
         .settings()?
         .ok_or_else(|| Error::Store(format!("{}: not a run file", db.path.display())))?;
@@ -446,9 +479,13 @@ pub fn report(
         }
         let mine = &done[start..];
         let sets: Vec<Vec<Neuron>> = mine.iter().map(|d| d.knowledge.clone()).collect();
-        let shared_n: Vec<Neuron> = relation_neurons(&sets, opts.share)
-            .into_iter()
-            .map(|(n, _)| n)
+        let rel_n = relation_neurons(&sets, opts.share);
+        // SPEC: relation-level neurons are shared by at least 10% of the
+        // facts; the update drops those shared by more than 10%.
+        let update_drop: Vec<Neuron> = rel_n
+            .iter()
+            .filter(|&&(_, c)| c as f64 > opts.share * sets.len() as f64)
+            .map(|&(n, _)| n)
             .collect();
         rows.push(RelationRow {
             id: rel.id.clone(),
@@ -458,11 +495,11 @@ pub fn report(
             p: ak.p,
             knowledge_per_fact: mean(mine.iter().map(|d| d.knowledge.len() as f64)).unwrap_or(0.0),
             baseline_per_fact: mean(mine.iter().map(|d| d.baseline.len() as f64)).unwrap_or(0.0),
-            shared_neurons: shared_n.len(),
+            shared_neurons: rel_n.len(),
             suppress: Effects::default(),
             amplify: Effects::default(),
         });
-        rel_shared.insert(ri, shared_n);
+        rel_shared.insert(ri, update_drop);
     }
     if done.is_empty() {
         return Err(Error::InvalidArgument(format!(
@@ -677,22 +714,35 @@ fn bingrel(model: &Model, data: &ParaRel, done: &[Done], dir: &Path, seed: u64) 
     Ok(out)
 }
 
+/// Per edited fact: change, success, intra before/after, inter before/after.
+/// A value is NaN where it cannot be measured (no prompt known before the
+/// edit; an empty perplexity set) and is left out of that column's mean only.
 #[derive(Default)]
 struct UpdAcc(Vec<[f64; 6]>);
 
 impl UpdAcc {
     fn metrics(&self) -> UpdateMetrics {
-        let m = |i: usize| mean(self.0.iter().map(|r| r[i])).unwrap_or(0.0);
+        let m =
+            |i: usize| mean(self.0.iter().map(|r| r[i]).filter(|x| x.is_finite())).unwrap_or(0.0);
         // Perplexities: geometric means, so that one wrecked fact does not
-        // stand for all of them.
-        let g = |i: usize| mean(self.0.iter().map(|r| r[i].ln())).map_or(0.0, f64::exp);
+        // stand for all of them; before and after over the same facts.
+        let g = |i: usize| {
+            let rows = || {
+                self.0
+                    .iter()
+                    .filter(move |r| [r[i], r[i + 1]].iter().all(|x| x.is_finite() && *x > 0.0))
+            };
+            let geo = |j: usize| mean(rows().map(|r| r[j].ln())).map_or(0.0, f64::exp);
+            (geo(i), geo(i + 1))
+        };
+        let ((intra_before, intra_after), (inter_before, inter_after)) = (g(2), g(4));
         UpdateMetrics {
             change_rate: m(0),
             success_rate: m(1),
-            intra_before: g(2),
-            intra_after: g(3),
-            inter_before: g(4),
-            inter_after: g(5),
+            intra_before,
+            intra_after,
+            inter_before,
+            inter_after,
         }
     }
 }
@@ -709,12 +759,25 @@ fn update_facts(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let (mut kn, mut rnd) = (UpdAcc::default(), UpdAcc::default());
     let mut sweep: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
-    let rates = |qs: &[Query], old: u32, new: u32| -> Result<(f64, f64)> {
+    let (mut prompts, mut known_prompts) = (0, 0);
+    // Change rate over the prompts the model got right before the edit (NaN
+    // when there is none); success rate over all of them.
+    let rates = |qs: &[Query], known: &[bool], new: u32| -> Result<(f64, f64)> {
         let (_, top) = probabilities(model, qs, &Hooks::default())?;
-        let n = top.len() as f64;
+        let n_known = known.iter().filter(|&&k| k).count();
+        let changed = top
+            .iter()
+            .zip(qs)
+            .zip(known)
+            .filter(|((&t, q), &k)| k && t != q.target)
+            .count();
         Ok((
-            top.iter().filter(|&&t| t != old).count() as f64 / n,
-            top.iter().filter(|&&t| t == new).count() as f64 / n,
+            if n_known == 0 {
+                f64::NAN
+            } else {
+                changed as f64 / n_known as f64
+            },
+            top.iter().filter(|&&t| t == new).count() as f64 / top.len() as f64,
         ))
     };
     for ri in 0..data.relations.len() {
@@ -750,6 +813,14 @@ fn update_facts(
                 continue;
             };
             let old = first.target;
+            let known: Vec<bool> = probabilities(model, &d.queries, &Hooks::default())?
+                .1
+                .iter()
+                .zip(&d.queries)
+                .map(|(&t, q)| t == q.target)
+                .collect();
+            prompts += known.len();
+            known_prompts += known.iter().filter(|&&k| k).count();
             let intra = sample(
                 done.iter()
                     .filter(|o| o.rel == ri && o.fact != d.fact)
@@ -786,18 +857,19 @@ fn update_facts(
                     format!("update {} #{}", data.relations[ri].id, d.fact),
                 )?;
                 let row = with_edit(model, &e, fp, || {
-                    let (c, s) = rates(&d.queries, old, new)?;
+                    let (c, s) = rates(&d.queries, &known, new)?;
                     Ok([c, s, intra_b, ppl(&intra)?, inter_b, ppl(&inter)?])
                 })?;
                 acc.0.push(row);
             }
-            for &ks in &opts.k_sweep {
+            // A fact with fewer than k neurons would repeat a smaller k's edit.
+            for &ks in opts.k_sweep.iter().filter(|&&ks| ks <= neurons.len()) {
                 let u = UpdateOptions {
                     k: ks,
                     ..opts.update
                 };
                 let e = edit::update_fact(model, &neurons, old, new, &u, String::new())?;
-                let r = with_edit(model, &e, fp, || rates(&d.queries, old, new))?;
+                let r = with_edit(model, &e, fp, || rates(&d.queries, &known, new))?;
                 sweep.entry(ks).or_default().push(r);
             }
         }
@@ -805,44 +877,22 @@ fn update_facts(
     if kn.0.is_empty() {
         return Ok(None);
     }
-    // A perplexity set can be empty (a relation with one fact): leave it out of the means.
-    let finite = |a: &UpdAcc| {
-        UpdAcc(
-            a.0.iter()
-                .copied()
-                .filter(|r| r.iter().all(|x| x.is_finite()))
-                .collect(),
-        )
-    };
-    let (kn_f, rnd_f) = (finite(&kn), finite(&rnd));
-    let mut kn_m = kn.metrics();
-    let mut rnd_m = rnd.metrics();
-    let (a, b) = (kn_f.metrics(), rnd_f.metrics());
-    (
-        kn_m.intra_before,
-        kn_m.intra_after,
-        kn_m.inter_before,
-        kn_m.inter_after,
-    ) = (a.intra_before, a.intra_after, a.inter_before, a.inter_after);
-    (
-        rnd_m.intra_before,
-        rnd_m.intra_after,
-        rnd_m.inter_before,
-        rnd_m.inter_after,
-    ) = (b.intra_before, b.intra_after, b.inter_before, b.inter_after);
     Ok(Some(UpdateSummary {
         facts: kn.0.len(),
+        prompts,
+        known_prompts,
         k: opts.update.k,
         lambda1: opts.update.lambda1,
         lambda2: opts.update.lambda2,
         norm_scaled: opts.update.norm_scaled,
-        knowledge: kn_m,
-        random: rnd_m,
+        knowledge: kn.metrics(),
+        random: rnd.metrics(),
         k_sweep: sweep
             .into_iter()
             .map(|(k, v)| KRates {
                 k,
-                change_rate: mean(v.iter().map(|x| x.0)).unwrap_or(0.0),
+                facts: v.len(),
+                change_rate: mean(v.iter().map(|x| x.0).filter(|x| x.is_finite())).unwrap_or(0.0),
                 success_rate: mean(v.iter().map(|x| x.1)).unwrap_or(0.0),
             })
             .collect(),
@@ -851,6 +901,61 @@ fn update_facts(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_report_options_are_refused_before_any_work() {
+        assert!(ReportOptions::default().validate().is_ok());
+        let bad = [
+            ReportOptions {
+                t: 0.05,
+                ..Default::default()
+            },
+            ReportOptions {
+                p: f64::NAN,
+                ..Default::default()
+            },
+            ReportOptions {
+                update: UpdateOptions {
+                    k: 0,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ReportOptions {
+                erase_top: 0,
+                ..Default::default()
+            },
+            ReportOptions {
+                bingrel: Some("/no/such/bingrel".into()),
+                ..Default::default()
+            },
+        ];
+        for o in bad {
+            assert!(o.validate().is_err(), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn unmeasurable_values_leave_only_their_own_column() {
+        let nan = f64::NAN;
+        let acc = UpdAcc(vec![
+            [0.5, 0.0, 10.0, 40.0, nan, nan],
+            [nan, 1.0, nan, nan, 4.0, 16.0],
+        ]);
+        let m = acc.metrics();
+        assert_eq!((m.change_rate, m.success_rate), (0.5, 0.5));
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b;
+        assert!(
+            close(m.intra_before, 10.0) && close(m.intra_after, 40.0),
+            "{m:?}"
+        );
+        assert!(
+            close(m.inter_before, 4.0) && close(m.inter_after, 16.0),
+            "{m:?}"
+        );
+    }
+
     #[test]
     fn whole_words_only() {
         assert_eq!(super::find_word("Romeo left Rome.", "Rome"), Some(11));

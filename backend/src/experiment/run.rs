@@ -43,6 +43,7 @@ fn fact_error(e: &Error) -> bool {
             | Error::PromptTooLong { .. }
             | Error::MultiTokenTarget { .. }
             | Error::InvalidArgument(_)
+            | Error::NonFinite(_)
     )
 }
 
@@ -72,10 +73,20 @@ pub fn fact_record(
         .zip(&fa.attributions)
         .map(|(q, a)| {
             let (scores, acts) = (rows(&a.scores)?, rows(&a.activations)?);
+            // NaN or infinity would be stored as JSON null and make the run
+            // unreadable; the fact is recorded as failed instead.
+            let max_score = a.scores.max().double_value(&[]);
+            let max_act = a.activations.abs().max().double_value(&[]);
+            if ![a.p_target, max_score, max_act].iter().all(|x| x.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "prompt {:?}: the model gave a non-finite value (P(target) {}, top score {max_score}, top |activation| {max_act})",
+                    q.prompt, a.p_target
+                )));
+            }
             Ok(PromptRecord {
                 prompt: q.prompt.clone(),
                 p_target: a.p_target,
-                max_score: a.scores.max().double_value(&[]),
+                max_score,
                 knowledge: scored(&scores, &coarse(&a.scores, STORE_T)),
                 baseline: scored(&acts, &coarse(&a.activations, baseline_t)),
             })
@@ -123,15 +134,14 @@ pub fn run(
     let db = RunDb::open(&out.join(shard.file_name()))?;
     db.bind(settings, shard)?;
     db.set_coverage(&plan.coverage)?;
+    let key = |it: &super::Item| (data.relations[it.relation].id.clone(), it.fact);
     let mine: Vec<_> = plan
         .items
         .iter()
-        .enumerate()
-        .filter(|(i, _)| i % shard.count == shard.index)
-        .map(|(_, it)| *it)
+        .filter(|it| shard.holds(&data.relations[it.relation].id, it.fact))
+        .copied()
         .collect();
     let stored = db.done()?;
-    let key = |it: &super::Item| (data.relations[it.relation].id.clone(), it.fact);
     let todo: Vec<_> = mine
         .iter()
         .filter(|it| !stored.contains(&key(it)))
