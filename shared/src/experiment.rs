@@ -449,9 +449,9 @@ pub fn markdown(r: &ExperimentReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\nAttribution took {:.0} s in all ({:.1} s per fact); this report {:.0} s.\n",
+        "\nAttribution took {:.0} s in all ({:.1} s per stored fact, failed ones included); this report {:.0} s.\n",
         r.attribution_seconds,
-        r.attribution_seconds / c.done.max(1) as f64,
+        r.attribution_seconds / (c.done + c.failed).max(1) as f64,
         r.report_seconds
     );
     let _ = writeln!(
@@ -489,7 +489,7 @@ pub fn markdown(r: &ExperimentReport) -> String {
     let _ = writeln!(
         s,
         "| **all** | | {} | | {:.2} / {:.2} | | {} | {} |\n",
-        r.suppress.facts,
+        r.relations.iter().map(|x| x.facts).sum::<usize>(),
         r.knowledge.per_fact,
         r.baseline.per_fact,
         effects_cells(&r.suppress),

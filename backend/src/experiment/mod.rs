@@ -59,7 +59,8 @@ impl Settings {
     }
 }
 
-/// Which part of the plan this process works on: facts `i, i + n, i + 2n, …`.
+/// Which part of the plan this process works on: the facts whose stable hash
+/// is `i` modulo `n` (see [`Shard::holds`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     pub index: usize,

@@ -317,6 +317,7 @@ fn find_word(s: &str, word: &str) -> Option<usize> {
 fn bingrel_clozes(
     model: &Model,
     entry: &serde_json::Value,
+    head: &str,
     tail: &str,
     rng: &mut ChaCha8Rng,
 ) -> (Vec<Cloze>, Vec<Cloze>) {
@@ -335,13 +336,24 @@ fn bingrel_clozes(
         .iter()
         .filter_map(|s| find_word(s, tail).and_then(|at| blank_at(model, s, at, tail.len())))
         .collect();
+    // Group (2) asks whether unrelated words fire the neurons: blanking a
+    // word of the head itself would test something else.
+    let head_words: BTreeSet<String> = head
+        .split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .collect();
     let head_only = bag("h_bags")
         .iter()
         .filter_map(|s| {
             let words: Vec<(usize, &str)> = s
                 .split_whitespace()
                 .map(|w| (w.as_ptr() as usize - s.as_ptr() as usize, w))
-                .filter(|(at, w)| *at > 0 && w.len() >= 3 && w.chars().all(char::is_alphabetic))
+                .filter(|(at, w)| {
+                    *at > 0
+                        && w.len() >= 3
+                        && w.chars().all(char::is_alphabetic)
+                        && !head_words.contains(&w.to_lowercase())
+                })
                 .collect();
             let &(at, w) = words.get(rng.random_range(0..words.len().max(1)))?;
             blank_at(model, s, at, w.len())
@@ -682,7 +694,8 @@ fn bingrel(model: &Model, data: &ParaRel, done: &[Done], dir: &Path, seed: u64) 
         let Some(entry) = bags[&d.rel].get(d.fact) else {
             continue;
         };
-        let (expressing, head_only) = bingrel_clozes(model, entry, &d.record.object, &mut rng);
+        let (expressing, head_only) =
+            bingrel_clozes(model, entry, &d.record.subject, &d.record.object, &mut rng);
         // Three prompts of facts of other relations.
         let others: Vec<Cloze> = (1..done.len())
             .map(|s| &done[(i + s * 7) % done.len()])
