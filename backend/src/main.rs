@@ -161,7 +161,37 @@ enum Cmd {
         /// The built web client (scripts/app.sh builds dist/).
         #[arg(long, env = "KN_STATIC_DIR")]
         static_dir: Option<PathBuf>,
+        /// Required for any --host other than loopback: every API route but
+        /// /api/health then needs `Authorization: Bearer TOKEN` (or the cookie
+        /// that opening /?token=TOKEN sets). At least 16 characters.
+        #[arg(long, env = "KN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The address users reach the server at, when it is not the bound
+        /// one (a reverse proxy, a DNS name): its host is accepted in `Host`.
+        #[arg(long)]
+        public_url: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
+}
+
+/// The server's budgets (GET /api/limits); every request is checked against
+/// them before any work starts.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Tokens per prompt.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Integration steps m per request.
+    #[arg(long, default_value_t = 200)]
+    max_steps: usize,
+    /// Work units per request: Σ over its prompts of (steps + 1) × tokens × layers.
+    #[arg(long, default_value_t = 600_000)]
+    max_work: u64,
+    /// Megabytes of stored results kept before the least recently used are
+    /// evicted (their permalinks then recompute them).
+    #[arg(long, default_value_t = 1024)]
+    store_max_mb: u64,
 }
 
 #[derive(Subcommand)]
@@ -301,6 +331,7 @@ impl IgArgs {
             riemann: self.riemann,
             mode: self.mode,
             max_batch: self.max_batch,
+            ..Options::default()
         }
     }
 }
@@ -423,6 +454,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let resp = kn::predict::predict(
                 &m,
                 &PredictRequest {
+                    edits: Vec::new(),
                     model: Some(model),
                     prompt,
                     target,
@@ -706,48 +738,122 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             experiments,
             static_dir,
-        } => {
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-            let mut workers = Vec::new();
-            for name in &models {
-                let m = kn::load_model(name, device)
-                    .with_context(|| format!("loading model `{name}`"))?;
-                workers.push(ModelWorker::spawn(m));
-            }
-            let static_dir = static_dir.or_else(default_static_dir);
-            if static_dir.is_none() {
-                tracing::warn!("no built web client found (scripts/app.sh builds it into dist/); serving the API only");
-            }
-            let addr: SocketAddr = format!("{host}:{port}")
-                .parse()
-                .with_context(|| format!("bad address {host}:{port}"))?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let store = Arc::new(kn::store::Store::open(&data_dir)?);
-            let data = data.unwrap_or_else(kn::pararel::ParaRel::default_dir);
-            let dataset = match kn::pararel::ParaRel::load(&data) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    tracing::warn!("no dataset browser: {e}");
-                    None
-                }
-            };
-            rt.block_on(kn::server::serve(
-                Arc::new(AppState {
-                    jobs: Default::default(),
-                    models: workers,
-                    store,
-                    dataset,
-                    experiments: Some(experiments),
-                }),
-                addr,
+            token,
+            public_url,
+            limits,
+        } => serve(
+            Serve {
+                host,
+                port,
+                models,
+                data_dir,
+                data,
+                experiments,
                 static_dir,
-            ))?;
-        }
+                token,
+                public_url,
+                limits,
+            },
+            device,
+        )?,
     }
     Ok(())
+}
+
+/// `kn serve`'s settings.
+struct Serve {
+    host: String,
+    port: u16,
+    models: Vec<String>,
+    data_dir: PathBuf,
+    data: Option<PathBuf>,
+    experiments: PathBuf,
+    static_dir: Option<PathBuf>,
+    token: Option<String>,
+    public_url: Option<String>,
+    limits: LimitArgs,
+}
+
+fn serve(s: Serve, device: tch::Device) -> anyhow::Result<()> {
+    let addr: SocketAddr = format!("{}:{}", s.host, s.port)
+        .parse()
+        .or_else(|_| {
+            std::net::ToSocketAddrs::to_socket_addrs(&(s.host.as_str(), s.port))
+                .map_err(anyhow::Error::from)
+                .and_then(|mut a| a.next().ok_or_else(|| anyhow::anyhow!("no address")))
+        })
+        .with_context(|| format!("bad address {}:{}", s.host, s.port))?;
+    if !addr.ip().is_loopback() && s.token.is_none() {
+        anyhow::bail!(
+            "--host {} makes the server reachable from the network, where anyone could run jobs on it: \
+             give it a token (--token $(openssl rand -hex 16), or KN_TOKEN) and share the address it prints",
+            s.host
+        );
+    }
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
+    let mut workers = Vec::new();
+    for name in &s.models {
+        let m = kn::load_model(name, device).with_context(|| format!("loading model `{name}`"))?;
+        tracing::info!(model = %name, fingerprint = %m.fingerprint, "loaded");
+        workers.push(ModelWorker::spawn(m));
+    }
+    let static_dir = s.static_dir.or_else(default_static_dir);
+    if static_dir.is_none() {
+        tracing::warn!(
+            "no built web client found (scripts/app.sh builds it into dist/); serving the API only"
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let caps = kn::store::Caps {
+        result_bytes: s.limits.store_max_mb << 20,
+        ..Default::default()
+    };
+    let store = Arc::new(kn::store::Store::open_with(&s.data_dir, caps)?);
+    let data = s.data.unwrap_or_else(kn::pararel::ParaRel::default_dir);
+    let dataset = match kn::pararel::ParaRel::load(&data) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!("no dataset browser: {e}");
+            None
+        }
+    };
+    let mut state = AppState::new(workers, store);
+    state.dataset = dataset;
+    state.experiments = Some(s.experiments);
+    state.limits.max_tokens = s.limits.max_tokens;
+    state.limits.max_steps = s.limits.max_steps;
+    state.limits.max_work = s.limits.max_work;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        state.access =
+            kn::server::Access::for_address(local, s.public_url.as_deref(), s.token.clone())
+                .map_err(anyhow::Error::msg)?;
+        let shown = s.public_url.clone().unwrap_or_else(|| {
+            let host = if local.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                local.ip().to_string()
+            };
+            format!(
+                "http://{}/",
+                kn::server::access::authority(&host, local.port())
+            )
+        });
+        match &s.token {
+            Some(t) => println!(
+                "Knowledge Neuron Studio is running at {}?token={t}",
+                shown.trim_end_matches('/').to_string() + "/"
+            ),
+            None => println!("Knowledge Neuron Studio is running at {shown}"),
+        }
+        kn::server::serve(Arc::new(state), listener, static_dir).await
+    })
 }
 
 fn run_edit(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
@@ -872,6 +978,7 @@ fn run_edit(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
             let r = kn::predict::predict(
                 &m,
                 &PredictRequest {
+                    edits: Vec::new(),
                     model: Some(model),
                     prompt,
                     target: None,

@@ -7,7 +7,7 @@
 //! before it, right-trimmed, is the input, and an answer that followed a space
 //! is tokenised with that space (` Paris`), as the model would have written it.
 
-use crate::models::{Batch, Hooks, Model};
+use crate::models::{Batch, Hooks, Model, Vocab};
 use crate::{Error, Result};
 use kn_shared::{PredictRequest, PredictResponse, TargetProb, TokenProb};
 use tch::{Kind, Tensor};
@@ -26,7 +26,7 @@ pub struct Cloze {
 }
 
 /// Tokenise `prompt` and place its blank.
-pub fn cloze(model: &Model, prompt: &str) -> Result<Cloze> {
+pub fn cloze(model: &impl Vocab, prompt: &str) -> Result<Cloze> {
     let n = prompt.matches(BLANK).count();
     if n == 0 {
         return Err(Error::Prompt(format!(
@@ -38,10 +38,13 @@ pub fn cloze(model: &Model, prompt: &str) -> Result<Cloze> {
             "the prompt has {n} {BLANK}s; mark exactly one blank"
         )));
     }
-    let cfg = model.config();
+    let cfg = Vocab::config(model);
+    let tok = model.tokenizer();
     let cloze = if cfg.arch.is_masked() {
-        let (mask, mask_id) = model.tokenizer.mask().expect("checked at load");
-        let ids = model.tokenizer.encode(&prompt.replace(BLANK, mask))?;
+        let (mask, mask_id) = tok.mask().ok_or_else(|| {
+            Error::Prompt("this masked model's tokenizer has no mask token".into())
+        })?;
+        let ids = tok.encode(&prompt.replace(BLANK, mask))?;
         let blank = ids
             .iter()
             .position(|&t| t == mask_id)
@@ -65,7 +68,7 @@ pub fn cloze(model: &Model, prompt: &str) -> Result<Cloze> {
                 "no text before {BLANK}: a causal model needs a prompt to continue"
             )));
         }
-        let ids = model.tokenizer.encode(text)?;
+        let ids = tok.encode(text)?;
         if ids.is_empty() {
             return Err(Error::Prompt("the prompt tokenises to nothing".into()));
         }
@@ -85,7 +88,7 @@ pub fn cloze(model: &Model, prompt: &str) -> Result<Cloze> {
 }
 
 /// The single token id of `target` as an answer at this cloze's blank.
-pub fn target_id(model: &Model, cloze: &Cloze, target: &str) -> Result<u32> {
+pub fn target_id(model: &impl Vocab, cloze: &Cloze, target: &str) -> Result<u32> {
     let t = target.trim();
     if t.is_empty() {
         return Err(Error::InvalidArgument("the target is empty".into()));
@@ -95,12 +98,13 @@ pub fn target_id(model: &Model, cloze: &Cloze, target: &str) -> Result<u32> {
     } else {
         t.to_string()
     };
-    let ids = model.tokenizer.encode_plain(&text)?;
+    let tok = model.tokenizer();
+    let ids = tok.encode_plain(&text)?;
     match ids.as_slice() {
         [id] => Ok(*id),
         _ => Err(Error::MultiTokenTarget {
             target: t.to_string(),
-            pieces: ids.iter().map(|&i| model.tokenizer.token_text(i)).collect(),
+            pieces: ids.iter().map(|&i| tok.token_text(i)).collect(),
         }),
     }
 }

@@ -1,77 +1,26 @@
 //! The HTTP API, route by route, including every kind of bad request: the right
 //! 4xx status, our error shape with a message, and a server that still answers.
+//! (Edits: `api_edits.rs`; budgets and access: `api_limits.rs`.)
 
 mod common;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
+use common::api::*;
 use common::*;
-use http_body_util::BodyExt;
-use kn::server::{router, AppState, ModelWorker};
-use kn_shared::{ApiError, Health, ModelSummary, PredictResponse};
+use kn::server::{router, AppState};
+use kn_shared::{Health, ModelSummary, PredictResponse};
 use std::sync::Arc;
-use tower::ServiceExt;
 
 fn app() -> axum::Router {
-    let bert = kn::load_model(&fixture("tiny-bert"), cpu()).unwrap();
-    let gpt2 = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
-    let dir = tempfile::tempdir().unwrap().keep();
-    let state = AppState {
-        jobs: Default::default(),
-        models: vec![ModelWorker::spawn(bert), ModelWorker::spawn(gpt2)],
-        store: Arc::new(kn::store::Store::open(&dir).unwrap()),
-        dataset: Some(kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap()),
-        experiments: None,
-    };
-    router(Arc::new(state), None)
+    app_of(state(&["tiny-bert", "tiny-gpt2"], None))
 }
 
-async fn call(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    body: impl Into<Body>,
-) -> (StatusCode, Vec<u8>) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(body.into())
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    (status, bytes)
+fn app_with_store(dir: &std::path::Path) -> axum::Router {
+    app_of(state(&["tiny-llama"], Some(dir)))
 }
 
-async fn expect_error(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    body: &str,
-    status: StatusCode,
-    code: &str,
-    words: &str,
-) {
-    let (s, b) = call(app, method, uri, body.to_string()).await;
-    let e: ApiError = serde_json::from_slice(&b).unwrap_or_else(|_| {
-        panic!(
-            "{uri} {body}: not an API error: {}",
-            String::from_utf8_lossy(&b)
-        )
-    });
-    assert_eq!(s, status, "{uri} {body}: {e:?}");
-    assert_eq!(e.error.code, code, "{uri} {body}: {e:?}");
-    assert!(
-        e.error.message.contains(words),
-        "{uri} {body}: {:?} lacks {words:?}",
-        e.error.message
-    );
+fn empty_state(dir: &std::path::Path) -> AppState {
+    AppState::new(vec![], Arc::new(kn::store::Store::open(dir).unwrap()))
 }
 
 #[tokio::test]
@@ -221,7 +170,7 @@ async fn every_bad_request_gets_a_clear_error() {
     .await;
     let huge = format!(
         r#"{{"prompt": "{}"}}"#,
-        "x".repeat(kn::server::MAX_BODY_BYTES + 10)
+        "x".repeat(kn::server::budget::MAX_BODY_BYTES + 10)
     );
     expect_error(
         &app,
@@ -248,18 +197,6 @@ async fn every_bad_request_gets_a_clear_error() {
     // Still serving.
     let (s, _) = call(&app, "POST", p, r#"{"prompt": "Paris is in [MASK]."}"#).await;
     assert_eq!(s, S::OK);
-}
-
-fn app_with_store(dir: &std::path::Path) -> axum::Router {
-    let llama = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
-    let state = AppState {
-        jobs: Default::default(),
-        models: vec![ModelWorker::spawn(llama)],
-        store: Arc::new(kn::store::Store::open(dir).unwrap()),
-        dataset: Some(kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap()),
-        experiments: None,
-    };
-    router(Arc::new(state), None)
 }
 
 #[tokio::test]
@@ -332,7 +269,7 @@ async fn analyze_stores_results_under_a_permalink_that_survives_a_restart() {
         r#"{"target": "Paris", "prompts": []}"#,
         S::UNPROCESSABLE_ENTITY,
         "invalid_argument",
-        "between 1 and 50",
+        "number of prompts must be at least 1",
     )
     .await;
     expect_error(
@@ -341,8 +278,8 @@ async fn analyze_stores_results_under_a_permalink_that_survives_a_restart() {
         "/api/analyze",
         r#"{"target": "Paris", "prompts": ["no blank"]}"#,
         S::UNPROCESSABLE_ENTITY,
-        "invalid_argument",
-        "prompt 1",
+        "bad_prompt",
+        "prompt 1: ",
     )
     .await;
     expect_error(
@@ -425,13 +362,7 @@ async fn dataset_routes() {
     )
     .await;
     let no_data = router(
-        Arc::new(AppState {
-            jobs: Default::default(),
-            models: vec![],
-            store: Arc::new(kn::store::Store::open(tempfile::tempdir().unwrap().path()).unwrap()),
-            dataset: None,
-            experiments: None,
-        }),
+        Arc::new(empty_state(tempfile::tempdir().unwrap().path())),
         None,
     );
     expect_error(
@@ -444,18 +375,6 @@ async fn dataset_routes() {
         "--data DIR",
     )
     .await;
-}
-
-/// Read a job's server-sent events to the end; return the statuses.
-async fn events(app: &axum::Router, id: &str) -> Vec<kn_shared::JobStatus> {
-    let (s, b) = call(app, "GET", &format!("/api/jobs/{id}/events"), Body::empty()).await;
-    assert_eq!(s, StatusCode::OK);
-    String::from_utf8(b)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -507,7 +426,7 @@ async fn jobs_stream_progress_store_results_and_cancel() {
             )
         })
         .collect();
-    let body = serde_json::json!({"target": "Paris", "prompts": many, "steps": 400}).to_string();
+    let body = serde_json::json!({"target": "Paris", "prompts": many, "steps": 200}).to_string();
     let (s, b) = call(&app, "POST", "/api/jobs/analyze", body).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let job: JobStatus = serde_json::from_slice(&b).unwrap();
@@ -599,223 +518,6 @@ async fn openapi_document_lists_every_route_with_schemas() {
 }
 
 #[tokio::test]
-async fn edits_apply_list_download_and_undo_exactly() {
-    use kn_shared::{ActiveEdit, EditResponse, EditSet};
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_with_store(dir.path());
-    let ask = r#"{"prompt": "The capital of France is [MASK].", "top_k": 5}"#;
-    let (_, original) = call(&app, "POST", "/api/predict", ask).await;
-    let body = serde_json::json!({
-        "target": "Paris", "new_target": "France", "steps": 4, "k": 2,
-        "prompts": ["The capital of France is [MASK].", "France's capital is [MASK].", "The capital city of France is [MASK]."],
-        "eval": [{"prompt": "Paris is the capital of [MASK].", "target": "France"}]
-    })
-    .to_string();
-    let (s, b) = call(&app, "POST", "/api/edits/update", body).await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    let r: EditResponse = serde_json::from_slice(&b).unwrap();
-    assert!(!r.edit.neurons.is_empty() && r.edit.neurons.len() <= 2);
-    assert_eq!(r.predictions.len(), 3);
-    assert_eq!(r.metrics.perplexity.len(), 1);
-    assert!(r.random.is_some());
-    let (_, edited) = call(&app, "POST", "/api/predict", ask).await;
-    assert_ne!(edited, original, "the edit is active");
-    let (_, b) = call(&app, "GET", "/api/edits", Body::empty()).await;
-    let list: Vec<ActiveEdit> = serde_json::from_slice(&b).unwrap();
-    assert_eq!(list, vec![r.edit.clone()]);
-    let (s, b) = call(
-        &app,
-        "GET",
-        &format!("/api/edits/{}", r.edit.id),
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let set: EditSet = serde_json::from_slice(&b).unwrap();
-    assert_eq!(set.slots.len(), r.edit.neurons.len());
-    // Undo restores the predictions exactly.
-    let (s, b) = call(
-        &app,
-        "DELETE",
-        &format!("/api/edits/{}", r.edit.id),
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    assert_eq!(
-        serde_json::from_slice::<Vec<ActiveEdit>>(&b).unwrap(),
-        vec![]
-    );
-    let (_, restored) = call(&app, "POST", "/api/predict", ask).await;
-    assert_eq!(restored, original);
-
-    use StatusCode as S;
-    expect_error(
-        &app,
-        "DELETE",
-        &format!("/api/edits/{}", r.edit.id),
-        "",
-        S::NOT_FOUND,
-        "edit_not_found",
-        "no active edit",
-    )
-    .await;
-    expect_error(
-        &app,
-        "POST",
-        "/api/edits/erase",
-        r#"{"neurons": [{"layer": 7, "index": 0}]}"#,
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_argument",
-        "out of range",
-    )
-    .await;
-    expect_error(
-        &app,
-        "POST",
-        "/api/edits/erase",
-        r#"{"neurons": [], "with": "zero"}"#,
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_argument",
-        "empty",
-    )
-    .await;
-    expect_error(
-        &app,
-        "POST",
-        "/api/edits/erase",
-        r#"{"neurons": [{"layer": 0, "index": 1}], "with": "ink"}"#,
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_argument",
-        "`with`",
-    )
-    .await;
-    let (s, b) = call(
-        &app,
-        "POST",
-        "/api/edits/erase",
-        r#"{"neurons": [{"layer": 0, "index": 1}, {"layer": 2, "index": 5}]}"#,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    let e: EditResponse = serde_json::from_slice(&b).unwrap();
-    let (s, _) = call(
-        &app,
-        "DELETE",
-        &format!("/api/edits/{}", e.edit.id),
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let (_, restored) = call(&app, "POST", "/api/predict", ask).await;
-    assert_eq!(restored, original);
-}
-
-#[tokio::test]
-async fn erase_relation_job_erases_and_reports() {
-    use kn_shared::ActiveEdit;
-    let dir = tempfile::tempdir().unwrap();
-    // BERT takes all 14 P36 templates, and its WordPiece vocabulary has the capitals whole.
-    let app = router(
-        Arc::new(AppState {
-            jobs: Default::default(),
-            models: vec![ModelWorker::spawn(
-                kn::load_model(&fixture("tiny-bert"), cpu()).unwrap(),
-            )],
-            store: Arc::new(kn::store::Store::open(dir.path()).unwrap()),
-            dataset: Some(
-                kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap(),
-            ),
-            experiments: None,
-        }),
-        None,
-    );
-    let ask = r#"{"prompt": "The capital of France is [MASK].", "top_k": 5}"#;
-    let (_, original) = call(&app, "POST", "/api/predict", ask).await;
-    let body = r#"{"relation": "P36", "facts": 3, "steps": 2, "top": 5}"#;
-    let (s, b) = call(&app, "POST", "/api/jobs/erase-relation", body).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
-    let job: kn_shared::JobStatus = serde_json::from_slice(&b).unwrap();
-    let evs = events(&app, &job.id).await;
-    let last = evs.last().unwrap();
-    assert_eq!(last.state, "done", "{evs:?}");
-    let edit = last
-        .edit
-        .as_ref()
-        .expect("the final status carries the edit");
-    assert!(!edit.edit.neurons.is_empty() && edit.edit.neurons.len() <= 5);
-    assert_eq!(edit.metrics.perplexity.len(), 2);
-    assert!(edit.metrics.perplexity[0].set.starts_with("P36"));
-    let (_, b) = call(&app, "GET", "/api/edits", Body::empty()).await;
-    assert_eq!(
-        serde_json::from_slice::<Vec<ActiveEdit>>(&b).unwrap().len(),
-        1
-    );
-    let (s, _) = call(
-        &app,
-        "DELETE",
-        &format!("/api/edits/{}", edit.edit.id),
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let (_, restored) = call(&app, "POST", "/api/predict", ask).await;
-    assert_eq!(restored, original);
-    use StatusCode as S;
-    expect_error(
-        &app,
-        "POST",
-        "/api/jobs/erase-relation",
-        r#"{"relation": "P0"}"#,
-        S::NOT_FOUND,
-        "unknown_relation",
-        "unknown relation",
-    )
-    .await;
-    expect_error(
-        &app,
-        "POST",
-        "/api/jobs/erase-relation",
-        r#"{"relation": "P36", "facts": 0}"#,
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_argument",
-        "facts",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn update_fact_as_a_job_carries_the_edit() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_with_store(dir.path());
-    let body = serde_json::json!({
-        "target": "Paris", "new_target": "France", "steps": 3, "k": 2,
-        "prompts": ["The capital of France is [MASK].", "France's capital is [MASK].", "The capital city of France is [MASK]."]
-    })
-    .to_string();
-    let (s, b) = call(&app, "POST", "/api/jobs/update-fact", body).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
-    let job: kn_shared::JobStatus = serde_json::from_slice(&b).unwrap();
-    let evs = events(&app, &job.id).await;
-    let last = evs.last().unwrap();
-    assert_eq!(last.state, "done", "{evs:?}");
-    assert!(
-        evs.iter().any(|e| e.state == "running"),
-        "progress was reported"
-    );
-    let edit = last.edit.as_ref().unwrap();
-    assert_eq!(edit.predictions.len(), 3);
-    let (s, _) = call(
-        &app,
-        "DELETE",
-        &format!("/api/edits/{}", edit.edit.id),
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-}
-
-#[tokio::test]
 async fn experiments_list_and_reports() {
     use kn::experiment::{db::RunDb, report, run, Settings, Shard};
     use StatusCode as S;
@@ -862,16 +564,9 @@ async fn experiments_list_and_reports() {
     // A file that is not SQLite at all is left out of the list, not an error.
     std::fs::create_dir(root.path().join("broken")).unwrap();
     std::fs::write(root.path().join("broken/run.sqlite"), "not a database").unwrap();
-    let app = router(
-        Arc::new(AppState {
-            jobs: Default::default(),
-            models: vec![],
-            store: Arc::new(kn::store::Store::open(root.path()).unwrap()),
-            dataset: None,
-            experiments: Some(root.path().to_path_buf()),
-        }),
-        None,
-    );
+    let mut st = empty_state(root.path());
+    st.experiments = Some(root.path().to_path_buf());
+    let app = router(Arc::new(st), None);
     let (s, body) = call(&app, "GET", "/api/experiments", "").await;
     assert_eq!(s, S::OK);
     let list: Vec<kn_shared::experiment::ExperimentSummary> =
@@ -928,16 +623,7 @@ async fn experiments_list_and_reports() {
         "",
     )
     .await;
-    let none = router(
-        Arc::new(AppState {
-            jobs: Default::default(),
-            models: vec![],
-            store: Arc::new(kn::store::Store::open(root.path()).unwrap()),
-            dataset: None,
-            experiments: None,
-        }),
-        None,
-    );
+    let none = router(Arc::new(empty_state(root.path())), None);
     expect_error(
         &none,
         "GET",

@@ -45,6 +45,7 @@ fn check(dir: &str) {
                     riemann,
                     mode,
                     max_batch: 8,
+                    ..Options::default()
                 };
                 let a = attribute(&model, &q, &opts).unwrap();
                 let p = case["p_target"].as_f64().unwrap();
@@ -150,6 +151,53 @@ fn completeness_law_holds_at_200_steps() {
                         "{dir} layer {l}: residual does not shrink with m ({r20:e} → {r:e})"
                     );
                 }
+            }
+        }
+    }
+}
+
+/// Long prompts get fewer scaled copies per pass (`max_row_tokens`), so a
+/// pass's memory is bounded; the numbers do not depend on the split.
+#[test]
+fn splitting_passes_by_length_keeps_the_numbers() {
+    for dir in ["tiny-bert", "tiny-gpt2", "tiny-llama"] {
+        let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+        let case = &golden(dir)["attribution"][0];
+        let q = query(&model, case);
+        let whole = attribute(
+            &model,
+            &q,
+            &Options {
+                steps: 16,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        for max_row_tokens in [1, 3 * q.cloze.ids.len(), 40 * q.cloze.ids.len()] {
+            for mode in [Mode::Resume, Mode::Fast] {
+                let split = attribute(
+                    &model,
+                    &q,
+                    &Options {
+                        steps: 16,
+                        mode,
+                        max_row_tokens,
+                        ..Options::default()
+                    },
+                )
+                .unwrap();
+                let (a, b): (Vec<f32>, Vec<f32>) = (
+                    Vec::try_from(whole.scores.flatten(0, -1)).unwrap(),
+                    Vec::try_from(split.scores.flatten(0, -1)).unwrap(),
+                );
+                let max = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+                for (x, y) in a.iter().zip(&b) {
+                    assert!(
+                        (x - y).abs() <= 1e-5 * max,
+                        "{dir} {mode:?} max_row_tokens {max_row_tokens}: {x} vs {y}"
+                    );
+                }
+                assert_eq!(whole.p_zero.len(), split.p_zero.len());
             }
         }
     }

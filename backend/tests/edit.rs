@@ -120,3 +120,41 @@ fn an_edit_for_another_model_is_refused() {
     let q4 = kn::load_model(&fixture("tiny-llama-Q4_1.gguf"), cpu()).unwrap();
     assert_ne!(fingerprint(&llama), fingerprint(&q4));
 }
+
+/// The fingerprint is a hash of the checkpoint's bytes: the same for any
+/// thread count (and device), the same for a copy elsewhere, different for
+/// other weights.
+#[test]
+fn the_fingerprint_is_the_same_everywhere() {
+    let dir = fixture("tiny-llama");
+    let threads = tch::get_num_threads();
+    tch::set_num_threads(1);
+    let one = fingerprint(&kn::load_model(&dir, cpu()).unwrap());
+    tch::set_num_threads(2);
+    let two = fingerprint(&kn::load_model(&dir, cpu()).unwrap());
+    tch::set_num_threads(threads);
+    assert_eq!(one, two);
+    assert!(
+        one.starts_with("llama-") && one.contains("-sha256:"),
+        "{one}"
+    );
+
+    let copy = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+        }
+    }
+    let moved = fingerprint(&kn::load_model(copy.path().to_str().unwrap(), cpu()).unwrap());
+    assert_eq!(moved, one, "a moved copy is the same model");
+
+    // One weight changed: another model.
+    let path = copy.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let changed = fingerprint(&kn::load_model(copy.path().to_str().unwrap(), cpu()).unwrap());
+    assert_ne!(changed, one);
+}

@@ -132,6 +132,7 @@ fn truncated_and_corrupt_gguf() {
 
 fn predict_err(model: &kn::Model, prompt: &str, target: Option<&str>, top_k: usize) -> Error {
     let req = PredictRequest {
+        edits: Vec::new(),
         model: None,
         prompt: prompt.into(),
         target: target.map(String::from),
@@ -182,6 +183,7 @@ fn bad_prompts_and_targets() {
 fn predict_reports_target_rank_consistently() {
     let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
     let req = PredictRequest {
+        edits: Vec::new(),
         model: None,
         prompt: "The capital of France is [MASK].".into(),
         target: None,

@@ -20,6 +20,7 @@ fn smollm2_knows_the_capital_of_france() {
     let r = kn::predict::predict(
         &m,
         &PredictRequest {
+            edits: Vec::new(),
             model: None,
             prompt: "The capital of France is [MASK].".into(),
             target: Some("Paris".into()),
@@ -52,4 +53,33 @@ fn smollm2_tokenizer_matches_transformers_gguf_conversion() {
         }))
         .unwrap();
     assert_token_parity(&smollm2(), "smollm2", &cases);
+}
+
+/// The request that once took `kn serve` down: a 2 KB prompt of digits is
+/// ~2,000 tokens on SmolLM2 (whose context is 8,192), and its attribution
+/// would have built hundreds of scaled copies of every layer's keys and
+/// values. The server refuses it before any work, naming the limit.
+#[tokio::test]
+async fn the_server_refuses_a_2kb_prompt_of_digits_before_any_work() {
+    use common::api::*;
+    let st = kn::server::AppState::new(
+        vec![kn::server::ModelWorker::spawn(smollm2())],
+        std::sync::Arc::new(kn::store::Store::open(tempfile::tempdir().unwrap().path()).unwrap()),
+    );
+    let app = app_of(st);
+    let digits: String = (0..2000)
+        .map(|i| char::from(b'0' + (i % 10) as u8))
+        .collect();
+    let body = serde_json::json!({"target": "Paris", "prompts": [format!("{digits} is [MASK].")]})
+        .to_string();
+    expect_error(
+        &app,
+        "POST",
+        "/api/jobs/analyze",
+        &body,
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "limit_exceeded",
+        "tokens; this server takes at most 128 tokens per prompt",
+    )
+    .await;
 }

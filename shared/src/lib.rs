@@ -49,6 +49,10 @@ pub struct PredictRequest {
     /// How many top predictions to return (1..=1000).
     #[serde(default = "default_top_k")]
     pub top_k: usize,
+    /// Edit sets (ids from `POST /api/edit-sets` or an edit's outcome) to apply,
+    /// in order, for this request only; empty = the model as loaded.
+    #[serde(default)]
+    pub edits: Vec<String>,
 }
 
 pub fn default_top_k() -> usize {
@@ -380,6 +384,10 @@ pub struct AnalyzeRequest {
     pub p: f64,
     #[serde(default = "default_min_prompts")]
     pub min_prompts: usize,
+    /// Edit sets (ids from `POST /api/edit-sets` or an edit's outcome) to apply,
+    /// in order, for this request only; empty = the model as loaded.
+    #[serde(default)]
+    pub edits: Vec<String>,
 }
 
 pub fn default_steps() -> usize {
@@ -528,6 +536,10 @@ pub struct UpdateFactRequest {
     /// Prompts of other facts with their answers, for the perplexity side effect.
     #[serde(default)]
     pub eval: Vec<EvalPrompt>,
+    /// Edit sets (ids from `POST /api/edit-sets` or an edit's outcome) to apply,
+    /// in order, for this request only; empty = the model as loaded.
+    #[serde(default)]
+    pub edits: Vec<String>,
 }
 
 pub fn default_k() -> usize {
@@ -560,26 +572,37 @@ pub struct EraseRequest {
     pub with: String,
     #[serde(default)]
     pub eval: Vec<EvalPrompt>,
+    /// Edit sets (ids from `POST /api/edit-sets` or an edit's outcome) to apply,
+    /// in order, for this request only; empty = the model as loaded.
+    #[serde(default)]
+    pub edits: Vec<String>,
 }
 
 pub fn default_erase_with() -> String {
     "zero".into()
 }
 
-/// An edit that is active on a loaded model.
+/// A stored edit set, as requests name it: its id and what it does. The set
+/// itself (every slot's values) is `GET /api/edit-sets/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActiveEdit {
+    /// Content hash of the edit set (20 hex digits): put it in a request's `edits`.
     pub id: String,
+    /// The fingerprint of the model it was made for.
     pub model: String,
     pub description: String,
     pub neurons: Vec<Neuron>,
 }
 
-/// The answer of an edit request: the edit (now active) and its measured effect.
+/// The answer of an edit request: the new edit set (stored, not applied to
+/// anything: name it in later requests' `edits`) and its measured effect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EditResponse {
+    /// This outcome's permalink id (`/r/<id>`), a hash of the request.
+    #[serde(default)]
+    pub id: String,
     pub edit: ActiveEdit,
     pub metrics: EditMetrics,
     /// The same edit on random neurons (not applied), as a control.
@@ -612,6 +635,10 @@ pub struct EraseRelationRequest {
     /// `zero` or `unk`.
     #[serde(default = "default_erase_with")]
     pub with: String,
+    /// Edit sets (ids from `POST /api/edit-sets` or an edit's outcome) to apply,
+    /// in order, for this request only; empty = the model as loaded.
+    #[serde(default)]
+    pub edits: Vec<String>,
 }
 
 pub fn default_sample() -> usize {
@@ -619,4 +646,56 @@ pub fn default_sample() -> usize {
 }
 pub fn default_erase_top() -> usize {
     20
+}
+
+/// `GET /api/results/{id}`: any stored result, with the request that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoredResult {
+    pub id: String,
+    /// `analyze`, `update`, `erase` or `erase-relation`.
+    pub kind: String,
+    pub cached: bool,
+    /// The canonical request (its `edits` name the edit sets it ran on).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub request: serde_json::Value,
+    /// When `kind` is `analyze`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<AnalysisResult>,
+    /// When `kind` is an edit: the edit set made and its effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit: Option<EditResponse>,
+}
+
+/// `GET /api/limits`: the server's budgets. Every request is checked against
+/// them before any work starts; one over a limit gets a 4xx naming it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Limits {
+    /// Tokens per prompt (`kn serve --max-tokens`).
+    pub max_tokens: usize,
+    /// Integration steps `m` (`--max-steps`).
+    pub max_steps: usize,
+    /// Prompts of one fact.
+    pub max_prompts: usize,
+    /// Work units of one request: Σ over its prompts of `(steps + 1) × tokens ×
+    /// layers` (`--max-work`).
+    pub max_work: u64,
+    /// Side-effect (`eval`) prompts of an edit.
+    pub max_eval: usize,
+    /// Neurons of an erase, and value slots of an edit set.
+    pub max_neurons: usize,
+    /// `k` of a fact update.
+    pub max_k: usize,
+    /// Facts sampled by an erase-relation.
+    pub max_facts: usize,
+    /// Largest `|λ1|`, `|λ2|`.
+    pub max_lambda: f64,
+    /// Edit sets named by one request.
+    pub max_edit_sets: usize,
+    /// `top_k` of a prediction.
+    pub max_top_k: usize,
+    /// Bytes of a request body (edit-set uploads: `max_upload_bytes`).
+    pub max_body_bytes: usize,
+    pub max_upload_bytes: usize,
 }

@@ -76,7 +76,15 @@ pub struct Options {
     pub mode: Mode,
     /// Most scaled copies in one pass, to bound memory.
     pub max_batch: usize,
+    /// Most `copies × sequence length` in one pass: longer prompts get fewer
+    /// copies per pass, so a pass's memory stays bounded whatever the prompt's
+    /// length (the copies' keys, values and activations grow with both).
+    pub max_row_tokens: usize,
 }
+
+/// Default of [`Options::max_row_tokens`]: prompts up to 32 tokens keep all
+/// 256 copies of `max_batch` in one pass.
+pub const MAX_ROW_TOKENS: usize = 8192;
 
 impl Default for Options {
     fn default() -> Self {
@@ -85,6 +93,7 @@ impl Default for Options {
             riemann: Riemann::Right,
             mode: Mode::Fast,
             max_batch: 256,
+            max_row_tokens: MAX_ROW_TOKENS,
         }
     }
 }
@@ -97,9 +106,9 @@ impl Options {
                 self.steps
             )));
         }
-        if self.max_batch == 0 {
+        if self.max_batch == 0 || self.max_row_tokens == 0 {
             return Err(Error::InvalidArgument(
-                "max_batch must be at least 1".into(),
+                "max_batch and max_row_tokens must be at least 1".into(),
             ));
         }
         Ok(())
@@ -294,6 +303,17 @@ fn reorder(logits: &Tensor, acts: &[Tensor]) -> Tensor {
 
 /// Integrated gradients for every layer of one prompt.
 pub fn attribute(model: &Model, q: &Query, opts: &Options) -> Result<Attribution> {
+    attribute_with(model, q, opts, &mut || true)
+}
+
+/// [`attribute`], asking `keep_going` before each pass (a batch of scaled
+/// copies); `false` stops with [`Error::Cancelled`].
+pub fn attribute_with(
+    model: &Model,
+    q: &Query,
+    opts: &Options,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> Result<Attribution> {
     opts.validate()?;
     let cfg = model.config().clone();
     if q.target as usize >= cfg.vocab_size {
@@ -317,9 +337,12 @@ pub fn attribute(model: &Model, q: &Query, opts: &Options) -> Result<Attribution
     // layers are grouped while their m + 1 rows fit in max_batch; a layer whose
     // rows alone exceed it is split into chunks of steps.
     let per_layer = (m + 1) as usize;
+    let max_batch = opts
+        .max_batch
+        .min((opts.max_row_tokens / q.cloze.ids.len().max(1)).max(1));
     let mut units = Vec::new();
-    if per_layer <= opts.max_batch {
-        let group = (opts.max_batch / per_layer).max(1);
+    if per_layer <= max_batch {
+        let group = (max_batch / per_layer).max(1);
         let mut l = 0;
         while l < cfg.n_layers {
             let n = group.min(cfg.n_layers - l);
@@ -330,7 +353,7 @@ pub fn attribute(model: &Model, q: &Query, opts: &Options) -> Result<Attribution
         for l in 0..cfg.n_layers {
             let mut start = 0i64;
             while start <= m {
-                let n = (opts.max_batch as i64).min(m + 1 - start);
+                let n = (max_batch as i64).min(m + 1 - start);
                 units.push((l, 1, start, n));
                 start += n;
             }
@@ -339,6 +362,9 @@ pub fn attribute(model: &Model, q: &Query, opts: &Options) -> Result<Attribution
     let mut grads: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
     let mut probs: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
     for (first, n, start, steps) in units {
+        if !keep_going() {
+            return Err(Error::Cancelled);
+        }
         let alpha = alphas.narrow(0, start, steps);
         let acts: Vec<Tensor> = (first..first + n)
             .map(|l| {

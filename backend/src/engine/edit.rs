@@ -14,9 +14,15 @@ use crate::{Error, Result};
 use kn_shared::{EditSet, SlotEdit};
 use tch::{Kind, Tensor};
 
-/// A short identity of the weights: architecture, shapes and a checksum of the
-/// embeddings and the first layer's value slots.
+/// The identity of the base weights, the same on every device (see
+/// [`crate::models::fingerprint`]); computed once when the model was loaded.
 pub fn fingerprint(model: &Model) -> String {
+    model.fingerprint.clone()
+}
+
+/// The fingerprint of `kn` 0.1's first runs (a checksum computed on the
+/// model's device): kept only to recognise experiment runs made with it.
+pub fn legacy_fingerprint(model: &Model) -> String {
     let c = model.config();
     let net = &model.net;
     let sum = |t: &Tensor| {
@@ -40,6 +46,12 @@ pub fn fingerprint(model: &Model) -> String {
     .to_lowercase()
 }
 
+/// Most value slots in one edit set (a bound on its size: an edit set holds
+/// `2 × d_model` numbers per slot).
+pub const MAX_SLOTS: usize = 512;
+/// Largest magnitude of a value written by an edit.
+pub const MAX_VALUE: f32 = 1.0e6;
+
 fn slot(model: &Model, n: Neuron) -> Tensor {
     model.net.value_slots(n.layer).select(1, n.index as i64)
 }
@@ -56,18 +68,40 @@ fn write_slot(model: &Model, n: Neuron, values: &[f32]) {
     });
 }
 
-/// Check that `edit` fits this model (fingerprint, ranges, slot sizes).
 fn check(model: &Model, edit: &EditSet, fp: &str) -> Result<()> {
+    check_set(model.config(), fp, edit)
+}
+
+/// Check that `edit` fits a model with these shapes and fingerprint `fp`:
+/// slot count, ranges, slot sizes, finite values of bounded magnitude.
+pub fn check_set(cfg: &crate::models::ModelConfig, fp: &str, edit: &EditSet) -> Result<()> {
     if edit.model != fp {
         return Err(Error::InvalidArgument(format!(
             "this edit was made for model `{}`, not for the loaded model `{fp}`",
             edit.model
         )));
     }
-    let d = model.config().d_model;
+    if edit.slots.len() > MAX_SLOTS {
+        return Err(Error::InvalidArgument(format!(
+            "an edit set changes at most {MAX_SLOTS} value slots; this one changes {}",
+            edit.slots.len()
+        )));
+    }
+    let d = cfg.d_model;
     for s in &edit.slots {
+        if let Some(x) = s
+            .after
+            .iter()
+            .chain(&s.before)
+            .find(|x| !x.is_finite() || x.abs() > MAX_VALUE)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "slot L{}:{} holds {x}: edit values must be finite and at most {MAX_VALUE:e} in magnitude",
+                s.layer, s.index
+            )));
+        }
         validate(
-            model.config(),
+            cfg,
             &[Neuron {
                 layer: s.layer,
                 index: s.index,
@@ -127,6 +161,74 @@ pub fn undo(model: &Model, edit: &EditSet, fp: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Edit sets applied to the live model for one computation. Dropping it writes
+/// back what every touched slot held before, in reverse order, so the weights
+/// return to their state bit for bit, also when the computation fails,
+/// panics (the drop runs while unwinding) or is cancelled.
+#[must_use = "the edits are undone when this guard is dropped"]
+pub struct Applied<'a> {
+    model: &'a Model,
+    /// Each touched slot's contents before the first edit wrote it.
+    saved: Vec<(Neuron, Tensor)>,
+}
+
+impl<'a> Applied<'a> {
+    /// Apply `sets` in order; each must have been made for this model and find
+    /// its slots as it expects them (`before`).
+    pub fn new(model: &'a Model, sets: &[EditSet]) -> Result<Self> {
+        let mut guard = Applied {
+            model,
+            saved: Vec::new(),
+        };
+        for set in sets {
+            guard.push(set)?;
+        }
+        Ok(guard)
+    }
+
+    /// Apply one more edit set on top of those already applied.
+    pub fn push(&mut self, set: &EditSet) -> Result<()> {
+        let model = self.model;
+        check(model, set, &model.fingerprint)?;
+        for s in &set.slots {
+            let n = Neuron {
+                layer: s.layer,
+                index: s.index,
+            };
+            if read_slot(model, n)? != s.before {
+                return Err(Error::InvalidArgument(format!(
+                    "value slot {n} does not hold what the edit set `{}` expects: it was made on top of other edit sets; name them before it, in the order they were made",
+                    set.description
+                )));
+            }
+        }
+        for s in &set.slots {
+            let n = Neuron {
+                layer: s.layer,
+                index: s.index,
+            };
+            if !self.saved.iter().any(|(m, _)| *m == n) {
+                let copy = tch::no_grad(|| slot(model, n).copy());
+                self.saved.push((n, copy));
+            }
+            write_slot(model, n, &s.after);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Applied<'_> {
+    fn drop(&mut self) {
+        for (n, before) in self.saved.iter().rev() {
+            let r = tch::no_grad(|| slot(self.model, *n).f_copy_(before));
+            if let Err(e) = r {
+                // Nothing sensible is left to do but say so loudly.
+                tracing::error!("restoring value slot {n} failed: {e}");
+            }
+        }
+    }
 }
 
 /// Options of SPEC's fact update.
@@ -313,30 +415,33 @@ pub fn measure(
     } else {
         Some(perplexity(model, eval)?)
     };
-    apply(model, edit, fp)?;
-    let result = (|| -> Result<kn_shared::EditMetrics> {
-        let (change_rate, success_rate) = if own.is_empty() {
-            (0.0, 0.0)
-        } else {
-            rates(model, own, old, new.unwrap_or(u32::MAX))?
-        };
-        let perplexity = match ppl_before {
-            Some(before) => vec![kn_shared::PerplexityChange {
-                set: "eval".into(),
-                prompts: eval.len(),
-                before,
-                after: perplexity(model, eval)?,
-            }],
-            None => vec![],
-        };
-        Ok(kn_shared::EditMetrics {
-            change_rate,
-            success_rate,
-            perplexity,
-        })
-    })();
-    undo(model, edit, fp)?;
-    result
+    if edit.model != fp {
+        return Err(Error::InvalidArgument(format!(
+            "this edit was made for model `{}`, not for the loaded model `{fp}`",
+            edit.model
+        )));
+    }
+    let applied = Applied::new(model, std::slice::from_ref(edit))?;
+    let (change_rate, success_rate) = if own.is_empty() {
+        (0.0, 0.0)
+    } else {
+        rates(model, own, old, new.unwrap_or(u32::MAX))?
+    };
+    let perplexity = match ppl_before {
+        Some(before) => vec![kn_shared::PerplexityChange {
+            set: "eval".into(),
+            prompts: eval.len(),
+            before,
+            after: perplexity(model, eval)?,
+        }],
+        None => vec![],
+    };
+    drop(applied);
+    Ok(kn_shared::EditMetrics {
+        change_rate,
+        success_rate,
+        perplexity,
+    })
 }
 
 /// Undo `edit` only if its slots still hold what it wrote (so a later edit of

@@ -14,7 +14,7 @@ pub mod intervene;
 pub mod neurons;
 pub mod relation;
 
-use crate::models::Model;
+use crate::models::Vocab;
 use crate::predict::{cloze, target_id, Cloze};
 use crate::Result;
 pub use kn_shared::Neuron;
@@ -29,15 +29,15 @@ pub struct Query {
 
 impl Query {
     /// The prompt's input tokens as text.
-    pub fn tokens(&self, model: &Model) -> Vec<String> {
+    pub fn tokens(&self, model: &impl Vocab) -> Vec<String> {
         self.cloze
             .ids
             .iter()
-            .map(|&i| model.tokenizer.token_text(i))
+            .map(|&i| model.tokenizer().token_text(i))
             .collect()
     }
 
-    pub fn new(model: &Model, prompt: &str, target: &str) -> Result<Self> {
+    pub fn new(model: &impl Vocab, prompt: &str, target: &str) -> Result<Self> {
         let c = cloze(model, prompt)?;
         let t = target_id(model, &c, target)?;
         Ok(Query {

@@ -10,7 +10,7 @@
 //! The activation baseline goes through the same steps with the activations as
 //! its scores.
 
-use super::attribution::{attribute, Attribution, Options};
+use super::attribution::{attribute_with, Attribution, Options};
 use super::{Neuron, Query};
 use crate::models::Model;
 use crate::{Error, Result};
@@ -286,7 +286,9 @@ pub fn attribute_fact_with(
         if !progress(attributions.len(), queries.len()) {
             return Err(Error::Cancelled);
         }
-        attributions.push(attribute(model, q, opts)?);
+        let done = attributions.len();
+        let n = queries.len();
+        attributions.push(attribute_with(model, q, opts, &mut || progress(done, n))?);
     }
     progress(queries.len(), queries.len());
     Ok(FactAttribution {

@@ -1,67 +1,77 @@
 //! Relation-level work (SPEC: "Erase a relation"): the knowledge neurons of a
 //! seeded sample of a relation's facts, and the prompts to measure an erasure on.
+//!
+//! Building the prompts needs only the tokenizer ([`Vocab`]), so the server
+//! does it in the request handler, where it checks the request's cost before
+//! queueing any work; the attribution then runs on the model's thread.
 
 use super::attribution::Options;
 use super::neurons::{attribute_fact_with, refine, Thresholds};
 use super::{Neuron, Query};
-use crate::models::Model;
-use crate::pararel::{fill, Relation};
+use crate::experiment::fact_queries;
+use crate::models::{Model, Vocab};
+use crate::pararel::Relation;
 use crate::{Error, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
 
-/// The templates this model can use: all for a masked LM, those whose blank
-/// ends the sentence for a causal LM.
-fn usable_templates<'a>(model: &Model, rel: &'a Relation) -> Vec<&'a String> {
-    if model.config().arch.is_masked() {
-        rel.templates.iter().collect()
-    } else {
-        rel.causal_templates()
-    }
+/// Usable prompts of fact `i`, or `None` when it has none or its answer is not
+/// one token for this model.
+fn usable(model: &impl Vocab, rel: &Relation, i: usize) -> Option<Vec<Query>> {
+    fact_queries(model, rel, i).ok().filter(|q| !q.is_empty())
 }
 
-/// A fact's queries, or `None` when its answer is not one token for this model.
-fn fact_queries(model: &Model, rel: &Relation, fact: usize) -> Option<Vec<Query>> {
-    let f = &rel.facts[fact];
-    usable_templates(model, rel)
-        .iter()
-        .map(|t| Query::new(model, &fill(t, &f.subject), &f.object).ok())
-        .collect::<Option<Vec<_>>>()
-        .filter(|q| !q.is_empty())
-}
-
-/// Returns the `top` most frequent knowledge neurons over `n_facts` sampled
-/// facts, the sampled facts' prompts, and one prompt each from up to 20 other
-/// relations (for side effects). `progress(facts done, facts)`.
-#[allow(clippy::too_many_arguments)]
-pub fn erase_plan(
-    model: &Model,
+/// A seeded sample of up to `n_facts` facts of `rel` whose answer is one token,
+/// each as its prompts.
+pub fn sample(
+    model: &impl Vocab,
     rel: &Relation,
-    others: &[Relation],
     n_facts: usize,
     seed: u64,
-    top: usize,
-    opts: &Options,
-    progress: &mut dyn FnMut(usize, usize) -> bool,
-) -> Result<(Vec<Neuron>, Vec<Query>, Vec<Query>)> {
+) -> Result<Vec<Vec<Query>>> {
     let mut order: Vec<usize> = (0..rel.facts.len()).collect();
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
-    let mut sample = Vec::new();
-    for i in order {
-        if sample.len() == n_facts {
-            break;
-        }
-        if let Some(q) = fact_queries(model, rel, i) {
-            sample.push(q);
-        }
-    }
+    let sample: Vec<Vec<Query>> = order
+        .into_iter()
+        .filter_map(|i| usable(model, rel, i))
+        .take(n_facts)
+        .collect();
     if sample.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "no fact of {} has a one-token answer for this model",
             rel.id
         )));
     }
+    Ok(sample)
+}
+
+/// One prompt each from up to 20 other relations, to measure side effects on.
+pub fn side_prompts<'a>(
+    model: &impl Vocab,
+    others: impl IntoIterator<Item = &'a Relation>,
+) -> Vec<Query> {
+    others
+        .into_iter()
+        .filter_map(|r| {
+            (0..r.facts.len().min(20))
+                .find_map(|i| usable(model, r, i))
+                .and_then(|q| q.into_iter().next())
+        })
+        .take(20)
+        .collect()
+}
+
+/// The `top` most frequent knowledge neurons over the sampled facts.
+/// `progress(facts done, facts)`; it is also asked between attribution
+/// batches, and returning `false` cancels.
+pub fn erase_neurons(
+    model: &Model,
+    sample: &[Vec<Query>],
+    top: usize,
+    opts: &Options,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Vec<Neuron>> {
     let th = Thresholds::default();
     let mut counts: BTreeMap<Neuron, usize> = BTreeMap::new();
     let n = sample.len();
@@ -69,7 +79,7 @@ pub fn erase_plan(
         if !progress(i, n) {
             return Err(Error::Cancelled);
         }
-        let fa = attribute_fact_with(model, qs.clone(), opts, &mut |_, _| true)?;
+        let fa = attribute_fact_with(model, qs.clone(), opts, &mut |_, _| progress(i, n))?;
         for (neuron, _) in refine(&fa.coarse_knowledge(th.t), th.p, th.min_prompts) {
             *counts.entry(neuron).or_default() += 1;
         }
@@ -79,20 +89,9 @@ pub fn erase_plan(
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let neurons: Vec<Neuron> = ranked.into_iter().take(top).map(|(n, _)| n).collect();
     if neurons.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "the sampled facts of {} have no knowledge neurons",
-            rel.id
-        )));
+        return Err(Error::InvalidArgument(
+            "the sampled facts have no knowledge neurons".into(),
+        ));
     }
-    let intra: Vec<Query> = sample.into_iter().flatten().collect();
-    let inter: Vec<Query> = others
-        .iter()
-        .filter_map(|r| {
-            (0..r.facts.len().min(20))
-                .find_map(|i| fact_queries(model, r, i))
-                .and_then(|q| q.into_iter().next())
-        })
-        .take(20)
-        .collect();
-    Ok((neurons, intra, inter))
+    Ok(neurons)
 }

@@ -102,6 +102,28 @@ impl RunDb {
         Self::open(path)
     }
 
+    /// Open a run file to read only: no schema changes, no writes, whoever
+    /// else has it open (the web server's Experiments page).
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::Store(format!(
+                "{}: no such run file",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| err(path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| err(path, e))?;
+        Ok(RunDb {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let v: Option<String> = self
             .conn

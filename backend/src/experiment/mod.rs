@@ -18,7 +18,7 @@ pub mod report;
 pub mod run;
 
 use crate::engine::Query;
-use crate::models::Model;
+use crate::models::{Model, Vocab};
 use crate::pararel::{fill, ParaRel, Relation};
 use crate::{Error, Result};
 use kn_shared::experiment::Coverage;
@@ -176,8 +176,8 @@ pub struct Plan {
 
 /// The templates this model can use: all for a masked LM, those whose blank
 /// ends the sentence for a causal LM.
-pub fn usable_templates<'a>(model: &Model, rel: &'a Relation) -> Vec<&'a String> {
-    if model.config().arch.is_masked() {
+pub fn usable_templates<'a>(model: &impl Vocab, rel: &'a Relation) -> Vec<&'a String> {
+    if Vocab::config(model).arch.is_masked() {
         rel.templates.iter().collect()
     } else {
         rel.causal_templates()
@@ -185,7 +185,7 @@ pub fn usable_templates<'a>(model: &Model, rel: &'a Relation) -> Vec<&'a String>
 }
 
 /// A fact's queries on the usable templates.
-pub fn fact_queries(model: &Model, rel: &Relation, fact: usize) -> Result<Vec<Query>> {
+pub fn fact_queries(model: &impl Vocab, rel: &Relation, fact: usize) -> Result<Vec<Query>> {
     let f = rel
         .facts
         .get(fact)

@@ -404,7 +404,11 @@ pub fn report(
         .settings()?
         .ok_or_else(|| Error::Store(format!("{}: not a run file", db.path.display())))?;
     let fp = fingerprint(model);
-    if fp != settings.fingerprint {
+    // Runs made before the fingerprint became a hash of the checkpoint carry
+    // the old device checksum; recognise those too.
+    let legacy = !settings.fingerprint.contains("sha256:")
+        && crate::engine::edit::legacy_fingerprint(model) == settings.fingerprint;
+    if fp != settings.fingerprint && !legacy {
         return Err(Error::InvalidArgument(format!(
             "the run used model `{}` (fingerprint {}); this model's fingerprint is {fp}",
             settings.model, settings.fingerprint

@@ -17,6 +17,7 @@
 //! touch the files on disk.
 
 pub mod bert;
+pub mod fingerprint;
 pub mod gpt2;
 pub mod llama;
 
@@ -26,6 +27,7 @@ use crate::tokenizer::KnTokenizer;
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 /// The architectures we run.
@@ -294,12 +296,58 @@ pub struct Model {
     /// Where the weights were read from.
     pub source: PathBuf,
     pub net: Box<dyn NeuronModel>,
-    pub tokenizer: KnTokenizer,
+    /// Shared with the server's request handlers, which check prompts
+    /// (tokens, the blank, one-token answers) before queueing any work.
+    pub tokenizer: Arc<KnTokenizer>,
+    /// The weights' identity, the same on every device ([`fingerprint`]);
+    /// computed once at load. Edits never change it: results name their
+    /// edit sets beside it.
+    pub fingerprint: String,
 }
 
 impl Model {
     pub fn config(&self) -> &ModelConfig {
         self.net.config()
+    }
+
+    /// The tokenizer and shapes alone, which can travel to other threads.
+    pub fn vocab(&self) -> TextSide {
+        TextSide {
+            tokenizer: self.tokenizer.clone(),
+            config: self.config().clone(),
+        }
+    }
+}
+
+/// What turns text into a model's inputs: enough to build and check prompts
+/// without the weights.
+pub trait Vocab {
+    fn tokenizer(&self) -> &KnTokenizer;
+    fn config(&self) -> &ModelConfig;
+}
+
+impl Vocab for Model {
+    fn tokenizer(&self) -> &KnTokenizer {
+        &self.tokenizer
+    }
+    fn config(&self) -> &ModelConfig {
+        self.net.config()
+    }
+}
+
+/// A model's tokenizer and shapes, without its weights ([`Model::vocab`]).
+#[derive(Clone)]
+pub struct TextSide {
+    pub tokenizer: Arc<KnTokenizer>,
+    pub config: ModelConfig,
+}
+
+impl Vocab for TextSide {
+    fn tokenizer(&self) -> &KnTokenizer {
+        &self.tokenizer
+    }
+    fn config(&self) -> &ModelConfig {
+        &self.config
     }
 }
 
@@ -307,42 +355,46 @@ impl Model {
 pub fn load_model(spec: &str, device: Device) -> Result<Model> {
     let files = resolve(spec)?;
     tracing::info!(model = spec, ?files, "loading");
-    let (net, tokenizer, source): (Box<dyn NeuronModel>, KnTokenizer, PathBuf) = match files {
-        ModelFiles::Gguf(path) => {
-            let g = GgufFile::open(&path)?;
-            let arch = g.require_str("general.architecture")?;
-            if !matches!(arch, "llama" | "mistral" | "qwen2" | "smollm") {
-                return Err(Error::UnknownArchitecture(arch.to_string()));
+    let (net, tokenizer, source, parts): (Box<dyn NeuronModel>, KnTokenizer, PathBuf, _) =
+        match files {
+            ModelFiles::Gguf(path) => {
+                let g = GgufFile::open(&path)?;
+                let arch = g.require_str("general.architecture")?;
+                if !matches!(arch, "llama" | "mistral" | "qwen2" | "smollm") {
+                    return Err(Error::UnknownArchitecture(arch.to_string()));
+                }
+                let net = llama::Llama::from_gguf(&g, device)?;
+                let parts = fingerprint::parts(std::slice::from_ref(&path), None);
+                (Box::new(net), KnTokenizer::from_gguf(&g)?, path, parts)
             }
-            let net = llama::Llama::from_gguf(&g, device)?;
-            (Box::new(net), KnTokenizer::from_gguf(&g)?, path)
-        }
-        ModelFiles::HfDir(dir) => {
-            let config = read_config(&dir)?;
-            let model_type = config
-                .get("model_type")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
-            let mut weights = Weights::from_dir(&dir, device)?;
-            let net: Box<dyn NeuronModel> = match model_type.as_str() {
-                "bert" => Box::new(bert::Bert::load(&config, &mut weights)?),
-                "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut weights)?),
-                "llama" | "mistral" | "qwen2" | "smollm" => {
-                    Box::new(llama::Llama::load(&config, &mut weights)?)
-                }
-                "" => {
-                    return Err(Error::bad_model(
-                        dir.join("config.json"),
-                        "has no `model_type`",
-                    ))
-                }
-                other => return Err(Error::UnknownArchitecture(other.to_string())),
-            };
-            let tok = KnTokenizer::from_hf_dir(&dir)?;
-            (net, tok, dir)
-        }
-    };
+            ModelFiles::HfDir(dir) => {
+                let config = read_config(&dir)?;
+                let model_type = config
+                    .get("model_type")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let files = Weights::files(&dir)?;
+                let mut weights = Weights::from_files(&files, device)?;
+                let net: Box<dyn NeuronModel> = match model_type.as_str() {
+                    "bert" => Box::new(bert::Bert::load(&config, &mut weights)?),
+                    "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut weights)?),
+                    "llama" | "mistral" | "qwen2" | "smollm" => {
+                        Box::new(llama::Llama::load(&config, &mut weights)?)
+                    }
+                    "" => {
+                        return Err(Error::bad_model(
+                            dir.join("config.json"),
+                            "has no `model_type`",
+                        ))
+                    }
+                    other => return Err(Error::UnknownArchitecture(other.to_string())),
+                };
+                let tok = KnTokenizer::from_hf_dir(&dir)?;
+                let parts = fingerprint::parts(&files, Some(&dir));
+                (net, tok, dir, parts)
+            }
+        };
     let cfg = net.config();
     if cfg.arch.is_masked() && tokenizer.mask().is_none() {
         return Err(Error::bad_model(
@@ -360,11 +412,14 @@ pub fn load_model(spec: &str, device: Device) -> Result<Model> {
             ),
         ));
     }
+    let digest = fingerprint::digest(&parts)?;
+    let fingerprint = fingerprint::format(net.config(), &digest);
     Ok(Model {
         name: spec.to_string(),
         source,
         net,
-        tokenizer,
+        tokenizer: Arc::new(tokenizer),
+        fingerprint,
     })
 }
 
@@ -433,7 +488,9 @@ pub(crate) struct Weights {
 }
 
 impl Weights {
-    pub fn from_dir(dir: &Path, device: Device) -> Result<Self> {
+    /// The weight files of a Hugging Face directory: `model.safetensors`, or
+    /// the shards of its index in name order.
+    pub fn files(dir: &Path) -> Result<Vec<PathBuf>> {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if single.exists() {
@@ -464,8 +521,16 @@ impl Weights {
                 "no model.safetensors (or sharded index) found",
             ));
         };
+        if files.is_empty() {
+            return Err(Error::bad_model(&index, "the index lists no weight files"));
+        }
+        Ok(files)
+    }
+
+    /// Read every tensor of `files` (safetensors).
+    pub fn from_files(files: &[PathBuf], device: Device) -> Result<Self> {
         let mut map = HashMap::new();
-        for f in &files {
+        for f in files {
             if !f.exists() {
                 return Err(Error::bad_model(
                     f,
@@ -478,7 +543,7 @@ impl Weights {
         }
         Ok(Weights {
             map,
-            path: files.into_iter().next().unwrap_or(single),
+            path: files.first().cloned().unwrap_or_default(),
             device,
         })
     }

@@ -52,3 +52,145 @@ pub fn assert_token_parity(model: &kn::Model, label: &str, cases: &serde_json::V
         );
     }
 }
+
+/// Calling the HTTP API in process (no sockets): routers on fixture models.
+pub mod api {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use kn::server::{router, AppState, ModelWorker};
+    use kn_shared::ApiError;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    pub fn dataset() -> kn::pararel::ParaRel {
+        kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap()
+    }
+
+    /// A state on fixture `models` with a store in `dir` (a fresh temporary
+    /// folder when `None`) and the dataset.
+    pub fn state(models: &[&str], dir: Option<&std::path::Path>) -> AppState {
+        let workers = models
+            .iter()
+            .map(|m| ModelWorker::spawn(kn::load_model(&super::fixture(m), super::cpu()).unwrap()))
+            .collect();
+        let dir = match dir {
+            Some(d) => d.to_path_buf(),
+            None => tempfile::tempdir().unwrap().keep(),
+        };
+        let mut st = AppState::new(workers, Arc::new(kn::store::Store::open(&dir).unwrap()));
+        st.dataset = Some(dataset());
+        st
+    }
+
+    pub fn app_of(st: AppState) -> axum::Router {
+        router(Arc::new(st), None)
+    }
+
+    /// One request with a JSON body (or none).
+    pub async fn call(
+        app: &axum::Router,
+        method: &str,
+        uri: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Vec<u8>) {
+        call_with(
+            app,
+            method,
+            uri,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+    }
+
+    /// One request with the given headers.
+    pub async fn call_with(
+        app: &axum::Router,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> (StatusCode, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        (status, bytes)
+    }
+
+    /// POST `body` (JSON) and parse a 200 answer.
+    pub async fn post_ok<T: serde::de::DeserializeOwned>(
+        app: &axum::Router,
+        uri: &str,
+        body: &serde_json::Value,
+    ) -> T {
+        let (s, b) = call(app, "POST", uri, body.to_string()).await;
+        assert_eq!(s, StatusCode::OK, "{uri}: {}", String::from_utf8_lossy(&b));
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    /// The request fails with `status`, `code`, and a message containing `words`.
+    pub async fn expect_error(
+        app: &axum::Router,
+        method: &str,
+        uri: &str,
+        body: &str,
+        status: StatusCode,
+        code: &str,
+        words: &str,
+    ) {
+        let (s, b) = call(app, method, uri, body.to_string()).await;
+        check_error(uri, body, s, &b, status, code, words);
+    }
+
+    pub fn check_error(
+        uri: &str,
+        body: &str,
+        s: StatusCode,
+        b: &[u8],
+        status: StatusCode,
+        code: &str,
+        words: &str,
+    ) {
+        let e: ApiError = serde_json::from_slice(b).unwrap_or_else(|_| {
+            panic!(
+                "{uri} {}: not an API error: {}",
+                &body[..body.len().min(200)],
+                String::from_utf8_lossy(b)
+            )
+        });
+        assert_eq!(s, status, "{uri}: {e:?}");
+        assert_eq!(e.error.code, code, "{uri}: {e:?}");
+        assert!(
+            e.error.message.contains(words),
+            "{uri}: {:?} lacks {words:?}",
+            e.error.message
+        );
+    }
+
+    /// Read a job's server-sent events to the end; return the statuses.
+    pub async fn events(app: &axum::Router, id: &str) -> Vec<kn_shared::JobStatus> {
+        let (s, b) = call(app, "GET", &format!("/api/jobs/{id}/events"), Body::empty()).await;
+        assert_eq!(s, StatusCode::OK);
+        String::from_utf8(b)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+}

@@ -1,0 +1,114 @@
+//! Reading the model: `POST /api/predict`, and a fact's analysis
+//! (`POST /api/analyze`, or `POST /api/jobs/analyze` as a job).
+
+use super::results::{identify, run_now, Outcome, Planned};
+use super::{budget, edits, parse, ApiFail, AppState};
+use crate::engine::analysis::analyze_with;
+use crate::engine::neurons::Thresholds;
+use crate::predict::{cloze, predict, target_id};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kn_shared::{
+    AnalyzeRequest, AnalyzeResponse, ApiError, JobStatus, PredictRequest, PredictResponse,
+};
+use std::sync::Arc;
+
+#[utoipa::path(post, path = "/api/predict", request_body = PredictRequest, responses((status = 200, body = PredictResponse), (status = 400, body = ApiError, description = "malformed body"), (status = 404, body = ApiError, description = "unknown model or edit set"), (status = 413, body = ApiError), (status = 422, body = ApiError, description = "a prompt or target the model cannot take, or a request over a limit"), (status = 429, body = ApiError, description = "queue full; see Retry-After")))]
+pub async fn predict_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    let req: PredictRequest = parse(body)?;
+    let (index, worker) = st.worker(req.model.as_deref())?;
+    budget::count("top_k", req.top_k, st.limits.max_top_k, "")?;
+    let c = cloze(&worker.text, &req.prompt)?;
+    if c.ids.len() > st.limits.max_tokens {
+        return Err(ApiFail::limit(format!(
+            "the prompt is {} tokens; this server takes at most {} tokens per prompt (kn serve --max-tokens)",
+            c.ids.len(),
+            st.limits.max_tokens
+        )));
+    }
+    if let Some(t) = &req.target {
+        target_id(&worker.text, &c, t)?;
+    }
+    edits::check_ids(&st, &req.edits)?;
+    let sets = edits::resolve(&st, index, &req.edits).await?;
+    let resp = worker.run(sets, move |m, _| predict(m, &req)).await?;
+    Ok(Json(resp).into_response())
+}
+
+/// Check an analysis request and plan it.
+pub(super) fn plan(st: &AppState, mut req: AnalyzeRequest) -> Result<Planned, ApiFail> {
+    let (index, worker) = st.worker(req.model.as_deref())?;
+    edits::check_ids(st, &req.edits)?;
+    let queries = budget::queries(st, worker, &req.prompts, &req.target)?;
+    budget::steps(st, req.steps)?;
+    budget::work(st, worker, &queries, req.steps)?;
+    if !matches!(req.riemann.as_str(), "right" | "left") {
+        return Err(ApiFail::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_argument",
+            format!(
+                "riemann is `{}`; use `right` or `left`",
+                super::results::clip(&req.riemann)
+            ),
+        ));
+    }
+    Thresholds {
+        t: req.t,
+        p: req.p,
+        min_prompts: req.min_prompts,
+    }
+    .validate()?;
+    req.model = None;
+    let (canonical, id) = identify("analyze", &worker.fingerprint, &req)?;
+    req.model = Some(worker.summary.name.clone());
+    let summary = worker.summary.clone();
+    Ok(Planned {
+        kind: "analyze",
+        id,
+        worker: index,
+        request: canonical,
+        edits: req.edits.clone(),
+        total: req.prompts.len(),
+        work: Box::new(move |m, progress| {
+            Ok(Outcome::Analysis(Box::new(analyze_with(
+                m, &req, summary, progress,
+            )?)))
+        }),
+    })
+}
+
+#[utoipa::path(post, path = "/api/analyze", request_body = AnalyzeRequest, responses((status = 200, body = AnalyzeResponse, description = "computed, or from the store"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
+pub async fn analyze_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    let planned = plan(&st, parse(body)?)?;
+    let done = run_now(&st, planned).await?;
+    let result = done
+        .result
+        .ok_or_else(|| ApiFail::internal("store", "an analysis id holds another kind of result"))?;
+    Ok(Json(AnalyzeResponse {
+        id: done.id,
+        cached: done.cached,
+        result,
+    })
+    .into_response())
+}
+
+/// `POST /api/jobs/analyze`: start an analysis as a job (202), or answer at once
+/// (200) when the result is stored.
+#[utoipa::path(post, path = "/api/jobs/analyze", request_body = AnalyzeRequest, responses((status = 202, body = JobStatus, description = "queued; follow /api/jobs/{id}/events"), (status = 200, body = JobStatus, description = "already stored: fetch /api/results/{id}"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
+pub async fn analyze_job_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    let planned = plan(&st, parse(body)?)?;
+    super::jobs::launch(&st, planned).await
+}
