@@ -10,8 +10,11 @@ import { ARTIFACTS, fixture, launchBrowser, startServer } from './harness.mjs';
 let server, browser;
 const models = [fixture('tiny-llama')];
 
+// The cancel test needs a job long enough to watch: raise the server's budgets.
+const extraArgs = ['--max-steps', '1000', '--max-work', '100000000'];
+
 before(async () => {
-  server = await startServer({ models });
+  server = await startServer({ models, extraArgs });
   browser = await launchBrowser();
 });
 
@@ -82,7 +85,7 @@ test('attribute, compare, export, share, restart', async () => {
 
   // Restart the server on the same data directory: the link still works.
   await server.stop();
-  server = await startServer({ models, dataDir: server.dataDir });
+  server = await startServer({ models, extraArgs, dataDir: server.dataDir });
   const p3 = await (await browser.newContext()).newPage();
   await p3.goto(server.url + link);
   await p3.waitForSelector('#heatmap svg');
@@ -121,7 +124,7 @@ test('a long analysis shows progress and can be cancelled', async () => {
   assert.match(await page.locator('#analysis-error').textContent(), /cancelled/);
 });
 
-test('update a fact, see the effect, undo it', async () => {
+test('update a fact, see the effect on this page only, undo it', async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   await page.goto(server.url);
   await page.waitForSelector('#model option', { state: 'attached' });
@@ -138,11 +141,22 @@ test('update a fact, see the effect, undo it', async () => {
   assert.match(await page.locator('#edit-metrics').textContent(), /change rate \d+%, success rate \d+%; perplexity on eval \(1 prompts\)/);
   assert.equal(await page.locator('#edit-predictions tbody tr').count(), 3);
   assert.equal(await page.locator('#edits li button.undo').count(), 1);
+  await page.waitForSelector('#edited-banner');
+  assert.match(page.url(), /[?&]edits=[0-9a-f]{20}/, 'the page keeps its edit in its address');
   await page.click('#predict');
   await page.waitForFunction((b) => document.querySelector('#target-prob')?.textContent !== b, before);
+  // The outcome has its own permalink, which reopens the before/after table.
+  const outcome = await page.locator('#edit-permalink').getAttribute('href');
+  const other = await browser.newPage();
+  await other.goto(server.url + outcome);
+  await other.waitForSelector('#edit-result');
+  assert.equal(await other.locator('#edit-predictions tbody tr').count(), 3);
+  assert.equal(await other.locator('#edits li button.undo').count(), 1, 'a shared edit continues on the edited model');
+  await other.close();
   await page.screenshot({ path: join(ARTIFACTS, 'edit.png'), fullPage: true });
   await page.click('#edits li button.undo');
   await page.waitForFunction(() => /None: the model is as loaded/.test(document.querySelector('#edits').textContent));
+  assert.equal(await page.locator('#edited-banner').count(), 0);
   await page.click('#predict');
   await page.waitForFunction((b) => document.querySelector('#target-prob')?.textContent === b, before);
   // A malformed neuron list is refused in words.

@@ -35,13 +35,14 @@ export function kn(args) {
 }
 
 /** Start `kn serve` and wait until /api/health answers. */
-export async function startServer({ models, dataDir, experiments }) {
+export async function startServer({ models, dataDir, experiments, extraArgs = [] }) {
   const port = await freePort();
   const bin = process.env.KN_BIN || join(ROOT, 'target', 'debug', 'kn');
   dataDir = dataDir || mkdtempSync(join(tmpdir(), 'kn-e2e-'));
   const args = ['serve', '--port', String(port), '--data-dir', dataDir, '--static-dir', join(ROOT, 'dist'), '--device', 'cpu'];
   for (const m of models) args.push('--model', m);
   if (experiments) args.push('--experiments', experiments);
+  args.push(...extraArgs);
   const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
@@ -52,7 +53,7 @@ export async function startServer({ models, dataDir, experiments }) {
     if (proc.exitCode !== null) throw new Error(`kn serve exited: ${log}`);
     try {
       const r = await fetch(`${url}/api/health`);
-      if (r.ok) return { url, proc, dataDir, log: () => log, stop: () => stop(proc) };
+      if (r.ok) return { url, proc, dataDir, extraArgs, log: () => log, stop: () => stop(proc) };
     } catch { /* not yet */ }
     await new Promise((r) => setTimeout(r, 200));
   }

@@ -156,6 +156,12 @@ pub fn AnalysisView(r: AnalyzeResponse) -> impl IntoView {
                 {format!("{} · {} prompts · m = {} ({}) · t = {} · p = {} · {:.1} s{}",
                     res.model.name, res.prompts.len(), res.request.steps, res.request.riemann,
                     res.neurons.t, res.neurons.p, res.seconds, if r.cached { " · from the store" } else { "" })}
+                <span id="analysis-model-state">{if res.request.edits.is_empty() {
+                    " · the model as loaded".to_string()
+                } else {
+                    format!(" · edited by {} edit set{}: {}", res.request.edits.len(),
+                        if res.request.edits.len() == 1 { "" } else { "s" }, res.request.edits.join(", "))
+                }}</span>
                 " · permalink: " <a id="permalink" href=permalink.clone()>{permalink.clone()}</a>
                 " · " <Download label="all data (JSON)" file=format!("{name}.json") mime="application/json" content=json />
             </p>

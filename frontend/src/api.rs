@@ -30,8 +30,38 @@ pub async fn predict(req: &PredictRequest) -> Result<PredictResponse, String> {
     read(r.send().await).await
 }
 
-pub async fn result(id: &str) -> Result<kn_shared::AnalyzeResponse, String> {
-    read(Request::get(&format!("/api/results/{id}")).send().await).await
+/// A stored result. If the store evicted it, the server recomputes it from its
+/// stored request (202 and a job): follow the job, then read it again.
+pub async fn result(
+    id: &str,
+    on_status: impl Fn(kn_shared::JobStatus),
+) -> Result<kn_shared::StoredResult, String> {
+    let url = format!("/api/results/{id}");
+    let resp = Request::get(&url).send().await;
+    if let Ok(r) = &resp {
+        if r.status() == 202 {
+            let status: kn_shared::JobStatus = r
+                .json()
+                .await
+                .map_err(|e| format!("unexpected response: {e}"))?;
+            on_status(status.clone());
+            succeeded(follow(&status.id, &on_status).await?)?;
+            return read(Request::get(&url).send().await).await;
+        }
+    }
+    read(resp).await
+}
+
+/// A stored analysis, as the analysis view shows it.
+pub fn as_analysis(r: kn_shared::StoredResult) -> Result<kn_shared::AnalyzeResponse, String> {
+    match r.result {
+        Some(result) => Ok(kn_shared::AnalyzeResponse {
+            id: r.id,
+            cached: r.cached,
+            result,
+        }),
+        None => Err(format!("result {} is a {}, not an analysis", r.id, r.kind)),
+    }
 }
 
 pub async fn dataset() -> Result<Vec<kn_shared::RelationSummary>, String> {
@@ -63,7 +93,7 @@ pub async fn analyze_job(
     if computed {
         succeeded(follow(&status.id, &on_status).await?)?;
     }
-    let mut r = result(&status.id).await?;
+    let mut r = as_analysis(result(&status.id, &on_status).await?)?;
     // The result route always reads from the store; say whether this job computed it.
     r.cached = !computed;
     Ok(r)
@@ -119,12 +149,24 @@ pub async fn erase(req: &kn_shared::EraseRequest) -> Result<kn_shared::EditRespo
     read(r.send().await).await
 }
 
-pub async fn edits() -> Result<Vec<kn_shared::ActiveEdit>, String> {
-    read(Request::get("/api/edits").send().await).await
+/// What an edit set does (for the page's list of active edits).
+pub async fn edit_summary(id: &str) -> Result<kn_shared::ActiveEdit, String> {
+    let id = String::from(js_sys::encode_uri_component(id));
+    read(
+        Request::get(&format!("/api/edit-sets/{id}/summary"))
+            .send()
+            .await,
+    )
+    .await
 }
 
-pub async fn undo(id: &str) -> Result<Vec<kn_shared::ActiveEdit>, String> {
-    read(Request::delete(&format!("/api/edits/{id}")).send().await).await
+/// Upload a saved edit set (the JSON file's text); the answer names it.
+pub async fn upload_edit_set(json: String) -> Result<kn_shared::ActiveEdit, String> {
+    let r = Request::post("/api/edit-sets")
+        .header("content-type", "application/json")
+        .body(json)
+        .map_err(|e| e.to_string())?;
+    read(r.send().await).await
 }
 
 /// Erase a relation as a server job; the final status carries the edit.
@@ -156,9 +198,20 @@ async fn edit_job(
 ) -> Result<kn_shared::EditResponse, String> {
     let status: kn_shared::JobStatus = read(r.send().await).await?;
     on_status(status.clone());
-    succeeded(follow(&status.id, &on_status).await?)?
-        .edit
-        .ok_or_else(|| "the finished job carries no edit".to_string())
+    let done = if status.is_terminal() {
+        status
+    } else {
+        follow(&status.id, &on_status).await?
+    };
+    let done = succeeded(done)?;
+    match done.edit {
+        Some(e) => Ok(e),
+        // Already stored: the outcome is in the store.
+        None => result(&done.id, &on_status)
+            .await?
+            .edit
+            .ok_or_else(|| "the finished job carries no edit".to_string()),
+    }
 }
 
 pub async fn experiments() -> Result<Vec<kn_shared::experiment::ExperimentSummary>, String> {

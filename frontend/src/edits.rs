@@ -1,6 +1,9 @@
 //! Edit forms: update a fact through its knowledge neurons, erase neurons, and
-//! the list of active edits with undo. Edits change the server's model in
-//! memory only; the files on disk are never written.
+//! the page's list of edit sets with undo, download and upload.
+//!
+//! An edit changes nothing on the server: it is a stored edit set that this
+//! page's requests name (the list lives in the URL). Undo drops it from the
+//! list; the files on disk and other pages never see it.
 
 use crate::api;
 use kn_shared::{
@@ -33,6 +36,10 @@ pub fn Edits(
     model: RwSignal<String>,
     target: RwSignal<String>,
     prompts: RwSignal<String>,
+    /// The page's edit sets, oldest first.
+    edits: RwSignal<Vec<ActiveEdit>>,
+    /// The last edit's outcome (or a shared edit's, from its permalink).
+    outcome: RwSignal<Option<Result<EditResponse, String>>>,
 ) -> impl IntoView {
     let new_target = RwSignal::new(String::new());
     let k = RwSignal::new("4".to_string());
@@ -47,17 +54,26 @@ pub fn Edits(
     let erase_facts = RwSignal::new("10".to_string());
     let erase_top = RwSignal::new("20".to_string());
     let job = RwSignal::new(None::<kn_shared::JobStatus>);
-    let outcome = RwSignal::new(None::<Result<EditResponse, String>>);
-    let active = RwSignal::new(Vec::<ActiveEdit>::new());
-    let refresh = move || {
-        spawn_local(async move {
-            if let Ok(list) = api::edits().await {
-                active.set(list);
-            }
-        })
-    };
-    refresh();
     let model_name = move || Some(model.get_untracked()).filter(|m| !m.is_empty());
+    let ids = move || {
+        edits
+            .get_untracked()
+            .iter()
+            .map(|e| e.id.clone())
+            .collect::<Vec<_>>()
+    };
+    // A new edit was made on top of the page's edits: it joins them.
+    let made = move |r: Result<EditResponse, String>| {
+        if let Ok(e) = &r {
+            let edit = e.edit.clone();
+            edits.update(|list| {
+                if !list.iter().any(|x| x.id == edit.id) {
+                    list.push(edit);
+                }
+            });
+        }
+        outcome.set(Some(r));
+    };
 
     let update = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -83,6 +99,7 @@ pub fn Edits(
             norm_scaled: norm_scaled.get_untracked(),
             steps: 20,
             eval,
+            edits: ids(),
         };
         busy.set(true);
         spawn_local(async move {
@@ -92,9 +109,8 @@ pub fn Edits(
                 api::update_fact_job(&req, move |s| job.set(Some(s))).await
             };
             job.set(None);
-            outcome.set(Some(r));
+            made(r);
             busy.set(false);
-            refresh();
         });
     };
     let erase = move |ev: leptos::ev::SubmitEvent| {
@@ -118,12 +134,12 @@ pub fn Edits(
             neurons,
             with: erase_with.get_untracked(),
             eval,
+            edits: ids(),
         };
         busy.set(true);
         spawn_local(async move {
-            outcome.set(Some(api::erase(&req).await));
+            made(api::erase(&req).await);
             busy.set(false);
-            refresh();
         });
     };
     let erase_rel = move |ev: leptos::ev::SubmitEvent| {
@@ -136,23 +152,55 @@ pub fn Edits(
             top: erase_top.get_untracked().trim().parse().unwrap_or(0),
             steps: 20,
             with: erase_with.get_untracked(),
+            edits: ids(),
         };
         busy.set(true);
         spawn_local(async move {
             let r = api::erase_relation_job(&req, move |s| job.set(Some(s))).await;
             job.set(None);
-            outcome.set(Some(r));
+            made(r);
             busy.set(false);
-            refresh();
         });
     };
+    // Undo: the page stops naming the set (and the sets made on top of it,
+    // which expect its values under them).
     let undo = move |id: String| {
-        spawn_local(async move {
-            match api::undo(&id).await {
-                Ok(list) => active.set(list),
-                Err(e) => outcome.set(Some(Err(e))),
+        edits.update(|list| {
+            if let Some(i) = list.iter().position(|e| e.id == id) {
+                list.truncate(i);
             }
         })
+    };
+    let upload = move |ev: leptos::ev::Event| {
+        use wasm_bindgen::JsCast;
+        let Some(input) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        else {
+            return;
+        };
+        let Some(file) = input.files().and_then(|f| f.get(0)) else {
+            return;
+        };
+        input.set_value("");
+        spawn_local(async move {
+            let text = wasm_bindgen_futures::JsFuture::from(file.text())
+                .await
+                .ok()
+                .and_then(|v| v.as_string());
+            let r = match text {
+                Some(t) => api::upload_edit_set(t).await,
+                None => Err("could not read the file".into()),
+            };
+            match r {
+                Ok(e) => edits.update(|list| {
+                    if !list.iter().any(|x| x.id == e.id) {
+                        list.push(e);
+                    }
+                }),
+                Err(e) => outcome.set(Some(Err(format!("upload: {e}")))),
+            }
+        });
     };
 
     view! {
@@ -205,7 +253,8 @@ pub fn Edits(
                 Err(e) => view! { <p class="error" role="alert" id="edit-error">{e}</p> }.into_any(),
                 Ok(r) => view! {
                     <div id="edit-result">
-                        <p>{format!("{} — edited {}", r.edit.description, r.edit.neurons.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))}</p>
+                        <p>{format!("{} — edited {}", r.edit.description, r.edit.neurons.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))}
+                            " · permalink: " <a id="edit-permalink" href=format!("/r/{}", r.id)>{format!("/r/{}", r.id)}</a></p>
                         <p id="edit-metrics">
                             {format!("change rate {:.0}%, success rate {:.0}%", 100.0 * r.metrics.change_rate, 100.0 * r.metrics.success_rate)}
                             {r.metrics.perplexity.iter().map(|p| format!("; perplexity on {} ({} prompts) {:.2} → {:.2}", p.set, p.prompts, p.before, p.after)).collect::<String>()}
@@ -220,10 +269,11 @@ pub fn Edits(
                     </div>
                 }.into_any(),
             })}
-            <h3>"Active edits"</h3>
+            <h3>"This page's edits"</h3>
+            <p class="hint">"Every request of this page runs on these edit sets, in order; they live in the page's address, so a link carries them and other pages never see them."</p>
             <ul id="edits">
                 {move || {
-                    let list = active.get();
+                    let list = edits.get();
                     if list.is_empty() {
                         return view! { <li class="muted">"None: the model is as loaded."</li> }.into_any();
                     }
@@ -231,14 +281,16 @@ pub fn Edits(
                         let id = e.id.clone();
                         view! {
                             <li>
-                                {format!("{} ({})", e.description, e.model)} " "
-                                <a href=format!("/api/edits/{}", e.id) download=format!("edit-{}.json", e.id)>"download"</a> " "
+                                {e.description.clone()} " "
+                                <a href=format!("/api/edit-sets/{}", e.id) download=format!("edit-{}.json", e.id)>"download"</a> " "
                                 <button type="button" class="undo" on:click=move |_| undo(id.clone())>"Undo"</button>
                             </li>
                         }
                     }).collect_view().into_any()
                 }}
             </ul>
+            <label for="edit-upload">"Add a saved edit set (JSON)"</label>
+            <input id="edit-upload" type="file" accept="application/json,.json" on:change=upload />
         </section>
     }
 }

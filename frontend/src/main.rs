@@ -12,7 +12,10 @@ mod edits;
 mod experiments;
 mod png;
 
-use kn_shared::{AnalyzeRequest, AnalyzeResponse, ModelSummary, PredictRequest, PredictResponse};
+use kn_shared::{
+    ActiveEdit, AnalyzeRequest, AnalyzeResponse, EditResponse, ModelSummary, PredictRequest,
+    PredictResponse,
+};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -60,6 +63,8 @@ struct FormState {
     target: String,
     top_k: String,
     prompts: String,
+    /// The page's edit sets, comma-separated ids.
+    edits: String,
 }
 
 const DEFAULT_PROMPTS: &str = "The capital of France is [MASK].\nThe capital city of France is [MASK].\nFrance's capital is [MASK].\nFrance's capital city is [MASK].\nFrance's capital, [MASK].";
@@ -76,6 +81,7 @@ impl FormState {
             target: get("target").unwrap_or_default(),
             top_k: get("top_k").unwrap_or_else(|| "10".into()),
             prompts: get("prompts").unwrap_or_else(|| DEFAULT_PROMPTS.into()),
+            edits: get("edits").unwrap_or_default(),
         }
     }
 
@@ -88,6 +94,7 @@ impl FormState {
             ("prompt", &self.prompt),
             ("target", &self.target),
             ("top_k", &self.top_k),
+            ("edits", &self.edits),
         ] {
             if !v.is_empty() {
                 params.append(k, v);
@@ -119,6 +126,23 @@ fn App() -> impl IntoView {
     let analysis = RwSignal::new(None::<Result<AnalyzeResponse, String>>);
     let analyzing = RwSignal::new(false);
     let job = RwSignal::new(None::<kn_shared::JobStatus>);
+    // The edit sets this page runs on, oldest first: every request names them,
+    // and the URL keeps them (`edits=id,id`), so another tab or user never
+    // sees them unless given the link.
+    let edits = RwSignal::new(Vec::<ActiveEdit>::new());
+    let edit_outcome = RwSignal::new(None::<Result<EditResponse, String>>);
+    let url_edits: Vec<String> = initial
+        .edits
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    load_edits(edits, url_edits.clone());
+    Effect::new(move |_| {
+        let ids = edit_ids(&edits.get());
+        set_url_param("edits", &ids.join(","));
+    });
 
     // A permalink (/r/<id>) reopens a stored result without recomputing.
     if let Some(id) = web_sys::window()
@@ -126,8 +150,49 @@ fn App() -> impl IntoView {
         .and_then(|p| p.strip_prefix("/r/").map(str::to_string))
     {
         analyzing.set(true);
+        let keep_url_edits = !url_edits.is_empty();
         spawn_local(async move {
-            analysis.set(Some(api::result(&id).await));
+            match api::result(&id, move |s| job.set(Some(s))).await {
+                Err(e) => analysis.set(Some(Err(e))),
+                Ok(r) => {
+                    let req = &r.request;
+                    let text = |k: &str| req.get(k).and_then(|v| v.as_str()).map(String::from);
+                    if let Some(t) = text("target") {
+                        target.set(t);
+                    }
+                    if let Some(ps) = req.get("prompts").and_then(|v| v.as_array()) {
+                        let lines: Vec<&str> = ps.iter().filter_map(|p| p.as_str()).collect();
+                        prompts.set(lines.join("\n"));
+                    }
+                    if let Some(n) = req.get("steps").and_then(|v| v.as_u64()) {
+                        steps.set(n.to_string());
+                    }
+                    let mut ran_on: Vec<String> = req
+                        .get("edits")
+                        .and_then(|v| v.as_array())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if r.kind == "analyze" {
+                        if let Some(res) = &r.result {
+                            t_coarse.set(res.request.t.to_string());
+                            p_refine.set(res.request.p.to_string());
+                        }
+                        analysis.set(Some(api::as_analysis(r)));
+                    } else if let Some(e) = r.edit {
+                        // A shared edit: the page continues on the edited model.
+                        ran_on.push(e.edit.id.clone());
+                        edit_outcome.set(Some(Ok(e)));
+                    }
+                    if !keep_url_edits {
+                        load_edits(edits, ran_on);
+                    }
+                }
+            }
+            job.set(None);
             analyzing.set(false);
         });
     }
@@ -138,6 +203,7 @@ fn App() -> impl IntoView {
         target: target.get_untracked(),
         top_k: top_k.get_untracked(),
         prompts: prompts.get_untracked(),
+        edits: edit_ids(&edits.get_untracked()).join(","),
     };
     let run_analysis = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -158,6 +224,7 @@ fn App() -> impl IntoView {
             t: t_coarse.get_untracked().trim().parse().unwrap_or(f64::NAN),
             p: p_refine.get_untracked().trim().parse().unwrap_or(f64::NAN),
             min_prompts: 1,
+            edits: edit_ids(&edits.get_untracked()),
         };
         analyzing.set(true);
         spawn_local(async move {
@@ -213,6 +280,7 @@ fn App() -> impl IntoView {
             prompt: state.prompt,
             target: (!t.is_empty()).then_some(t),
             top_k: state.top_k.trim().parse().unwrap_or(0),
+            edits: edit_ids(&edits.get_untracked()),
         });
     };
 
@@ -220,6 +288,16 @@ fn App() -> impl IntoView {
 
     view! {
         <Header current="studio" />
+        {move || {
+            let list = edits.get();
+            (!list.is_empty()).then(|| view! {
+                <p class="banner" id="edited-banner" role="status">
+                    {format!("This page runs on an edited model: {} edit set{} ({}). Other pages and users see the model as loaded. Manage them under Edit.",
+                        list.len(), if list.len() == 1 { "" } else { "s" },
+                        list.iter().map(|e| e.description.clone()).collect::<Vec<_>>().join("; "))}
+                </p>
+            })
+        }}
         <main>
             <section class="panel" aria-labelledby="ask-title">
                 <h2 id="ask-title">"Ask"</h2>
@@ -298,7 +376,7 @@ fn App() -> impl IntoView {
                     Some(Ok(r)) => view! { <Prediction r=r /> }.into_any(),
                 }}
             </section>
-            <edits::Edits model=model target=target prompts=prompts />
+            <edits::Edits model=model target=target prompts=prompts edits=edits outcome=edit_outcome />
             {move || match analysis.get() {
                 None => ().into_any(),
                 Some(Err(e)) => view! { <section class="panel wide"><p class="error" role="alert" id="analysis-error">{e}</p></section> }.into_any(),
@@ -345,5 +423,64 @@ fn Prediction(r: PredictResponse) -> impl IntoView {
         <div class="tokens" aria-label="input tokens">{tokens}</div>
         {target}
         <analysis::Chart id="topk-chart" title="Top predictions at the blank" svg=svg data_name="kn-predictions".to_string() csv=csv json=serde_json::to_string(&r).unwrap_or_default() />
+    }
+}
+
+/// The ids of a list of edit sets, in order.
+fn edit_ids(list: &[ActiveEdit]) -> Vec<String> {
+    list.iter().map(|e| e.id.clone()).collect()
+}
+
+/// Fill the page's edit list with `ids` (in order), then their descriptions.
+fn load_edits(edits: RwSignal<Vec<ActiveEdit>>, ids: Vec<String>) {
+    edits.set(
+        ids.iter()
+            .map(|id| ActiveEdit {
+                id: id.clone(),
+                model: String::new(),
+                description: format!("edit set {id}"),
+                neurons: vec![],
+            })
+            .collect(),
+    );
+    for id in ids {
+        spawn_local(async move {
+            let found = api::edit_summary(&id).await;
+            edits.update(|list| {
+                if let Some(e) = list.iter_mut().find(|e| e.id == id) {
+                    match found {
+                        Ok(s) => *e = s,
+                        Err(err) => e.description = format!("edit set {id} (unavailable: {err})"),
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// Set (or remove, when empty) one query parameter of the address, keeping the
+/// rest and the path.
+fn set_url_param(key: &str, value: &str) {
+    let Some(w) = web_sys::window() else { return };
+    let loc = w.location();
+    let (Ok(path), Ok(search)) = (loc.pathname(), loc.search()) else {
+        return;
+    };
+    let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
+        return;
+    };
+    if value.is_empty() {
+        params.delete(key);
+    } else {
+        params.set(key, value);
+    }
+    let q = String::from(params.to_string());
+    let url = if q.is_empty() {
+        path
+    } else {
+        format!("{path}?{q}")
+    };
+    if let Ok(h) = w.history() {
+        let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
     }
 }
