@@ -20,6 +20,14 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 /// Refuse absurd counts before allocating for them (a corrupt header would
 /// otherwise ask for terabytes).
 const MAX_COUNT: u64 = 1 << 28;
+/// Arrays of arrays nest at most this deep (real files use one level; a
+/// corrupt one could otherwise recurse until the stack overflows).
+const MAX_DEPTH: usize = 4;
+/// Most elements reserved ahead of reading them: counts come from the file,
+/// so memory is claimed as elements are actually read, not as promised.
+const MAX_PREALLOC: usize = 4096;
+/// Largest `general.alignment` accepted.
+const MAX_ALIGNMENT: u64 = 1 << 20;
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,7 +215,7 @@ impl<'a> Cursor<'a> {
         String::from_utf8(raw.to_vec()).map_err(|_| self.err(format!("{what} is not UTF-8")))
     }
 
-    fn value(&mut self, ty: u32, key: &str) -> Result<Value> {
+    fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<Value> {
         Ok(match ty {
             0 => Value::U8(self.array::<1>(key)?[0]),
             1 => Value::I8(self.array::<1>(key)?[0] as i8),
@@ -219,6 +227,11 @@ impl<'a> Cursor<'a> {
             7 => Value::Bool(self.array::<1>(key)?[0] != 0),
             8 => Value::String(self.string(key)?),
             9 => {
+                if depth >= MAX_DEPTH {
+                    return Err(self.err(format!(
+                        "metadata `{key}` nests arrays more than {MAX_DEPTH} deep"
+                    )));
+                }
                 let elem = self.u32(key)?;
                 let n = self.count(key)?;
                 // Each element takes at least one byte: a cheap plausibility check.
@@ -227,9 +240,9 @@ impl<'a> Cursor<'a> {
                         "array `{key}` claims {n} elements, more than the file holds"
                     )));
                 }
-                let mut items = Vec::with_capacity(n as usize);
+                let mut items = Vec::with_capacity((n as usize).min(MAX_PREALLOC));
                 for _ in 0..n {
-                    items.push(self.value(elem, key)?);
+                    items.push(self.value(elem, key, depth + 1)?);
                 }
                 Value::Array(items)
             }
@@ -270,10 +283,10 @@ impl GgufFile {
         for _ in 0..n_kv {
             let key = c.string("a metadata key")?;
             let ty = c.u32(&key)?;
-            let value = c.value(ty, &key)?;
+            let value = c.value(ty, &key, 0)?;
             metadata.insert(key, value);
         }
-        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        let mut tensors = Vec::with_capacity((n_tensors as usize).min(MAX_PREALLOC));
         for _ in 0..n_tensors {
             let name = c.string("a tensor name")?;
             let n_dims = c.u32(&name)?;
@@ -283,6 +296,9 @@ impl GgufFile {
             let dims = (0..n_dims)
                 .map(|_| c.u64(&name))
                 .collect::<Result<Vec<_>>>()?;
+            if dims.iter().any(|&d| d == 0 || d > i64::MAX as u64) {
+                return Err(c.err(format!("tensor `{name}` has dimensions {dims:?}")));
+            }
             let ggml_type = GgmlType::from_u32(c.u32(&name)?);
             let offset = c.u64(&name)?;
             tensors.push(TensorInfo {
@@ -292,13 +308,22 @@ impl GgufFile {
                 offset,
             });
         }
-        let alignment = metadata
-            .get("general.alignment")
-            .and_then(Value::as_u64)
-            .unwrap_or(DEFAULT_ALIGNMENT)
-            .max(1);
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(v) => match v.as_u64() {
+                Some(a) if (1..=MAX_ALIGNMENT).contains(&a) => a,
+                _ => {
+                    return Err(c.err(format!(
+                        "general.alignment is {v:?}; it must be an integer in 1..={MAX_ALIGNMENT}"
+                    )))
+                }
+            },
+        };
         let pos = c.pos as u64;
-        let data_start = pos.div_ceil(alignment) * alignment;
+        let data_start = pos
+            .div_ceil(alignment)
+            .checked_mul(alignment)
+            .ok_or_else(|| c.err("the data section starts past any possible end"))?;
         let file = GgufFile {
             path: path.to_path_buf(),
             version,
@@ -398,7 +423,9 @@ impl GgufFile {
                 t.name, t.dims[0]
             )));
         }
-        let size = n / per_block * block_bytes;
+        let size = (n / per_block)
+            .checked_mul(block_bytes)
+            .ok_or_else(|| self.err(format!("tensor `{}` has an impossible size", t.name)))?;
         let start = self.data_start.checked_add(t.offset);
         let end = start.and_then(|s| s.checked_add(size));
         match (start, end) {
@@ -521,5 +548,182 @@ mod tests {
         huge.extend(0u64.to_le_bytes());
         let e = GgufFile::parse(p, huge).err().unwrap();
         assert!(e.to_string().contains("not plausible"), "{e}");
+    }
+
+    /// A small but complete GGUF file: metadata of every type (nested arrays
+    /// too) and one tensor of every supported ggml type.
+    fn sample_file() -> Vec<u8> {
+        fn string(out: &mut Vec<u8>, s: &str) {
+            out.extend((s.len() as u64).to_le_bytes());
+            out.extend(s.as_bytes());
+        }
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        let tensors: [(&str, u32, u64); 6] = [
+            ("f32", 0, 4),
+            ("f16", 1, 2),
+            ("q4_0", 2, 18),
+            ("q4_1", 3, 20),
+            ("q8_0", 8, 34),
+            ("bf16", 30, 2),
+        ];
+        b.extend((tensors.len() as u64).to_le_bytes());
+        b.extend(5u64.to_le_bytes());
+        string(&mut b, "general.architecture");
+        b.extend(8u32.to_le_bytes());
+        string(&mut b, "llama");
+        string(&mut b, "llama.block_count");
+        b.extend(4u32.to_le_bytes());
+        b.extend(2u32.to_le_bytes());
+        string(&mut b, "f");
+        b.extend(12u32.to_le_bytes());
+        b.extend(1.5f64.to_le_bytes());
+        string(&mut b, "tokens");
+        b.extend(9u32.to_le_bytes());
+        b.extend(8u32.to_le_bytes());
+        b.extend(2u64.to_le_bytes());
+        string(&mut b, "a");
+        string(&mut b, "bc");
+        string(&mut b, "nested");
+        b.extend(9u32.to_le_bytes());
+        b.extend(9u32.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.extend(5u32.to_le_bytes());
+        b.extend(2u64.to_le_bytes());
+        b.extend(7i32.to_le_bytes());
+        b.extend((-7i32).to_le_bytes());
+        let mut offset = 0u64;
+        let mut sizes = Vec::new();
+        for (name, ty, block) in tensors {
+            string(&mut b, name);
+            b.extend(2u32.to_le_bytes());
+            b.extend(32u64.to_le_bytes());
+            b.extend(2u64.to_le_bytes());
+            b.extend(ty.to_le_bytes());
+            b.extend(offset.to_le_bytes());
+            let per_block = if block == 4 || block == 2 { 1 } else { 32 };
+            let size = 64 / per_block * block;
+            sizes.push(size);
+            offset += size.div_ceil(32) * 32;
+        }
+        while !b.len().is_multiple_of(32) {
+            b.push(0);
+        }
+        for size in sizes {
+            let start = b.len();
+            b.extend((0..size).map(|i| (i * 7 % 251) as u8));
+            b.resize(start + (size.div_ceil(32) * 32) as usize, 0);
+        }
+        b
+    }
+
+    fn read_everything(bytes: Vec<u8>) -> Result<usize> {
+        let f = GgufFile::parse(Path::new("fuzz.gguf"), bytes)?;
+        let mut n = 0;
+        for t in &f.tensors {
+            n += f.dequantize(t)?.len();
+            let _ = t.torch_shape();
+        }
+        let _ = (
+            f.str_array("tokens"),
+            f.int_array("nested"),
+            f.require_u64("llama.block_count"),
+        );
+        Ok(n)
+    }
+
+    #[test]
+    fn deep_arrays_and_huge_counts_are_refused_without_recursing_or_allocating() {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.extend(4u64.to_le_bytes());
+        b.extend(b"deep");
+        b.extend(9u32.to_le_bytes());
+        for _ in 0..100_000 {
+            b.extend(9u32.to_le_bytes());
+            b.extend(1u64.to_le_bytes());
+        }
+        let e = GgufFile::parse(Path::new("deep.gguf"), b).err().unwrap();
+        assert!(e.to_string().contains("nests arrays"), "{e}");
+        // 2^28 tensors promised, none there: an error, not 16 GiB reserved.
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend((1u64 << 28).to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        let e = GgufFile::parse(Path::new("many.gguf"), b).err().unwrap();
+        assert!(e.to_string().contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn the_sample_file_reads_back() {
+        let n = read_everything(sample_file()).unwrap();
+        assert_eq!(n, 6 * 64);
+    }
+
+    /// The reader's promise, held over mutated files: whatever the bytes, an
+    /// error or a result, never a panic, an abort or a runaway allocation.
+    #[test]
+    fn mutated_headers_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let base = sample_file();
+        let header_end = base.len() - 6 * 64;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (mut ok, mut refused) = (0, 0);
+        for round in 0..20_000 {
+            let mut b = base.clone();
+            let at = rng.random_range(4..header_end);
+            match round % 6 {
+                // Flip a few bits in the header.
+                0 => {
+                    for _ in 0..rng.random_range(1..4) {
+                        let i = rng.random_range(4..header_end);
+                        b[i] ^= 1 << rng.random_range(0..8);
+                    }
+                }
+                // A big or boundary number where a count, length or type may be.
+                1 | 2 => {
+                    let v: u64 = *[
+                        u64::MAX,
+                        1 << 28,
+                        (1 << 28) + 1,
+                        1 << 40,
+                        0,
+                        9,
+                        12,
+                        13,
+                        i64::MAX as u64,
+                    ]
+                    .get(rng.random_range(0..9))
+                    .unwrap();
+                    let end = (at + 8).min(b.len());
+                    b[at..end].copy_from_slice(&v.to_le_bytes()[..end - at]);
+                }
+                // Truncated anywhere.
+                3 => b.truncate(rng.random_range(0..base.len())),
+                // Arrays of arrays, very deep.
+                4 => {
+                    let mut deep = b[..at].to_vec();
+                    for _ in 0..10_000 {
+                        deep.extend(9u32.to_le_bytes());
+                        deep.extend(1u64.to_le_bytes());
+                    }
+                    b = deep;
+                }
+                // A random byte string after the magic.
+                _ => {
+                    let n = rng.random_range(0..200);
+                    b.truncate(8);
+                    b.extend((0..n).map(|_| rng.random::<u8>()));
+                }
+            }
+            match std::panic::catch_unwind(|| read_everything(b)) {
+                Ok(Ok(_)) => ok += 1,
+                Ok(Err(_)) => refused += 1,
+                Err(_) => panic!("round {round}: the reader panicked"),
+            }
+        }
+        assert!(refused > 10_000 && ok > 0, "{ok} read, {refused} refused");
     }
 }
