@@ -305,3 +305,41 @@ pub fn clip(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A NaN is written as `null`, which cannot be read back: such an outcome
+    /// is refused (422 `non_finite`) instead of stored.
+    #[test]
+    fn outcomes_with_non_finite_numbers_are_refused() {
+        let response = EditResponse {
+            id: "0123456789abcdef0123".into(),
+            edit: kn_shared::ActiveEdit {
+                id: "0123456789abcdef0123".into(),
+                model: "m".into(),
+                description: "d".into(),
+                neurons: vec![],
+            },
+            metrics: kn_shared::EditMetrics {
+                change_rate: 0.5,
+                success_rate: 0.0,
+                perplexity: vec![kn_shared::PerplexityChange {
+                    set: "eval".into(),
+                    prompts: 1,
+                    before: 3.0,
+                    after: f64::NAN,
+                }],
+            },
+            random: None,
+            predictions: vec![],
+        };
+        let text = to_text(&response).unwrap();
+        let fail = reads_back::<EditResponse>(&text).unwrap_err();
+        assert_eq!(fail.code(), "non_finite");
+        let mut fine = response;
+        fine.metrics.perplexity[0].after = 4.0;
+        assert!(reads_back::<EditResponse>(&to_text(&fine).unwrap()).is_ok());
+    }
+}
