@@ -32,3 +32,21 @@ pub fn describe(device: Device) -> String {
         other => format!("{other:?}").to_lowercase(),
     }
 }
+
+/// Reset the kernel's peak-RSS counter (Linux), so a measurement's peak is its own.
+pub fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident memory since start or the last reset, in MiB
+/// (Linux; 0 elsewhere).
+pub fn peak_memory_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

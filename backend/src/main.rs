@@ -141,38 +141,42 @@ enum Cmd {
         model: String,
     },
     /// Run the web app and its JSON API.
-    Serve {
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
-        /// Models to load (repeat the flag for several); the first is the default.
-        #[arg(long = "model", default_value = DEFAULT_MODEL)]
-        models: Vec<String>,
-        /// Where results are kept.
-        #[arg(long, default_value = "data")]
-        data_dir: PathBuf,
-        /// ParaRel's data folder (default: $KN_DATA or ../shared/data).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// The folder of `kn experiment` runs shown on the Experiments page.
-        #[arg(long, default_value = "runs")]
-        experiments: PathBuf,
-        /// The built web client (scripts/app.sh builds dist/).
-        #[arg(long, env = "KN_STATIC_DIR")]
-        static_dir: Option<PathBuf>,
-        /// Required for any --host other than loopback: every API route but
-        /// /api/health then needs `Authorization: Bearer TOKEN` (or the cookie
-        /// that opening /?token=TOKEN sets). At least 16 characters.
-        #[arg(long, env = "KN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// The address users reach the server at, when it is not the bound
-        /// one (a reverse proxy, a DNS name): its host is accepted in `Host`.
-        #[arg(long)]
-        public_url: Option<String>,
-        #[command(flatten)]
-        limits: LimitArgs,
-    },
+    Serve(Serve),
+}
+
+/// `kn serve`'s settings.
+#[derive(clap::Args)]
+struct Serve {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Models to load (repeat the flag for several); the first is the default.
+    #[arg(long = "model", default_value = DEFAULT_MODEL)]
+    models: Vec<String>,
+    /// Where results are kept.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// ParaRel's data folder (default: $KN_DATA or ../shared/data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The folder of `kn experiment` runs shown on the Experiments page.
+    #[arg(long, default_value = "runs")]
+    experiments: PathBuf,
+    /// The built web client (scripts/app.sh builds dist/).
+    #[arg(long, env = "KN_STATIC_DIR")]
+    static_dir: Option<PathBuf>,
+    /// Required for any --host other than loopback: every API route but
+    /// /api/health then needs `Authorization: Bearer TOKEN` (or the cookie
+    /// that opening /?token=TOKEN sets). At least 16 characters.
+    #[arg(long, env = "KN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The address users reach the server at, when it is not the bound
+    /// one (a reverse proxy, a DNS name): its host is accepted in `Host`.
+    #[arg(long)]
+    public_url: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// The server's budgets (GET /api/limits); every request is checked against
@@ -669,7 +673,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )?;
             for mode in modes {
-                reset_peak_memory();
+                kn::device::reset_peak_memory();
                 let mut best = f64::INFINITY;
                 for _ in 0..repeat.max(1) {
                     let t0 = std::time::Instant::now();
@@ -688,7 +692,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "mode": format!("{mode:?}").to_lowercase(),
                     "seconds_per_fact": best,
                     "seconds_per_prompt": best / qs.len() as f64,
-                    "peak_rss_mib": peak_memory_mib(),
+                    "peak_rss_mib": kn::device::peak_memory_mib(),
                 }));
             }
             let out = serde_json::json!({
@@ -730,48 +734,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let m = kn::load_model(&model, device)?;
             println!("{}", serde_json::to_string_pretty(m.config())?);
         }
-        Cmd::Serve {
-            host,
-            port,
-            models,
-            data_dir,
-            data,
-            experiments,
-            static_dir,
-            token,
-            public_url,
-            limits,
-        } => serve(
-            Serve {
-                host,
-                port,
-                models,
-                data_dir,
-                data,
-                experiments,
-                static_dir,
-                token,
-                public_url,
-                limits,
-            },
-            device,
-        )?,
+        Cmd::Serve(args) => serve(args, device)?,
     }
     Ok(())
-}
-
-/// `kn serve`'s settings.
-struct Serve {
-    host: String,
-    port: u16,
-    models: Vec<String>,
-    data_dir: PathBuf,
-    data: Option<PathBuf>,
-    experiments: PathBuf,
-    static_dir: Option<PathBuf>,
-    token: Option<String>,
-    public_url: Option<String>,
-    limits: LimitArgs,
 }
 
 fn serve(s: Serve, device: tch::Device) -> anyhow::Result<()> {
@@ -992,23 +957,6 @@ fn run_edit(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Reset the kernel's peak-RSS counter (Linux), so each mode's peak is its own.
-fn reset_peak_memory() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak resident memory since the last reset, in MiB (Linux; 0 elsewhere).
-fn peak_memory_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// `dist/` beside the working directory or the repository the binary was built in.

@@ -10,18 +10,6 @@ use common::*;
 use kn::server::Access;
 use StatusCode as S;
 
-/// Peak resident memory of this process so far, in MiB (Linux).
-fn peak_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 #[tokio::test]
 async fn every_cost_is_bounded_before_work_starts() {
     let mut st = state(&["tiny-llama", "tiny-bert"], None);
@@ -31,7 +19,7 @@ async fn every_cost_is_bounded_before_work_starts() {
     // 128 tokens; SmolLM2's 8,192 is in tests/smollm2.rs): refused before
     // any work, naming the limit.
     let long = format!("{} is [MASK].", "the capital of France ".repeat(10));
-    let before = peak_mib();
+    let before = kn::device::peak_memory_mib();
     for uri in ["/api/analyze", "/api/jobs/analyze"] {
         let body = serde_json::json!({"target": "Paris", "prompts": [long]}).to_string();
         expect_error(
@@ -69,9 +57,7 @@ async fn every_cost_is_bounded_before_work_starts() {
     )
     .await;
     // Past the model's own context: refused too, with the model's limit.
-    let digits: String = (0..2000)
-        .map(|i| char::from(b'0' + (i % 10) as u8))
-        .collect();
+    let digits = digits(2000);
     let body = serde_json::json!({"target": "Paris", "prompts": [format!("{digits} is [MASK].")]})
         .to_string();
     expect_error(
@@ -85,9 +71,9 @@ async fn every_cost_is_bounded_before_work_starts() {
     )
     .await;
     assert!(
-        peak_mib() - before < 64.0,
+        kn::device::peak_memory_mib() - before < 64.0,
         "refusing long prompts must not cost memory: peak grew {:.0} MiB",
-        peak_mib() - before
+        kn::device::peak_memory_mib() - before
     );
     let app = app_of(state(&["tiny-llama", "tiny-bert"], None));
     // Steps 10,000; a work budget; list lengths.

@@ -67,9 +67,7 @@ async fn the_server_refuses_a_2kb_prompt_of_digits_before_any_work() {
         std::sync::Arc::new(kn::store::Store::open(tempfile::tempdir().unwrap().path()).unwrap()),
     );
     let app = app_of(st);
-    let digits: String = (0..2000)
-        .map(|i| char::from(b'0' + (i % 10) as u8))
-        .collect();
+    let digits = digits(2000);
     let body = serde_json::json!({"target": "Paris", "prompts": [format!("{digits} is [MASK].")]})
         .to_string();
     expect_error(

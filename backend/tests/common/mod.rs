@@ -28,6 +28,11 @@ pub fn golden(dir: &str) -> serde_json::Value {
     .unwrap()
 }
 
+/// `n` digits, `0123456789…`: a prompt of about `n` tokens for byte-level BPE.
+pub fn digits(n: usize) -> String {
+    (0..n).map(|i| char::from(b'0' + (i % 10) as u8)).collect()
+}
+
 pub fn cpu() -> tch::Device {
     tch::Device::Cpu
 }
