@@ -635,3 +635,83 @@ async fn experiments_list_and_reports() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_neuron_card_agrees_with_the_analysis_and_the_library() {
+    use kn_shared::{AnalyzeResponse, NeuronCard};
+    let app = app_with_store(tempfile::tempdir().unwrap().path());
+    let prompts = [
+        "The capital of France is [MASK].",
+        "France's capital is [MASK].",
+        "The capital city of France is [MASK].",
+    ];
+    let body = serde_json::json!({"target": "Paris", "prompts": prompts, "steps": 4, "p": 0.5});
+    let a: AnalyzeResponse = post_ok(&app, "/api/analyze", &body).await;
+    let n = a
+        .result
+        .neurons
+        .knowledge
+        .first()
+        .expect("a knowledge neuron")
+        .clone();
+    let ask = serde_json::json!({"analysis": a.id, "layer": n.layer, "index": n.index});
+    let card: NeuronCard = post_ok(&app, "/api/neuron", &ask).await;
+    assert!(card.knowledge);
+    assert_eq!(card.prompts.len(), 3);
+    assert_eq!(card.known, 3);
+    assert!(
+        card.passed as f64 > 0.5 * 3.0,
+        "a refined neuron passed in more than p·n prompts"
+    );
+    let mean = card.prompts.iter().map(|p| p.score).sum::<f64>() / 3.0;
+    assert!(
+        (mean - n.score).abs() <= 1e-5 * n.score.abs().max(1e-9),
+        "{mean} vs {}",
+        n.score
+    );
+    // The library's full attribution of each prompt gives the same score.
+    let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+    for (p, on) in prompts.iter().zip(&card.prompts) {
+        let q = kn::engine::Query::new(&m, p, "Paris").unwrap();
+        let opts = kn::engine::attribution::Options {
+            steps: 4,
+            ..Default::default()
+        };
+        let full = kn::engine::attribution::attribute(&m, &q, &opts).unwrap();
+        let want = full.scores.double_value(&[n.layer as i64, n.index as i64]);
+        assert!(
+            (on.score - want).abs() <= 1e-6 + 1e-5 * want.abs(),
+            "{p}: {} vs {want}",
+            on.score
+        );
+    }
+    // Promoted tokens come strongest first, and mirror the suppressed ones.
+    assert_eq!((card.promotes.len(), card.suppresses.len()), (10, 10));
+    assert!(card.promotes.windows(2).all(|w| w[0].value >= w[1].value));
+    assert!(card.suppresses.windows(2).all(|w| w[0].value <= w[1].value));
+    assert!(card.promotes[0].value >= card.suppresses[0].value);
+    use StatusCode as S;
+    let far = serde_json::json!({"analysis": a.id, "layer": 99, "index": 0}).to_string();
+    expect_error(
+        &app,
+        "POST",
+        "/api/neuron",
+        &far,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "out of range",
+    )
+    .await;
+    let none =
+        serde_json::json!({"analysis": "0123456789abcdef0123", "layer": 0, "index": 0}).to_string();
+    expect_error(
+        &app,
+        "POST",
+        "/api/neuron",
+        &none,
+        S::NOT_FOUND,
+        "result_not_found",
+        "open the analysis first",
+    )
+    .await;
+}

@@ -273,6 +273,25 @@ pub struct PromptEffect {
     pub p_after: f64,
     pub top1_before: String,
     pub top1_after: String,
+    /// Rank of the answer (1 = top) before and after, where measured.
+    #[serde(default)]
+    pub rank_before: Option<usize>,
+    #[serde(default)]
+    pub rank_after: Option<usize>,
+    /// A fact update's new answer t′: its probability and rank before and after.
+    #[serde(default)]
+    pub new_answer: Option<AnswerChange>,
+}
+
+/// One answer's probability and rank before and after an edit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AnswerChange {
+    pub token: String,
+    pub p_before: f64,
+    pub p_after: f64,
+    pub rank_before: usize,
+    pub rank_after: usize,
 }
 
 /// The effect of scaling a neuron set at the blank on a set of prompts.
@@ -436,6 +455,11 @@ pub struct PromptOverview {
     pub blank_index: usize,
     pub p_target: f64,
     pub max_abs_residual: f64,
+    /// The prompt's largest attribution score over every neuron: a neuron is in
+    /// its coarse set when its score exceeds `t ×` this. (Absent in results
+    /// stored before it was kept.)
+    #[serde(default)]
+    pub max_score: Option<f64>,
 }
 
 /// The answer of `POST /api/analyze` and `GET /api/results/{id}`.
@@ -665,6 +689,62 @@ pub struct StoredResult {
     /// When `kind` is an edit: the edit set made and its effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edit: Option<EditResponse>,
+}
+
+/// `POST /api/neuron`: one neuron of a stored analysis, looked at closely.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NeuronRequest {
+    /// The analysis's result id (its prompts, answer, settings and edit sets are used).
+    pub analysis: String,
+    pub layer: usize,
+    pub index: usize,
+}
+
+/// A neuron's card: what it does on each prompt of a fact, and which tokens its
+/// value slot writes towards (Neuronpedia's idea, for knowledge neurons).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NeuronCard {
+    pub analysis: String,
+    pub layer: usize,
+    pub index: usize,
+    pub target: String,
+    /// The coarse threshold `t` of the analysis.
+    pub t: f64,
+    pub prompts: Vec<NeuronOnPrompt>,
+    /// Prompts whose coarse set holds the neuron, of those where it is known.
+    pub passed: usize,
+    pub known: usize,
+    pub knowledge: bool,
+    pub baseline: bool,
+    /// The value slot projected on the output embeddings: the tokens whose
+    /// logits it raises most, and lowers most, with the projection's value.
+    pub promotes: Vec<TokenScore>,
+    pub suppresses: Vec<TokenScore>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NeuronOnPrompt {
+    pub prompt: String,
+    /// Its integrated-gradients score on this prompt.
+    pub score: f64,
+    /// Its activation at the blank.
+    pub activation: f64,
+    /// Whether the score passes `t ×` the prompt's largest score (unknown for
+    /// analyses stored before that maximum was kept).
+    #[serde(default)]
+    pub passed: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenScore {
+    pub id: u32,
+    pub token: String,
+    pub value: f64,
 }
 
 /// `GET /api/limits`: the server's budgets. Every request is checked against

@@ -77,6 +77,7 @@ pub fn analyze_with(
             blank_index: q.cloze.blank,
             p_target: a.p_target,
             max_abs_residual: a.residual.iter().map(|r| r.abs()).fold(0.0, f64::max),
+            max_score: Some(a.scores.max().double_value(&[])),
         })
         .collect();
     let kn_set: Vec<Neuron> = neurons.knowledge.iter().map(|n| n.neuron()).collect();

@@ -314,8 +314,27 @@ pub fn attribute_with(
     opts: &Options,
     keep_going: &mut dyn FnMut() -> bool,
 ) -> Result<Attribution> {
+    attribute_layers(model, q, opts, 0..model.config().n_layers, keep_going)
+}
+
+/// Integrated gradients for the layers `layers` only (one forward pass for the
+/// trace, then scaled copies of those layers): rows of the result are the
+/// layers of the range, in order. The neuron card asks for one layer.
+pub fn attribute_layers(
+    model: &Model,
+    q: &Query,
+    opts: &Options,
+    layers: std::ops::Range<usize>,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> Result<Attribution> {
     opts.validate()?;
     let cfg = model.config().clone();
+    if layers.is_empty() || layers.end > cfg.n_layers {
+        return Err(Error::InvalidArgument(format!(
+            "layers {layers:?}: the model has layers 0..{}",
+            cfg.n_layers
+        )));
+    }
     if q.target as usize >= cfg.vocab_size {
         return Err(Error::InvalidArgument(format!(
             "target id {} is outside the vocabulary",
@@ -343,14 +362,14 @@ pub fn attribute_with(
     let mut units = Vec::new();
     if per_layer <= max_batch {
         let group = (max_batch / per_layer).max(1);
-        let mut l = 0;
-        while l < cfg.n_layers {
-            let n = group.min(cfg.n_layers - l);
+        let mut l = layers.start;
+        while l < layers.end {
+            let n = group.min(layers.end - l);
             units.push((l, n, 0i64, m + 1));
             l += n;
         }
     } else {
-        for l in 0..cfg.n_layers {
+        for l in layers.clone() {
             let mut start = 0i64;
             while start <= m {
                 let n = (max_batch as i64).min(m + 1 - start);
@@ -385,7 +404,7 @@ pub fn attribute_with(
     }
     let (mut scores, mut acts_out, mut p_zero, mut residual) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for l in 0..cfg.n_layers {
+    for l in layers {
         let grads = Tensor::cat(&grads[l], 0); // [m+1, d_ff]
         let probs = Tensor::cat(&probs[l], 0); // [m+1]
         let summed = match opts.riemann {

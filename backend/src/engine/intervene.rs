@@ -129,6 +129,46 @@ pub fn prompt_effects(
             p_after: after.0[i],
             top1_before: tok(before.1[i]),
             top1_after: tok(after.1[i]),
+            rank_before: None,
+            rank_after: None,
+            new_answer: None,
+        })
+        .collect()
+}
+
+/// For every list of answer ids (one id per query), each query's probability
+/// and rank (1 = the top prediction) of its id, from one forward pass.
+pub fn probabilities_and_ranks(
+    model: &Model,
+    queries: &[Query],
+    lists: &[&[u32]],
+) -> Result<Vec<Vec<(f64, usize)>>> {
+    if queries.is_empty() {
+        return Err(Error::InvalidArgument("no prompts".into()));
+    }
+    let seqs: Vec<Vec<u32>> = queries.iter().map(|q| q.cloze.ids.clone()).collect();
+    let blanks: Vec<usize> = queries.iter().map(|q| q.cloze.blank).collect();
+    let batch = Batch::new(&seqs, &blanks, model.net.device())?;
+    let logits = tch::no_grad(|| model.net.forward(&batch, &Hooks::default()).logits);
+    let probs = logits.softmax(-1, Kind::Float);
+    lists
+        .iter()
+        .map(|ids| {
+            if ids.len() != queries.len() {
+                return Err(Error::InvalidArgument(
+                    "one answer per prompt is needed".into(),
+                ));
+            }
+            let ids = Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                .to(probs.device());
+            let p = probs.gather(1, &ids.unsqueeze(1), false);
+            let above = probs.gt_tensor(&p).sum_dim_intlist(1, false, Kind::Int64);
+            let p: Vec<f32> = Vec::try_from(p.squeeze_dim(1).to(tch::Device::Cpu))?;
+            let above: Vec<i64> = Vec::try_from(above.to(tch::Device::Cpu))?;
+            Ok(p.into_iter()
+                .zip(above)
+                .map(|(p, a)| (f64::from(p), a as usize + 1))
+                .collect())
         })
         .collect()
 }

@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod attribution;
 pub mod edit;
 pub mod intervene;
+pub mod neuron;
 pub mod neurons;
 pub mod relation;
 

@@ -193,4 +193,8 @@ impl NeuronModel for Bert {
     fn input_embeddings(&self) -> &Tensor {
         &self.word
     }
+
+    fn output_embeddings(&self) -> &Tensor {
+        &self.decoder
+    }
 }

@@ -191,4 +191,8 @@ impl NeuronModel for Gpt2 {
     fn input_embeddings(&self) -> &Tensor {
         &self.wte
     }
+
+    fn output_embeddings(&self) -> &Tensor {
+        &self.lm_head
+    }
 }

@@ -358,4 +358,8 @@ impl NeuronModel for Llama {
     fn input_embeddings(&self) -> &Tensor {
         &self.embed
     }
+
+    fn output_embeddings(&self) -> &Tensor {
+        &self.lm_head
+    }
 }

@@ -272,6 +272,11 @@ pub trait NeuronModel: Send {
     /// The input word embeddings, `[vocab, d_model]`.
     fn input_embeddings(&self) -> &Tensor;
 
+    /// The output (unembedding) matrix of the LM head, `[vocab, d_model]`: a
+    /// value slot projected on it says which tokens the neuron promotes
+    /// (Geva et al., 2022).
+    fn output_embeddings(&self) -> &Tensor;
+
     /// Run the batch; `hooks` act on the neurons at each row's blank.
     fn forward(&self, batch: &Batch, hooks: &Hooks) -> Forward {
         let ctx = self.context(batch);

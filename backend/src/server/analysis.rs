@@ -13,7 +13,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kn_shared::{
-    AnalyzeRequest, AnalyzeResponse, ApiError, JobStatus, PredictRequest, PredictResponse,
+    AnalyzeRequest, AnalyzeResponse, ApiError, JobStatus, NeuronCard, NeuronRequest,
+    PredictRequest, PredictResponse,
 };
 use std::sync::Arc;
 
@@ -111,4 +112,92 @@ pub async fn analyze_job_route(
 ) -> Result<Response, ApiFail> {
     let planned = plan(&st, parse(body)?)?;
     super::jobs::launch(&st, planned).await
+}
+
+/// `POST /api/neuron`: one neuron of a stored analysis, on each of its prompts
+/// (run on the analysis's model and edit sets), and the tokens its value slot
+/// promotes and suppresses. Not stored: it costs one layer's attribution, and
+/// its link is the analysis's permalink with `?neuron=L:I`.
+#[utoipa::path(post, path = "/api/neuron", request_body = NeuronRequest, responses((status = 200, body = NeuronCard), (status = 400, body = ApiError), (status = 404, body = ApiError, description = "no stored analysis with that id"), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
+pub async fn neuron_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFail> {
+    let req: NeuronRequest = parse(body)?;
+    if !crate::store::is_id(&req.analysis) {
+        return Err(ApiFail::new(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            format!(
+                "`{}` is not a result id (20 hex digits)",
+                super::results::clip(&req.analysis)
+            ),
+        ));
+    }
+    let analysis = super::results::stored(&st, &req.analysis)
+        .await?
+        .and_then(|found| found.result)
+        .ok_or_else(|| {
+            ApiFail::new(
+                StatusCode::NOT_FOUND,
+                "result_not_found",
+                format!(
+                    "no stored analysis has id {}: open the analysis first",
+                    super::results::clip(&req.analysis)
+                ),
+            )
+        })?;
+    let a = &analysis.request;
+    let (index, worker) = st.worker(a.model.as_deref())?;
+    let neuron = crate::engine::Neuron {
+        layer: req.layer,
+        index: req.index,
+    };
+    crate::engine::intervene::validate(&worker.text.config, &[neuron])?;
+    let queries = budget::queries(&st, worker, &a.prompts, &a.target)?;
+    budget::steps(&st, a.steps)?;
+    let sets = edits::resolve(&st, index, &a.edits).await?;
+    let opts = crate::engine::attribution::Options {
+        steps: a.steps,
+        riemann: if a.riemann == "left" {
+            crate::engine::attribution::Riemann::Left
+        } else {
+            crate::engine::attribution::Riemann::Right
+        },
+        ..Default::default()
+    };
+    let max_scores: Vec<Option<f64>> = analysis.prompts.iter().map(|p| p.max_score).collect();
+    let t = analysis.neurons.t;
+    let (prompts, (promotes, suppresses)) = worker
+        .run(sets, move |m, cancel| {
+            let on = crate::engine::neuron::on_prompts(
+                m,
+                &queries,
+                &opts,
+                neuron,
+                &max_scores,
+                t,
+                &mut super::worker::until_cancelled(cancel),
+            )?;
+            Ok((on, crate::engine::neuron::vocabulary(m, neuron, 10)?))
+        })
+        .await?;
+    let is_in = |set: &[kn_shared::ScoredNeuron]| set.iter().any(|n| n.neuron() == neuron);
+    let known = prompts.iter().filter(|p| p.passed.is_some()).count();
+    let passed = prompts.iter().filter(|p| p.passed == Some(true)).count();
+    Ok(Json(NeuronCard {
+        analysis: req.analysis,
+        layer: req.layer,
+        index: req.index,
+        target: a.target.clone(),
+        t,
+        passed,
+        known,
+        knowledge: is_in(&analysis.neurons.knowledge),
+        baseline: is_in(&analysis.neurons.baseline),
+        prompts,
+        promotes,
+        suppresses,
+    })
+    .into_response())
 }

@@ -9,7 +9,7 @@ use super::results::{identify, run_now, Outcome, Planned};
 use super::{blocking, budget, parse, ApiFail, AppState};
 use crate::engine::attribution::Options;
 use crate::engine::edit::{self, Applied, UpdateOptions};
-use crate::engine::intervene::{probabilities, prompt_effects};
+use crate::engine::intervene::{probabilities, probabilities_and_ranks, prompt_effects};
 use crate::engine::neurons::{attribute_fact_with, Thresholds};
 use crate::engine::{relation, Neuron, Query};
 use crate::models::{Hooks, Model};
@@ -21,8 +21,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kn_shared::{
-    ActiveEdit, ApiError, EditMetrics, EditResponse, EditSet, EraseRelationRequest, EraseRequest,
-    JobStatus, PerplexityChange, PromptEffect, UpdateFactRequest,
+    ActiveEdit, AnswerChange, ApiError, EditMetrics, EditResponse, EditSet, EraseRelationRequest,
+    EraseRequest, JobStatus, PerplexityChange, PromptEffect, UpdateFactRequest,
 };
 use std::sync::Arc;
 
@@ -201,22 +201,45 @@ pub async fn summary_route(
     .await
 }
 
-/// Probabilities and top-1 before and after applying `set` on top of the
-/// model as it is.
-fn before_after(m: &Model, set: &EditSet, qs: &[Query]) -> crate::Result<Vec<PromptEffect>> {
+/// Per prompt, before and after applying `set` on top of the model as it is:
+/// `P(answer)`, its rank and the top-1; with `new`, the same for a fact
+/// update's new answer (one id per prompt).
+fn before_after(
+    m: &Model,
+    set: &EditSet,
+    qs: &[Query],
+    new: Option<(&str, &[u32])>,
+) -> crate::Result<Vec<PromptEffect>> {
     if qs.is_empty() {
         return Ok(Vec::new());
     }
-    let before = probabilities(m, qs, &Hooks::default())?;
+    let targets: Vec<u32> = qs.iter().map(|q| q.target).collect();
+    let lists: Vec<&[u32]> = std::iter::once(targets.as_slice())
+        .chain(new.map(|(_, ids)| ids))
+        .collect();
+    let measure = |m: &Model| -> crate::Result<_> {
+        Ok((
+            probabilities(m, qs, &Hooks::default())?,
+            probabilities_and_ranks(m, qs, &lists)?,
+        ))
+    };
+    let (before, ranks_before) = measure(m)?;
     let applied = Applied::new(m, std::slice::from_ref(set))?;
-    let after = probabilities(m, qs, &Hooks::default())?;
+    let (after, ranks_after) = measure(m)?;
     drop(applied);
-    Ok(prompt_effects(
-        m,
-        qs,
-        (&before.0, &before.1),
-        (&after.0, &after.1),
-    ))
+    let mut effects = prompt_effects(m, qs, (&before.0, &before.1), (&after.0, &after.1));
+    for (i, e) in effects.iter_mut().enumerate() {
+        e.rank_before = Some(ranks_before[0][i].1);
+        e.rank_after = Some(ranks_after[0][i].1);
+        e.new_answer = new.map(|(token, _)| AnswerChange {
+            token: token.to_string(),
+            p_before: ranks_before[1][i].0,
+            p_after: ranks_after[1][i].0,
+            rank_before: ranks_before[1][i].1,
+            rank_after: ranks_after[1][i].1,
+        });
+    }
+    Ok(effects)
 }
 
 fn edit_outcome(
@@ -243,8 +266,11 @@ pub(super) fn plan_update(st: &AppState, mut req: UpdateFactRequest) -> Result<P
     let (index, worker) = st.worker(req.model.as_deref())?;
     check_ids(st, &req.edits)?;
     let qs = budget::queries(st, worker, &req.prompts, &req.target)?;
-    // The new answer must be one token where the old one is.
-    crate::predict::target_id(&worker.text, &qs[0].cloze, &req.new_target)?;
+    // The new answer must be one token where the old one is (on every prompt).
+    let new_ids = qs
+        .iter()
+        .map(|q| crate::predict::target_id(&worker.text, &q.cloze, &req.new_target))
+        .collect::<crate::Result<Vec<u32>>>()?;
     let eval = budget::eval_queries(st, worker, &req.eval)?;
     budget::steps(st, req.steps)?;
     budget::work(st, worker, &qs, req.steps)?;
@@ -293,7 +319,8 @@ pub(super) fn plan_update(st: &AppState, mut req: UpdateFactRequest) -> Result<P
                 &eval,
                 desc,
             )?;
-            let predictions = before_after(m, &plan.edit, &qs)?;
+            let new = (req.new_target.trim(), new_ids.as_slice());
+            let predictions = before_after(m, &plan.edit, &qs, Some(new))?;
             Ok(edit_outcome(
                 id2,
                 plan.edit,
@@ -364,7 +391,7 @@ pub(super) fn plan_erase(st: &AppState, mut req: EraseRequest) -> Result<Planned
                 format!("erase {} neurons ({})", req.neurons.len(), req.with),
             )?;
             let metrics = edit::measure(m, &es, &fp, &[], 0, None, &eval)?;
-            let predictions = before_after(m, &es, &eval)?;
+            let predictions = before_after(m, &es, &eval, None)?;
             Ok(edit_outcome(id2, es, metrics, None, predictions))
         }),
     })
@@ -482,7 +509,7 @@ pub(super) fn plan_erase_relation(
                     })
                     .collect(),
             };
-            let predictions = before_after(m, &es, &prompts)?;
+            let predictions = before_after(m, &es, &prompts, None)?;
             Ok(edit_outcome(id2, es, metrics, None, predictions))
         }),
     })

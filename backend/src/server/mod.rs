@@ -270,6 +270,7 @@ async fn limits(State(st): State<Arc<AppState>>) -> Json<Limits> {
         analysis::predict_route,
         analysis::analyze_route,
         analysis::analyze_job_route,
+        analysis::neuron_route,
         edits::upload_route,
         edits::download_route,
         edits::summary_route,
@@ -340,6 +341,7 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/analyze", post(analysis::analyze_route))
         .route("/results/{id}", get(results::result_route))
         .route("/jobs/analyze", post(analysis::analyze_job_route))
+        .route("/neuron", post(analysis::neuron_route))
         .route("/jobs/erase-relation", post(edits::erase_relation_route))
         .route("/jobs/update-fact", post(edits::update_job_route))
         .route(
