@@ -1,69 +1,154 @@
-//! The attribution and "knowledge vs baseline" views of one analysis.
+//! Find a fact's knowledge neurons: the form, its progress and its errors, and
+//! directly under them the result (attribution heatmap, knowledge vs baseline,
+//! suppress/amplify, the neuron card), all linked by the selected neuron.
 
-use crate::charts;
-use kn_shared::{AnalyzeResponse, InterventionReport, ScoredNeuron};
+use crate::api::{self, Failure};
+use crate::heatmap::HeatmapView;
+use crate::neuron::NeuronCardView;
+use crate::state::{lines, Page};
+use crate::ui::{self, Cell, Download, FieldError, Help, SortTable};
+use crate::{charts, Workbench};
+use kn_shared::{AnalyzeRequest, AnalyzeResponse, InterventionReport, ScoredNeuron};
+use leptos::html;
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
-/// A `data:` URL for a download link.
-fn data_url(mime: &str, content: &str) -> String {
-    format!(
-        "data:{mime};charset=utf-8,{}",
-        String::from(js_sys::encode_uri_component(content))
-    )
-}
+/// The analysis on the page: nothing yet, loading, or its outcome.
+pub type Outcome = RwSignal<Option<Result<AnalyzeResponse, Failure>>>;
 
-#[component]
-fn Download(
-    label: &'static str,
-    file: String,
-    mime: &'static str,
-    content: String,
-) -> impl IntoView {
-    view! { <a class="download" download=file href=data_url(mime, &content)>{label}</a> }
-}
-
-/// A chart with its SVG and its data for download.
-#[component]
-pub fn Chart(
-    id: &'static str,
-    title: &'static str,
-    svg: String,
-    data_name: String,
-    csv: String,
-    json: String,
-) -> impl IntoView {
-    let (svg2, png_name) = (svg.clone(), format!("{data_name}.png"));
-    let png = move |_| {
-        if let Err(e) = crate::png::download_png(&svg2, &png_name) {
-            web_sys::console::error_1(&e.into());
-        }
-    };
-    view! {
-        <figure class="chart" id=id>
-            <div inner_html=svg.clone()></div>
-            <figcaption>
-                {title} " — download: "
-                <Download label="SVG" file=format!("{data_name}.svg") mime="image/svg+xml" content=svg />
-                " · "
-                <button type="button" class="link png" on:click=png>"PNG"</button>
-                " · "
-                <Download label="CSV" file=format!("{data_name}.csv") mime="text/csv" content=csv />
-                " · "
-                <Download label="JSON" file=format!("{data_name}.json") mime="application/json" content=json />
-            </figcaption>
-        </figure>
+/// Which field an analysis error belongs under.
+fn field_of(e: &Failure) -> &'static str {
+    let m = e.message.as_str();
+    match e.code.as_str() {
+        _ if m.starts_with("steps") || m.contains("steps (m)") => "steps",
+        _ if m.contains("`t`") || m.starts_with("t ") || m.contains(" t = ") => "t",
+        _ if m.contains("`p`") || m.starts_with("p ") => "p",
+        "bad_prompt" | "prompt_too_long" => "prompts",
+        _ if m.contains("prompt") => "prompts",
+        _ => "form",
     }
 }
 
-fn neuron_rows(set: &str, ns: &[ScoredNeuron]) -> String {
-    ns.iter()
-        .map(|n| {
-            format!(
-                "{set},{},{},{},{},{}\n",
-                n.layer, n.index, n.prompts, n.score, n.activation
-            )
+#[component]
+pub fn AnalysisSection(page: Page, bench: Workbench, outcome: Outcome) -> impl IntoView {
+    let running = RwSignal::new(false);
+    let job = RwSignal::new(None::<kn_shared::JobStatus>);
+    let run = move || {
+        let target = page.target.get_untracked().trim().to_string();
+        if target.is_empty() {
+            bench.target_error.set(Some(
+                "Give the answer whose neurons to find (e.g. Paris): analysis, prediction and updates use it."
+                    .into(),
+            ));
+            ui::scroll_to("fact-bar");
+            return;
+        }
+        bench.target_error.set(None);
+        let model = page.model.get_untracked();
+        let req = AnalyzeRequest {
+            model: (!model.is_empty()).then_some(model),
+            target,
+            prompts: lines(&page.prompts.get_untracked()),
+            steps: page.steps.get_untracked().trim().parse().unwrap_or(0),
+            riemann: "right".into(),
+            t: page.t.get_untracked().trim().parse().unwrap_or(f64::NAN),
+            p: page.p.get_untracked().trim().parse().unwrap_or(f64::NAN),
+            min_prompts: 1,
+            edits: page.edit_ids(),
+        };
+        running.set(true);
+        outcome.set(None);
+        ui::scroll_to("analysis-progress-box");
+        spawn_local(async move {
+            let r = api::analyze_job(&req, move |s| job.set(Some(s))).await;
+            job.set(None);
+            match &r {
+                Ok(ok) => {
+                    let search = web_sys::window()
+                        .and_then(|w| w.location().search().ok())
+                        .unwrap_or_default();
+                    let url = format!("/r/{}{search}", ok.id);
+                    if let Some(h) = web_sys::window().and_then(|w| w.history().ok()) {
+                        let _ = h.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+                    }
+                    ui::scroll_to("analysis");
+                }
+                Err(e) if e.code == "multi_token_target" => {
+                    bench.target_error.set(Some(e.message.clone()));
+                    ui::scroll_to("fact-bar");
+                }
+                Err(_) => ui::scroll_to("analyze-form"),
+            }
+            outcome.set(Some(r));
+            running.set(false);
+        });
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        run();
+    };
+    let error_for = move |field: &'static str| {
+        Signal::derive(move || match outcome.get() {
+            Some(Err(e)) if e.code != "multi_token_target" && field_of(&e) == field => {
+                Some(e.message)
+            }
+            _ => None,
         })
-        .collect()
+    };
+    view! {
+        <section class="panel wide" id="analyze-section" aria-labelledby="analyze-title">
+            <form id="analyze-form" novalidate on:submit=submit>
+                <h2 id="analyze-title">"Find knowledge neurons"</h2>
+                <label for="prompts">"Paraphrases of the fact, one per line (the answer is the one above)"</label>
+                <textarea id="prompts" rows="5" prop:value=move || page.prompts.get()
+                    on:input=move |ev| page.prompts.set(event_target_value(&ev))
+                    on:keydown=ui::submit_on_ctrl_enter></textarea>
+                <p class="hint">"Ctrl+Enter runs the analysis."</p>
+                <FieldError id="analysis-error" error=error_for("prompts") />
+                <div class="row3">
+                    <div>
+                        <label for="steps">"Integration steps m " <Help id="m" text="Integrated gradients approximate an integral with m steps: the blank's activations are scaled from 0 to their real value in m steps and the gradients summed. The paper uses m = 20; more steps, smaller error (see the completeness residual), more time." /></label>
+                        <input id="steps" type="number" min="1" prop:value=move || page.steps.get() on:input=move |ev| page.steps.set(event_target_value(&ev)) />
+                        <FieldError id="steps-error" error=error_for("steps") />
+                    </div>
+                    <div>
+                        <label for="t">"Threshold t " <Help id="t" text="A neuron is in a prompt's coarse set when its attribution score is above t times the prompt's largest score (the paper: t = 0.2)." /></label>
+                        <input id="t" type="number" min="0" max="0.99" step="0.05" prop:value=move || page.t.get() on:input=move |ev| page.t.set(event_target_value(&ev)) />
+                        <FieldError id="t-error" error=error_for("t") />
+                    </div>
+                    <div>
+                        <label for="p">"Share p " <Help id="p" text="A neuron is a knowledge neuron when it is in the coarse sets of more than p × the prompts (the paper starts at p = 0.7). The baseline's neurons are selected the same way from activations instead of attributions." /></label>
+                        <input id="p" type="number" min="0" max="1" step="0.05" prop:value=move || page.p.get() on:input=move |ev| page.p.set(event_target_value(&ev)) />
+                        <FieldError id="p-error" error=error_for("p") />
+                    </div>
+                </div>
+                <button id="analyze" type="submit" disabled=move || running.get()>
+                    {move || if running.get() { "Computing attribution…" } else { "Find knowledge neurons" }}
+                </button>
+                <div id="analysis-progress-box">
+                    {move || running.get().then(|| {
+                        let (done, total, id) = job.get().map_or((0, 0, String::new()), |s| (s.done, s.total, s.id));
+                        let cancel = move |_| {
+                            let id = id.clone();
+                            spawn_local(async move { let _ = api::cancel_job(&id).await; });
+                        };
+                        view! {
+                            <div class="progress">
+                                <progress id="analysis-progress" max=total.max(1) value=done aria-label="prompts attributed"></progress>
+                                <span>{format!("{done} of {total} prompts attributed")}</span>
+                                <button id="cancel" type="button" on:click=cancel>"Cancel"</button>
+                            </div>
+                        }
+                    })}
+                </div>
+                <FieldError id="analysis-error" error=error_for("form") />
+            </form>
+            {move || match outcome.get() {
+                Some(Ok(r)) => view! { <AnalysisView r=r page=page rerun=Callback::new(move |_| run()) /> }.into_any(),
+                _ => ().into_any(),
+            }}
+        </section>
+    }
 }
 
 fn effects(r: &Option<InterventionReport>) -> Vec<(&'static str, f64)> {
@@ -78,27 +163,53 @@ fn effects(r: &Option<InterventionReport>) -> Vec<(&'static str, f64)> {
     v
 }
 
+fn neuron_rows(set: &str, ns: &[ScoredNeuron]) -> String {
+    ns.iter()
+        .map(|n| {
+            format!(
+                "{set},{},{},{},{},{}\n",
+                n.layer, n.index, n.prompts, n.score, n.activation
+            )
+        })
+        .collect()
+}
+
+fn neuron_table(ns: &[ScoredNeuron]) -> Vec<(Option<kn_shared::Neuron>, Vec<Cell>)> {
+    ns.iter()
+        .map(|n| {
+            (
+                Some(n.neuron()),
+                vec![
+                    Cell::num(n.layer.to_string(), n.layer as f64),
+                    Cell::num(n.index.to_string(), n.index as f64),
+                    Cell::num(n.prompts.to_string(), n.prompts as f64),
+                    Cell::num(ui::value(n.score), n.score),
+                    Cell::num(ui::value(n.activation), n.activation),
+                ],
+            )
+        })
+        .collect()
+}
+
 #[component]
-pub fn AnalysisView(r: AnalyzeResponse) -> impl IntoView {
+pub fn AnalysisView(r: AnalyzeResponse, page: Page, rerun: Callback<()>) -> impl IntoView {
     let res = r.result.clone();
     let name = format!("kn-{}", r.id);
+    let selected = page.neuron;
+    let ran_on = res.request.edits.clone();
+    let stale = Signal::derive(move || {
+        page.edits
+            .get()
+            .iter()
+            .map(|e| e.id.clone())
+            .collect::<Vec<_>>()
+            != ran_on
+    });
     let kn_marks: Vec<(usize, usize)> = res
         .neurons
         .knowledge
         .iter()
         .map(|n| (n.layer, n.index))
-        .collect();
-    let heat = charts::heatmap(
-        &res.mean_scores,
-        &kn_marks,
-        "Integrated-gradients attribution (mean over prompts)",
-    );
-    let heat_csv: String = std::iter::once("layer,neuron,score\n".to_string())
-        .chain(res.mean_scores.iter().enumerate().flat_map(|(l, row)| {
-            row.iter()
-                .enumerate()
-                .map(move |(i, v)| format!("{l},{i},{v}\n"))
-        }))
         .collect();
     let sup = effects(&res.suppress);
     let amp = effects(&res.amplify);
@@ -110,14 +221,39 @@ pub fn AnalysisView(r: AnalyzeResponse) -> impl IntoView {
     let effect_csv: String = std::iter::once("set,suppress_percent,amplify_percent\n".to_string())
         .chain(groups.iter().map(|(n, s, a)| format!("{n},{s},{a}\n")))
         .collect();
-    let effect_svg = if groups.is_empty() {
-        String::new()
-    } else {
-        charts::effect_bars(&groups)
-    };
+    let effects_node = NodeRef::<html::Div>::new();
+    let effects_width = ui::width_of(effects_node, 560);
+    let groups2 = groups.clone();
+    let effect_plot = Memo::new(move |_| {
+        if groups2.is_empty() {
+            charts::Plot::default()
+        } else {
+            charts::effect_bars(&groups2, effects_width.get())
+        }
+    });
     let k_layers: Vec<usize> = res.neurons.knowledge.iter().map(|n| n.layer).collect();
     let b_layers: Vec<usize> = res.neurons.baseline.iter().map(|n| n.layer).collect();
-    let counts = charts::layer_counts(res.model.n_layers, &k_layers, &b_layers);
+    let n_layers = res.model.n_layers;
+    let layers_node = NodeRef::<html::Div>::new();
+    let layers_width = ui::width_of(layers_node, 560);
+    let layer_plot = Memo::new(move |_| {
+        charts::layer_counts(n_layers, &k_layers, &b_layers, layers_width.get())
+    });
+    // The selected neuron's layer, marked on the layer chart.
+    let layer_mark = move || {
+        let n = selected.get()?;
+        let p = layer_plot.get();
+        let (x0, y0) = p.to_px(n.layer as f64 - 0.45, p.y.2);
+        let (x1, y1) = p.to_px(n.layer as f64 + 0.45, p.y.3);
+        let k = layers_width.get() as f64 / p.width.max(1) as f64;
+        Some((
+            n.layer,
+            x0 * k,
+            y1.min(y0) * k,
+            (x1 - x0) * k,
+            (y0 - y1).abs() * k,
+        ))
+    };
     let neurons_csv = format!(
         "set,layer,index,prompts,score,activation\n{}{}",
         neuron_rows("knowledge", &res.neurons.knowledge),
@@ -125,19 +261,6 @@ pub fn AnalysisView(r: AnalyzeResponse) -> impl IntoView {
     );
     let json = serde_json::to_string_pretty(&r).unwrap_or_default();
     let overlap = res.neurons.overlap.len();
-    let table = |ns: Vec<ScoredNeuron>, id: &'static str| {
-        view! {
-            <table id=id>
-                <thead><tr><th>"layer"</th><th>"neuron"</th><th>"prompts"</th><th>"score"</th><th>"activation"</th></tr></thead>
-                <tbody>
-                    {ns.into_iter().map(|n| view! {
-                        <tr><td>{n.layer}</td><td>{n.index}</td><td>{n.prompts}</td>
-                            <td>{format!("{:.4e}", n.score)}</td><td>{format!("{:.3}", n.activation)}</td></tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
-        }
-    };
     let permalink = format!("/r/{}", r.id);
     // The 15 strongest neurons by mean attribution, whatever the thresholds.
     let mut top: Vec<(usize, usize, f32, f32)> = res
@@ -149,59 +272,117 @@ pub fn AnalysisView(r: AnalyzeResponse) -> impl IntoView {
         .collect();
     top.sort_by(|a, b| b.2.total_cmp(&a.2));
     top.truncate(15);
+    let top_rows: Vec<_> = top
+        .into_iter()
+        .map(|(l, i, v, a)| {
+            (
+                Some(kn_shared::Neuron { layer: l, index: i }),
+                vec![
+                    Cell::num(l.to_string(), l as f64),
+                    Cell::num(i.to_string(), i as f64),
+                    Cell::num(ui::value(v as f64), v as f64),
+                    Cell::num(ui::value(a as f64), a as f64),
+                ],
+            )
+        })
+        .collect();
+    let prompt_rows: Vec<_> = res
+        .prompts
+        .iter()
+        .map(|p| {
+            (
+                None,
+                vec![
+                    Cell::text(p.prompt.clone()),
+                    Cell::num(ui::prob(p.p_target), p.p_target),
+                    Cell::num(format!("{:.1e}", p.max_abs_residual), p.max_abs_residual),
+                ],
+            )
+        })
+        .collect();
+    let headers = vec![
+        "layer",
+        "neuron",
+        "prompts",
+        "mean score",
+        "mean activation",
+    ];
+    let edits_line = if res.request.edits.is_empty() {
+        " · the model as loaded".to_string()
+    } else {
+        format!(
+            " · edited by {} edit set{}: {}",
+            res.request.edits.len(),
+            if res.request.edits.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            res.request.edits.join(", ")
+        )
+    };
+    let analysis_id = r.id.clone();
+    let effect_json = serde_json::to_string(&(&res.suppress, &res.amplify)).unwrap_or_default();
+    let layers_json = serde_json::to_string(&res.neurons).unwrap_or_default();
     view! {
-        <section class="panel wide" id="analysis">
+        <div id="analysis">
             <h2>"Knowledge neurons of " <code>{format!("{:?}", res.request.target)}</code></h2>
             <p class="meta">
-                {format!("{} · {} prompts · m = {} ({}) · t = {} · p = {} · {:.1} s{}",
+                {format!("{} · {} prompts · m = {} ({} Riemann sum) · t = {} · p = {} · {:.1} s{}",
                     res.model.name, res.prompts.len(), res.request.steps, res.request.riemann,
                     res.neurons.t, res.neurons.p, res.seconds, if r.cached { " · from the store" } else { "" })}
-                <span id="analysis-model-state">{if res.request.edits.is_empty() {
-                    " · the model as loaded".to_string()
-                } else {
-                    format!(" · edited by {} edit set{}: {}", res.request.edits.len(),
-                        if res.request.edits.len() == 1 { "" } else { "s" }, res.request.edits.join(", "))
-                }}</span>
+                <span id="analysis-model-state">{edits_line}</span>
                 " · permalink: " <a id="permalink" href=permalink.clone()>{permalink.clone()}</a>
                 " · " <Download label="all data (JSON)" file=format!("{name}.json") mime="application/json" content=json />
             </p>
-            <table class="prompts" id="prompt-table">
-                <thead><tr><th>"prompt"</th><th>"P(answer)"</th><th>"completeness residual"</th></tr></thead>
-                <tbody>
-                    {res.prompts.iter().map(|p| view! {
-                        <tr><td>{p.prompt.clone()}</td><td class="num">{format!("{:.4}", p.p_target)}</td>
-                            <td class="num">{format!("{:.2e}", p.max_abs_residual)}</td></tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
-            <Chart id="heatmap" title="Attribution heatmap (circles: knowledge neurons)" svg=heat data_name=format!("{name}-heatmap") csv=heat_csv json=serde_json::to_string(&res.mean_scores).unwrap_or_default() />
-            <details>
-                <summary>"Top 15 neurons by mean attribution"</summary>
-                <table id="top-neurons">
-                    <thead><tr><th>"layer"</th><th>"neuron"</th><th>"mean score"</th><th>"mean activation"</th></tr></thead>
-                    <tbody>{top.into_iter().map(|(l, i, v, a)| view! {
-                        <tr><td>{l}</td><td>{i}</td><td>{format!("{v:.4e}")}</td><td>{format!("{a:.3}")}</td></tr>
-                    }).collect_view()}</tbody>
-                </table>
-            </details>
+            {move || stale.get().then(|| view! {
+                <p class="stale" id="stale-notice" role="status">
+                    "These numbers were computed on other edit sets than this page now runs on. "
+                    <button type="button" class="small" id="rerun" on:click=move |_| rerun.run(())>"Re-run on this page's edits"</button>
+                </p>
+            })}
+            <h3>"Prompts " <Help id="residual" text="P(answer): the probability the model gives the answer at the blank. Completeness residual: integrated gradients should sum to P(with the neurons) − P(with them zeroed); the residual is how far they miss, over the worst layer. It shrinks as m grows; a large one means m is too small." /></h3>
+            <SortTable id="prompt-table" headers=vec!["prompt", "P(answer)", "completeness residual"] rows=prompt_rows />
+            <HeatmapView map=res.mean_scores.clone() marks=kn_marks selected=selected data_name=format!("{name}-heatmap") stale=stale />
+            <NeuronCardView analysis=analysis_id selected=selected />
             <div class="compare">
                 <div>
                     <h3>{format!("Knowledge neurons ({})", res.neurons.knowledge.len())}</h3>
-                    {table(res.neurons.knowledge.clone(), "knowledge-table")}
+                    <SortTable id="knowledge-table" headers=headers.clone() rows=neuron_table(&res.neurons.knowledge) selected=selected />
                 </div>
                 <div>
-                    <h3>{format!("Activation baseline ({}, t = {})", res.neurons.baseline.len(), res.neurons.baseline_t)}</h3>
-                    {table(res.neurons.baseline.clone(), "baseline-table")}
+                    <h3>{format!("Activation baseline ({}, t = {})", res.neurons.baseline.len(), ui::value(res.neurons.baseline_t))}
+                        " " <Help id="baseline" text="The paper's baseline: neurons selected from their activation at the blank instead of their attribution, with a threshold tuned so a fact gets 2–5 of them, then refined like the knowledge neurons." /></h3>
+                    <SortTable id="baseline-table" headers=headers.clone() rows=neuron_table(&res.neurons.baseline) selected=selected />
                 </div>
             </div>
             <p id="overlap">{format!("Overlap: {overlap} neuron(s) in both sets.")}</p>
+            <details id="top-details">
+                <summary>"Top 15 neurons by mean attribution"</summary>
+                <SortTable id="top-neurons" headers=vec!["layer", "neuron", "mean score", "mean activation"] rows=top_rows selected=selected />
+            </details>
             <div class="compare">
-                <Chart id="effects" title="Suppress and amplify, knowledge vs baseline vs random" svg=effect_svg data_name=format!("{name}-effects") csv=effect_csv json=serde_json::to_string(&(&res.suppress, &res.amplify)).unwrap_or_default() />
-                <Chart id="layers" title="Distribution over layers" svg=counts data_name=format!("{name}-layers") csv=neurons_csv json=serde_json::to_string(&res.neurons).unwrap_or_default() />
+                <figure class="chart" id="effects" class:stale=move || stale.get()>
+                    <div class="svg" node_ref=effects_node inner_html=move || effect_plot.get().svg></div>
+                    <figcaption>"Suppress and amplify, knowledge vs baseline vs random"
+                        {move || view! { <ui::Exports svg=effect_plot.get().svg data_name=format!("kn-{}-effects", r.id) csv=effect_csv.clone() json=effect_json.clone() /> }}
+                    </figcaption>
+                </figure>
+                <figure class="chart" id="layers" class:stale=move || stale.get()>
+                    <div class="plotbox">
+                        <div class="svg" node_ref=layers_node inner_html=move || layer_plot.get().svg></div>
+                        {move || layer_mark().map(|(l, x, y, w, h)| view! {
+                            <div id="layers-selection" class="selection" data-layer=l style=format!("left:{x:.0}px;top:{y:.0}px;width:{w:.0}px;height:{h:.0}px")></div>
+                        })}
+                    </div>
+                    <figcaption>"Distribution over layers"
+                        {move || view! { <ui::Exports svg=layer_plot.get().svg data_name=format!("{}-layers", name) csv=neurons_csv.clone() json=layers_json.clone() /> }}
+                    </figcaption>
+                </figure>
             </div>
             <p id="effect-numbers">
                 {groups.iter().map(|(n, s, a)| format!("{n}: suppress {s:+.2}%, amplify {a:+.2}%")).collect::<Vec<_>>().join(" · ")}
             </p>
-        </section>
+        </div>
     }
 }

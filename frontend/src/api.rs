@@ -1,32 +1,74 @@
-//! Calls to the `kn serve` JSON API. Errors come back as the server's message.
+//! Calls to the `kn serve` JSON API. Errors come back as the server's code and
+//! message ([`Failure`]): the page shows the message under the field the code
+//! points at.
 
 use gloo_net::http::{Request, Response};
 use kn_shared::{ApiError, ModelSummary, PredictRequest, PredictResponse};
 use serde::de::DeserializeOwned;
 
-async fn read<T: DeserializeOwned>(resp: Result<Response, gloo_net::Error>) -> Result<T, String> {
+/// A failed call: the server's error code (or `client` for one of ours) and
+/// its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            code: "client".into(),
+            message,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Failure::from(message.to_string())
+    }
+}
+
+impl From<kn_shared::ErrorBody> for Failure {
+    fn from(e: kn_shared::ErrorBody) -> Self {
+        Failure {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+type Res<T> = Result<T, Failure>;
+
+async fn read<T: DeserializeOwned>(resp: Result<Response, gloo_net::Error>) -> Res<T> {
     let resp = resp.map_err(|e| format!("the server did not answer ({e})"))?;
     if resp.ok() {
-        return resp
+        return Ok(resp
             .json::<T>()
             .await
-            .map_err(|e| format!("unexpected response: {e}"));
+            .map_err(|e| format!("unexpected response: {e}"))?);
     }
     let status = resp.status();
     match resp.json::<ApiError>().await {
-        Ok(e) => Err(e.error.message),
-        Err(_) => Err(format!("the server answered {status}")),
+        Ok(e) => Err(e.error.into()),
+        Err(_) => Err(format!("the server answered {status}").into()),
     }
 }
 
-pub async fn models() -> Result<Vec<ModelSummary>, String> {
+pub async fn models() -> Res<Vec<ModelSummary>> {
     read(Request::get("/api/models").send().await).await
 }
 
-pub async fn predict(req: &PredictRequest) -> Result<PredictResponse, String> {
+pub async fn predict(req: &PredictRequest) -> Res<PredictResponse> {
     let r = Request::post("/api/predict")
         .json(req)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::from(e.to_string()))?;
     read(r.send().await).await
 }
 
@@ -35,7 +77,7 @@ pub async fn predict(req: &PredictRequest) -> Result<PredictResponse, String> {
 pub async fn result(
     id: &str,
     on_status: impl Fn(kn_shared::JobStatus),
-) -> Result<kn_shared::StoredResult, String> {
+) -> Res<kn_shared::StoredResult> {
     let url = format!("/api/results/{id}");
     let resp = Request::get(&url).send().await;
     if let Ok(r) = &resp {
@@ -43,7 +85,7 @@ pub async fn result(
             let status: kn_shared::JobStatus = r
                 .json()
                 .await
-                .map_err(|e| format!("unexpected response: {e}"))?;
+                .map_err(|e| Failure::from(format!("unexpected response: {e}")))?;
             on_status(status.clone());
             succeeded(follow(&status.id, &on_status).await?)?;
             return read(Request::get(&url).send().await).await;
@@ -53,22 +95,22 @@ pub async fn result(
 }
 
 /// A stored analysis, as the analysis view shows it.
-pub fn as_analysis(r: kn_shared::StoredResult) -> Result<kn_shared::AnalyzeResponse, String> {
+pub fn as_analysis(r: kn_shared::StoredResult) -> Res<kn_shared::AnalyzeResponse> {
     match r.result {
         Some(result) => Ok(kn_shared::AnalyzeResponse {
             id: r.id,
             cached: r.cached,
             result,
         }),
-        None => Err(format!("result {} is a {}, not an analysis", r.id, r.kind)),
+        None => Err(format!("result {} is a {}, not an analysis", r.id, r.kind).into()),
     }
 }
 
-pub async fn dataset() -> Result<Vec<kn_shared::RelationSummary>, String> {
+pub async fn dataset() -> Res<Vec<kn_shared::RelationSummary>> {
     read(Request::get("/api/dataset").send().await).await
 }
 
-pub async fn relation(id: &str, q: &str) -> Result<kn_shared::RelationPage, String> {
+pub async fn relation(id: &str, q: &str) -> Res<kn_shared::RelationPage> {
     let q = String::from(js_sys::encode_uri_component(q));
     read(
         Request::get(&format!("/api/dataset/{id}?q={q}&limit=50"))
@@ -83,10 +125,10 @@ pub async fn relation(id: &str, q: &str) -> Result<kn_shared::RelationPage, Stri
 pub async fn analyze_job(
     req: &kn_shared::AnalyzeRequest,
     on_status: impl Fn(kn_shared::JobStatus),
-) -> Result<kn_shared::AnalyzeResponse, String> {
+) -> Res<kn_shared::AnalyzeResponse> {
     let r = Request::post("/api/jobs/analyze")
         .json(req)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::from(e.to_string()))?;
     let status: kn_shared::JobStatus = read(r.send().await).await?;
     on_status(status.clone());
     let computed = status.state != "done";
@@ -100,57 +142,55 @@ pub async fn analyze_job(
 }
 
 /// Follow a job's server-sent events until it ends; returns the final status.
-async fn follow(
-    id: &str,
-    on_status: &impl Fn(kn_shared::JobStatus),
-) -> Result<kn_shared::JobStatus, String> {
+async fn follow(id: &str, on_status: &impl Fn(kn_shared::JobStatus)) -> Res<kn_shared::JobStatus> {
     use futures_util::StreamExt;
     let mut es =
         gloo_net::eventsource::futures::EventSource::new(&format!("/api/jobs/{id}/events"))
-            .map_err(|e| format!("cannot follow the job: {e:?}"))?;
+            .map_err(|e| Failure::from(format!("cannot follow the job: {e:?}")))?;
     let mut stream = es
         .subscribe("status")
-        .map_err(|e| format!("cannot follow the job: {e:?}"))?;
+        .map_err(|e| Failure::from(format!("cannot follow the job: {e:?}")))?;
     while let Some(ev) = stream.next().await {
         // (Dropping the EventSource on an early return closes it.)
-        let (_, msg) = ev.map_err(|e| format!("lost the job's progress stream: {e:?}"))?;
+        let (_, msg) =
+            ev.map_err(|e| Failure::from(format!("lost the job's progress stream: {e:?}")))?;
         let s: kn_shared::JobStatus =
             serde_json::from_str(&msg.data().as_string().unwrap_or_default())
-                .map_err(|e| format!("bad progress event: {e}"))?;
+                .map_err(|e| Failure::from(format!("bad progress event: {e}")))?;
         on_status(s.clone());
         if s.is_terminal() {
             es.close();
             return Ok(s);
         }
     }
-    Err("the job's progress stream ended early".into())
+    Err(Failure::from("the job's progress stream ended early"))
 }
 
 /// A final status, or its error in words.
-fn succeeded(s: kn_shared::JobStatus) -> Result<kn_shared::JobStatus, String> {
+fn succeeded(s: kn_shared::JobStatus) -> Res<kn_shared::JobStatus> {
     if s.state == "done" {
         Ok(s)
     } else {
         Err(s
             .error
-            .map(|e| e.message)
-            .unwrap_or_else(|| format!("the job was {}", s.state)))
+            .map(Failure::from)
+            .unwrap_or_else(|| Failure::from(format!("the job was {}", s.state))))
     }
 }
 
-pub async fn cancel_job(id: &str) -> Result<kn_shared::JobStatus, String> {
+pub async fn cancel_job(id: &str) -> Res<kn_shared::JobStatus> {
     read(Request::delete(&format!("/api/jobs/{id}")).send().await).await
 }
 
-pub async fn erase(req: &kn_shared::EraseRequest) -> Result<kn_shared::EditResponse, String> {
+pub async fn erase(req: &kn_shared::EraseRequest) -> Res<kn_shared::EditResponse> {
     let r = Request::post("/api/edits/erase")
         .json(req)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::from(e.to_string()))?;
     read(r.send().await).await
 }
 
 /// What an edit set does (for the page's list of active edits).
-pub async fn edit_summary(id: &str) -> Result<kn_shared::ActiveEdit, String> {
+pub async fn edit_summary(id: &str) -> Res<kn_shared::ActiveEdit> {
     let id = String::from(js_sys::encode_uri_component(id));
     read(
         Request::get(&format!("/api/edit-sets/{id}/summary"))
@@ -161,11 +201,11 @@ pub async fn edit_summary(id: &str) -> Result<kn_shared::ActiveEdit, String> {
 }
 
 /// Upload a saved edit set (the JSON file's text); the answer names it.
-pub async fn upload_edit_set(json: String) -> Result<kn_shared::ActiveEdit, String> {
+pub async fn upload_edit_set(json: String) -> Res<kn_shared::ActiveEdit> {
     let r = Request::post("/api/edit-sets")
         .header("content-type", "application/json")
         .body(json)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::from(e.to_string()))?;
     read(r.send().await).await
 }
 
@@ -173,10 +213,10 @@ pub async fn upload_edit_set(json: String) -> Result<kn_shared::ActiveEdit, Stri
 pub async fn erase_relation_job(
     req: &kn_shared::EraseRelationRequest,
     on_status: impl Fn(kn_shared::JobStatus),
-) -> Result<kn_shared::EditResponse, String> {
+) -> Res<kn_shared::EditResponse> {
     let r = Request::post("/api/jobs/erase-relation")
         .json(req)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::from(e.to_string()))?;
     edit_job(r, on_status).await
 }
 
@@ -184,10 +224,10 @@ pub async fn erase_relation_job(
 pub async fn update_fact_job(
     req: &kn_shared::UpdateFactRequest,
     on_status: impl Fn(kn_shared::JobStatus),
-) -> Result<kn_shared::EditResponse, String> {
+) -> Res<kn_shared::EditResponse> {
     let r = Request::post("/api/jobs/update-fact")
         .json(req)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::from(e.to_string()))?;
     edit_job(r, on_status).await
 }
 
@@ -195,7 +235,7 @@ pub async fn update_fact_job(
 async fn edit_job(
     r: gloo_net::http::Request,
     on_status: impl Fn(kn_shared::JobStatus),
-) -> Result<kn_shared::EditResponse, String> {
+) -> Res<kn_shared::EditResponse> {
     let status: kn_shared::JobStatus = read(r.send().await).await?;
     on_status(status.clone());
     let done = if status.is_terminal() {
@@ -210,15 +250,23 @@ async fn edit_job(
         None => result(&done.id, &on_status)
             .await?
             .edit
-            .ok_or_else(|| "the finished job carries no edit".to_string()),
+            .ok_or_else(|| Failure::from("the finished job carries no edit")),
     }
 }
 
-pub async fn experiments() -> Result<Vec<kn_shared::experiment::ExperimentSummary>, String> {
+pub async fn experiments() -> Res<Vec<kn_shared::experiment::ExperimentSummary>> {
     read(Request::get("/api/experiments").send().await).await
 }
 
-pub async fn experiment(name: &str) -> Result<kn_shared::experiment::ExperimentReport, String> {
+pub async fn experiment(name: &str) -> Res<kn_shared::experiment::ExperimentReport> {
     let n = String::from(js_sys::encode_uri_component(name));
     read(Request::get(&format!("/api/experiments/{n}")).send().await).await
+}
+
+/// A neuron's card (computed by the server on the analysis's model and edits).
+pub async fn neuron(req: &kn_shared::NeuronRequest) -> Res<kn_shared::NeuronCard> {
+    let r = Request::post("/api/neuron")
+        .json(req)
+        .map_err(|e| Failure::from(e.to_string()))?;
+    read(r.send().await).await
 }

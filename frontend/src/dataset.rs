@@ -1,6 +1,7 @@
 //! Browse ParaRel: pick a relation and a fact, and start an analysis from it.
 
 use crate::api;
+use crate::state::Page;
 use kn_shared::{RelationPage, RelationSummary};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -20,15 +21,10 @@ fn prompts_for(page: &RelationPage, subject: &str, causal: bool) -> Vec<String> 
 }
 
 #[component]
-pub fn Dataset(
-    target: RwSignal<String>,
-    prompts: RwSignal<String>,
-    causal: Signal<bool>,
-) -> impl IntoView {
+pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
     let relations = RwSignal::new(Vec::<RelationSummary>::new());
     let error = RwSignal::new(None::<String>);
-    let relation = RwSignal::new(String::new());
-    let search = RwSignal::new(String::new());
+    let (relation, search) = (form.relation, form.search);
     let page = RwSignal::new(None::<RelationPage>);
     let fact = RwSignal::new(String::new());
 
@@ -48,24 +44,20 @@ pub fn Dataset(
                     );
                     page.set(Some(p));
                 }
-                Err(e) => error.set(Some(e)),
+                Err(e) => error.set(Some(e.message)),
             }
         });
     };
     spawn_local(async move {
         match api::dataset().await {
             Ok(list) => {
-                relation.set(
-                    list.iter()
-                        .find(|r| r.id == "P36")
-                        .or(list.first())
-                        .map(|r| r.id.clone())
-                        .unwrap_or_default(),
-                );
+                if !list.iter().any(|r| r.id == relation.get_untracked()) {
+                    relation.set(list.first().map(|r| r.id.clone()).unwrap_or_default());
+                }
                 relations.set(list);
                 load_page();
             }
-            Err(e) => error.set(Some(e)),
+            Err(e) => error.set(Some(e.message)),
         }
     });
     let use_fact = move |_| {
@@ -79,13 +71,20 @@ pub fn Dataset(
         else {
             return;
         };
-        target.set(f.object.clone());
-        prompts.set(prompts_for(&p, &f.subject, causal.get_untracked()).join("\n"));
+        let ps = prompts_for(&p, &f.subject, causal.get_untracked());
+        form.target.set(f.object.clone());
+        if let Some(first) = ps.first() {
+            form.prompt.set(first.clone());
+        }
+        form.prompts.set(ps.join("\n"));
     };
     view! {
-        <section class="panel" aria-labelledby="dataset-title">
+        <section class="panel wide" id="dataset" aria-labelledby="dataset-title">
             <h2 id="dataset-title">"Dataset: ParaRel"</h2>
+            <p class="hint">"Pick a fact: \u{201c}Use this fact\u{201d} fills the answer, the Ask prompt and the paraphrases."</p>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <div class="row3">
+            <div>
             <label for="relation">"Relation"</label>
             <select id="relation" prop:value=move || relation.get() on:change=move |ev| { relation.set(event_target_value(&ev)); load_page(); }>
                 {move || relations.get().into_iter().map(|r| {
@@ -93,8 +92,12 @@ pub fn Dataset(
                     view! { <option value=r.id.clone() selected=r.id == relation.get_untracked()>{label}</option> }
                 }).collect_view()}
             </select>
+            </div>
+            <div>
             <label for="fact-search">"Find a fact (subject or answer)"</label>
             <input id="fact-search" type="search" prop:value=move || search.get() on:input=move |ev| { search.set(event_target_value(&ev)); load_page(); } />
+            </div>
+            <div>
             <label for="fact">{move || page.get().map_or("Fact".to_string(), |p| format!("Fact ({} matching)", p.matching))}</label>
             <select id="fact" prop:value=move || fact.get() on:change=move |ev| fact.set(event_target_value(&ev))>
                 {move || page.get().map(|p| p.facts.into_iter().map(|f| {
@@ -102,6 +105,8 @@ pub fn Dataset(
                     view! { <option value=f.index.to_string()>{label}</option> }
                 }).collect_view())}
             </select>
+            </div>
+            </div>
             <button id="use-fact" type="button" on:click=use_fact>"Use this fact"</button>
             {move || page.get().map(|p| view! {
                 <details id="templates">

@@ -1,23 +1,29 @@
-//! Edit forms: update a fact through its knowledge neurons, erase neurons, and
+//! Edit forms: update a fact through its knowledge neurons, erase neurons,
+//! erase a relation; each form's progress and result directly under it; and
 //! the page's list of edit sets with undo, download and upload.
 //!
 //! An edit changes nothing on the server: it is a stored edit set that this
 //! page's requests name (the list lives in the URL). Undo drops it from the
 //! list; the files on disk and other pages never see it.
 
-use crate::api;
+use crate::api::{self, Failure};
+use crate::state::{lines, Page};
+use crate::ui::{self, Cell, Help, SortTable};
+use crate::Workbench;
 use kn_shared::{
-    ActiveEdit, EditResponse, EraseRelationRequest, EraseRequest, EvalPrompt, Neuron,
-    UpdateFactRequest,
+    EditResponse, EraseRelationRequest, EraseRequest, EvalPrompt, Neuron, UpdateFactRequest,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+/// An edit's outcome and the form it came from (`update`, `erase`,
+/// `erase-relation`, or `link` for one opened from its permalink).
+pub type Outcome = RwSignal<Option<(&'static str, Result<EditResponse, Failure>)>>;
+
 /// `prompt | answer` lines.
-fn eval_lines(text: &str) -> Result<Vec<EvalPrompt>, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
+fn eval_lines(text: &str) -> Result<Vec<EvalPrompt>, Failure> {
+    lines(text)
+        .into_iter()
         .map(|l| {
             l.rsplit_once('|')
                 .map(|(p, t)| EvalPrompt {
@@ -25,97 +31,81 @@ fn eval_lines(text: &str) -> Result<Vec<EvalPrompt>, String> {
                     target: t.trim().into(),
                 })
                 .ok_or_else(|| {
-                    format!("side-effect line `{l}`: write `prompt with [MASK] | answer`")
+                    Failure::from(format!(
+                        "side-effect line `{l}`: write `prompt with [MASK] | answer`"
+                    ))
                 })
         })
         .collect()
 }
 
 #[component]
-pub fn Edits(
-    model: RwSignal<String>,
-    target: RwSignal<String>,
-    prompts: RwSignal<String>,
-    /// The page's edit sets, oldest first.
-    edits: RwSignal<Vec<ActiveEdit>>,
-    /// The last edit's outcome (or a shared edit's, from its permalink).
-    outcome: RwSignal<Option<Result<EditResponse, String>>>,
-) -> impl IntoView {
-    let new_target = RwSignal::new(String::new());
-    let k = RwSignal::new("4".to_string());
-    let lambda1 = RwSignal::new("1".to_string());
-    let lambda2 = RwSignal::new("8".to_string());
-    let norm_scaled = RwSignal::new(false);
-    let eval = RwSignal::new(String::new());
-    let erase_neurons = RwSignal::new(String::new());
-    let erase_with = RwSignal::new("zero".to_string());
-    let busy = RwSignal::new(false);
-    let erase_relation = RwSignal::new("P36".to_string());
-    let erase_facts = RwSignal::new("10".to_string());
-    let erase_top = RwSignal::new("20".to_string());
+pub fn Edits(page: Page, bench: Workbench, outcome: Outcome) -> impl IntoView {
+    let busy = RwSignal::new(None::<&'static str>);
     let job = RwSignal::new(None::<kn_shared::JobStatus>);
-    let model_name = move || Some(model.get_untracked()).filter(|m| !m.is_empty());
-    let ids = move || {
-        edits
-            .get_untracked()
-            .iter()
-            .map(|e| e.id.clone())
-            .collect::<Vec<_>>()
-    };
+    let model_name = move || Some(page.model.get_untracked()).filter(|m| !m.is_empty());
     // A new edit was made on top of the page's edits: it joins them.
-    let made = move |r: Result<EditResponse, String>| {
+    let made = move |form: &'static str, r: Result<EditResponse, Failure>| {
         if let Ok(e) = &r {
             let edit = e.edit.clone();
-            edits.update(|list| {
+            page.edits.update(|list| {
                 if !list.iter().any(|x| x.id == edit.id) {
                     list.push(edit);
                 }
             });
         }
-        outcome.set(Some(r));
+        outcome.set(Some((form, r)));
+        busy.set(None);
+        ui::scroll_to(&format!("{form}-result"));
     };
+    let start = move |form: &'static str| {
+        busy.set(Some(form));
+        outcome.set(None);
+        ui::scroll_to(&format!("{form}-result"));
+    };
+    let num = |s: RwSignal<String>| s.get_untracked().trim().parse::<f64>().unwrap_or(f64::NAN);
 
     let update = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let eval = match eval_lines(&eval.get_untracked()) {
+        let target = page.target.get_untracked().trim().to_string();
+        if target.is_empty() {
+            bench.target_error.set(Some(
+                "Give the current answer t above: the update replaces it.".into(),
+            ));
+            ui::scroll_to("fact-bar");
+            return;
+        }
+        let eval = match eval_lines(&page.eval.get_untracked()) {
             Ok(e) => e,
-            Err(e) => return outcome.set(Some(Err(e))),
+            Err(e) => return outcome.set(Some(("update", Err(e)))),
         };
-        let num = |s: RwSignal<String>| s.get_untracked().trim().parse::<f64>().unwrap_or(f64::NAN);
         let req = UpdateFactRequest {
             model: model_name(),
-            target: target.get_untracked().trim().into(),
-            new_target: new_target.get_untracked().trim().into(),
-            prompts: prompts
-                .get_untracked()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect(),
-            k: k.get_untracked().trim().parse().unwrap_or(0),
-            lambda1: num(lambda1),
-            lambda2: num(lambda2),
-            norm_scaled: norm_scaled.get_untracked(),
-            steps: 20,
+            target,
+            new_target: page.new_target.get_untracked().trim().into(),
+            prompts: lines(&page.prompts.get_untracked()),
+            k: page.k.get_untracked().trim().parse().unwrap_or(0),
+            lambda1: num(page.lambda1),
+            lambda2: num(page.lambda2),
+            norm_scaled: page.norm_scaled.get_untracked() == "1",
+            steps: page.steps.get_untracked().trim().parse().unwrap_or(20),
             eval,
-            edits: ids(),
+            edits: page.edit_ids(),
         };
-        busy.set(true);
+        if req.new_target.is_empty() {
+            return outcome.set(Some(("update", Err("Give the new answer t′.".into()))));
+        }
+        start("update");
         spawn_local(async move {
-            let r = if req.new_target.is_empty() {
-                Err("Give the new answer t'.".to_string())
-            } else {
-                api::update_fact_job(&req, move |s| job.set(Some(s))).await
-            };
+            let r = api::update_fact_job(&req, move |s| job.set(Some(s))).await;
             job.set(None);
-            made(r);
-            busy.set(false);
+            made("update", r);
         });
     };
     let erase = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let neurons: Result<Vec<Neuron>, String> = erase_neurons
+        let neurons: Result<Vec<Neuron>, String> = page
+            .erase_neurons
             .get_untracked()
             .split([',', ' '])
             .filter(|s| !s.trim().is_empty())
@@ -123,49 +113,48 @@ pub fn Edits(
             .collect();
         let neurons = match neurons {
             Ok(n) => n,
-            Err(e) => return outcome.set(Some(Err(e))),
+            Err(e) => return outcome.set(Some(("erase", Err(e.into())))),
         };
-        let eval = match eval_lines(&eval.get_untracked()) {
+        let eval = match eval_lines(&page.eval.get_untracked()) {
             Ok(e) => e,
-            Err(e) => return outcome.set(Some(Err(e))),
+            Err(e) => return outcome.set(Some(("erase", Err(e)))),
         };
         let req = EraseRequest {
             model: model_name(),
             neurons,
-            with: erase_with.get_untracked(),
+            with: page.erase_with.get_untracked(),
             eval,
-            edits: ids(),
+            edits: page.edit_ids(),
         };
-        busy.set(true);
+        start("erase");
         spawn_local(async move {
-            made(api::erase(&req).await);
-            busy.set(false);
+            let r = api::erase(&req).await;
+            made("erase", r);
         });
     };
     let erase_rel = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let req = EraseRelationRequest {
             model: model_name(),
-            relation: erase_relation.get_untracked().trim().to_string(),
-            facts: erase_facts.get_untracked().trim().parse().unwrap_or(0),
+            relation: page.erase_relation.get_untracked().trim().to_string(),
+            facts: page.erase_facts.get_untracked().trim().parse().unwrap_or(0),
             seed: 0,
-            top: erase_top.get_untracked().trim().parse().unwrap_or(0),
+            top: page.erase_top.get_untracked().trim().parse().unwrap_or(0),
             steps: 20,
-            with: erase_with.get_untracked(),
-            edits: ids(),
+            with: page.erase_with.get_untracked(),
+            edits: page.edit_ids(),
         };
-        busy.set(true);
+        start("erase-relation");
         spawn_local(async move {
             let r = api::erase_relation_job(&req, move |s| job.set(Some(s))).await;
             job.set(None);
-            made(r);
-            busy.set(false);
+            made("erase-relation", r);
         });
     };
     // Undo: the page stops naming the set (and the sets made on top of it,
     // which expect its values under them).
     let undo = move |id: String| {
-        edits.update(|list| {
+        page.edits.update(|list| {
             if let Some(i) = list.iter().position(|e| e.id == id) {
                 list.truncate(i);
             }
@@ -193,87 +182,83 @@ pub fn Edits(
                 None => Err("could not read the file".into()),
             };
             match r {
-                Ok(e) => edits.update(|list| {
+                Ok(e) => page.edits.update(|list| {
                     if !list.iter().any(|x| x.id == e.id) {
                         list.push(e);
                     }
                 }),
-                Err(e) => outcome.set(Some(Err(format!("upload: {e}")))),
+                Err(e) => outcome.set(Some(("upload", Err(format!("upload: {e}").into())))),
             }
         });
     };
-
+    // The progress and the result of `form`, shown directly under it.
+    let under = move |form: &'static str| {
+        view! {
+            <div id=format!("{form}-result") class="under">
+                {move || (busy.get() == Some(form)).then(|| {
+                    let (done, total) = job.get().map_or((0, 0), |s| (s.done, s.total));
+                    view! { <div class="progress"><progress id="edit-progress" max=total.max(1) value=done aria-label="editing"></progress>
+                        <span>{if total > 0 { format!("{done} of {total} done") } else { "working…".to_string() }}</span></div> }
+                })}
+                {move || outcome.get().filter(|(f, _)| *f == form || (form == "update" && *f == "link")).map(|(_, r)| match r {
+                    Err(e) => view! { <p class="error" role="alert" id="edit-error">{e.message}</p> }.into_any(),
+                    Ok(r) => view! { <EditResult r=r /> }.into_any(),
+                })}
+            </div>
+        }
+    };
+    let disabled = move || busy.get().is_some();
     view! {
-        <section class="panel wide" aria-labelledby="edit-title">
+        <section class="panel wide" id="edit-section" aria-labelledby="edit-title">
             <h2 id="edit-title">"Edit"</h2>
             <div class="compare">
-                <form id="update-form" on:submit=update>
-                    <h3>"Update the fact (target → new answer)"</h3>
-                    <p class="hint">"Uses the target and the paraphrases above; edits the value slots of the top-k knowledge neurons: v := v − λ1·e(t) + λ2·e(t′)."</p>
+                <form id="update-form" novalidate on:submit=update>
+                    <h3>"Update the fact (answer → new answer)"</h3>
+                    <p class="hint">"Uses the answer and the paraphrases above; edits the value slots of the top-k knowledge neurons: v := v − λ1·e(t) + λ2·e(t′)."</p>
                     <label for="new-target">"New answer t′"</label>
-                    <input id="new-target" type="text" placeholder="London" prop:value=move || new_target.get() on:input=move |ev| new_target.set(event_target_value(&ev)) />
+                    <input id="new-target" type="text" placeholder="e.g. London" prop:value=move || page.new_target.get() on:input=move |ev| page.new_target.set(event_target_value(&ev)) />
                     <div class="row3">
-                        <div><label for="k">"k"</label><input id="k" type="number" min="1" prop:value=move || k.get() on:input=move |ev| k.set(event_target_value(&ev)) /></div>
-                        <div><label for="lambda1">"λ1"</label><input id="lambda1" type="number" step="any" prop:value=move || lambda1.get() on:input=move |ev| lambda1.set(event_target_value(&ev)) /></div>
-                        <div><label for="lambda2">"λ2"</label><input id="lambda2" type="number" step="any" prop:value=move || lambda2.get() on:input=move |ev| lambda2.set(event_target_value(&ev)) /></div>
+                        <div><label for="k">"k " <Help id="k" text="How many of the fact's knowledge neurons are edited, strongest first (the paper: 4)." /></label><input id="k" type="number" min="1" prop:value=move || page.k.get() on:input=move |ev| page.k.set(event_target_value(&ev)) /></div>
+                        <div><label for="lambda1">"λ1"</label><input id="lambda1" type="number" step="any" prop:value=move || page.lambda1.get() on:input=move |ev| page.lambda1.set(event_target_value(&ev)) /></div>
+                        <div><label for="lambda2">"λ2 " <Help id="lambda" text="How much of the old answer's embedding is taken out (λ1) and of the new one's put in (λ2). The paper uses λ1 = 1, λ2 = 8, which can wreck a small model's perplexity: try λ2 = 1, or the norm-scaled option." /></label><input id="lambda2" type="number" step="any" prop:value=move || page.lambda2.get() on:input=move |ev| page.lambda2.set(event_target_value(&ev)) /></div>
                     </div>
-                    <label class="check"><input id="norm-scaled" type="checkbox" prop:checked=move || norm_scaled.get() on:change=move |ev| norm_scaled.set(event_target_checked(&ev)) />" rescale embeddings to the slot's norm (the authors' code)"</label>
-                    <button id="update" type="submit" disabled=move || busy.get()>"Update fact"</button>
+                    <label class="check"><input id="norm-scaled" type="checkbox" prop:checked=move || page.norm_scaled.get() == "1"
+                        on:change=move |ev| page.norm_scaled.set(if event_target_checked(&ev) { "1".into() } else { String::new() }) />" rescale embeddings to the slot's norm (the authors' code)"</label>
+                    <label for="eval">"Side-effect prompts for perplexity (prompt | answer, one per line)"</label>
+                    <textarea id="eval" rows="3" prop:value=move || page.eval.get() on:input=move |ev| page.eval.set(event_target_value(&ev)) on:keydown=ui::submit_on_ctrl_enter></textarea>
+                    <button id="update" type="submit" disabled=disabled>"Update fact"</button>
+                    {under("update")}
                 </form>
-                <form id="erase-form" on:submit=erase>
+                <form id="erase-form" novalidate on:submit=erase>
                     <h3>"Erase neurons"</h3>
                     <label for="erase-neurons">"Neurons (LAYER:INDEX, comma-separated)"</label>
-                    <input id="erase-neurons" type="text" placeholder="L29:1066, L29:1285" prop:value=move || erase_neurons.get() on:input=move |ev| erase_neurons.set(event_target_value(&ev)) />
+                    <input id="erase-neurons" type="text" placeholder="e.g. L29:1066, L29:1285" prop:value=move || page.erase_neurons.get() on:input=move |ev| page.erase_neurons.set(event_target_value(&ev)) />
                     <label for="erase-with">"Set their value slots to"</label>
-                    <select id="erase-with" prop:value=move || erase_with.get() on:change=move |ev| erase_with.set(event_target_value(&ev))>
+                    <select id="erase-with" prop:value=move || page.erase_with.get() on:change=move |ev| page.erase_with.set(event_target_value(&ev))>
                         <option value="zero">"zero (the paper)"</option>
                         <option value="unk">"the [UNK] embedding"</option>
                     </select>
-                    <label for="eval">"Side-effect prompts for perplexity (prompt | answer, one per line)"</label>
-                    <textarea id="eval" rows="3" prop:value=move || eval.get() on:input=move |ev| eval.set(event_target_value(&ev))></textarea>
-                    <button id="erase" type="submit" disabled=move || busy.get()>"Erase"</button>
+                    <p class="hint">"Perplexity is measured on the side-effect prompts of the update form."</p>
+                    <button id="erase" type="submit" disabled=disabled>"Erase"</button>
+                    {under("erase")}
                 </form>
             </div>
-            <form id="erase-relation-form" on:submit=erase_rel>
+            <form id="erase-relation-form" novalidate on:submit=erase_rel>
                 <h3>"Erase a relation"</h3>
                 <p class="hint">"Finds the knowledge neurons of a seeded sample of the relation's facts and erases the most frequent (20 in the paper), as a job; reports perplexity and accuracy on the relation and on others."</p>
                 <div class="row3">
-                    <div><label for="erase-relation">"Relation"</label><input id="erase-relation" type="text" prop:value=move || erase_relation.get() on:input=move |ev| erase_relation.set(event_target_value(&ev)) /></div>
-                    <div><label for="erase-facts">"Facts sampled"</label><input id="erase-facts" type="number" min="1" max="200" prop:value=move || erase_facts.get() on:input=move |ev| erase_facts.set(event_target_value(&ev)) /></div>
-                    <div><label for="erase-top">"Neurons erased"</label><input id="erase-top" type="number" min="1" prop:value=move || erase_top.get() on:input=move |ev| erase_top.set(event_target_value(&ev)) /></div>
+                    <div><label for="erase-relation">"Relation"</label><input id="erase-relation" type="text" prop:value=move || page.erase_relation.get() on:input=move |ev| page.erase_relation.set(event_target_value(&ev)) /></div>
+                    <div><label for="erase-facts">"Facts sampled"</label><input id="erase-facts" type="number" min="1" max="50" prop:value=move || page.erase_facts.get() on:input=move |ev| page.erase_facts.set(event_target_value(&ev)) /></div>
+                    <div><label for="erase-top">"Neurons erased"</label><input id="erase-top" type="number" min="1" prop:value=move || page.erase_top.get() on:input=move |ev| page.erase_top.set(event_target_value(&ev)) /></div>
                 </div>
-                <button id="erase-relation-run" type="submit" disabled=move || busy.get()>"Erase relation"</button>
+                <button id="erase-relation-run" type="submit" disabled=disabled>"Erase relation"</button>
+                {under("erase-relation")}
             </form>
-            {move || busy.get().then(|| {
-                let (done, total) = job.get().map_or((0, 0), |s| (s.done, s.total));
-                view! { <div class="progress"><progress id="edit-progress" max=total.max(1) value=done aria-label="editing"></progress>
-                    <span>{if total > 0 { format!("{done} of {total} done") } else { String::new() }}</span></div> }
-            })}
-            {move || outcome.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert" id="edit-error">{e}</p> }.into_any(),
-                Ok(r) => view! {
-                    <div id="edit-result">
-                        <p>{format!("{} — edited {}", r.edit.description, r.edit.neurons.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))}
-                            " · permalink: " <a id="edit-permalink" href=format!("/r/{}", r.id)>{format!("/r/{}", r.id)}</a></p>
-                        <p id="edit-metrics">
-                            {format!("change rate {:.0}%, success rate {:.0}%", 100.0 * r.metrics.change_rate, 100.0 * r.metrics.success_rate)}
-                            {r.metrics.perplexity.iter().map(|p| format!("; perplexity on {} ({} prompts) {:.2} → {:.2}", p.set, p.prompts, p.before, p.after)).collect::<String>()}
-                            {r.random.as_ref().map(|x| format!("; random neurons: change {:.0}%, success {:.0}%", 100.0 * x.change_rate, 100.0 * x.success_rate)).unwrap_or_default()}
-                        </p>
-                        <table id="edit-predictions">
-                            <thead><tr><th>"prompt"</th><th>"top-1 before"</th><th>"top-1 after"</th></tr></thead>
-                            <tbody>{r.predictions.into_iter().map(|p| view! {
-                                <tr><td>{p.prompt}</td><td>{format!("{:?}", p.top1_before)}</td><td>{format!("{:?}", p.top1_after)}</td></tr>
-                            }).collect_view()}</tbody>
-                        </table>
-                    </div>
-                }.into_any(),
-            })}
             <h3>"This page's edits"</h3>
             <p class="hint">"Every request of this page runs on these edit sets, in order; they live in the page's address, so a link carries them and other pages never see them."</p>
             <ul id="edits">
                 {move || {
-                    let list = edits.get();
+                    let list = page.edits.get();
                     if list.is_empty() {
                         return view! { <li class="muted">"None: the model is as loaded."</li> }.into_any();
                     }
@@ -291,6 +276,108 @@ pub fn Edits(
             </ul>
             <label for="edit-upload">"Add a saved edit set (JSON)"</label>
             <input id="edit-upload" type="file" accept="application/json,.json" on:change=upload />
+            {under("upload")}
         </section>
+    }
+}
+
+/// What an edit did: the rates, the side effects, per prompt P and rank of the
+/// old and new answers before and after, and warnings when it went wrong.
+#[component]
+fn EditResult(r: EditResponse) -> impl IntoView {
+    let m = &r.metrics;
+    let has_new = r.predictions.iter().any(|p| p.new_answer.is_some());
+    let mut warnings = Vec::new();
+    let tops: std::collections::BTreeSet<&str> = r
+        .predictions
+        .iter()
+        .map(|p| p.top1_after.as_str())
+        .collect();
+    if r.predictions.len() >= 2 && tops.len() == 1 {
+        let only = tops.iter().next().copied().unwrap_or_default();
+        let wanted = r
+            .predictions
+            .first()
+            .and_then(|p| p.new_answer.as_ref())
+            .is_some_and(|n| n.token == only);
+        if !wanted {
+            warnings.push(format!(
+                "Every prompt now answers {only:?}: the edit collapsed the predictions to one token rather than moving them to the new answer."
+            ));
+        }
+    }
+    if has_new && m.success_rate == 0.0 {
+        warnings
+            .push("No prompt answers the new answer after the edit (success rate 0%).".to_string());
+    }
+    for p in &m.perplexity {
+        if p.after > 2.0 * p.before {
+            warnings.push(format!(
+                "Perplexity on {} rose ×{:.1} ({} → {}): the edit damages what the model knows beyond this fact. Try λ2 = 1 or the norm-scaled option.",
+                p.set,
+                p.after / p.before,
+                ui::value(p.before),
+                ui::value(p.after)
+            ));
+        }
+    }
+    let arrow = |a: String, b: String| format!("{a} → {b}");
+    let rank = |x: Option<usize>| x.map_or("–".into(), |r| r.to_string());
+    let rows: Vec<_> = r
+        .predictions
+        .iter()
+        .map(|p| {
+            let mut cells = vec![
+                Cell::text(p.prompt.clone()),
+                Cell::num(
+                    arrow(ui::prob(p.p_before), ui::prob(p.p_after)),
+                    p.p_after - p.p_before,
+                ),
+                Cell::text(arrow(rank(p.rank_before), rank(p.rank_after))),
+            ];
+            if let Some(n) = &p.new_answer {
+                cells.push(Cell::num(
+                    arrow(ui::prob(n.p_before), ui::prob(n.p_after)),
+                    n.p_after - n.p_before,
+                ));
+                cells.push(Cell::text(arrow(
+                    n.rank_before.to_string(),
+                    n.rank_after.to_string(),
+                )));
+            }
+            cells.push(Cell::text(arrow(
+                format!("{:?}", p.top1_before),
+                format!("{:?}", p.top1_after),
+            )));
+            (None, cells)
+        })
+        .collect();
+    let headers = if has_new {
+        vec![
+            "prompt",
+            "P(t) before → after",
+            "rank of t",
+            "P(t′) before → after",
+            "rank of t′",
+            "top-1",
+        ]
+    } else {
+        vec!["prompt", "P(answer) before → after", "rank", "top-1"]
+    };
+    let link = format!("/r/{}", r.id);
+    view! {
+        <div id="edit-result">
+            <p>{format!("{} — edited {}", r.edit.description, r.edit.neurons.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))}
+                " · permalink: " <a id="edit-permalink" href=link.clone()>{link.clone()}</a></p>
+            <p id="edit-metrics">
+                {format!("change rate {:.0}%, success rate {:.0}%", 100.0 * m.change_rate, 100.0 * m.success_rate)}
+                {m.perplexity.iter().map(|p| format!("; perplexity on {} ({} prompts) {} → {}", p.set, p.prompts, ui::value(p.before), ui::value(p.after))).collect::<String>()}
+                {r.random.as_ref().map(|x| format!("; random neurons: change {:.0}%, success {:.0}%", 100.0 * x.change_rate, 100.0 * x.success_rate)).unwrap_or_default()}
+            </p>
+            {(!warnings.is_empty()).then(|| view! {
+                <ul class="warning" id="edit-warning" role="alert">{warnings.into_iter().map(|w| view! { <li>{w}</li> }).collect_view()}</ul>
+            })}
+            <SortTable id="edit-predictions" headers=headers rows=rows />
+        </div>
     }
 }

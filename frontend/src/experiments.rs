@@ -2,8 +2,8 @@
 //! `kn experiment`, and a run's report with the same tables, charts and
 //! downloads as the files `kn experiment report` writes.
 
-use crate::analysis::Chart;
 use crate::api;
+use crate::ui::Chart;
 use kn_shared::charts::report_charts;
 use kn_shared::experiment::{markdown, ours, Effects, ExperimentReport, PAPER};
 use leptos::prelude::*;
@@ -30,8 +30,9 @@ fn data_url(mime: &str, content: &str) -> String {
 
 #[component]
 pub fn Experiments(run: Option<String>) -> impl IntoView {
-    let list = RwSignal::new(None::<Result<Vec<kn_shared::experiment::ExperimentSummary>, String>>);
-    let report = RwSignal::new(None::<Result<ExperimentReport, String>>);
+    let list =
+        RwSignal::new(None::<Result<Vec<kn_shared::experiment::ExperimentSummary>, api::Failure>>);
+    let report = RwSignal::new(None::<Result<ExperimentReport, api::Failure>>);
     spawn_local(async move { list.set(Some(api::experiments().await)) });
     if let Some(name) = run.clone() {
         spawn_local(async move { report.set(Some(api::experiment(&name).await)) });
@@ -43,10 +44,17 @@ pub fn Experiments(run: Option<String>) -> impl IntoView {
                 <p class="muted">"Runs of " <code>"kn experiment run"</code> " kept by this server; " <code>"kn experiment report"</code> " makes their reports."</p>
                 {move || match list.get() {
                     None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
-                    Some(Ok(v)) if v.is_empty() => view! { <p class="muted">"No runs yet."</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                    Some(Ok(v)) if v.is_empty() => view! {
+                        <div id="no-runs">
+                            <p class="muted">"No runs yet. Make one from the repository's folder (about 15 s per fact on a 2-core CPU with SmolLM2; 3 facts of each of the 34 relations take about 25 minutes), then reload this page:"</p>
+                            <pre><code>"target/release/kn experiment run --facts-per-relation 3 --out runs/sample
+    target/release/kn experiment report runs/sample"</code></pre>
+                            <p class="muted">"This server lists the runs in its " <code>"--experiments"</code> " folder (default " <code>"runs"</code> ")."</p>
+                        </div>
+                    }.into_any(),
                     Some(Ok(v)) => view! {
-                        <table id="runs">
+                        <div class="scroll"><table id="runs">
                             <thead><tr><th>"run"</th><th>"model"</th><th class="num">"facts"</th><th class="num">"relations"</th><th>"report"</th></tr></thead>
                             <tbody>
                                 {v.into_iter().map(|x| view! {
@@ -59,13 +67,13 @@ pub fn Experiments(run: Option<String>) -> impl IntoView {
                                     </tr>
                                 }).collect_view()}
                             </tbody>
-                        </table>
+                        </table></div>
                     }.into_any(),
                 }}
             </section>
             {move || match report.get() {
                 None => ().into_any(),
-                Some(Err(e)) => view! { <section class="panel wide"><p class="error" role="alert" id="report-error">{e}</p></section> }.into_any(),
+                Some(Err(e)) => view! { <section class="panel wide"><p class="error" role="alert" id="report-error">{e.message}</p></section> }.into_any(),
                 Some(Ok(r)) => view! { <Report r=r /> }.into_any(),
             }}
         </main>
@@ -133,19 +141,19 @@ fn Report(r: ExperimentReport) -> impl IntoView {
                 <a class="download" download="report.json" href=data_url("application/json", &json)>"JSON"</a>
             </p>
             <h3>"Beside the paper (BERT-base-cased)"</h3>
-            <table id="beside-paper">
+            <div class="scroll"><table id="beside-paper">
                 <thead><tr><th>"what"</th><th>"paper: knowledge neurons"</th><th>"paper: baseline"</th><th>"ours: knowledge neurons"</th><th>"ours: baseline / control"</th></tr></thead>
                 <tbody>{beside}</tbody>
-            </table>
+            </table></div>
             <h3>"Per relation"</h3>
-            <table id="relations">
+            <div class="scroll"><table id="relations">
                 <thead>
                     <tr><th>"relation"</th><th>"type"</th><th class="num">"facts"</th><th class="num">"p"</th><th class="num">"neurons/fact (KN / base)"</th>
                     <th class="num">"suppress KN"</th><th class="num">"base"</th><th class="num">"random"</th>
                     <th class="num">"amplify KN"</th><th class="num">"base"</th><th class="num">"random"</th></tr>
                 </thead>
                 <tbody>{rows}</tbody>
-            </table>
+            </table></div>
             <h3>"Charts"</h3>
             {charts}
         </section>

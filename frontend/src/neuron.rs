@@ -1,0 +1,93 @@
+//! The neuron card (Neuronpedia's idea, for knowledge neurons): a selected
+//! neuron's attribution and activation on each prompt of the fact, whether it
+//! passed the coarse threshold on each, the tokens its value slot promotes and
+//! suppresses, and a link that reopens the analysis with the card open.
+
+use crate::api::{self, Failure};
+use crate::ui::{self, Cell, SortTable};
+use kn_shared::{Neuron, NeuronCard, NeuronRequest, TokenScore};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+#[component]
+pub fn NeuronCardView(analysis: String, selected: RwSignal<Option<Neuron>>) -> impl IntoView {
+    let card = RwSignal::new(None::<(Neuron, Result<NeuronCard, Failure>)>);
+    let analysis = StoredValue::new(analysis);
+    Effect::new(move |_| {
+        let Some(n) = selected.get() else {
+            card.set(None);
+            return;
+        };
+        if card.get_untracked().is_some_and(|(m, _)| m == n) {
+            return;
+        }
+        card.set(None);
+        let req = NeuronRequest {
+            analysis: analysis.get_value(),
+            layer: n.layer,
+            index: n.index,
+        };
+        spawn_local(async move {
+            let r = api::neuron(&req).await;
+            // Only if it is still the one asked for.
+            if selected.get_untracked() == Some(n) {
+                card.set(Some((n, r)));
+            }
+        });
+    });
+    let tokens = |list: Vec<TokenScore>| {
+        list.into_iter()
+            .map(|t| view! { <li><code>{format!("{:?}", t.token)}</code>" " <span class="muted">{ui::value(t.value)}</span></li> })
+            .collect_view()
+    };
+    move || {
+        let n = selected.get()?;
+        let link = format!("/r/{}?neuron={n}", analysis.get_value());
+        Some(view! {
+            <section class="card" id="neuron-card" aria-labelledby="neuron-title">
+                <header>
+                    <h3 id="neuron-title">{format!("Neuron {n}")}</h3>
+                    <button type="button" class="small" id="neuron-close" on:click=move |_| selected.set(None)>"Close"</button>
+                </header>
+                {move || match card.get() {
+                    None => view! { <p class="muted">"Attributing this neuron's layer on each prompt…"</p> }.into_any(),
+                    Some((_, Err(e))) => view! { <p class="error" role="alert" id="neuron-error">{e.message}</p> }.into_any(),
+                    Some((_, Ok(c))) => {
+                        let rows = c.prompts.iter().map(|p| (None, vec![
+                            Cell::text(p.prompt.clone()),
+                            Cell::num(ui::value(p.score), p.score),
+                            Cell::num(ui::value(p.activation), p.activation),
+                            Cell::text(match p.passed { Some(true) => "yes", Some(false) => "no", None => "unknown" }),
+                        ])).collect::<Vec<_>>();
+                        let sets = match (c.knowledge, c.baseline) {
+                            (true, true) => "a knowledge neuron and a baseline neuron",
+                            (true, false) => "a knowledge neuron",
+                            (false, true) => "a baseline neuron (not a knowledge neuron)",
+                            (false, false) => "in neither refined set",
+                        };
+                        view! {
+                            <p>
+                                <span id="neuron-summary">{format!("For {:?}: {sets}; its score passes the coarse threshold (t = {} × the prompt's largest score) in {} of {} prompts.",
+                                    c.target, c.t, c.passed, c.known)}</span>
+                                " " <ui::Help id="neuron-threshold" text="A neuron is in a prompt's coarse set when its integrated-gradients score exceeds t times the largest score of any neuron on that prompt; it is a knowledge neuron when it is in the coarse sets of more than p × the prompts." />
+                            </p>
+                            <SortTable id="neuron-prompts" headers=vec!["prompt", "IG score", "activation", "passes t"] rows=rows />
+                            <div class="compare">
+                                <div>
+                                    <h4>"Its value slot promotes"</h4>
+                                    <ol id="neuron-promotes">{tokens(c.promotes.clone())}</ol>
+                                </div>
+                                <div>
+                                    <h4>"…and suppresses"</h4>
+                                    <ol id="neuron-suppresses">{tokens(c.suppresses.clone())}</ol>
+                                </div>
+                            </div>
+                            <p class="hint">"The value slot (the neuron's column of the FFN output weights) projected on the output embeddings (Geva et al., 2022): the tokens whose logits it raises and lowers most when the neuron fires."</p>
+                        }.into_any()
+                    }
+                }}
+                <p>"Link to this card: " <a id="neuron-link" href=link.clone()>{link.clone()}</a></p>
+            </section>
+        })
+    }
+}

@@ -1,0 +1,264 @@
+//! Small pieces every view uses: charts with their downloads, help popovers,
+//! sortable tables, number formats, scrolling to a result, the width of a box.
+
+use leptos::html;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+/// A `data:` URL for a download link.
+pub fn data_url(mime: &str, content: &str) -> String {
+    format!(
+        "data:{mime};charset=utf-8,{}",
+        String::from(js_sys::encode_uri_component(content))
+    )
+}
+
+#[component]
+pub fn Download(
+    label: &'static str,
+    file: String,
+    mime: &'static str,
+    content: String,
+) -> impl IntoView {
+    view! { <a class="download" download=file href=data_url(mime, &content)>{label}</a> }
+}
+
+/// The export line of a chart: SVG, PNG (rendered in the browser), CSV, JSON.
+#[component]
+pub fn Exports(svg: String, data_name: String, csv: String, json: String) -> impl IntoView {
+    let (svg2, png_name) = (svg.clone(), format!("{data_name}.png"));
+    let png = move |_| {
+        if let Err(e) = crate::png::download_png(&svg2, &png_name) {
+            web_sys::console::error_1(&e.into());
+        }
+    };
+    view! {
+        " — download: "
+        <Download label="SVG" file=format!("{data_name}.svg") mime="image/svg+xml" content=svg />
+        " · "
+        <button type="button" class="link png" on:click=png>"PNG"</button>
+        " · "
+        <Download label="CSV" file=format!("{data_name}.csv") mime="text/csv" content=csv />
+        " · "
+        <Download label="JSON" file=format!("{data_name}.json") mime="application/json" content=json />
+    }
+}
+
+/// A chart with its SVG and its data for download.
+#[component]
+pub fn Chart(
+    id: &'static str,
+    title: &'static str,
+    svg: String,
+    data_name: String,
+    csv: String,
+    json: String,
+) -> impl IntoView {
+    view! {
+        <figure class="chart" id=id>
+            <div class="svg" inner_html=svg.clone()></div>
+            <figcaption>{title}<Exports svg=svg data_name=data_name csv=csv json=json /></figcaption>
+        </figure>
+    }
+}
+
+/// A "?" button that opens a short explanation (the browser's popover).
+#[component]
+pub fn Help(id: &'static str, text: &'static str) -> impl IntoView {
+    let target = format!("help-{id}");
+    view! {
+        <button type="button" class="help" aria-label="what is this?" popovertarget=target.clone()>"?"</button>
+        <div class="popover" id=target popover="auto" role="note">{text}</div>
+    }
+}
+
+/// A probability with four decimals.
+pub fn prob(p: f64) -> String {
+    format!("{p:.4}")
+}
+
+/// A score or activation in a fixed, readable form.
+pub fn value(v: f64) -> String {
+    crate::charts::format_value(v)
+}
+
+/// Scroll the element `id` into view (smoothly, to the top of the screen).
+pub fn scroll_to(id: &str) {
+    let id = id.to_string();
+    // After the view has rendered it.
+    let cb = wasm_bindgen::closure::Closure::once_into_js(move || {
+        if let Some(el) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.get_element_by_id(&id))
+        {
+            let opts = web_sys::ScrollIntoViewOptions::new();
+            opts.set_behavior(web_sys::ScrollBehavior::Smooth);
+            opts.set_block(web_sys::ScrollLogicalPosition::Start);
+            el.scroll_into_view_with_scroll_into_view_options(&opts);
+        }
+    });
+    if let Some(w) = web_sys::window() {
+        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 30);
+    }
+}
+
+/// The content width of a box, in px, kept up to date as the box resizes (a
+/// `ResizeObserver`): charts redraw at their box's width, so their text stays
+/// at its size on a phone and on a wide screen. `fallback` until it is laid out.
+pub fn width_of(node: NodeRef<html::Div>, fallback: u32) -> ReadSignal<u32> {
+    let (width, set_width) = signal(fallback);
+    Effect::new(move |observed: Option<bool>| {
+        if observed == Some(true) {
+            return true;
+        }
+        let Some(el) = node.get() else {
+            return false;
+        };
+        let on_resize = wasm_bindgen::closure::Closure::<dyn Fn(js_sys::Array)>::new(
+            move |entries: js_sys::Array| {
+                let w = entries
+                    .get(0)
+                    .dyn_into::<web_sys::ResizeObserverEntry>()
+                    .map(|e| e.content_rect().width())
+                    .unwrap_or(0.0);
+                if w >= 1.0 {
+                    let w = (w.round() as u32).max(280);
+                    if w != width.get_untracked() {
+                        set_width.set(w);
+                    }
+                }
+            },
+        );
+        match web_sys::ResizeObserver::new(on_resize.as_ref().unchecked_ref()) {
+            Ok(observer) => {
+                observer.observe(&el);
+                on_resize.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    });
+    width
+}
+
+/// One cell of a sortable table: what it shows, and what it sorts by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    pub text: String,
+    pub key: f64,
+}
+
+impl Cell {
+    pub fn num(text: String, key: f64) -> Self {
+        Cell { text, key }
+    }
+    pub fn text(text: impl Into<String>) -> Self {
+        Cell {
+            text: text.into(),
+            key: f64::NAN,
+        }
+    }
+}
+
+/// A table whose columns sort on a click of their heading (numbers by value,
+/// largest first on the first click). Rows may carry a neuron: clicking the row
+/// selects it, and the selected neuron's row is highlighted.
+#[component]
+pub fn SortTable(
+    id: &'static str,
+    headers: Vec<&'static str>,
+    rows: Vec<(Option<kn_shared::Neuron>, Vec<Cell>)>,
+    #[prop(optional)] selected: Option<RwSignal<Option<kn_shared::Neuron>>>,
+) -> impl IntoView {
+    let sort = RwSignal::new(None::<(usize, bool)>);
+    let rows = StoredValue::new(rows);
+    let sorted = move || {
+        let mut r = rows.get_value();
+        if let Some((col, desc)) = sort.get() {
+            r.sort_by(|a, b| {
+                let (x, y) = (&a.1[col], &b.1[col]);
+                let o = if x.key.is_nan() || y.key.is_nan() {
+                    x.text.cmp(&y.text)
+                } else {
+                    x.key.total_cmp(&y.key)
+                };
+                if desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+        }
+        r
+    };
+    view! {
+        <div class="scroll">
+            <table id=id class="sortable">
+                <thead><tr>{headers.into_iter().enumerate().map(|(i, h)| {
+                    let mark = move || match sort.get() {
+                        Some((c, true)) if c == i => " ▼",
+                        Some((c, false)) if c == i => " ▲",
+                        _ => "",
+                    };
+                    let aria = move || match sort.get() {
+                        Some((c, true)) if c == i => "descending",
+                        Some((c, false)) if c == i => "ascending",
+                        _ => "none",
+                    };
+                    view! {
+                        <th aria-sort=aria>
+                            <button type="button" class="sort" on:click=move |_| sort.update(|s| {
+                                *s = match *s {
+                                    Some((c, d)) if c == i => Some((i, !d)),
+                                    _ => Some((i, true)),
+                                }
+                            })>{h}{mark}</button>
+                        </th>
+                    }
+                }).collect_view()}</tr></thead>
+                <tbody>{move || sorted().into_iter().map(|(n, cells)| {
+                    let is_sel = move || n.is_some() && selected.is_some_and(|s| s.get() == n);
+                    let click = move |_| {
+                        if let (Some(s), Some(n)) = (selected, n) {
+                            s.set(Some(n));
+                        }
+                    };
+                    view! {
+                        <tr class:selected=is_sel class:clickable=n.is_some() on:click=click
+                            data-neuron=n.map(|n| n.to_string())>
+                            {cells.into_iter().map(|c| {
+                                let num = !c.key.is_nan();
+                                view! { <td class:num=num>{c.text}</td> }
+                            }).collect_view()}
+                        </tr>
+                    }
+                }).collect_view()}</tbody>
+            </table>
+        </div>
+    }
+}
+
+/// Ctrl+Enter (or ⌘+Enter) in a text area submits its form.
+pub fn submit_on_ctrl_enter(ev: leptos::ev::KeyboardEvent) {
+    if ev.key() == "Enter" && (ev.ctrl_key() || ev.meta_key()) {
+        ev.prevent_default();
+        if let Some(form) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok())
+            .and_then(|el| el.closest("form").ok().flatten())
+            .and_then(|f| f.dyn_into::<web_sys::HtmlFormElement>().ok())
+        {
+            let _ = form.request_submit();
+        }
+    }
+}
+
+/// A field's error, under the field (empty when none).
+#[component]
+pub fn FieldError(id: &'static str, error: Signal<Option<String>>) -> impl IntoView {
+    move || {
+        error
+            .get()
+            .map(|e| view! { <p class="error field-error" role="alert" id=id>{e}</p> })
+    }
+}
