@@ -83,6 +83,42 @@ fn label(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &str, at: (i32, i32), pos
     let _ = root.draw(&Text::new(s.to_string(), at, text(size).pos(pos)));
 }
 
+/// A chart's title at the top left and its legend at the top right (on a line
+/// of its own when the chart is narrow); returns the top margin the plot needs.
+fn heading(
+    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    title: &str,
+    legend: &[(&str, RGBColor)],
+    w: u32,
+) -> u32 {
+    label(
+        root,
+        title,
+        (12, 16),
+        Pos::new(HPos::Left, VPos::Center),
+        TEXT + 1,
+    );
+    let narrow = w < 600;
+    let y = if narrow { 40 } else { 16 };
+    let mut x = w as i32 - 12;
+    for (text, color) in legend.iter().rev() {
+        let _ = root.draw(&Text::new(
+            text.to_string(),
+            (x, y),
+            (FONT, TEXT)
+                .into_font()
+                .color(color)
+                .pos(Pos::new(HPos::Right, VPos::Center)),
+        ));
+        x -= text.chars().count() as i32 * 8 + 16;
+    }
+    if narrow {
+        62
+    } else {
+        38
+    }
+}
+
 /// Horizontal bars of the top-k probabilities at the blank, the best on top,
 /// each labelled with its token (and the target in orange).
 pub fn top_k_bars(r: &PredictResponse, width: u32) -> Plot {
@@ -186,9 +222,15 @@ pub fn effect_bars(groups: &[(String, f64, f64)], width: u32) -> Plot {
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         let _ = root.fill(&WHITE);
+        let top = heading(
+            &root,
+            "Change of P(answer) at the blank",
+            &[("■ suppress (×0)", BLUE), ("■ amplify (×2)", WARM)],
+            w,
+        );
         let Ok(mut chart) = ChartBuilder::on(&root)
-            .caption("Change of P(answer) at the blank", (FONT, TEXT + 3))
             .margin(12)
+            .margin_top(top)
             .x_label_area_size(36)
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..n, lo..hi)
@@ -277,9 +319,15 @@ pub fn layer_counts(layers: usize, a: &[usize], b: &[usize], width: u32) -> Plot
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         let _ = root.fill(&WHITE);
+        let top = heading(
+            &root,
+            "Neurons per layer",
+            &[("■ knowledge", RED), ("■ baseline", GREY)],
+            w,
+        );
         let Ok(mut chart) = ChartBuilder::on(&root)
-            .caption("Neurons per layer", (FONT, TEXT + 3))
             .margin(12)
+            .margin_top(top)
             .x_label_area_size(40)
             .y_label_area_size(44)
             .build_cartesian_2d(x.0..x.1, 0.0..max)
@@ -432,7 +480,7 @@ pub fn heatmap(
         return Heatmap::default();
     }
     let w = width.clamp(300, 2000);
-    let bar_w = 96u32;
+    let bar_w = 140u32;
     // About 4 px per cell at least: bin to fit.
     let cells_fit = ((w.saturating_sub(bar_w + 80)) / 4).max(16) as usize;
     let per_bin = (hi - lo).div_ceil(cells_fit).max(1);
