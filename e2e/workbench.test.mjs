@@ -74,6 +74,9 @@ test('1. every bar chart labels its longest bar with the API\'s answer; whole la
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ prompt: 'The capital of France is [MASK].', target: 'Paris', top_k: 10 }),
   })).json();
+  // A causal model's blank is the position after the prompt, not its last token.
+  assert.equal(await page.locator('.tok.blank').count(), 1);
+  assert.equal(await page.locator('.tok.blank').getAttribute('id'), 'next-token');
   const top = await chartParts(page, '#topk-chart', ['#3465A4', '#D66028']);
   assert.equal(top.bars.length, api.top_k.length, 'one bar per prediction, no empty category');
   const longest = top.bars.reduce((a, b) => (b.w > a.w ? b : a));

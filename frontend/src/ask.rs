@@ -96,19 +96,26 @@ fn Prediction(r: PredictResponse, edits: Vec<String>, page: Page) -> impl IntoVi
         )
         .collect();
     let blank = r.blank_index;
+    let masked = r
+        .tokens
+        .get(blank)
+        .is_some_and(|t| t.contains("MASK") || t.contains("mask"));
+    // A masked model reads the answer at its mask token; a causal one at the
+    // position after the last token, which is not a token of the prompt.
     let tokens = r
         .tokens
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let class = if i == blank { "tok blank" } else { "tok" };
+            let class = if masked && i == blank {
+                "tok blank"
+            } else {
+                "tok"
+            };
             view! { <span class=class title=format!("position {i}")>{t.clone()}</span> }
         })
         .collect_view();
-    let masked = r
-        .tokens
-        .get(blank)
-        .is_some_and(|t| t.contains("MASK") || t.contains("mask"));
+    let next = (!masked).then(|| view! { <span class="tok blank" id="next-token" title="the answer is read here: the next position">"＿"</span> });
     let target = r.target.clone().map(|t| {
         view! {
             <p id="target-prob">
@@ -128,11 +135,11 @@ fn Prediction(r: PredictResponse, edits: Vec<String>, page: Page) -> impl IntoVi
     let json = serde_json::to_string(&r).unwrap_or_default();
     view! {
         <h2>"Top predictions"</h2>
-        <div class="tokens" aria-label="input tokens">{tokens}</div>
+        <div class="tokens" aria-label="input tokens">{tokens}{next}</div>
         <p class="hint">{if masked {
             "The highlighted token is the blank, where the answer is read."
         } else {
-            "A causal model reads the answer after the highlighted last token: the blank is the next position."
+            "A causal model predicts the next token: the highlighted blank after the prompt is where the answer is read."
         }}</p>
         {move || stale().then(|| view! {
             <p class="stale" id="predict-stale">"Made before this page's edits changed: predict again to see the current model."</p>
