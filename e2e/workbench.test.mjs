@@ -26,7 +26,9 @@ after(async () => {
 });
 
 async function studio(viewport = DESK, path = '/') {
-  const ctx = await browser.newContext({ viewport });
+  // Reduced motion: the page jumps to results instead of scrolling smoothly,
+  // so what a test measures is where it stays.
+  const ctx = await browser.newContext({ viewport, reducedMotion: 'reduce' });
   const page = await ctx.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -199,6 +201,7 @@ test('3. the heatmap: colour bar, centred layers, tooltip, zoom, width of its pa
   assert.deepEqual(layerTicks.sort(), ['0', '1', '2'], 'rows labelled 0..L−1 and no more');
   assert.ok(Math.abs(parts.width - parts.box) <= 2, 'the heatmap takes its panel\'s width');
   // Tooltip.
+  await page.locator('#heatmap .svg').scrollIntoViewIfNeeded();
   const box = await page.locator('#heatmap .svg').boundingBox();
   await page.mouse.move(box.x + box.width * 0.45, box.y + box.height * 0.35);
   await page.waitForSelector('#heatmap-tooltip');

@@ -92,7 +92,19 @@ pub fn scroll_to(id: &str) {
             .and_then(|d| d.get_element_by_id(&id))
         {
             let opts = web_sys::ScrollIntoViewOptions::new();
-            opts.set_behavior(web_sys::ScrollBehavior::Smooth);
+            // Smoothly, unless the user asked for less motion.
+            let reduced = web_sys::window()
+                .and_then(|w| {
+                    w.match_media("(prefers-reduced-motion: reduce)")
+                        .ok()
+                        .flatten()
+                })
+                .is_some_and(|m| m.matches());
+            opts.set_behavior(if reduced {
+                web_sys::ScrollBehavior::Instant
+            } else {
+                web_sys::ScrollBehavior::Smooth
+            });
             opts.set_block(web_sys::ScrollLogicalPosition::Start);
             el.scroll_into_view_with_scroll_into_view_options(&opts);
         }
