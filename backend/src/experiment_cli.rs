@@ -27,6 +27,11 @@ pub struct PlanArgs {
     /// A seeded sample of this many facts per relation; default every fact.
     #[arg(long)]
     facts_per_relation: Option<usize>,
+    /// Also attribute up to this many facts per relation that the model answers
+    /// correctly on at least one prompt (found by a seeded scan): the update
+    /// experiment edits those. 0 leaves them out.
+    #[arg(long, default_value_t = 0)]
+    known_facts_per_relation: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -136,6 +141,7 @@ fn settings(p: &PlanArgs, m: &kn::Model, ig: Option<&IgArgs>) -> Settings {
         seed: p.seed,
         facts_per_relation: p.facts_per_relation,
         relations,
+        known_facts_per_relation: p.known_facts_per_relation,
     }
 }
 

@@ -532,6 +532,7 @@ async fn experiments_list_and_reports() {
         seed: 0,
         facts_per_relation: Some(2),
         relations: vec!["P36".into(), "P19".into()],
+        known_facts_per_relation: 0,
     };
     let opts = run::RunOptions {
         ig: Default::default(),

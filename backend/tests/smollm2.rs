@@ -81,3 +81,40 @@ async fn the_server_refuses_a_2kb_prompt_of_digits_before_any_work() {
     )
     .await;
 }
+
+/// The update experiment's facts: a seeded scan for facts the model answers
+/// correctly on at least one prompt, planned beside the random sample.
+#[test]
+fn the_plan_finds_facts_smollm2_knows() {
+    use kn::experiment::{fact_queries, plan, Settings};
+    let m = smollm2();
+    let data = kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap();
+    let s = Settings {
+        model: "smollm2".into(),
+        fingerprint: m.fingerprint.clone(),
+        steps: 20,
+        riemann: "right".into(),
+        seed: 0,
+        facts_per_relation: Some(2),
+        relations: vec!["P36".into()],
+        known_facts_per_relation: 3,
+    };
+    let p = plan(&m, &data, &s).unwrap();
+    assert_eq!(p.sample.len(), 2);
+    assert_eq!(p.known.len(), 3, "SmolLM2 knows some capitals");
+    assert_eq!(p.coverage.known_planned, 3);
+    assert_eq!(p.items.len(), p.sample.union(&p.known).count());
+    let rel = data.relation("P36").unwrap();
+    for it in &p.known {
+        let qs = fact_queries(&m, rel, it.fact).unwrap();
+        let (_, top) = kn::engine::intervene::probabilities(&m, &qs, &Default::default()).unwrap();
+        assert!(
+            top.iter().zip(&qs).any(|(&t, q)| t == q.target),
+            "fact {}",
+            it.fact
+        );
+    }
+    // The same settings, the same plan.
+    let again = plan(&m, &data, &s).unwrap();
+    assert_eq!((again.sample, again.known), (p.sample, p.known));
+}

@@ -84,11 +84,30 @@ pub struct Coverage {
     pub unusable: usize,
     pub eligible_facts: usize,
     pub eligible_prompts: usize,
-    /// Facts chosen (all eligible, or the seeded sample).
+    /// Facts chosen (all eligible, or the seeded sample, and the known facts).
     pub planned: usize,
+    /// Of those, facts chosen because the model answers them correctly on at
+    /// least one prompt (for the update experiment; some may also be in the
+    /// sample).
+    #[serde(default)]
+    pub known_planned: usize,
     pub done: usize,
     /// Facts whose attribution failed (the message is stored with the fact).
     pub failed: usize,
+    /// Relations left out because the model can use fewer than 4 of their
+    /// templates (SPEC's rule, applied to usable templates): their facts
+    /// would have too few prompts to refine.
+    #[serde(default)]
+    pub unrefinable: Vec<Unrefinable>,
+}
+
+/// A relation the run leaves out: too few usable templates to refine with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Unrefinable {
+    pub relation: String,
+    pub usable_templates: usize,
+    pub facts: usize,
 }
 
 /// Statistics of one neuron kind (knowledge or baseline).

@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 /// Coarse knowledge sets are stored down to this fraction of a prompt's maximum
 /// score, so a report may use any `t ≥ STORE_T` without recomputing.
 pub const STORE_T: f64 = 0.1;
+/// The baseline's coarse sets (activations) are stored down to this fraction
+/// of a prompt's largest activation, so the report can select the baseline
+/// the way it selects knowledge neurons (a fixed threshold, then `p` adapted
+/// per relation) at any `base_t ≥ STORE_BASE_T`.
+pub const STORE_BASE_T: f64 = 0.3;
 
 /// `(layer, index, value)`, compact in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -27,8 +32,13 @@ pub struct PromptRecord {
     pub max_score: f64,
     /// Neurons scoring above `STORE_T · max_score`, with their scores.
     pub knowledge: Vec<Scored>,
-    /// The baseline's coarse set at the fact's tuned threshold, with activations.
+    /// The baseline's coarse set, with activations: above `STORE_BASE_T ·
+    /// max_activation` (runs made before `max_activation` was kept: at the
+    /// fact's tuned threshold).
     pub baseline: Vec<Scored>,
+    /// The prompt's largest activation at the blank.
+    #[serde(default)]
+    pub max_activation: Option<f64>,
 }
 
 /// What a run keeps of one fact.
@@ -37,7 +47,8 @@ pub struct FactRecord {
     pub subject: String,
     pub object: String,
     pub prompts: Vec<PromptRecord>,
-    /// The baseline's coarse threshold, tuned to 2–5 neurons (SPEC).
+    /// The baseline's coarse threshold tuned per fact to 2–5 neurons (what runs
+    /// stored before the baseline was selected like the knowledge neurons).
     pub baseline_t: f64,
 }
 

@@ -40,6 +40,13 @@ pub struct Settings {
     pub facts_per_relation: Option<usize>,
     /// Empty: all 34.
     pub relations: Vec<String>,
+    /// Besides the sample, up to this many facts per relation that the model
+    /// answers correctly on at least one prompt: the facts the update
+    /// experiment edits (it measures whether an answer the model gives is
+    /// changed, so it needs facts the model knows). They are left out of the
+    /// other statistics, which use the random sample only.
+    #[serde(default)]
+    pub known_facts_per_relation: usize,
 }
 
 impl Settings {
@@ -170,9 +177,20 @@ pub struct Item {
 }
 
 pub struct Plan {
+    /// Every fact to attribute: the sample and the known facts, in relation
+    /// order, each relation's facts in index order.
     pub items: Vec<Item>,
+    /// The random sample (or every fact): the facts of the statistics.
+    pub sample: std::collections::BTreeSet<Item>,
+    /// Facts the model answers correctly on at least one prompt, for updates.
+    pub known: std::collections::BTreeSet<Item>,
     pub coverage: Coverage,
 }
+
+/// SPEC keeps the relations with at least this many templates; we apply the
+/// rule to the templates the model can use, since a fact's knowledge neurons
+/// are refined across its prompts and one or two prompts refine nothing.
+pub const MIN_TEMPLATES: usize = 4;
 
 /// The templates this model can use: all for a masked LM, those whose blank
 /// ends the sentence for a causal LM.
@@ -233,7 +251,10 @@ pub fn plan(model: &Model, data: &ParaRel, settings: &Settings) -> Result<Plan> 
         data.relation(r)?;
     }
     let mut cov = Coverage::default();
-    let mut items = Vec::new();
+    let (mut sample, mut known) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
     for (ri, rel) in data.relations.iter().enumerate() {
         if !settings.relations.is_empty() && !settings.relations.contains(&rel.id) {
             continue;
@@ -247,6 +268,14 @@ pub fn plan(model: &Model, data: &ParaRel, settings: &Settings) -> Result<Plan> 
             cov.no_template += rel.facts.len();
             continue;
         };
+        if templates.len() < MIN_TEMPLATES {
+            cov.unrefinable.push(kn_shared::experiment::Unrefinable {
+                relation: rel.id.clone(),
+                usable_templates: templates.len(),
+                facts: rel.facts.len(),
+            });
+            continue;
+        }
         let mut eligible = Vec::new();
         for fact in 0..rel.facts.len() {
             match one_token_answer(model, first, rel, fact) {
@@ -260,17 +289,47 @@ pub fn plan(model: &Model, data: &ParaRel, settings: &Settings) -> Result<Plan> 
         }
         cov.eligible_facts += eligible.len();
         cov.eligible_prompts += eligible.len() * templates.len();
+        let mut chosen = eligible.clone();
         if let Some(n) = settings.facts_per_relation {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix(settings.seed, &rel.id));
-            eligible.shuffle(&mut rng);
-            eligible.truncate(n);
-            eligible.sort_unstable();
+            chosen.shuffle(&mut rng);
+            chosen.truncate(n);
+            chosen.sort_unstable();
         }
-        items.extend(eligible.into_iter().map(|fact| Item { relation: ri, fact }));
+        let item = |fact| Item { relation: ri, fact };
+        sample.extend(chosen.iter().map(|&f| item(f)));
+        if settings.known_facts_per_relation > 0 {
+            // A seeded order of its own, scanned until enough known facts.
+            let mut order = eligible;
+            order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(mix(
+                settings.seed ^ 0x6b6e_6f77_6e00,
+                &rel.id,
+            )));
+            let mut found = 0;
+            for fact in order {
+                if found == settings.known_facts_per_relation {
+                    break;
+                }
+                let qs = fact_queries(model, rel, fact)?;
+                let (_, top) = crate::engine::intervene::probabilities(
+                    model,
+                    &qs,
+                    &crate::models::Hooks::default(),
+                )?;
+                if top.iter().zip(&qs).any(|(&t, q)| t == q.target) {
+                    known.insert(item(fact));
+                    found += 1;
+                }
+            }
+        }
     }
+    let items: Vec<Item> = sample.union(&known).copied().collect();
     cov.planned = items.len();
+    cov.known_planned = known.len();
     Ok(Plan {
         items,
+        sample,
+        known,
         coverage: cov,
     })
 }
@@ -367,6 +426,7 @@ mod tests {
             seed: 0,
             facts_per_relation: Some(3),
             relations: vec!["P36".into(), "P19".into()],
+            known_facts_per_relation: 0,
         };
         let b = Settings {
             model: "/models/bert-base-cased".into(),

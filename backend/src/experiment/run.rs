@@ -1,7 +1,7 @@
 //! `kn experiment run`: attribute this shard's planned facts, one SQLite commit
 //! per fact, skipping those stored already.
 
-use super::db::{FactRecord, PromptRecord, RunDb, Scored, StoredFact, STORE_T};
+use super::db::{FactRecord, PromptRecord, RunDb, Scored, StoredFact, STORE_BASE_T, STORE_T};
 use super::{fact_queries, plan, Settings, Shard};
 use crate::engine::attribution::{rows, Options};
 use crate::engine::neurons::{attribute_fact_with, coarse, tune_baseline_t, Thresholds};
@@ -88,7 +88,8 @@ pub fn fact_record(
                 p_target: a.p_target,
                 max_score,
                 knowledge: scored(&scores, &coarse(&a.scores, STORE_T)),
-                baseline: scored(&acts, &coarse(&a.activations, baseline_t)),
+                baseline: scored(&acts, &coarse(&a.activations, STORE_BASE_T)),
+                max_activation: Some(a.activations.max().double_value(&[])),
             })
         })
         .collect::<Result<Vec<_>>>()?;
