@@ -87,10 +87,16 @@ pub enum ExperimentCmd {
         /// Coarse threshold (≥ 0.1, the stored one).
         #[arg(long, default_value_t = 0.2)]
         t: f64,
-        /// Starting refining share, adapted per relation.
+        /// The baseline's coarse threshold, a fraction of the prompt's largest
+        /// activation (≥ 0.3, the stored one; the official code: 0.5).
+        #[arg(long, default_value_t = 0.5)]
+        base_t: f64,
+        /// Starting refining share, adapted per relation (both kinds).
         #[arg(long, default_value_t = 0.7)]
         p: f64,
-        #[arg(long, default_value_t = 1)]
+        /// A knowledge neuron must be in at least this many prompts' coarse
+        /// sets, besides more than p·n (the official code: 3).
+        #[arg(long, default_value_t = 3)]
         min_prompts: usize,
         /// Facts updated per relation.
         #[arg(long, default_value_t = 10)]
@@ -257,6 +263,7 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
             seed,
             report_out,
             json,
+            base_t,
         } => {
             let path = out.join(Shard::ALL.file_name());
             if !path.is_file() && !shard_files(&out).unwrap_or_default().is_empty() {
@@ -274,6 +281,7 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
             let bingrel = data.dir.join("bingrel");
             let opts = ReportOptions {
                 t,
+                base_t,
                 p,
                 min_prompts,
                 update_facts,

@@ -910,7 +910,7 @@ fn run_edit(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
                 with,
                 format!("erase {} neurons ({model})", neurons.len()),
             )?;
-            let metrics = edit::measure(&m, &e, &fp, &[], 0, None, &eval)?;
+            let metrics = edit::measure(&m, &e, &fp, &[], None, &eval)?;
             if let Some(path) = &save {
                 std::fs::write(path, serde_json::to_string_pretty(&e)?)
                     .with_context(|| format!("writing {}", path.display()))?;

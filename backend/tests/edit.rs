@@ -158,3 +158,31 @@ fn the_fingerprint_is_the_same_everywhere() {
     let changed = fingerprint(&kn::load_model(copy.path().to_str().unwrap(), cpu()).unwrap());
     assert_ne!(changed, one);
 }
+
+/// One definition of the update's rates for the web app and the experiments:
+/// SPEC's change rate counts every prompt whose top-1 is not the old answer;
+/// the other reading counts only prompts answered correctly before.
+#[test]
+fn rates_read_the_change_both_ways() {
+    use kn::engine::edit::{known_before, rates};
+    let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+    let right = top1_query(&m, "The capital of France is [MASK].");
+    let mut wrong = top1_query(&m, "France's capital is [MASK].");
+    wrong.target = (wrong.target + 1) % m.config().vocab_size as u32;
+    let qs = [right.clone(), wrong];
+    let known = known_before(&m, &qs).unwrap();
+    assert_eq!(known, vec![true, false]);
+    // No edit at all: the prompt wrong before counts as "changed" under
+    // SPEC's reading, and nothing changed among the known prompts.
+    let r = rates(&m, &qs, right.target, &known).unwrap();
+    assert_eq!(
+        (r.change, r.change_known, r.prompts, r.known),
+        (0.5, Some(0.0), 2, 1)
+    );
+    assert_eq!(r.success, 0.5);
+    let none = rates(&m, &qs[1..], 0, &known[1..]).unwrap();
+    assert_eq!(
+        none.change_known, None,
+        "no known prompt: no second reading"
+    );
+}

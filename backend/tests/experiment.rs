@@ -144,15 +144,41 @@ fn run_then_report_end_to_end() {
     assert!(r.amplify.knowledge.unwrap() > 0.0, "{:?}", r.amplify);
     let b = r.bingrel.as_ref().unwrap();
     assert!(b.expressing_sentences > 0 && b.head_only_sentences > 0 && b.other_prompts > 0);
+    // Every headline figure carries its interval, around its mean.
+    let kc = r.knowledge.ci.as_ref().unwrap();
+    assert!(kc.per_fact.lo <= kc.per_fact.mean && kc.per_fact.mean <= kc.per_fact.hi);
+    assert_eq!(kc.per_fact.n, 12);
+    let sc = r.suppress.ci.as_ref().unwrap().knowledge.unwrap();
+    assert!(sc.lo <= sc.mean && sc.mean <= sc.hi && sc.n == r.suppress.facts);
+    assert!(
+        r.suppress.unrelated.is_some(),
+        "the specificity control ran"
+    );
+    assert_eq!(r.settings.base_t, Some(0.5));
+    assert_eq!(r.settings.min_prompts, 3);
     let u = r.update.as_ref().unwrap();
     assert!(u.facts > 0 && !u.k_sweep.is_empty());
     assert!(u.known_prompts <= u.prompts && u.prompts > 0);
-    for k in &u.k_sweep {
-        assert!(k.facts <= u.facts, "{k:?}");
-    }
+    // k means k: the k each fact really used, and one fixed set for the sweep.
+    assert_eq!(u.k_used.iter().map(|(_, n)| n).sum::<usize>(), u.facts);
+    assert!(u.k_used.iter().all(|(k, _)| *k >= 1 && *k <= u.k));
+    let sweep_facts = u.k_sweep[0].facts;
+    assert!(
+        u.k_sweep.iter().all(|k| k.facts == sweep_facts),
+        "{:?}",
+        u.k_sweep
+    );
+    let uc = u.knowledge.ci.as_ref().unwrap();
+    assert!(
+        uc.change_rate.lo <= u.knowledge.change_rate
+            && u.knowledge.change_rate <= uc.change_rate.hi
+    );
+    assert!(u.knowledge.geometric.is_some());
     assert!(!r.erase.is_empty());
     for e in &r.erase {
         assert!(e.neurons > 0 && e.neurons <= 20 && e.intra.prompts > 0);
+        assert!(e.neurons <= e.candidates && e.tie_decided <= e.neurons);
+        assert!(e.intra.ci.is_some());
     }
     // The same report twice: everything is seeded.
     let r2 = report(&m, &d, &db, "e2e", &opts, &mut |_| {}).unwrap();

@@ -57,6 +57,10 @@ pub struct ExperimentSettings {
     /// Starting refining share p (adapted per relation).
     pub p: f64,
     pub min_prompts: usize,
+    /// The baseline's coarse threshold (a fraction of the prompt's largest
+    /// activation); `p` then adapts per relation as for the knowledge neurons.
+    #[serde(default)]
+    pub base_t: Option<f64>,
     pub seed: u64,
     /// `None`: every fact.
     pub facts_per_relation: Option<usize>,
@@ -91,6 +95,12 @@ pub struct Coverage {
     /// sample).
     #[serde(default)]
     pub known_planned: usize,
+    /// Facts the known-fact scan tried (at most 320 per relation).
+    #[serde(default)]
+    pub known_scanned: usize,
+    /// The known facts, `(relation, fact index)`.
+    #[serde(default)]
+    pub known: Vec<(String, usize)>,
     pub done: usize,
     /// Facts whose attribution failed (the message is stored with the fact).
     pub failed: usize,
@@ -110,6 +120,29 @@ pub struct Unrefinable {
     pub facts: usize,
 }
 
+/// A mean over facts with its 95% confidence interval: the 2.5th and 97.5th
+/// percentiles of the mean over 1,000 seeded bootstrap resamples of the facts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Estimate {
+    pub mean: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// Facts (or, where said, other units) the mean is over.
+    pub n: usize,
+}
+
+/// Confidence intervals of a [`SetStats`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetCi {
+    pub per_fact: Estimate,
+    pub shared_intra: Estimate,
+    pub shared_inter: Estimate,
+    /// Relations whose mean neurons per fact lies outside 2–5.
+    pub relations_outside_2_5: usize,
+}
+
 /// Statistics of one neuron kind (knowledge or baseline).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -122,6 +155,8 @@ pub struct SetStats {
     pub shared_inter: f64,
     /// Neurons per layer, summed over facts.
     pub per_layer: Vec<usize>,
+    #[serde(default)]
+    pub ci: Option<SetCi>,
 }
 
 /// Mean relative change of P(answer) over facts; `None` when no fact had a set.
@@ -132,10 +167,27 @@ pub struct Effects {
     pub baseline: Option<f64>,
     /// Random neurons, as many per layer as the knowledge neurons.
     pub random: Option<f64>,
-    /// The knowledge neurons applied to a prompt of another relation's fact.
+    /// The knowledge neurons applied to the prompts of facts of other
+    /// relations (every prompt of three of them).
     pub unrelated: Option<f64>,
     /// Facts averaged (those with knowledge neurons).
     pub facts: usize,
+    /// The same means with their confidence intervals over facts.
+    #[serde(default)]
+    pub ci: Option<EffectsCi>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EffectsCi {
+    pub knowledge: Option<Estimate>,
+    pub baseline: Option<Estimate>,
+    pub random: Option<Estimate>,
+    pub unrelated: Option<Estimate>,
+    /// The median over the facts of the knowledge neurons' effect (a few
+    /// facts with huge relative changes can move a mean).
+    #[serde(default)]
+    pub knowledge_median: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,30 +223,65 @@ pub struct ActivationGroups {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BingRel {
     pub facts: usize,
+    /// Sentences left out because the tail occurs more than once in them (a
+    /// masked model would see the answer in the other occurrence).
+    #[serde(default)]
+    pub repeated_tail_sentences: usize,
     pub expressing_sentences: usize,
     pub head_only_sentences: usize,
     pub other_prompts: usize,
     pub knowledge: ActivationGroups,
     pub baseline: ActivationGroups,
+    /// Confidence intervals over facts of the knowledge neurons' means:
+    /// expressing, head only, other prompts.
+    #[serde(default)]
+    pub knowledge_ci: Option<[Estimate; 3]>,
 }
 
 /// One update variant's means over the edited facts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateMetrics {
+    /// SPEC's definition: the share of the fact's prompts whose top-1 is no
+    /// longer the old answer (prompts the model got wrong before count as
+    /// changed).
     pub change_rate: f64,
     pub success_rate: f64,
+    /// Perplexities, arithmetic means over the edited facts.
     pub intra_before: f64,
     pub intra_after: f64,
     pub inter_before: f64,
     pub inter_after: f64,
+    /// The other reading: the share of the prompts answered correctly before
+    /// the edit that are no longer after it.
+    #[serde(default)]
+    pub change_rate_known: Option<f64>,
+    /// Geometric means of the same perplexities.
+    #[serde(default)]
+    pub geometric: Option<[f64; 4]>,
+    #[serde(default)]
+    pub ci: Option<UpdateCi>,
+}
+
+/// Confidence intervals over the edited facts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateCi {
+    pub change_rate: Estimate,
+    /// Over the facts with at least one prompt answered correctly before.
+    pub change_rate_known: Option<Estimate>,
+    pub success_rate: Estimate,
+    /// Perplexity after − before.
+    pub intra_increase: Estimate,
+    pub inter_increase: Estimate,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KRates {
     pub k: usize,
-    /// Edited facts with at least `k` knowledge neurons (the others are left out).
+    /// The facts of the sweep: one fixed set, the edited facts with at least
+    /// the sweep's largest `k` neurons.
     #[serde(default)]
     pub facts: usize,
     pub change_rate: f64,
@@ -221,6 +308,20 @@ pub struct UpdateSummary {
     pub random: UpdateMetrics,
     /// Change and success rates as `k` grows (knowledge neurons).
     pub k_sweep: Vec<KRates>,
+    /// Whether the edited facts were sampled among facts the model answers
+    /// correctly on at least one prompt.
+    #[serde(default)]
+    pub known_facts: bool,
+    /// `(k actually used, facts)`: a fact with fewer than `k` neurons edits
+    /// all it has.
+    #[serde(default)]
+    pub k_used: Vec<(usize, usize)>,
+    /// Prompts per perplexity set (intra: all prompts of the relation's other
+    /// sampled facts, on average per edited fact; inter: a fixed seeded sample).
+    #[serde(default)]
+    pub intra_prompts: f64,
+    #[serde(default)]
+    pub inter_prompts: usize,
 }
 
 /// Perplexity and top-1 accuracy on a prompt set, before and after an erasure.
@@ -232,6 +333,10 @@ pub struct PplAcc {
     pub ppl_after: f64,
     pub acc_before: f64,
     pub acc_after: f64,
+    /// Confidence intervals of the perplexities before and after, resampling
+    /// the facts the prompts belong to.
+    #[serde(default)]
+    pub ci: Option<[Estimate; 2]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,6 +344,13 @@ pub struct PplAcc {
 pub struct EraseRow {
     pub relation: String,
     pub neurons: usize,
+    /// Distinct knowledge neurons of the relation's facts (the candidates).
+    #[serde(default)]
+    pub candidates: usize,
+    /// Of the erased neurons, those chosen among neurons of equal count (ties
+    /// broken by summed attribution).
+    #[serde(default)]
+    pub tie_decided: usize,
     /// The erased relation's prompts.
     pub intra: PplAcc,
     /// Prompts of the other relations.
@@ -312,14 +424,33 @@ fn rate(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
 }
 
+/// `mean [lo, hi]` with `f` for each number.
+fn ci(e: &Estimate, f: impl Fn(f64) -> String) -> String {
+    format!("{} [{}, {}]", f(e.mean), f(e.lo), f(e.hi))
+}
+
+fn pct_ci(e: &Option<Estimate>) -> String {
+    e.as_ref()
+        .map_or("–".into(), |e| ci(e, |x| format!("{:+.1}%", 100.0 * x)))
+}
+
 fn effects_cells(e: &Effects) -> String {
-    format!(
-        "{} | {} | {} | {}",
-        pct(e.knowledge),
-        pct(e.baseline),
-        pct(e.random),
-        pct(e.unrelated)
-    )
+    match &e.ci {
+        Some(c) => format!(
+            "{} | {} | {} | {}",
+            pct_ci(&c.knowledge),
+            pct_ci(&c.baseline),
+            pct_ci(&c.random),
+            pct_ci(&c.unrelated)
+        ),
+        None => format!(
+            "{} | {} | {} | {}",
+            pct(e.knowledge),
+            pct(e.baseline),
+            pct(e.random),
+            pct(e.unrelated)
+        ),
+    }
 }
 
 /// A perplexity: one decimal, or scientific notation once it is huge (an edit
@@ -336,87 +467,109 @@ fn ppl(p: &PplAcc) -> String {
     if p.prompts == 0 {
         return "–".into();
     }
+    let after = match &p.ci {
+        Some([_, a]) => format!("{} [{}, {}]", num(p.ppl_after), num(a.lo), num(a.hi)),
+        None => num(p.ppl_after),
+    };
     format!(
         "{} → {} (acc {} → {}, {} prompts)",
         num(p.ppl_before),
-        num(p.ppl_after),
+        after,
         rate(p.acc_before),
         rate(p.acc_after),
         p.prompts
     )
 }
 
+fn two(a: String, b: String) -> String {
+    format!("{a} / {b}")
+}
+
 /// Our figure for each row of SPEC's reference table ([`PAPER`]): knowledge
-/// neurons, and baseline or control.
+/// neurons, and baseline or control; each with its 95% interval over facts
+/// where the report has one.
 pub fn ours(r: &ExperimentReport) -> Vec<(String, String)> {
     let u = r.update.as_ref();
     let erase = |id: &str| {
         r.erase
             .iter()
             .find(|e| e.relation == id)
-            .map_or("–".into(), |e| {
-                format!("{} → {}", num(e.intra.ppl_before), num(e.intra.ppl_after))
+            .map_or("–".into(), |e| match &e.intra.ci {
+                Some([b, a]) => format!(
+                    "{} [{}, {}] → {} [{}, {}]",
+                    num(b.mean),
+                    num(b.lo),
+                    num(b.hi),
+                    num(a.mean),
+                    num(a.lo),
+                    num(a.hi)
+                ),
+                None => format!("{} → {}", num(e.intra.ppl_before), num(e.intra.ppl_after)),
             })
     };
+    let dec = |x: f64| format!("{x:.2}");
+    let sets = |s: &SetStats| match &s.ci {
+        Some(c) => (
+            ci(&c.per_fact, dec),
+            two(ci(&c.shared_intra, dec), ci(&c.shared_inter, dec)),
+        ),
+        None => (
+            dec(s.per_fact),
+            two(dec(s.shared_intra), dec(s.shared_inter)),
+        ),
+    };
+    let (kn_n, kn_shared) = sets(&r.knowledge);
+    let (b_n, b_shared) = sets(&r.baseline);
+    let effect = |e: &Effects, knowledge: bool| match &e.ci {
+        Some(c) => pct_ci(if knowledge { &c.knowledge } else { &c.baseline }),
+        None => pct(if knowledge { e.knowledge } else { e.baseline }),
+    };
+    let rates = |m: &UpdateMetrics| match &m.ci {
+        Some(c) => two(ci(&c.change_rate, rate), ci(&c.success_rate, rate)),
+        None => two(rate(m.change_rate), rate(m.success_rate)),
+    };
+    let increases = |m: &UpdateMetrics| match &m.ci {
+        Some(c) => two(ci(&c.intra_increase, num), ci(&c.inter_increase, num)),
+        None => two(
+            num(m.intra_after - m.intra_before),
+            num(m.inter_after - m.inter_before),
+        ),
+    };
     vec![
+        (kn_n, b_n),
+        (kn_shared, b_shared),
+        (effect(&r.suppress, true), effect(&r.suppress, false)),
+        (effect(&r.amplify, true), effect(&r.amplify, false)),
         (
-            format!("{:.2}", r.knowledge.per_fact),
-            format!("{:.2}", r.baseline.per_fact),
-        ),
-        (
-            format!(
-                "{:.2} / {:.2}",
-                r.knowledge.shared_intra, r.knowledge.shared_inter
-            ),
-            format!(
-                "{:.2} / {:.2}",
-                r.baseline.shared_intra, r.baseline.shared_inter
-            ),
-        ),
-        (pct(r.suppress.knowledge), pct(r.suppress.baseline)),
-        (pct(r.amplify.knowledge), pct(r.amplify.baseline)),
-        (
+            u.map_or("–".into(), |u| rates(&u.knowledge)),
             u.map_or("–".into(), |u| {
-                format!(
-                    "{} / {}",
-                    rate(u.knowledge.change_rate),
-                    rate(u.knowledge.success_rate)
-                )
-            }),
-            u.map_or("–".into(), |u| {
-                format!(
-                    "random neurons {} / {}",
-                    rate(u.random.change_rate),
-                    rate(u.random.success_rate)
-                )
+                format!("random neurons {}", rates(&u.random))
             }),
         ),
         (
-            u.map_or("–".into(), |u| {
-                format!(
-                    "{} / {}",
-                    num(u.knowledge.intra_after - u.knowledge.intra_before),
-                    num(u.knowledge.inter_after - u.knowledge.inter_before)
-                )
-            }),
-            u.map_or("–".into(), |u| {
-                format!(
+            u.map_or("–".into(), |u| increases(&u.knowledge)),
+            u.map_or("–".into(), |u| match &u.random.ci {
+                Some(c) => format!("random neurons: inter {}", ci(&c.inter_increase, num)),
+                None => format!(
                     "random neurons: inter {}",
                     num(u.random.inter_after - u.random.inter_before)
-                )
+                ),
             }),
         ),
+        (two(erase("P19"), erase("P106")), String::new()),
         (
-            format!("{} / {}", erase("P19"), erase("P106")),
-            String::new(),
-        ),
-        (
-            r.bingrel.as_ref().map_or("–".into(), |b| {
-                format!(
-                    "{:.3} / {:.3} / {:.3}",
-                    b.knowledge.expressing, b.knowledge.head_only, b.knowledge.other_prompts
-                )
-            }),
+            r.bingrel
+                .as_ref()
+                .map_or("–".into(), |b| match &b.knowledge_ci {
+                    Some([e, h, o]) => {
+                        let f = |x: f64| format!("{x:.3}");
+                        format!("{} / {} / {}", ci(e, f), ci(h, f), ci(o, f))
+                    }
+                    None => format!(
+                        "{:.3} / {:.3} / {:.3}",
+                        b.knowledge.expressing, b.knowledge.head_only, b.knowledge.other_prompts
+                    ),
+                }),
             r.bingrel.as_ref().map_or(String::new(), |b| {
                 format!(
                     "baseline neurons {:.3} / {:.3} / {:.3}",
@@ -427,22 +580,25 @@ pub fn ours(r: &ExperimentReport) -> Vec<(String, String)> {
     ]
 }
 
-/// The report as Markdown: coverage, the paper's table beside ours, per-relation
-/// effects, BingRel, updates, erasure, and links to the charts' SVG files.
+/// The report as Markdown: coverage, the paper's table beside ours (with
+/// intervals), per-relation effects, BingRel, updates, erasure, and links to
+/// the charts' SVG files.
 pub fn markdown(r: &ExperimentReport) -> String {
     let mut s = String::new();
     let c = &r.coverage;
     let _ = writeln!(s, "# Knowledge neurons on ParaRel: `{}`\n", r.name);
     let _ = writeln!(
         s,
-        "Model `{}` (weights fingerprint `{}`), a {} model. Integrated gradients with m = {} ({} Riemann sum); t = {}, p starts at {} and adapts per relation; seed {}; {}.\n",
+        "Model `{}` (weights fingerprint `{}`), a {} model. Integrated gradients with m = {} ({} Riemann sum). Knowledge neurons: coarse t = {}, refined in more than p·n prompts and at least {} (p starts at {} and adapts per relation toward 2–5 neurons per fact). Baseline: activations above {} of the prompt's largest, refined the same way. Seed {}; {}. Figures in brackets are 95% bootstrap intervals over facts (1,000 seeded resamples).\n",
         r.model,
         r.fingerprint,
         if r.masked { "masked" } else { "causal" },
         r.settings.steps,
         r.settings.riemann,
         r.settings.t,
+        r.settings.min_prompts,
         r.settings.p,
+        r.settings.base_t.map_or("a tuned fraction".into(), |b| format!("{b}×")),
         r.settings.seed,
         match r.settings.facts_per_relation {
             Some(n) => format!("a seeded sample of {n} facts per relation"),
@@ -458,13 +614,31 @@ pub fn markdown(r: &ExperimentReport) -> String {
         ("facts skipped: answer is several tokens", c.multi_token),
         ("facts skipped: no usable template", c.no_template),
         ("facts skipped: prompt unusable", c.unusable),
+        (
+            "facts skipped: relation has fewer than 4 usable templates",
+            c.unrefinable.iter().map(|u| u.facts).sum(),
+        ),
         ("eligible facts", c.eligible_facts),
         ("eligible prompts", c.eligible_prompts),
-        ("facts planned", c.planned),
+        ("facts planned (sample and known facts)", c.planned),
+        ("of which known facts (for updates)", c.known_planned),
+        ("facts scanned to find the known ones", c.known_scanned),
         ("facts done", c.done),
         ("facts failed", c.failed),
     ] {
         let _ = writeln!(s, "| {k} | {v} |");
+    }
+    if !c.unrefinable.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n**Relations that cannot be refined** (left out of every figure below): {}. SPEC keeps relations with at least 4 templates; a {} model can use only the templates listed, and one, two or three prompts per fact refine nothing.",
+            c.unrefinable
+                .iter()
+                .map(|u| format!("{} ({} usable template{}, {} facts)", u.relation, u.usable_templates, if u.usable_templates == 1 { "" } else { "s" }, u.facts))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if r.masked { "masked" } else { "causal" }
+        );
     }
     let _ = writeln!(
         s,
@@ -480,14 +654,20 @@ pub fn markdown(r: &ExperimentReport) -> String {
     for ((what, pk, pb), (ok, ob)) in PAPER.iter().zip(ours(r)) {
         let _ = writeln!(s, "| {what} | {pk} | {pb} | {ok} | {ob} |");
     }
+    let outside = |x: &SetStats| x.ci.as_ref().map_or(0, |c| c.relations_outside_2_5);
     let _ = writeln!(
         s,
-        "\nKnowledge neurons in an empty set: {} facts; baseline: {} facts.\n",
-        r.knowledge.empty_facts, r.baseline.empty_facts
+        "\nFacts with no knowledge neuron: {}; with no baseline neuron: {}. Relations whose mean neurons per fact lies outside 2–5 after adapting p: {} (knowledge), {} (baseline). Suppressing: the median over facts of the knowledge neurons' effect is {}; amplifying: {}.\n",
+        r.knowledge.empty_facts,
+        r.baseline.empty_facts,
+        outside(&r.knowledge),
+        outside(&r.baseline),
+        pct(r.suppress.ci.as_ref().and_then(|c| c.knowledge_median)),
+        pct(r.amplify.ci.as_ref().and_then(|c| c.knowledge_median)),
     );
     let _ = writeln!(
         s,
-        "## Per relation\n\nSuppress and amplify: mean relative change of P(answer) over the relation's facts; columns are knowledge neurons | baseline | random | knowledge neurons on another relation's prompt.\n\n| relation | type | facts | p | neurons/fact (KN / base) | shared ≥10% | suppress: KN | base | random | unrelated | amplify: KN | base | random | unrelated |\n| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "## Per relation\n\nSuppress and amplify: mean relative change of P(answer) over the relation's facts, with its interval; columns are knowledge neurons | baseline | random | knowledge neurons on the prompts of three facts of other relations.\n\n| relation | type | facts | p | neurons/fact (KN / base) | shared ≥10% | suppress: KN | base | random | unrelated | amplify: KN | base | random | unrelated |\n| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for x in &r.relations {
         let _ = writeln!(
@@ -517,42 +697,78 @@ pub fn markdown(r: &ExperimentReport) -> String {
     if let Some(b) = &r.bingrel {
         let _ = writeln!(
             s,
-            "## BingRel\n\n{} facts; {} knowledge-expressing sentences, {} head-only sentences, {} prompts of other facts.\n\n| neurons | expressing | head only | other prompts |\n| --- | ---: | ---: | ---: |\n| knowledge | {:.4} | {:.4} | {:.4} |\n| baseline | {:.4} | {:.4} | {:.4} |\n",
-            b.facts, b.expressing_sentences, b.head_only_sentences, b.other_prompts,
+            "## BingRel\n\n{} facts; {} knowledge-expressing sentences ({} more left out: the tail occurs in them twice or more, so a masked model would see it), {} head-only sentences, {} prompts of other facts.\n\n| neurons | expressing | head only | other prompts |\n| --- | ---: | ---: | ---: |\n| knowledge | {:.4} | {:.4} | {:.4} |\n| baseline | {:.4} | {:.4} | {:.4} |\n",
+            b.facts, b.expressing_sentences, b.repeated_tail_sentences, b.head_only_sentences, b.other_prompts,
             b.knowledge.expressing, b.knowledge.head_only, b.knowledge.other_prompts,
             b.baseline.expressing, b.baseline.head_only, b.baseline.other_prompts
         );
     }
     if let Some(u) = &r.update {
+        let ks = u
+            .k_used
+            .iter()
+            .map(|(k, n)| format!("k = {k}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = writeln!(
             s,
-            "## Updating facts\n\n{} facts, k = {}, λ1 = {}, λ2 = {}{}. The change rate counts the {} of their {} prompts whose top-1 was the old answer before the edit; the success rate counts all of them. Perplexities are on up to 20 prompts per edited fact (other facts of its relation: intra; of other relations: inter), geometric means over the edited facts (one wrecked fact would dominate an arithmetic mean).\n\n| neurons | change rate | success rate | intra perplexity | inter perplexity |\n| --- | ---: | ---: | --- | --- |",
-            u.facts, u.k, u.lambda1, u.lambda2,
+            "## Updating facts\n\n{} facts{}, k = {} ({}), λ1 = {}, λ2 = {}{}. Their {} prompts; {} of them answered correctly before the edit. Change rate, SPEC's reading: the share of all prompts whose top-1 is no longer the old answer (a prompt wrong before counts as changed); the other reading counts only the prompts answered correctly before. Perplexities: every prompt of the relation's other sampled facts (intra, {:.0} on average) and {} prompts of other relations (inter); arithmetic means over the edited facts, geometric means beside them.\n\n| neurons | change rate (SPEC) | change rate (known prompts) | success rate | intra perplexity | inter perplexity | geometric: intra / inter |\n| --- | ---: | ---: | ---: | --- | --- | --- |",
+            u.facts,
+            if u.known_facts { ", sampled among the facts the model answers correctly on at least one prompt" } else { "" },
+            u.k,
+            if ks.is_empty() { "–".into() } else { format!("used: {ks}") },
+            u.lambda1,
+            u.lambda2,
             if u.norm_scaled { ", embeddings rescaled to the value slot's norm" } else { "" },
-            u.known_prompts, u.prompts
+            u.prompts,
+            u.known_prompts,
+            u.intra_prompts,
+            u.inter_prompts
         );
         for (name, m) in [("knowledge", &u.knowledge), ("random", &u.random)] {
+            let (change, known, success) = match &m.ci {
+                Some(c) => (
+                    ci(&c.change_rate, rate),
+                    c.change_rate_known
+                        .as_ref()
+                        .map_or("–".into(), |e| ci(e, rate)),
+                    ci(&c.success_rate, rate),
+                ),
+                None => (
+                    rate(m.change_rate),
+                    m.change_rate_known.map_or("–".into(), rate),
+                    rate(m.success_rate),
+                ),
+            };
+            let geo = m.geometric.map_or("–".into(), |g| {
+                format!(
+                    "{} → {} / {} → {}",
+                    num(g[0]),
+                    num(g[1]),
+                    num(g[2]),
+                    num(g[3])
+                )
+            });
             let _ = writeln!(
                 s,
-                "| {name} | {} | {} | {} → {} | {} → {} |",
-                rate(m.change_rate),
-                rate(m.success_rate),
+                "| {name} | {change} | {known} | {success} | {} → {} | {} → {} | {geo} |",
                 num(m.intra_before),
                 num(m.intra_after),
                 num(m.inter_before),
                 num(m.inter_after)
             );
         }
+        let facts = u.k_sweep.first().map_or(0, |k| k.facts);
         let _ = writeln!(
             s,
-            "\n| k | facts with ≥ k neurons | change rate | success rate |\n| ---: | ---: | ---: | ---: |"
+            "\nAs k grows, on one fixed set of {facts} edited facts (those with at least {} knowledge neurons after dropping the relation-shared ones):\n\n| k | change rate (SPEC) | success rate |\n| ---: | ---: | ---: |",
+            u.k_sweep.iter().map(|k| k.k).max().unwrap_or(0)
         );
         for k in &u.k_sweep {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} |",
                 k.k,
-                k.facts,
                 rate(k.change_rate),
                 rate(k.success_rate)
             );
@@ -560,16 +776,20 @@ pub fn markdown(r: &ExperimentReport) -> String {
         s.push('\n');
     }
     if !r.erase.is_empty() {
+        let short = r.erase.iter().filter(|e| e.candidates < 20).count();
+        let tied: usize = r.erase.iter().map(|e| e.tie_decided).sum();
         let _ = writeln!(
             s,
-            "## Erasing relations\n\nThe relation's most frequent knowledge neurons set to zero.\n\n| relation | neurons | erased relation: perplexity (accuracy) | other relations |\n| --- | ---: | --- | --- |"
+            "## Erasing relations\n\nThe relation's most frequent knowledge neurons (over its sampled facts) set to zero; ties in frequency broken by summed attribution. {short} relation(s) have fewer than 20 candidate neurons; over all relations {tied} erased neurons were chosen among neurons of equal frequency. Perplexity after the edit with its interval (resampling the relation's facts).\n\n| relation | neurons (candidates, by tie-break) | erased relation: perplexity (accuracy) | other relations |\n| --- | ---: | --- | --- |"
         );
         for e in &r.erase {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} |",
+                "| {} | {} ({}, {}) | {} | {} |",
                 e.relation,
                 e.neurons,
+                e.candidates,
+                e.tie_decided,
                 ppl(&e.intra),
                 ppl(&e.inter)
             );

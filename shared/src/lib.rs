@@ -351,12 +351,25 @@ pub struct EditSet {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EditMetrics {
-    /// Share of the fact's prompts whose top-1 is no longer the old answer.
+    /// SPEC's change rate: the share of the fact's prompts whose top-1 is no
+    /// longer the old answer (a prompt the model got wrong before counts as
+    /// changed).
     pub change_rate: f64,
     /// Share whose top-1 is the new answer.
     pub success_rate: f64,
     /// Perplexity `exp(mean −log P(gold))` over other prompts, before and after.
     pub perplexity: Vec<PerplexityChange>,
+    /// The other reading of the change rate: among the prompts whose top-1 was
+    /// the old answer before the edit, the share where it no longer is
+    /// (`None` when the model got none of them right).
+    #[serde(default)]
+    pub change_rate_known: Option<f64>,
+    /// The fact's prompts, and how many of them the model answered correctly
+    /// before the edit (what each rate rests on).
+    #[serde(default)]
+    pub prompts: usize,
+    #[serde(default)]
+    pub known_prompts: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -264,11 +264,13 @@ pub fn update_fact(
     opts: &UpdateOptions,
     description: String,
 ) -> Result<EditSet> {
-    let neurons: Vec<Neuron> = neurons.iter().copied().take(opts.k).collect();
-    validate(model.config(), &neurons)?;
+    // k first: with k = 0 the set below would be empty, and "the neuron set
+    // is empty" would blame the wrong thing.
     if opts.k == 0 {
         return Err(Error::InvalidArgument("k must be at least 1".into()));
     }
+    let neurons: Vec<Neuron> = neurons.iter().copied().take(opts.k).collect();
+    validate(model.config(), &neurons)?;
     let vocab = model.config().vocab_size as u32;
     if old >= vocab || new >= vocab {
         return Err(Error::InvalidArgument(
@@ -389,14 +391,46 @@ pub fn perplexity(model: &Model, queries: &[Query]) -> Result<f64> {
     Ok(nll.exp())
 }
 
-/// Change and success rates on a fact's prompts: top-1 no longer `old`, top-1 is `new`.
-pub fn rates(model: &Model, queries: &[Query], old: u32, new: u32) -> Result<(f64, f64)> {
+/// An edit's success on a fact's prompts, both readings of "changed".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rates {
+    /// SPEC: the share of prompts whose top-1 is no longer the old answer.
+    pub change: f64,
+    /// Among the prompts answered correctly before (`known`), the share that
+    /// no longer are; `None` when there is none.
+    pub change_known: Option<f64>,
+    /// The share whose top-1 is the new answer.
+    pub success: f64,
+    pub prompts: usize,
+    pub known: usize,
+}
+
+/// Which of `queries` the model answers with their target now (before an edit).
+pub fn known_before(model: &Model, queries: &[Query]) -> Result<Vec<bool>> {
     let (_, top) = probabilities(model, queries, &Hooks::default())?;
-    let n = top.len() as f64;
-    Ok((
-        top.iter().filter(|&&t| t != old).count() as f64 / n,
-        top.iter().filter(|&&t| t == new).count() as f64 / n,
-    ))
+    Ok(top
+        .iter()
+        .zip(queries)
+        .map(|(&t, q)| t == q.target)
+        .collect())
+}
+
+/// Rates of the model as it is now (after an edit) on a fact's prompts, whose
+/// old answer is each query's target; `known` from [`known_before`]. The one
+/// definition the web app and the experiments share.
+pub fn rates(model: &Model, queries: &[Query], new: u32, known: &[bool]) -> Result<Rates> {
+    let (_, top) = probabilities(model, queries, &Hooks::default())?;
+    let n = top.len();
+    let changed = |i: usize| top[i] != queries[i].target;
+    let k = known.iter().filter(|&&x| x).count();
+    Ok(Rates {
+        change: (0..n).filter(|&i| changed(i)).count() as f64 / n as f64,
+        change_known: (k > 0)
+            .then(|| (0..n).filter(|&i| known[i] && changed(i)).count() as f64 / k as f64),
+        success: top.iter().filter(|&&t| t == new).count() as f64 / n as f64,
+        prompts: n,
+        known: k,
+    })
 }
 
 /// An edit's effect: apply it, measure rates on `own` (old → new answers) and
@@ -406,7 +440,6 @@ pub fn measure(
     edit: &EditSet,
     fp: &str,
     own: &[Query],
-    old: u32,
     new: Option<u32>,
     eval: &[Query],
 ) -> Result<kn_shared::EditMetrics> {
@@ -415,6 +448,11 @@ pub fn measure(
     } else {
         Some(perplexity(model, eval)?)
     };
+    let known = if own.is_empty() {
+        Vec::new()
+    } else {
+        known_before(model, own)?
+    };
     if edit.model != fp {
         return Err(Error::InvalidArgument(format!(
             "this edit was made for model `{}`, not for the loaded model `{fp}`",
@@ -422,10 +460,10 @@ pub fn measure(
         )));
     }
     let applied = Applied::new(model, std::slice::from_ref(edit))?;
-    let (change_rate, success_rate) = if own.is_empty() {
-        (0.0, 0.0)
+    let r = if own.is_empty() {
+        None
     } else {
-        rates(model, own, old, new.unwrap_or(u32::MAX))?
+        Some(rates(model, own, new.unwrap_or(u32::MAX), &known)?)
     };
     let perplexity = match ppl_before {
         Some(before) => vec![kn_shared::PerplexityChange {
@@ -438,9 +476,12 @@ pub fn measure(
     };
     drop(applied);
     Ok(kn_shared::EditMetrics {
-        change_rate,
-        success_rate,
+        change_rate: r.map_or(0.0, |r| r.change),
+        success_rate: r.map_or(0.0, |r| r.success),
         perplexity,
+        change_rate_known: r.and_then(|r| r.change_known),
+        prompts: r.map_or(0, |r| r.prompts),
+        known_prompts: r.map_or(0, |r| r.known),
     })
 }
 
@@ -506,7 +547,7 @@ pub fn plan_update(
     }
     let fp = fingerprint(model);
     let edit = update_fact(model, &neurons, old, new, opts, description.clone())?;
-    let metrics = measure(model, &edit, &fp, qs, old, Some(new), eval)?;
+    let metrics = measure(model, &edit, &fp, qs, Some(new), eval)?;
     let rnd = random_like(model.config(), &neurons[..neurons.len().min(opts.k)], 0);
     let control = update_fact(
         model,
@@ -516,7 +557,7 @@ pub fn plan_update(
         opts,
         format!("{description}, random neurons"),
     )?;
-    let random = measure(model, &control, &fp, qs, old, Some(new), eval)?;
+    let random = measure(model, &control, &fp, qs, Some(new), eval)?;
     Ok(PlannedUpdate {
         edit,
         metrics,

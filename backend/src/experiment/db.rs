@@ -177,6 +177,16 @@ impl RunDb {
         self.set_meta("coverage", c)
     }
 
+    /// The known facts the plan found, `(relation id, fact)`: the scan needs
+    /// forward passes, so it is done once and kept with the run.
+    pub fn known(&self) -> Result<Option<Vec<(String, usize)>>> {
+        self.meta("known")
+    }
+
+    pub fn set_known(&self, known: &[(String, usize)]) -> Result<()> {
+        self.set_meta("known", &known)
+    }
+
     /// Remember the settings of a new file, or refuse a file started with others.
     pub fn bind(&self, settings: &Settings, shard: Shard) -> Result<()> {
         match self.settings()? {
@@ -417,6 +427,9 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<Vec<(PathBuf, usize)>> {
         }
         if let Some(c) = db.coverage()? {
             target.set_coverage(&c)?;
+        }
+        if let Some(k) = db.known()? {
+            target.set_known(&k)?;
         }
         found.push((db.path.clone(), facts.len()));
     }

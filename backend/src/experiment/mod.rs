@@ -192,6 +192,9 @@ pub struct Plan {
 /// are refined across its prompts and one or two prompts refine nothing.
 pub const MIN_TEMPLATES: usize = 4;
 
+/// The known-fact scan looks at most at this many facts of a relation.
+pub const KNOWN_SCAN: usize = 320;
+
 /// The templates this model can use: all for a masked LM, those whose blank
 /// ends the sentence for a causal LM.
 pub fn usable_templates<'a>(model: &impl Vocab, rel: &'a Relation) -> Vec<&'a String> {
@@ -247,6 +250,17 @@ fn mix(seed: u64, id: &str) -> u64 {
 /// The facts a run covers (see the module docs), in relation order, each
 /// relation's facts in index order.
 pub fn plan(model: &Model, data: &ParaRel, settings: &Settings) -> Result<Plan> {
+    plan_with(model, data, settings, None)
+}
+
+/// [`plan`], with the known facts a run file kept (`(relation id, fact)`)
+/// instead of scanning for them again.
+pub fn plan_with(
+    model: &Model,
+    data: &ParaRel,
+    settings: &Settings,
+    known_kept: Option<&[(String, usize)]>,
+) -> Result<Plan> {
     for r in &settings.relations {
         data.relation(r)?;
     }
@@ -298,32 +312,57 @@ pub fn plan(model: &Model, data: &ParaRel, settings: &Settings) -> Result<Plan> 
         }
         let item = |fact| Item { relation: ri, fact };
         sample.extend(chosen.iter().map(|&f| item(f)));
-        if settings.known_facts_per_relation > 0 {
+        if let Some(kept) = known_kept {
+            known.extend(
+                kept.iter()
+                    .filter(|(r, _)| *r == rel.id)
+                    .map(|&(_, f)| item(f)),
+            );
+        } else if settings.known_facts_per_relation > 0 {
             // A seeded order of its own, scanned until enough known facts.
             let mut order = eligible;
             order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(mix(
                 settings.seed ^ 0x6b6e_6f77_6e00,
                 &rel.id,
             )));
+            // In batches of facts (one forward pass each), at most
+            // KNOWN_SCAN facts per relation.
             let mut found = 0;
-            for fact in order {
-                if found == settings.known_facts_per_relation {
-                    break;
-                }
-                let qs = fact_queries(model, rel, fact)?;
+            'scan: for chunk in order[..order.len().min(KNOWN_SCAN)].chunks(16) {
+                let facts = chunk
+                    .iter()
+                    .map(|&f| fact_queries(model, rel, f).map(|q| (f, q)))
+                    .collect::<Result<Vec<_>>>()?;
+                let all: Vec<Query> = facts.iter().flat_map(|(_, q)| q.iter().cloned()).collect();
                 let (_, top) = crate::engine::intervene::probabilities(
                     model,
-                    &qs,
+                    &all,
                     &crate::models::Hooks::default(),
                 )?;
-                if top.iter().zip(&qs).any(|(&t, q)| t == q.target) {
-                    known.insert(item(fact));
-                    found += 1;
+                let mut at = 0;
+                for (fact, qs) in &facts {
+                    let hit = top[at..at + qs.len()]
+                        .iter()
+                        .zip(qs)
+                        .any(|(&t, q)| t == q.target);
+                    at += qs.len();
+                    cov.known_scanned += 1;
+                    if hit {
+                        known.insert(item(*fact));
+                        found += 1;
+                        if found == settings.known_facts_per_relation {
+                            break 'scan;
+                        }
+                    }
                 }
             }
         }
     }
     let items: Vec<Item> = sample.union(&known).copied().collect();
+    cov.known = known
+        .iter()
+        .map(|it| (data.relations[it.relation].id.clone(), it.fact))
+        .collect();
     cov.planned = items.len();
     cov.known_planned = known.len();
     Ok(Plan {

@@ -2,7 +2,7 @@
 //! per fact, skipping those stored already.
 
 use super::db::{FactRecord, PromptRecord, RunDb, Scored, StoredFact, STORE_BASE_T, STORE_T};
-use super::{fact_queries, plan, Settings, Shard};
+use super::{fact_queries, plan_with, Settings, Shard};
 use crate::engine::attribution::{rows, Options};
 use crate::engine::neurons::{attribute_fact_with, coarse, tune_baseline_t, Thresholds};
 use crate::models::Model;
@@ -130,10 +130,18 @@ pub fn run(
     opts: &RunOptions,
 ) -> Result<RunOutcome> {
     opts.ig.validate()?;
-    // Plan first: bad settings must not leave an empty run file behind.
-    let plan = plan(model, data, settings)?;
-    let db = RunDb::open(&out.join(shard.file_name()))?;
+    // Plan first: bad settings must not leave an empty run file behind. A run
+    // file that exists already keeps the known facts its first plan found.
+    let path = out.join(shard.file_name());
+    let kept = if path.is_file() {
+        RunDb::open_existing(&path)?.known()?
+    } else {
+        None
+    };
+    let plan = plan_with(model, data, settings, kept.as_deref())?;
+    let db = RunDb::open(&path)?;
     db.bind(settings, shard)?;
+    db.set_known(&plan.coverage.known)?;
     db.set_coverage(&plan.coverage)?;
     let key = |it: &super::Item| (data.relations[it.relation].id.clone(), it.fact);
     let mine: Vec<_> = plan

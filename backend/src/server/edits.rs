@@ -390,7 +390,7 @@ pub(super) fn plan_erase(st: &AppState, mut req: EraseRequest) -> Result<Planned
                 with,
                 format!("erase {} neurons ({})", req.neurons.len(), req.with),
             )?;
-            let metrics = edit::measure(m, &es, &fp, &[], 0, None, &eval)?;
+            let metrics = edit::measure(m, &es, &fp, &[], None, &eval)?;
             let predictions = before_after(m, &es, &eval, None)?;
             Ok(edit_outcome(id2, es, metrics, None, predictions))
         }),
@@ -494,6 +494,9 @@ pub(super) fn plan_erase_relation(
                 // Share of the erased relation's prompts no longer answered correctly.
                 change_rate: 1.0 - after[0].0,
                 success_rate: 0.0,
+                change_rate_known: None,
+                prompts: prompts.len(),
+                known_prompts: (before[0].0 * prompts.len() as f64).round() as usize,
                 perplexity: sets
                     .iter()
                     .zip(before.iter().zip(&after))

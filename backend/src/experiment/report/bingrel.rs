@@ -1,0 +1,203 @@
+//! Do knowledge-expressing texts fire the neurons? (SPEC, BingRel): the mean
+//! activation of a fact's neurons at the blank of web sentences holding head
+//! and tail (tail blanked), of sentences holding the head only (a random word
+//! blanked), and of prompts of other facts.
+
+use super::stats::{estimate, mean};
+use super::Done;
+use crate::engine::attribution::rows;
+use crate::engine::Neuron;
+use crate::models::{Batch, Hooks, Model};
+use crate::pararel::ParaRel;
+use crate::predict::{cloze, Cloze, BLANK};
+use crate::{Error, Result};
+use kn_shared::experiment::{ActivationGroups, BingRel};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Mean activation of each neuron set at the blank of each cloze, batched by 16.
+fn activations(model: &Model, clozes: &[Cloze], neurons: &[&[Neuron]]) -> Result<Vec<Vec<f64>>> {
+    let mut out = vec![Vec::new(); neurons.len()];
+    for chunk in clozes.chunks(16) {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|c| c.ids.clone()).collect();
+        let blanks: Vec<usize> = chunk.iter().map(|c| c.blank).collect();
+        let batch = Batch::new(&seqs, &blanks, model.net.device())?;
+        let acts = tch::no_grad(|| model.net.forward(&batch, &Hooks::capture()).activations);
+        let acts: Vec<Vec<Vec<f32>>> = acts
+            .iter()
+            .map(|a| rows(&a.to(tch::Device::Cpu)))
+            .collect::<Result<_>>()?;
+        for (set, out) in neurons.iter().zip(out.iter_mut()) {
+            out.extend((0..chunk.len()).filter_map(|row| {
+                mean(set.iter().map(|n| f64::from(acts[n.layer][row][n.index])))
+            }));
+        }
+    }
+    Ok(out)
+}
+
+/// Blank the word of `len` bytes at byte `at` of `sentence`: a masked LM sees
+/// the whole sentence, a causal LM the text before the blank.
+fn blank_at(model: &Model, sentence: &str, at: usize, len: usize) -> Option<Cloze> {
+    let prompt = if model.config().arch.is_masked() {
+        format!("{}{BLANK}{}", &sentence[..at], &sentence[at + len..])
+    } else {
+        format!("{}{BLANK}", &sentence[..at])
+    };
+    cloze(model, &prompt).ok()
+}
+
+/// The occurrences of `word` in `s` as a whole word (not "Rome" in "Romeo").
+pub(super) fn find_words(s: &str, word: &str) -> Vec<usize> {
+    s.match_indices(word)
+        .map(|(at, _)| at)
+        .filter(|&at| {
+            let before = s[..at].chars().next_back();
+            let after = s[at + word.len()..].chars().next();
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        })
+        .collect()
+}
+
+/// A fact's first two sentence groups as clozes, and the number of
+/// expressing sentences left out because the tail occurs in them twice or
+/// more (blanking one would leave the answer in plain sight).
+fn clozes(
+    model: &Model,
+    entry: &serde_json::Value,
+    head: &str,
+    tail: &str,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<Cloze>, Vec<Cloze>, usize) {
+    let bag = |k: &str| -> Vec<String> {
+        entry
+            .get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut repeated = 0;
+    let expressing = bag("th_bags")
+        .iter()
+        .filter_map(|s| match find_words(s, tail).as_slice() {
+            [at] => blank_at(model, s, *at, tail.len()),
+            [] => None,
+            _ => {
+                repeated += 1;
+                None
+            }
+        })
+        .collect();
+    // Group (2) asks whether unrelated words fire the neurons: blanking a
+    // word of the head itself would test something else.
+    let head_words: BTreeSet<String> = head
+        .split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .collect();
+    let head_only = bag("h_bags")
+        .iter()
+        .filter_map(|s| {
+            let words: Vec<(usize, &str)> = s
+                .split_whitespace()
+                .map(|w| (w.as_ptr() as usize - s.as_ptr() as usize, w))
+                .filter(|(at, w)| {
+                    *at > 0
+                        && w.len() >= 3
+                        && w.chars().all(char::is_alphabetic)
+                        && !head_words.contains(&w.to_lowercase())
+                })
+                .collect();
+            let &(at, w) = words.get(rng.random_range(0..words.len().max(1)))?;
+            blank_at(model, s, at, w.len())
+        })
+        .collect();
+    (expressing, head_only, repeated)
+}
+
+fn load_bags(dir: &Path, relation: &str) -> Result<Vec<serde_json::Value>> {
+    let path = dir.join(format!("final_distant_allbags_{relation}_new.json.gz"));
+    let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(file))
+        .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+    match v {
+        serde_json::Value::Array(a) => Ok(a),
+        _ => Err(Error::Data(format!(
+            "{}: expected a JSON list",
+            path.display()
+        ))),
+    }
+}
+
+/// SPEC's BingRel test over the sampled facts with knowledge neurons.
+pub fn bingrel(
+    model: &Model,
+    data: &ParaRel,
+    done: &[Done],
+    dir: &Path,
+    seed: u64,
+) -> Result<BingRel> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = BingRel::default();
+    let (mut k, mut b) = ([vec![], vec![], vec![]], [vec![], vec![], vec![]]);
+    let mut bags: BTreeMap<usize, Vec<serde_json::Value>> = BTreeMap::new();
+    for (i, d) in done.iter().enumerate() {
+        if d.knowledge.is_empty() || !d.in_sample {
+            continue;
+        }
+        if let std::collections::btree_map::Entry::Vacant(e) = bags.entry(d.rel) {
+            e.insert(load_bags(dir, &data.relations[d.rel].id)?);
+        }
+        let Some(entry) = bags[&d.rel].get(d.fact) else {
+            continue;
+        };
+        let (expressing, head_only, repeated) =
+            clozes(model, entry, &d.record.subject, &d.record.object, &mut rng);
+        // Three prompts of facts of other relations.
+        let others: Vec<Cloze> = (1..done.len())
+            .map(|s| &done[(i + s * 7) % done.len()])
+            .filter(|o| o.rel != d.rel && o.in_sample)
+            .filter_map(|o| o.queries.first().map(|q| q.cloze.clone()))
+            .take(3)
+            .collect();
+        out.facts += 1;
+        out.repeated_tail_sentences += repeated;
+        out.expressing_sentences += expressing.len();
+        out.head_only_sentences += head_only.len();
+        out.other_prompts += others.len();
+        for (g, group) in [expressing, head_only, others].iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let sets: [&[Neuron]; 2] = [&d.knowledge, &d.baseline];
+            let acts = activations(model, group, &sets)?;
+            k[g].extend(mean(acts[0].iter().copied()));
+            b[g].extend(mean(acts[1].iter().copied()));
+        }
+    }
+    let groups = |v: &[Vec<f64>; 3]| ActivationGroups {
+        expressing: mean(v[0].iter().copied()).unwrap_or(0.0),
+        head_only: mean(v[1].iter().copied()).unwrap_or(0.0),
+        other_prompts: mean(v[2].iter().copied()).unwrap_or(0.0),
+    };
+    out.knowledge = groups(&k);
+    out.baseline = groups(&b);
+    out.knowledge_ci =
+        Some([0, 1, 2].map(|g| estimate(&k[g], seed ^ g as u64).unwrap_or_default()));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn whole_words_only() {
+        assert_eq!(super::find_words("Romeo left Rome.", "Rome"), vec![11]);
+        assert_eq!(super::find_words("Romeo", "Rome"), Vec::<usize>::new());
+        assert_eq!(super::find_words("Rome, Rome", "Rome"), vec![0, 6]);
+    }
+}

@@ -1,0 +1,94 @@
+//! Suppressing (×0) and amplifying (×2) each fact's neurons on its own prompts
+//! (SPEC), with the baseline's and random neurons as controls, and the
+//! knowledge neurons on other relations' prompts for specificity.
+
+use super::stats::{estimate, mean, median};
+use super::Done;
+use crate::engine::intervene::{probabilities, random_like, scale_hooks};
+use crate::engine::{Neuron, Query};
+use crate::models::{Hooks, Model};
+use crate::Result;
+use kn_shared::experiment::{Effects, EffectsCi};
+
+/// How many other facts' prompts the specificity control uses.
+pub const UNRELATED_FACTS: usize = 3;
+
+fn relative(before: &[f64], after: &[f64]) -> f64 {
+    let (b, a) = (
+        before.iter().sum::<f64>() / before.len() as f64,
+        after.iter().sum::<f64>() / after.len() as f64,
+    );
+    if b > 0.0 {
+        (a - b) / b
+    } else {
+        0.0
+    }
+}
+
+/// Relative change of mean P(answer) over `qs` when scaling `neurons` by `factor`.
+fn effect(
+    model: &Model,
+    qs: &[Query],
+    before: &[f64],
+    neurons: &[Neuron],
+    factor: f64,
+) -> Result<Option<f64>> {
+    if neurons.is_empty() || qs.is_empty() {
+        return Ok(None);
+    }
+    let (after, _) = probabilities(model, qs, &scale_hooks(model, neurons, factor)?)?;
+    Ok(Some(relative(before, &after)))
+}
+
+/// One fact's effects: `[knowledge, baseline, random, unrelated]` for
+/// suppress and for amplify (`None` where a set is empty).
+pub type FactEffects = [[Option<f64>; 4]; 2];
+
+/// The effects of fact `i` of `done` (which has knowledge neurons).
+pub fn fact_effects(model: &Model, done: &[Done], i: usize, seed: u64) -> Result<FactEffects> {
+    let d = &done[i];
+    let (before, _) = probabilities(model, &d.queries, &Hooks::default())?;
+    let rnd = random_like(model.config(), &d.knowledge, seed ^ i as u64);
+    // Every prompt of the next facts (round robin) of other relations.
+    let others: Vec<Query> = (1..done.len())
+        .map(|k| &done[(i + k) % done.len()])
+        .filter(|o| o.rel != d.rel && o.in_sample)
+        .take(UNRELATED_FACTS)
+        .flat_map(|o| o.queries.iter().cloned())
+        .collect();
+    let others_before = if others.is_empty() {
+        Vec::new()
+    } else {
+        probabilities(model, &others, &Hooks::default())?.0
+    };
+    let mut out = [[None; 4]; 2];
+    for (row, factor) in out.iter_mut().zip([0.0, 2.0]) {
+        *row = [
+            effect(model, &d.queries, &before, &d.knowledge, factor)?,
+            effect(model, &d.queries, &before, &d.baseline, factor)?,
+            effect(model, &d.queries, &before, &rnd, factor)?,
+            effect(model, &others, &others_before, &d.knowledge, factor)?,
+        ];
+    }
+    Ok(out)
+}
+
+/// Means (and intervals) over facts of one direction (0 suppress, 1 amplify).
+pub fn summarise(facts: &[&FactEffects], dir: usize, seed: u64) -> Effects {
+    let column = |c: usize| -> Vec<f64> { facts.iter().filter_map(|f| f[dir][c]).collect() };
+    let cols: Vec<Vec<f64>> = (0..4).map(column).collect();
+    Effects {
+        knowledge: mean(cols[0].iter().copied()),
+        baseline: mean(cols[1].iter().copied()),
+        random: mean(cols[2].iter().copied()),
+        unrelated: mean(cols[3].iter().copied()),
+        facts: cols[0].len(),
+        ci: Some(EffectsCi {
+            knowledge: estimate(&cols[0], seed),
+            baseline: estimate(&cols[1], seed ^ 1),
+            random: estimate(&cols[2], seed ^ 2),
+            unrelated: estimate(&cols[3], seed ^ 3),
+            knowledge_median: median(&cols[0]),
+        }),
+    }
+}

@@ -1,0 +1,217 @@
+//! Erasing a relation (SPEC): its most frequent knowledge neurons set to zero,
+//! then perplexity and accuracy on its prompts and on other relations'.
+
+use super::stats::estimate_with;
+use super::{Done, ReportOptions};
+use crate::engine::edit::{erase, Applied, EraseWith};
+use crate::engine::intervene::probabilities;
+use crate::engine::{Neuron, Query};
+use crate::models::{Hooks, Model};
+use crate::pararel::ParaRel;
+use crate::Result;
+use kn_shared::experiment::{EraseRow, PplAcc};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::collections::BTreeMap;
+
+/// The `top` most frequent neurons of `facts` (the relation's knowledge
+/// neurons, one set per fact, each with its summed attribution in that fact),
+/// ties broken by summed attribution (then by position, for determinism).
+/// Returns them with the number of candidates and how many of the chosen were
+/// decided by the tie-break: those whose count equals that of the first neuron
+/// left out.
+pub fn most_frequent(facts: &[Vec<(Neuron, f64)>], top: usize) -> (Vec<Neuron>, usize, usize) {
+    let mut counts: BTreeMap<Neuron, (usize, f64)> = BTreeMap::new();
+    for set in facts {
+        for &(n, score) in set {
+            let e = counts.entry(n).or_default();
+            e.0 += 1;
+            e.1 += score;
+        }
+    }
+    let mut ranked: Vec<(Neuron, (usize, f64))> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| {
+        b.1 .0
+            .cmp(&a.1 .0)
+            .then(b.1 .1.total_cmp(&a.1 .1))
+            .then(a.0.cmp(&b.0))
+    });
+    let candidates = ranked.len();
+    let cut = ranked.get(top).map(|(_, (c, _))| *c);
+    let chosen: Vec<(Neuron, usize)> = ranked
+        .into_iter()
+        .take(top)
+        .map(|(n, (c, _))| (n, c))
+        .collect();
+    let ties = cut.map_or(0, |c| chosen.iter().filter(|(_, k)| *k == c).count());
+    (
+        chosen.into_iter().map(|(n, _)| n).collect(),
+        candidates,
+        ties,
+    )
+}
+
+/// Per prompt: −log P(gold), and whether the top-1 is the gold answer.
+fn nll_acc(model: &Model, qs: &[Query]) -> Result<Vec<(f64, bool)>> {
+    let (p, top) = probabilities(model, qs, &Hooks::default())?;
+    Ok(p.iter()
+        .zip(&top)
+        .zip(qs)
+        .map(|((&x, &t), q)| (-(x.max(f64::MIN_POSITIVE)).ln(), t == q.target))
+        .collect())
+}
+
+/// Perplexity and accuracy before and after, with intervals that resample the
+/// facts the prompts come from (`owner[i]` is prompt `i`'s fact).
+fn ppl_acc(before: &[(f64, bool)], after: &[(f64, bool)], owner: &[usize], seed: u64) -> PplAcc {
+    if before.is_empty() {
+        return PplAcc::default();
+    }
+    let facts: Vec<usize> = {
+        let mut v = owner.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let by_fact = |xs: &[(f64, bool)]| -> BTreeMap<usize, Vec<f64>> {
+        let mut m: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        for (i, (nll, _)) in xs.iter().enumerate() {
+            m.entry(owner[i]).or_default().push(*nll);
+        }
+        m
+    };
+    let ppl = |xs: &[(f64, bool)]| (xs.iter().map(|x| x.0).sum::<f64>() / xs.len() as f64).exp();
+    let acc = |xs: &[(f64, bool)]| xs.iter().filter(|x| x.1).count() as f64 / xs.len() as f64;
+    let ci = |xs: &[(f64, bool)], s: u64| {
+        let m = by_fact(xs);
+        estimate_with(facts.len(), s, |pick| {
+            let all: Vec<f64> = pick
+                .iter()
+                .flat_map(|&k| m[&facts[k]].iter().copied())
+                .collect();
+            (!all.is_empty()).then(|| (all.iter().sum::<f64>() / all.len() as f64).exp())
+        })
+        .unwrap_or_default()
+    };
+    PplAcc {
+        prompts: before.len(),
+        ppl_before: ppl(before),
+        ppl_after: ppl(after),
+        acc_before: acc(before),
+        acc_after: acc(after),
+        ci: Some([ci(before, seed), ci(after, seed ^ 1)]),
+    }
+}
+
+/// Erase each relation in turn (on its sampled facts).
+pub fn erase_relations(
+    model: &Model,
+    data: &ParaRel,
+    done: &[Done],
+    opts: &ReportOptions,
+) -> Result<Vec<EraseRow>> {
+    let mut rows = Vec::new();
+    for (ri, rel) in data.relations.iter().enumerate() {
+        let mine: Vec<&Done> = done.iter().filter(|d| d.rel == ri && d.in_sample).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let facts: Vec<Vec<(Neuron, f64)>> = mine
+            .iter()
+            .map(|d| {
+                d.knowledge
+                    .iter()
+                    .map(|&n| (n, d.summed_score(n)))
+                    .collect()
+            })
+            .collect();
+        let (neurons, candidates, tie_decided) = most_frequent(&facts, opts.erase_top);
+        if neurons.is_empty() {
+            continue;
+        }
+        // The erased relation's prompts: every prompt of its sampled facts; the
+        // others: a seeded sample of other relations' prompts.
+        let intra: Vec<(usize, Query)> = mine
+            .iter()
+            .flat_map(|d| d.queries.iter().map(move |q| (d.fact, q.clone())))
+            .collect();
+        let mut inter: Vec<(usize, Query)> = done
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.rel != ri && d.in_sample)
+            .flat_map(|(i, d)| d.queries.iter().map(move |q| (i, q.clone())))
+            .collect();
+        inter.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
+        inter.truncate(opts.eval_prompts);
+        let split =
+            |v: &[(usize, Query)]| -> (Vec<usize>, Vec<Query>) { v.iter().cloned().unzip() };
+        let ((io, iq), (eo, eq)) = (split(&intra), split(&inter));
+        let e = erase(
+            model,
+            &neurons,
+            EraseWith::Zero,
+            format!("erase {}", rel.id),
+        )?;
+        let (ib, eb) = (
+            nll_acc(model, &iq)?,
+            if eq.is_empty() {
+                vec![]
+            } else {
+                nll_acc(model, &eq)?
+            },
+        );
+        let applied = Applied::new(model, std::slice::from_ref(&e))?;
+        let (ia, ea) = (
+            nll_acc(model, &iq)?,
+            if eq.is_empty() {
+                vec![]
+            } else {
+                nll_acc(model, &eq)?
+            },
+        );
+        drop(applied);
+        rows.push(EraseRow {
+            relation: rel.id.clone(),
+            neurons: neurons.len(),
+            candidates,
+            tie_decided,
+            intra: ppl_acc(&ib, &ia, &io, opts.seed ^ ri as u64),
+            inter: ppl_acc(&eb, &ea, &eo, opts.seed ^ (ri as u64) << 8),
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_frequent_win_and_ties_go_to_attribution() {
+        let n = |i| Neuron { layer: 0, index: i };
+        // n(5) has the largest attribution, n(2) the least.
+        let score = |i: usize| match i {
+            5 => 9.0,
+            4 => 3.0,
+            3 => 2.0,
+            2 => 1.0,
+            _ => 0.0,
+        };
+        let set = |ids: &[usize]| ids.iter().map(|&i| (n(i), score(i))).collect::<Vec<_>>();
+        let facts = vec![set(&[1, 2, 3]), set(&[1, 4]), set(&[5])];
+        let (chosen, candidates, ties) = most_frequent(&facts, 3);
+        // n(1) is in two facts; of the four in one fact, attribution decides.
+        assert_eq!(chosen, vec![n(1), n(5), n(4)]);
+        assert_eq!(
+            (candidates, ties),
+            (5, 2),
+            "two of the three were decided among equals"
+        );
+        let (all, _, ties) = most_frequent(&facts, 10);
+        assert_eq!(
+            (all.len(), ties),
+            (5, 0),
+            "nothing left out, nothing decided by ties"
+        );
+    }
+}

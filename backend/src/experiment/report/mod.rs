@@ -1,0 +1,498 @@
+//! `kn experiment report`: the paper's results from a run's stored neurons.
+//!
+//! Refining happens here, not in the run, because SPEC's adaptive `p` is a
+//! property of a relation's facts together. The interventions, BingRel, fact
+//! updates and relation erasure need forward passes only (no attribution), so a
+//! report costs minutes where the run costs hours.
+//!
+//! What each figure rests on is part of the report: every headline number has
+//! a 95% bootstrap interval over facts ([`stats`]), per-relation effects carry
+//! theirs, relations that cannot be refined are listed apart (the plan leaves
+//! them out), and the update experiment says which facts and prompts its rates
+//! count.
+
+mod bingrel;
+mod effects;
+mod erase;
+pub mod stats;
+mod update;
+
+use super::db::{FactRecord, RunDb, STORE_BASE_T, STORE_T};
+use super::{fact_queries, plan_with, Item};
+use crate::engine::edit::{fingerprint, UpdateOptions};
+use crate::engine::neurons::{adaptive_refine, refine, relation_neurons};
+use crate::engine::{Neuron, Query};
+use crate::models::Model;
+use crate::pararel::ParaRel;
+use crate::{Error, Result};
+use kn_shared::experiment::*;
+use stats::{mean, set_stats};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The report's knobs; the defaults are SPEC's, the paper's and the official
+/// code's where SPEC leaves a choice.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Coarse threshold (at least the stored `STORE_T`).
+    pub t: f64,
+    /// The baseline's coarse threshold, a fraction of the prompt's largest
+    /// activation (the official code: 0.5; at least the stored `STORE_BASE_T`).
+    pub base_t: f64,
+    /// Starting refining share, adapted per relation (for both kinds).
+    pub p: f64,
+    /// A neuron must be in at least this many prompts' coarse sets (the
+    /// official code: 3), besides more than `p·n`.
+    pub min_prompts: usize,
+    pub max_rounds: usize,
+    /// Relation-level neurons: shared by at least this share of its facts.
+    pub share: f64,
+    /// Facts updated per relation (seeded, among the known facts).
+    pub update_facts: usize,
+    pub update: UpdateOptions,
+    /// `k` of the sweep; it runs on the edited facts with at least the largest.
+    pub k_sweep: Vec<usize>,
+    /// Neurons erased per relation.
+    pub erase_top: usize,
+    /// Prompts of the other relations' set, per perplexity measurement.
+    pub eval_prompts: usize,
+    /// `data/bingrel/`; `None` skips that part.
+    pub bingrel: Option<PathBuf>,
+    pub seed: u64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            t: 0.2,
+            base_t: 0.5,
+            p: 0.7,
+            min_prompts: 3,
+            max_rounds: 6,
+            share: 0.1,
+            update_facts: 10,
+            update: UpdateOptions::default(),
+            k_sweep: vec![1, 2, 3, 4],
+            erase_top: 20,
+            eval_prompts: 200,
+            bingrel: None,
+            seed: 0,
+        }
+    }
+}
+
+impl ReportOptions {
+    /// Refuse bad knobs before the slow stages, not half an hour into them.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(self.t.is_finite() && self.t >= STORE_T && self.t < 1.0) {
+            return bad(format!(
+                "t = {}: it must be at least the stored threshold {STORE_T} and below 1",
+                self.t
+            ));
+        }
+        if !(self.base_t.is_finite() && self.base_t >= STORE_BASE_T && self.base_t < 1.0) {
+            return bad(format!(
+                "base-t = {}: it must be at least the stored threshold {STORE_BASE_T} and below 1",
+                self.base_t
+            ));
+        }
+        if !(self.p.is_finite() && self.p > 0.0 && self.p <= 1.0) {
+            return bad(format!("p = {}: it must be in (0, 1]", self.p));
+        }
+        if self.min_prompts == 0 {
+            return bad("min-prompts must be at least 1".into());
+        }
+        if self.update.k == 0 || self.k_sweep.is_empty() || self.k_sweep.contains(&0) {
+            return bad("k and every k of the sweep must be at least 1".into());
+        }
+        if !(self.update.lambda1.is_finite() && self.update.lambda2.is_finite()) {
+            return bad(format!(
+                "λ1 = {}, λ2 = {}: they must be finite numbers",
+                self.update.lambda1, self.update.lambda2
+            ));
+        }
+        if self.erase_top == 0 {
+            return bad("erase-top must be at least 1".into());
+        }
+        if let Some(dir) = self.bingrel.as_ref().filter(|d| !d.is_dir()) {
+            return bad(format!(
+                "no BingRel folder at {} (pass --no-bingrel to leave BingRel out)",
+                dir.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A finished fact with its refined sets.
+pub(crate) struct Done {
+    pub rel: usize,
+    pub fact: usize,
+    pub record: FactRecord,
+    pub queries: Vec<Query>,
+    /// Knowledge neurons, strongest first (summed stored scores).
+    pub knowledge: Vec<Neuron>,
+    pub baseline: Vec<Neuron>,
+    /// In the random sample (the statistics use these facts only).
+    pub in_sample: bool,
+    /// Answered correctly on at least one prompt (the update experiment's facts).
+    pub known: bool,
+}
+
+impl Done {
+    /// The neuron's stored attribution scores summed over the fact's prompts
+    /// (a prompt whose coarse set lacks it adds nothing).
+    pub fn summed_score(&self, n: Neuron) -> f64 {
+        self.record
+            .prompts
+            .iter()
+            .flat_map(|p| p.knowledge.iter())
+            .filter(|s| neuron(s.0, s.1) == n)
+            .map(|s| f64::from(s.2))
+            .sum()
+    }
+}
+
+fn neuron(l: u32, i: u32) -> Neuron {
+    Neuron {
+        layer: l as usize,
+        index: i as usize,
+    }
+}
+
+/// A fact's coarse sets per prompt: knowledge (score above `t ×` the prompt's
+/// largest) and baseline (activation above `base_t ×` its largest; runs made
+/// before that was stored kept the set at a tuned threshold, used as is).
+fn coarse_sets(r: &FactRecord, opts: &ReportOptions) -> (Vec<Vec<Neuron>>, Vec<Vec<Neuron>>) {
+    let k = r
+        .prompts
+        .iter()
+        .map(|p| {
+            p.knowledge
+                .iter()
+                .filter(|s| p.max_score > 0.0 && f64::from(s.2) > opts.t * p.max_score)
+                .map(|s| neuron(s.0, s.1))
+                .collect()
+        })
+        .collect();
+    let b = r
+        .prompts
+        .iter()
+        .map(|p| match p.max_activation {
+            Some(m) => p
+                .baseline
+                .iter()
+                .filter(|s| m > 0.0 && f64::from(s.2) > opts.base_t * m)
+                .map(|s| neuron(s.0, s.1))
+                .collect(),
+            None => p.baseline.iter().map(|s| neuron(s.0, s.1)).collect(),
+        })
+        .collect();
+    (k, b)
+}
+
+/// Build the report of the run in `db`. `progress(stage)` is told each stage.
+pub fn report(
+    model: &Model,
+    data: &ParaRel,
+    db: &RunDb,
+    name: &str,
+    opts: &ReportOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ExperimentReport> {
+    let started = Instant::now();
+    opts.validate()?;
+    let settings = db
+        .settings()?
+        .ok_or_else(|| Error::Store(format!("{}: not a run file", db.path.display())))?;
+    let fp = fingerprint(model);
+    // Runs made before the fingerprint became a hash of the checkpoint carry
+    // the old device checksum; recognise those too.
+    let legacy = !settings.fingerprint.contains("sha256:")
+        && crate::engine::edit::legacy_fingerprint(model) == settings.fingerprint;
+    if fp != settings.fingerprint && !legacy {
+        return Err(Error::InvalidArgument(format!(
+            "the run used model `{}` (fingerprint {}); this model's fingerprint is {fp}",
+            settings.model, settings.fingerprint
+        )));
+    }
+    let cfg = model.config().clone();
+    progress("planning");
+    let plan = plan_with(model, data, &settings, db.known()?.as_deref())?;
+    let stored = db.facts()?;
+    let mut coverage = plan.coverage.clone();
+    coverage.done = stored.iter().filter(|f| f.outcome.is_ok()).count();
+    coverage.failed = stored.len() - coverage.done;
+    let attribution_seconds = stored.iter().map(|f| f.seconds).sum();
+
+    // Refine per relation: p adapts on the sampled facts; the relation's
+    // known facts outside the sample are refined at the adapted p.
+    progress("refining");
+    let mut done: Vec<Done> = Vec::new();
+    let mut rows = Vec::new();
+    let mut rel_shared: BTreeMap<usize, Vec<Neuron>> = BTreeMap::new();
+    for (ri, rel) in data.relations.iter().enumerate() {
+        let facts: Vec<(usize, FactRecord, bool, bool)> = stored
+            .iter()
+            .filter(|f| f.relation == rel.id)
+            .filter_map(|f| {
+                let it = Item {
+                    relation: ri,
+                    fact: f.fact,
+                };
+                let (s, k) = (plan.sample.contains(&it), plan.known.contains(&it));
+                let r = f.outcome.as_ref().ok()?;
+                (s || k).then(|| (f.fact, r.clone(), s, k))
+            })
+            .collect();
+        if !facts.iter().any(|f| f.2) {
+            continue;
+        }
+        let (sample, extra): (Vec<_>, Vec<_>) = facts.into_iter().partition(|f| f.2);
+        let coarse: Vec<_> = sample.iter().map(|f| coarse_sets(&f.1, opts)).collect();
+        let ck: Vec<_> = coarse.iter().map(|c| c.0.clone()).collect();
+        let cb: Vec<_> = coarse.iter().map(|c| c.1.clone()).collect();
+        let ak = adaptive_refine(&ck, opts.p, opts.min_prompts, opts.max_rounds);
+        let ab = adaptive_refine(&cb, opts.p, opts.min_prompts, opts.max_rounds);
+        let mut sets: Vec<(Vec<Neuron>, Vec<Neuron>)> = ak
+            .facts
+            .into_iter()
+            .zip(ab.facts)
+            .map(|(k, b)| {
+                (
+                    k.into_iter().map(|(n, _)| n).collect(),
+                    b.into_iter().map(|(n, _)| n).collect(),
+                )
+            })
+            .collect();
+        for f in &extra {
+            let (k, b) = coarse_sets(&f.1, opts);
+            sets.push((
+                refine(&k, ak.p, opts.min_prompts)
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect(),
+                refine(&b, ab.p, opts.min_prompts)
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect(),
+            ));
+        }
+        let start = done.len();
+        for ((fact, record, in_sample, known), (knowledge, baseline)) in
+            sample.into_iter().chain(extra).zip(sets)
+        {
+            let queries = fact_queries(model, rel, fact)?;
+            if queries.len() != record.prompts.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} #{fact}: the run stored {} prompts, the data gives {} now; was the data changed?",
+                    rel.id,
+                    record.prompts.len(),
+                    queries.len()
+                )));
+            }
+            let mut d = Done {
+                rel: ri,
+                fact,
+                record,
+                queries,
+                knowledge,
+                baseline,
+                in_sample,
+                known,
+            };
+            // Strongest first.
+            let mut k = std::mem::take(&mut d.knowledge);
+            k.sort_by(|a, b| {
+                d.summed_score(*b)
+                    .total_cmp(&d.summed_score(*a))
+                    .then(a.cmp(b))
+            });
+            d.knowledge = k;
+            done.push(d);
+        }
+        let mine: Vec<&Done> = done[start..].iter().filter(|d| d.in_sample).collect();
+        let kn_sets: Vec<Vec<Neuron>> = mine.iter().map(|d| d.knowledge.clone()).collect();
+        let rel_n = relation_neurons(&kn_sets, opts.share);
+        // SPEC: relation-level neurons are shared by at least 10% of the
+        // facts; the update drops those shared by more than 10%.
+        let update_drop: Vec<Neuron> = rel_n
+            .iter()
+            .filter(|&&(_, c)| c as f64 > opts.share * kn_sets.len() as f64)
+            .map(|&(n, _)| n)
+            .collect();
+        rows.push(RelationRow {
+            id: rel.id.clone(),
+            label: rel.label.clone(),
+            kind: rel.kind.clone(),
+            facts: mine.len(),
+            p: ak.p,
+            knowledge_per_fact: mean(mine.iter().map(|d| d.knowledge.len() as f64)).unwrap_or(0.0),
+            baseline_per_fact: mean(mine.iter().map(|d| d.baseline.len() as f64)).unwrap_or(0.0),
+            shared_neurons: rel_n.len(),
+            suppress: Effects::default(),
+            amplify: Effects::default(),
+        });
+        rel_shared.insert(ri, update_drop);
+    }
+    let sample: Vec<&Done> = done.iter().filter(|d| d.in_sample).collect();
+    if sample.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: no finished fact to report on; run `kn experiment run` first",
+            db.path.display()
+        )));
+    }
+    let rels: Vec<usize> = sample.iter().map(|d| d.rel).collect();
+    let pick = |f: fn(&Done) -> &Vec<Neuron>| -> Vec<Vec<Neuron>> {
+        sample.iter().map(|d| f(d).clone()).collect()
+    };
+    let knowledge = set_stats(&pick(|d| &d.knowledge), &rels, cfg.n_layers, opts.seed);
+    let baseline = set_stats(&pick(|d| &d.baseline), &rels, cfg.n_layers, opts.seed ^ 7);
+
+    progress("suppress and amplify");
+    let mut per_fact: Vec<(usize, effects::FactEffects)> = Vec::new();
+    for (i, d) in done.iter().enumerate() {
+        if d.in_sample && !d.knowledge.is_empty() {
+            per_fact.push((d.rel, effects::fact_effects(model, &done, i, opts.seed)?));
+        }
+    }
+    for row in rows.iter_mut() {
+        let ri = data
+            .relations
+            .iter()
+            .position(|r| r.id == row.id)
+            .unwrap_or(usize::MAX);
+        let mine: Vec<&effects::FactEffects> = per_fact
+            .iter()
+            .filter(|f| f.0 == ri)
+            .map(|f| &f.1)
+            .collect();
+        row.suppress = effects::summarise(&mine, 0, opts.seed ^ ri as u64);
+        row.amplify = effects::summarise(&mine, 1, opts.seed ^ ri as u64);
+    }
+    let all: Vec<&effects::FactEffects> = per_fact.iter().map(|f| &f.1).collect();
+    let (suppress, amplify) = (
+        effects::summarise(&all, 0, opts.seed),
+        effects::summarise(&all, 1, opts.seed),
+    );
+
+    let bingrel = match &opts.bingrel {
+        Some(dir) => {
+            progress("BingRel");
+            Some(bingrel::bingrel(model, data, &done, dir, opts.seed)?)
+        }
+        None => None,
+    };
+
+    progress("updating facts");
+    let update = update::update_facts(model, data, &done, &rel_shared, opts)?;
+
+    progress("erasing relations");
+    let erase = erase::erase_relations(model, data, &done, opts)?;
+
+    Ok(ExperimentReport {
+        name: name.to_string(),
+        model: settings.model.clone(),
+        fingerprint: fp,
+        masked: cfg.arch.is_masked(),
+        settings: ExperimentSettings {
+            steps: settings.steps,
+            riemann: settings.riemann.clone(),
+            t: opts.t,
+            p: opts.p,
+            min_prompts: opts.min_prompts,
+            base_t: Some(opts.base_t),
+            seed: settings.seed,
+            facts_per_relation: settings.facts_per_relation,
+            relations: settings.relations.clone(),
+        },
+        coverage,
+        knowledge,
+        baseline,
+        layers: cfg.n_layers,
+        relations: rows,
+        suppress,
+        amplify,
+        bingrel,
+        update,
+        erase,
+        attribution_seconds,
+        report_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::db::{PromptRecord, Scored};
+
+    #[test]
+    fn the_baseline_is_cut_at_base_t_of_each_prompts_largest_activation() {
+        let prompt = |acts: &[(u32, f32)], max: Option<f64>| PromptRecord {
+            prompt: String::new(),
+            p_target: 0.5,
+            max_score: 1.0,
+            knowledge: vec![Scored(0, 1, 0.9), Scored(0, 2, 0.15)],
+            baseline: acts.iter().map(|&(i, a)| Scored(0, i, a)).collect(),
+            max_activation: max,
+        };
+        let r = FactRecord {
+            subject: String::new(),
+            object: String::new(),
+            prompts: vec![
+                prompt(&[(7, 6.0), (8, 4.0)], Some(10.0)),
+                // A run made before activations were kept: its tuned set as is.
+                prompt(&[(8, 4.0)], None),
+            ],
+            baseline_t: 0.4,
+        };
+        let (k, b) = coarse_sets(&r, &ReportOptions::default());
+        let n = |i| Neuron { layer: 0, index: i };
+        assert_eq!(k[0], vec![n(1)], "t = 0.2 of the largest score");
+        assert_eq!(b[0], vec![n(7)], "base_t = 0.5 of the largest activation");
+        assert_eq!(b[1], vec![n(8)]);
+    }
+
+    #[test]
+    fn bad_report_options_are_refused_before_any_work() {
+        assert!(ReportOptions::default().validate().is_ok());
+        let bad = [
+            ReportOptions {
+                t: 0.05,
+                ..Default::default()
+            },
+            ReportOptions {
+                base_t: 0.1,
+                ..Default::default()
+            },
+            ReportOptions {
+                p: f64::NAN,
+                ..Default::default()
+            },
+            ReportOptions {
+                update: UpdateOptions {
+                    k: 0,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ReportOptions {
+                k_sweep: vec![],
+                ..Default::default()
+            },
+            ReportOptions {
+                erase_top: 0,
+                ..Default::default()
+            },
+            ReportOptions {
+                bingrel: Some("/no/such/bingrel".into()),
+                ..Default::default()
+            },
+        ];
+        for o in bad {
+            assert!(o.validate().is_err(), "{o:?}");
+        }
+    }
+}

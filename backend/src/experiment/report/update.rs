@@ -1,0 +1,238 @@
+//! Updating facts (SPEC): the edited facts' knowledge neurons (without the
+//! relation-shared ones) get `v := v − λ1·e(t) + λ2·e(t′)`, with `t′` a random
+//! other answer of the relation; measured against the same edit on random
+//! neurons, and as `k` grows on one fixed set of facts.
+
+use super::stats::{estimate, mean};
+use super::{Done, ReportOptions};
+use crate::engine::edit::{self, known_before, rates, update_fact, Applied, UpdateOptions};
+use crate::engine::intervene::random_like;
+use crate::engine::{Neuron, Query};
+use crate::models::Model;
+use crate::pararel::ParaRel;
+use crate::Result;
+use kn_shared::experiment::{KRates, UpdateCi, UpdateMetrics, UpdateSummary};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One edited fact: change (SPEC), change among known prompts, success, and
+/// perplexities intra before/after, inter before/after.
+#[derive(Clone, Copy)]
+struct Row {
+    change: f64,
+    change_known: Option<f64>,
+    success: f64,
+    ppl: [f64; 4],
+}
+
+fn metrics(rows: &[Row], seed: u64) -> UpdateMetrics {
+    let col = |f: &dyn Fn(&Row) -> f64| -> Vec<f64> { rows.iter().map(f).collect() };
+    let known: Vec<f64> = rows.iter().filter_map(|r| r.change_known).collect();
+    let ppl =
+        |i: usize| mean(rows.iter().map(|r| r.ppl[i]).filter(|x| x.is_finite())).unwrap_or(0.0);
+    let geo = |i: usize| {
+        mean(
+            rows.iter()
+                .map(|r| r.ppl[i])
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .map(f64::ln),
+        )
+        .map_or(0.0, f64::exp)
+    };
+    let increase = |i: usize| col(&|r: &Row| r.ppl[i + 1] - r.ppl[i]);
+    UpdateMetrics {
+        change_rate: mean(rows.iter().map(|r| r.change)).unwrap_or(0.0),
+        success_rate: mean(rows.iter().map(|r| r.success)).unwrap_or(0.0),
+        intra_before: ppl(0),
+        intra_after: ppl(1),
+        inter_before: ppl(2),
+        inter_after: ppl(3),
+        change_rate_known: mean(known.iter().copied()),
+        geometric: Some([geo(0), geo(1), geo(2), geo(3)]),
+        ci: Some(UpdateCi {
+            change_rate: estimate(&col(&|r: &Row| r.change), seed).unwrap_or_default(),
+            change_rate_known: estimate(&known, seed ^ 1),
+            success_rate: estimate(&col(&|r: &Row| r.success), seed ^ 2).unwrap_or_default(),
+            intra_increase: estimate(&increase(0), seed ^ 3).unwrap_or_default(),
+            inter_increase: estimate(&increase(2), seed ^ 4).unwrap_or_default(),
+        }),
+    }
+}
+
+/// Up to `n` of `qs`, a seeded sample.
+fn sample(mut qs: Vec<Query>, n: usize, seed: u64) -> Vec<Query> {
+    qs.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    qs.truncate(n);
+    qs
+}
+
+/// The update experiment over `done`'s facts marked for it (the known facts,
+/// or the sample for runs made without them).
+pub fn update_facts(
+    model: &Model,
+    data: &ParaRel,
+    done: &[Done],
+    rel_shared: &BTreeMap<usize, Vec<Neuron>>,
+    opts: &ReportOptions,
+) -> Result<Option<UpdateSummary>> {
+    let cfg = model.config();
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let known_facts = done.iter().any(|d| d.known);
+    let (mut kn, mut rnd) = (Vec::new(), Vec::new());
+    let mut k_used: BTreeMap<usize, usize> = BTreeMap::new();
+    let sweep_k = opts.k_sweep.iter().copied().max().unwrap_or(1);
+    let mut sweep: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
+    let (mut prompts, mut known_prompts, mut intra_sizes, mut inter_size) = (0, 0, Vec::new(), 0);
+    for ri in 0..data.relations.len() {
+        let shared = rel_shared.get(&ri).cloned().unwrap_or_default();
+        let mut cands: Vec<usize> = (0..done.len())
+            .filter(|&i| {
+                let d = &done[i];
+                d.rel == ri
+                    && (d.known || !known_facts)
+                    && d.knowledge.iter().any(|n| !shared.contains(n))
+            })
+            .collect();
+        if cands.is_empty() {
+            continue;
+        }
+        cands.shuffle(&mut rng);
+        cands.truncate(opts.update_facts);
+        // The perplexity sets: every prompt of the relation's other sampled
+        // facts (intra), and one seeded sample of other relations' prompts
+        // (inter), the same for every fact of the relation.
+        let inter = sample(
+            done.iter()
+                .filter(|o| o.rel != ri && o.in_sample)
+                .flat_map(|o| o.queries.iter().cloned())
+                .collect(),
+            opts.eval_prompts,
+            opts.seed ^ ri as u64,
+        );
+        inter_size = inter_size.max(inter.len());
+        for &i in &cands {
+            let d = &done[i];
+            let neurons: Vec<Neuron> = d
+                .knowledge
+                .iter()
+                .copied()
+                .filter(|n| !shared.contains(n))
+                .collect();
+            let first = &d.queries[0];
+            // t′: a random other answer of the relation, one token here.
+            let mut answers: Vec<&str> = data.relations[ri]
+                .facts
+                .iter()
+                .map(|f| f.object.as_str())
+                .filter(|o| *o != d.record.object)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            answers.shuffle(&mut rng);
+            let Some(new) = answers
+                .iter()
+                .find_map(|a| crate::predict::target_id(model, &first.cloze, a).ok())
+            else {
+                continue;
+            };
+            let old = first.target;
+            let intra: Vec<Query> = done
+                .iter()
+                .filter(|o| o.rel == ri && o.fact != d.fact && o.in_sample)
+                .flat_map(|o| o.queries.iter().cloned())
+                .collect();
+            intra_sizes.push(intra.len() as f64);
+            let known = known_before(model, &d.queries)?;
+            prompts += known.len();
+            known_prompts += known.iter().filter(|&&k| k).count();
+            let ppl = |qs: &[Query]| -> Result<f64> {
+                if qs.is_empty() {
+                    Ok(f64::NAN)
+                } else {
+                    edit::perplexity(model, qs)
+                }
+            };
+            let (intra_b, inter_b) = (ppl(&intra)?, ppl(&inter)?);
+            let k = opts.update.k.min(neurons.len());
+            *k_used.entry(k).or_default() += 1;
+            let control = random_like(cfg, &neurons[..k], opts.seed ^ i as u64);
+            for (acc, set) in [(&mut kn, &neurons[..k]), (&mut rnd, &control[..])] {
+                let e = update_fact(model, set, old, new, &opts.update, String::new())?;
+                let applied = Applied::new(model, std::slice::from_ref(&e))?;
+                let r = rates(model, &d.queries, new, &known)?;
+                let row = Row {
+                    change: r.change,
+                    change_known: r.change_known,
+                    success: r.success,
+                    ppl: [intra_b, ppl(&intra)?, inter_b, ppl(&inter)?],
+                };
+                drop(applied);
+                acc.push(row);
+            }
+            // The sweep: one fixed set, the facts with at least the largest k.
+            if neurons.len() >= sweep_k {
+                for &ks in &opts.k_sweep {
+                    let u = UpdateOptions {
+                        k: ks,
+                        ..opts.update
+                    };
+                    let e = update_fact(model, &neurons, old, new, &u, String::new())?;
+                    let applied = Applied::new(model, std::slice::from_ref(&e))?;
+                    let r = rates(model, &d.queries, new, &known)?;
+                    drop(applied);
+                    sweep.entry(ks).or_default().push((r.change, r.success));
+                }
+            }
+        }
+    }
+    if kn.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(UpdateSummary {
+        facts: kn.len(),
+        prompts,
+        known_prompts,
+        k: opts.update.k,
+        lambda1: opts.update.lambda1,
+        lambda2: opts.update.lambda2,
+        norm_scaled: opts.update.norm_scaled,
+        knowledge: metrics(&kn, opts.seed),
+        random: metrics(&rnd, opts.seed ^ 0x5a),
+        k_sweep: sweep
+            .into_iter()
+            .map(|(k, v)| KRates {
+                k,
+                facts: v.len(),
+                change_rate: mean(v.iter().map(|x| x.0)).unwrap_or(0.0),
+                success_rate: mean(v.iter().map(|x| x.1)).unwrap_or(0.0),
+            })
+            .collect(),
+        known_facts,
+        k_used: k_used.into_iter().collect(),
+        intra_prompts: mean(intra_sizes).unwrap_or(0.0),
+        inter_prompts: inter_size,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perplexities_average_arithmetically_with_the_geometric_beside() {
+        let row = |a: f64, b: f64| Row {
+            change: 1.0,
+            change_known: None,
+            success: 0.0,
+            ppl: [a, b, a, b],
+        };
+        let m = metrics(&[row(10.0, 10.0), row(10.0, 1000.0)], 0);
+        assert_eq!((m.intra_before, m.intra_after), (10.0, 505.0));
+        let g = m.geometric.unwrap();
+        assert!((g[1] - 100.0).abs() < 1e-9, "{g:?}");
+        assert_eq!(m.change_rate_known, None);
+        assert!((m.ci.unwrap().intra_increase.mean - 495.0).abs() < 1e-9);
+    }
+}
