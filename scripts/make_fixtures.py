@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 IG_STEPS = 20
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+DATA = os.path.join(ROOT, "data")
 
 ROPE_THETA = 10000.0
 
@@ -56,7 +56,7 @@ def corpus():
             p = pats[i % len(pats)]
             lines.append(p.replace("[X]", f["sub_label"]).replace("[Y]", f["obj_label"]))
     if not lines:
-        sys.exit(f"make_fixtures: no ParaRel data under {DATA}/pararel (is ../shared beside the checkout?)")
+        sys.exit(f"make_fixtures: no ParaRel data under {DATA}/pararel (the repository's data/ folder)")
     lines += [p.replace("[MASK]", "Paris France Portuguese Germany Ulm") for p in PROMPTS]
     lines += ["In 1999, 42 people paid $3.50 each; 2024-11-28 was a Thursday!"] * 3
     return lines

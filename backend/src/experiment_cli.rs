@@ -18,7 +18,7 @@ pub struct PlanArgs {
     /// `smollm2`, a model directory, a .gguf file, or a hub id.
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
-    /// ParaRel's data folder (default: $KN_DATA or ../shared/data).
+    /// ParaRel's data folder (default: $KN_DATA, else the repository's data/).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Only these relations (comma-separated, e.g. P19,P36); default all 34.

@@ -154,10 +154,10 @@ struct Serve {
     /// Models to load (repeat the flag for several); the first is the default.
     #[arg(long = "model", default_value = DEFAULT_MODEL)]
     models: Vec<String>,
-    /// Where results are kept.
-    #[arg(long, default_value = "data")]
+    /// Where results and edit sets are kept (`results.sqlite`).
+    #[arg(long, default_value = "store")]
     data_dir: PathBuf,
-    /// ParaRel's data folder (default: $KN_DATA or ../shared/data).
+    /// ParaRel's data folder (default: $KN_DATA, else the repository's data/).
     #[arg(long)]
     data: Option<PathBuf>,
     /// The folder of `kn experiment` runs shown on the Experiments page.

@@ -85,17 +85,18 @@ fn jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
 }
 
 impl ParaRel {
-    /// The data folder: `--data DIR`, else `KN_DATA`, else `../shared/data`
-    /// beside the checkout.
+    /// The data folder: `--data DIR`, else `KN_DATA`, else the repository's
+    /// own `data/` (found from the working directory or from where `kn` was
+    /// built).
     pub fn default_dir() -> PathBuf {
         if let Ok(d) = std::env::var("KN_DATA") {
             return PathBuf::from(d);
         }
-        let beside_repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-        [PathBuf::from("../shared/data"), beside_repo]
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data");
+        [PathBuf::from("data"), repo.clone()]
             .into_iter()
             .find(|p| p.join("kn-official").is_dir())
-            .unwrap_or_else(|| PathBuf::from("../shared/data"))
+            .unwrap_or(repo)
     }
 
     /// Load from a data folder holding `kn-official/`.
@@ -103,7 +104,7 @@ impl ParaRel {
         let root = dir.join("kn-official");
         if !root.is_dir() {
             return Err(Error::Data(format!(
-                "{}: no kn-official/ folder here; give the ParaRel data folder with --data DIR (it is ../shared/data beside the checkout)",
+                "{}: no kn-official/ folder here; give the ParaRel data folder with --data DIR (the repository's data/ folder, or KN_DATA)",
                 dir.display()
             )));
         }

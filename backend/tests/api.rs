@@ -716,3 +716,33 @@ async fn a_neuron_card_agrees_with_the_analysis_and_the_library() {
     )
     .await;
 }
+
+/// The data comes with the project: the dataset routes work from the
+/// repository's own `data/` folder, with nothing beside the checkout.
+#[tokio::test]
+async fn the_dataset_routes_need_only_the_repositorys_data() {
+    use kn_shared::{RelationPage, RelationSummary};
+    let own = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data");
+    assert!(own.join("kn-official/SOURCE.md").is_file() && own.join("README.md").is_file());
+    let mut st = empty_state(tempfile::tempdir().unwrap().path());
+    st.dataset = Some(kn::pararel::ParaRel::load(&own).unwrap());
+    let app = router(Arc::new(st), None);
+    let (s, b) = call(&app, "GET", "/api/dataset", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let rels: Vec<RelationSummary> = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        (rels.len(), rels.iter().map(|r| r.facts).sum::<usize>()),
+        (34, 27_738)
+    );
+    let (s, b) = call(&app, "GET", "/api/dataset/P36?q=france", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let page: RelationPage = serde_json::from_slice(&b).unwrap();
+    assert!(page.facts.iter().any(|f| f.object == "Paris"));
+    // And the default is that folder when nothing else is said.
+    if std::env::var("KN_DATA").is_err() {
+        assert_eq!(
+            kn::pararel::ParaRel::default_dir().canonicalize().unwrap(),
+            own.canonicalize().unwrap()
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! ParaRel from ../shared/data by SPEC's rules: the counts, the 1-1 subset the
+//! ParaRel from the repository's data/ folder by SPEC's rules: the counts, the 1-1 subset the
 //! authors prepared, causal templates, and clear errors for bad data.
 
 use kn::pararel::{blank_ends, ParaRel};
