@@ -278,20 +278,6 @@ pub fn effect_bars(groups: &[(String, f64, f64)], width: u32) -> Plot {
             vec![(0.0, 0.0), (n, 0.0)],
             BLACK,
         )));
-        label(
-            &root,
-            "■ suppress (×0)",
-            (w as i32 - 250, 34),
-            Pos::new(HPos::Left, VPos::Center),
-            TEXT,
-        );
-        label(
-            &root,
-            "■ amplify (×2)",
-            (w as i32 - 125, 34),
-            Pos::new(HPos::Left, VPos::Center),
-            TEXT,
-        );
         let _ = root.present();
     }
     plot.svg = svg;
@@ -370,20 +356,6 @@ pub fn layer_counts(layers: usize, a: &[usize], b: &[usize], width: u32) -> Plot
                 );
             }
         }
-        label(
-            &root,
-            "■ knowledge",
-            (w as i32 - 210, 34),
-            Pos::new(HPos::Left, VPos::Center),
-            TEXT,
-        );
-        label(
-            &root,
-            "■ baseline",
-            (w as i32 - 105, 34),
-            Pos::new(HPos::Left, VPos::Center),
-            TEXT,
-        );
         let _ = root.present();
     }
     plot.svg = svg;
