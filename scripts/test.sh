@@ -25,3 +25,12 @@ cargo test
 
 step "Browser tests (Playwright + Debian chromium)"
 KN_BIN="$ROOT/target/debug/kn" node --test e2e/
+
+# A GPU build must really link libtorch_cuda (build.rs, KN_CUDA=1), or `--device
+# auto` silently says no CUDA on a GPU machine. Only the link changes (seconds);
+# on a machine without a GPU the CUDA-linked binary must still run on the CPU.
+step "CUDA link check (KN_CUDA=1)"
+KN_CUDA=1 cargo build -p kn-backend --bin kn
+readelf -d target/debug/kn | grep -q 'libtorch_cuda' || { echo "kn built with KN_CUDA=1 does not link libtorch_cuda"; exit 1; }
+target/debug/kn info --device auto --model fixtures/models/tiny-bert | grep -q '"cuda_available"'
+note "kn links libtorch_cuda; --device auto runs"

@@ -50,3 +50,36 @@ pub fn peak_memory_mib() -> f64 {
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// The dense f32 matrix-multiply throughput this process gets on `device`, in
+/// FLOP/s: square products (2048 on the CPU, 8192 on a GPU) repeated for about
+/// a second after a warm-up. The honest ceiling for attribution, which is
+/// nearly all matrix products.
+pub fn matmul_peak(device: Device) -> f64 {
+    let n: i64 = if device.is_cuda() { 8192 } else { 2048 };
+    let opts = (tch::Kind::Float, device);
+    let (a, b) = (
+        tch::Tensor::randn([n, n], opts),
+        tch::Tensor::randn([n, n], opts),
+    );
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    tch::no_grad(|| {
+        let _ = a.matmul(&b);
+        sync();
+        let t0 = std::time::Instant::now();
+        let mut runs = 0u32;
+        while t0.elapsed().as_secs_f64() < 1.0 || runs < 3 {
+            let _ = a.matmul(&b);
+            runs += 1;
+            if runs.is_multiple_of(4) {
+                sync();
+            }
+        }
+        sync();
+        2.0 * (n as f64).powi(3) * runs as f64 / t0.elapsed().as_secs_f64()
+    })
+}

@@ -135,7 +135,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: experiment_cli::ExperimentCmd,
     },
-    /// A model's shapes.
+    /// A model's shapes, its weights' fingerprint, and where it runs (the
+    /// device, how many CUDA devices libtorch sees, the dtype, the threads).
     Info {
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: String,
@@ -672,8 +673,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ..ig.options()
                 },
             )?;
+            let peak = kn::device::matmul_peak(device);
             for mode in modes {
                 kn::device::reset_peak_memory();
+                let flop: f64 = qs
+                    .iter()
+                    .map(|q| {
+                        kn::engine::cost::attribution(m.config(), mode, q.cloze.ids.len(), ig.steps)
+                    })
+                    .sum();
                 let mut best = f64::INFINITY;
                 for _ in 0..repeat.max(1) {
                     let t0 = std::time::Instant::now();
@@ -693,6 +701,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "seconds_per_fact": best,
                     "seconds_per_prompt": best / qs.len() as f64,
                     "peak_rss_mib": kn::device::peak_memory_mib(),
+                    "gflop": flop / 1e9,
+                    "gflops": flop / best / 1e9,
+                    "fraction_of_peak": flop / best / peak,
                 }));
             }
             let out = serde_json::json!({
@@ -704,6 +715,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "max_batch": ig.max_batch,
                 "layers": m.config().n_layers,
                 "d_ff": m.config().d_ff,
+                "dtype": "f32",
+                "matmul_peak_gflops": peak / 1e9,
                 "results": rows,
             });
             if json {
@@ -725,14 +738,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or(1.0);
                 for r in &rows {
                     let s = r["seconds_per_fact"].as_f64().unwrap_or(0.0);
-                    println!("  {:<7} {:>9.2} s/fact  {:>8.3} s/prompt  peak RSS {:>6.0} MiB  {:>5.2}x vs first", r["mode"].as_str().unwrap_or(""), s, r["seconds_per_prompt"].as_f64().unwrap_or(0.0), r["peak_rss_mib"].as_f64().unwrap_or(0.0), first / s);
+                    println!("  {:<7} {:>9.2} s/fact  {:>8.3} s/prompt  peak RSS {:>6.0} MiB  {:>5.2}x vs first  {:>7.1} GFLOP/s = {:>5.1}% of the {:.0} GFLOP/s matmul peak", r["mode"].as_str().unwrap_or(""), s, r["seconds_per_prompt"].as_f64().unwrap_or(0.0), r["peak_rss_mib"].as_f64().unwrap_or(0.0), first / s, r["gflops"].as_f64().unwrap_or(0.0), 100.0 * r["fraction_of_peak"].as_f64().unwrap_or(0.0), peak / 1e9);
                 }
             }
         }
         Cmd::Experiment { cmd } => experiment_cli::run_experiment(cmd, device)?,
         Cmd::Info { model } => {
             let m = kn::load_model(&model, device)?;
-            println!("{}", serde_json::to_string_pretty(m.config())?);
+            let mut info = serde_json::to_value(m.config())?;
+            if let Some(o) = info.as_object_mut() {
+                o.insert("model".into(), model.into());
+                o.insert("fingerprint".into(), m.fingerprint.clone().into());
+                o.insert("device".into(), kn::device::describe(device).into());
+                o.insert("cuda_available".into(), tch::Cuda::is_available().into());
+                o.insert("cuda_devices".into(), tch::Cuda::device_count().into());
+                o.insert("dtype".into(), "f32".into());
+                o.insert("threads".into(), tch::get_num_threads().into());
+            }
+            println!("{}", serde_json::to_string_pretty(&info)?);
         }
         Cmd::Serve(args) => serve(args, device)?,
     }

@@ -9,6 +9,7 @@
 
 pub mod analysis;
 pub mod attribution;
+pub mod cost;
 pub mod edit;
 pub mod intervene;
 pub mod neuron;

@@ -114,6 +114,8 @@ impl Bert {
                 d_ff: d_ff as usize,
                 vocab_size: vocab as usize,
                 max_positions: max_pos as usize,
+                q_dim: d as usize,
+                kv_dim: d as usize,
             },
             heads,
             word,

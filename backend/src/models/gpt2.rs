@@ -107,6 +107,8 @@ impl Gpt2 {
                 d_ff: d_ff as usize,
                 vocab_size: vocab as usize,
                 max_positions: max_pos as usize,
+                q_dim: d as usize,
+                kv_dim: d as usize,
             },
             heads,
             wte,

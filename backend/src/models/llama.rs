@@ -136,6 +136,8 @@ impl Llama {
                 d_ff: d_ff as usize,
                 vocab_size: vocab as usize,
                 max_positions: max_pos,
+                q_dim: qd as usize,
+                kv_dim: kvd as usize,
             },
             heads,
             kv_heads,

@@ -60,6 +60,11 @@ pub struct ModelConfig {
     pub vocab_size: usize,
     /// Longest input in tokens.
     pub max_positions: usize,
+    /// Width of the attention's query and output projections (heads × head
+    /// dimension), and of its keys and values (fewer with grouped-query
+    /// attention): what a count of the work's FLOPs needs.
+    pub q_dim: usize,
+    pub kv_dim: usize,
 }
 
 /// A right-padded batch of token sequences, each with the position of its blank.

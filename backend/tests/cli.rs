@@ -1,0 +1,84 @@
+//! `kn info` and `kn bench` as a user runs them: what they report about the
+//! machine and the model, and that the bench's FLOP accounting is consistent.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::process::Command;
+
+fn kn(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_kn"))
+        .args(args)
+        .env("KN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn info_says_what_runs_where() {
+    let llama = fixture("tiny-llama");
+    let v = kn(&["info", "--device", "auto", "--model", &llama]);
+    let fp = v["fingerprint"].as_str().unwrap();
+    assert!(fp.contains("sha256:"), "{fp}");
+    assert!(v["cuda_available"].is_boolean());
+    let cuda = v["cuda_available"].as_bool().unwrap();
+    assert_eq!(v["device"] == "cpu", !cuda, "{v}");
+    assert_eq!(v["dtype"], "f32");
+    assert!(v["threads"].as_u64().unwrap() >= 1);
+    // Attention projections: grouped-query attention reads fewer key/value
+    // columns than query columns, never more.
+    let (q, kv) = (v["q_dim"].as_u64().unwrap(), v["kv_dim"].as_u64().unwrap());
+    assert!(kv <= q && q > 0, "{v}");
+
+    // The same weights on another device: the same fingerprint.
+    let cpu = kn(&["info", "--device", "cpu", "--model", &llama]);
+    assert_eq!(cpu["fingerprint"], v["fingerprint"]);
+}
+
+#[test]
+fn bench_reports_work_and_rate_consistently() {
+    let llama = fixture("tiny-llama");
+    let v = kn(&[
+        "bench",
+        "--device",
+        "cpu",
+        "--model",
+        &llama,
+        "--target",
+        "Paris",
+        "--prompt",
+        "The capital of France is [MASK].",
+        "--prompt",
+        "France's capital is [MASK].",
+        "--modes",
+        "resume,fast",
+        "--json",
+    ]);
+    let peak = v["matmul_peak_gflops"].as_f64().unwrap();
+    assert!(peak > 0.0, "{v}");
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        let (gflop, rate, secs) = (
+            r["gflop"].as_f64().unwrap(),
+            r["gflops"].as_f64().unwrap(),
+            r["seconds_per_fact"].as_f64().unwrap(),
+        );
+        assert!(gflop > 0.0 && rate > 0.0 && secs > 0.0, "{r}");
+        assert!(
+            (rate * secs / gflop - 1.0).abs() < 1e-6,
+            "rate × time ≠ work: {r}"
+        );
+        assert!((r["fraction_of_peak"].as_f64().unwrap() * peak / rate - 1.0).abs() < 1e-6);
+    }
+    // On a causal model fast mode reuses the earlier positions' keys and values
+    // instead of recomputing them for every scaled copy: strictly less arithmetic
+    // for the same attribution.
+    assert!(rows[1]["gflop"].as_f64().unwrap() < rows[0]["gflop"].as_f64().unwrap());
+}
