@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod bench;
 mod experiment_cli;
 
 #[derive(Parser)]
@@ -660,88 +661,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             modes,
             repeat,
             json,
-        } => {
-            let m = kn::load_model(&fact.model, device)?;
-            let qs = queries(&m, &fact)?;
-            let mut rows = Vec::new();
-            // Warm-up: first-call allocations and thread pools are not the method's cost.
-            attribute(
-                &m,
-                &qs[0],
-                &Options {
-                    steps: 2,
-                    ..ig.options()
-                },
-            )?;
-            let peak = kn::device::matmul_peak(device);
-            for mode in modes {
-                kn::device::reset_peak_memory();
-                let flop: f64 = qs
-                    .iter()
-                    .map(|q| {
-                        kn::engine::cost::attribution(m.config(), mode, q.cloze.ids.len(), ig.steps)
-                    })
-                    .sum();
-                let mut best = f64::INFINITY;
-                for _ in 0..repeat.max(1) {
-                    let t0 = std::time::Instant::now();
-                    let fa = attribute_fact(
-                        &m,
-                        qs.clone(),
-                        &Options {
-                            mode,
-                            ..ig.options()
-                        },
-                    )?;
-                    let _ = fact_neurons(&m, &fa, &fact.target, &Thresholds::default())?;
-                    best = best.min(t0.elapsed().as_secs_f64());
-                }
-                rows.push(serde_json::json!({
-                    "mode": format!("{mode:?}").to_lowercase(),
-                    "seconds_per_fact": best,
-                    "seconds_per_prompt": best / qs.len() as f64,
-                    "peak_rss_mib": kn::device::peak_memory_mib(),
-                    "gflop": flop / 1e9,
-                    "gflops": flop / best / 1e9,
-                    "fraction_of_peak": flop / best / peak,
-                }));
-            }
-            let out = serde_json::json!({
-                "model": fact.model,
-                "device": kn::device::describe(device),
-                "threads": tch::get_num_threads(),
-                "prompts": qs.len(),
-                "steps": ig.steps,
-                "max_batch": ig.max_batch,
-                "layers": m.config().n_layers,
-                "d_ff": m.config().d_ff,
-                "dtype": "f32",
-                "matmul_peak_gflops": peak / 1e9,
-                "results": rows,
-            });
-            if json {
-                println!("{out}");
-            } else {
-                println!(
-                    "{} ({} layers x {} neurons), {} prompts, m = {}, {} threads on {}",
-                    fact.model,
-                    m.config().n_layers,
-                    m.config().d_ff,
-                    qs.len(),
-                    ig.steps,
-                    tch::get_num_threads(),
-                    kn::device::describe(device)
-                );
-                let first = rows
-                    .first()
-                    .and_then(|r| r["seconds_per_fact"].as_f64())
-                    .unwrap_or(1.0);
-                for r in &rows {
-                    let s = r["seconds_per_fact"].as_f64().unwrap_or(0.0);
-                    println!("  {:<7} {:>9.2} s/fact  {:>8.3} s/prompt  peak RSS {:>6.0} MiB  {:>5.2}x vs first  {:>7.1} GFLOP/s = {:>5.1}% of the {:.0} GFLOP/s matmul peak", r["mode"].as_str().unwrap_or(""), s, r["seconds_per_prompt"].as_f64().unwrap_or(0.0), r["peak_rss_mib"].as_f64().unwrap_or(0.0), first / s, r["gflops"].as_f64().unwrap_or(0.0), 100.0 * r["fraction_of_peak"].as_f64().unwrap_or(0.0), peak / 1e9);
-                }
-            }
-        }
+        } => bench::run(device, &fact, &ig, &modes, repeat, json)?,
         Cmd::Experiment { cmd } => experiment_cli::run_experiment(cmd, device)?,
         Cmd::Info { model } => {
             let m = kn::load_model(&model, device)?;

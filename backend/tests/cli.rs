@@ -76,6 +76,10 @@ fn bench_reports_work_and_rate_consistently() {
             "rate × time ≠ work: {r}"
         );
         assert!((r["fraction_of_peak"].as_f64().unwrap() * peak / rate - 1.0).abs() < 1e-6);
+        // Results stay on the device until a prompt is done: at most one read
+        // back per prompt, however many layers and steps.
+        let reads = r["device_reads_per_fact"].as_u64().unwrap();
+        assert!((1..=2).contains(&reads), "{r}");
     }
     // On a causal model fast mode reuses the earlier positions' keys and values
     // instead of recomputing them for every scaled copy: strictly less arithmetic

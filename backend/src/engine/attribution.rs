@@ -345,7 +345,7 @@ pub fn attribute_layers(
     let device = model.net.device();
     let m = opts.steps as i64;
     let target = q.target as i64;
-    let p_target = t.logits.softmax(-1, Kind::Float).double_value(&[0, target]);
+    let p_target = t.logits.softmax(-1, Kind::Float).select(1, target);
     let alphas = Tensor::arange(m + 1, (Kind::Float, device)) / m as f64;
     let w: Vec<Tensor> = tch::no_grad(|| {
         (0..cfg.n_layers)
@@ -402,28 +402,41 @@ pub fn attribute_layers(
             probs[l].push(p.narrow(0, k as i64 * steps, steps));
         }
     }
-    let (mut scores, mut acts_out, mut p_zero, mut residual) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for l in layers {
-        let grads = Tensor::cat(&grads[l], 0); // [m+1, d_ff]
-        let probs = Tensor::cat(&probs[l], 0); // [m+1]
-        let summed = match opts.riemann {
-            Riemann::Right => grads.narrow(0, 1, m),
-            Riemann::Left => grads.narrow(0, 0, m),
-        }
-        .sum_dim_intlist(0, false, Kind::Float);
-        let s = (&w[l] * summed / m as f64).to(tch::Device::Cpu);
-        let p0 = probs.double_value(&[0]);
-        let p1 = probs.double_value(&[m]);
-        residual.push(s.sum(Kind::Double).double_value(&[]) - (p1 - p0));
-        p_zero.push(p0);
-        scores.push(s);
-        acts_out.push(w[l].to(tch::Device::Cpu));
-    }
+    // Everything stays on the device until the prompt is done, then comes back
+    // in one read: `[scores | activations | P(0), P(w̄)]` per layer, and P(y*).
+    let d_ff = cfg.d_ff as i64;
+    let packed: Vec<Tensor> = layers
+        .clone()
+        .map(|l| {
+            let grads = Tensor::cat(&grads[l], 0); // [m+1, d_ff]
+            let probs = Tensor::cat(&probs[l], 0); // [m+1]
+            let summed = match opts.riemann {
+                Riemann::Right => grads.narrow(0, 1, m),
+                Riemann::Left => grads.narrow(0, 0, m),
+            }
+            .sum_dim_intlist(0, false, Kind::Float);
+            let s = &w[l] * summed / m as f64;
+            let ends = Tensor::stack(&[probs.get(0), probs.get(m)], 0);
+            Tensor::cat(&[s, w[l].shallow_clone(), ends], 0)
+        })
+        .collect();
+    let all = Tensor::cat(&[Tensor::stack(&packed, 0).view(-1), p_target.view(-1)], 0);
+    let host = super::host::to_host(&all.to_kind(Kind::Float));
+    let n = layers.len() as i64;
+    let per = 2 * d_ff + 2;
+    let table = host.narrow(0, 0, n * per).view([n, per]);
+    let scores = table.narrow(1, 0, d_ff).contiguous();
+    let activations = table.narrow(1, d_ff, d_ff).contiguous();
+    let ends: Vec<f32> = Vec::try_from(table.narrow(1, 2 * d_ff, 2).contiguous().view(-1))?;
+    let sums: Vec<f64> = Vec::try_from(scores.sum_dim_intlist(1, false, Kind::Double))?;
+    let p_zero: Vec<f64> = ends.iter().step_by(2).map(|&p| p as f64).collect();
+    let residual = (0..n as usize)
+        .map(|i| sums[i] - (ends[2 * i + 1] as f64 - ends[2 * i] as f64))
+        .collect();
     Ok(Attribution {
-        scores: Tensor::stack(&scores, 0),
-        activations: Tensor::stack(&acts_out, 0),
-        p_target,
+        scores,
+        activations,
+        p_target: host.double_value(&[n * per]),
         p_zero,
         residual,
     })

@@ -6,11 +6,13 @@
 //!   relation-level neurons.
 //! * [`intervene`]: suppress/amplify a neuron set at the blank, with controls.
 //! * [`edit`]: reversible weight edits (update a fact, erase a relation).
+//! * [`host`]: device-to-host reads, counted.
 
 pub mod analysis;
 pub mod attribution;
 pub mod cost;
 pub mod edit;
+pub mod host;
 pub mod intervene;
 pub mod neuron;
 pub mod neurons;
