@@ -25,7 +25,7 @@ pub fn run(
         &qs[0],
         &Options {
             steps: 2,
-            ..ig.options()
+            ..ig.options(device)
         },
     )?;
     let peak = kn::device::matmul_peak(device);
@@ -44,7 +44,7 @@ pub fn run(
                 qs.clone(),
                 &Options {
                     mode,
-                    ..ig.options()
+                    ..ig.options(device)
                 },
             )?;
             let _ = fact_neurons(&m, &fa, &fact.target, &Thresholds::default())?;
@@ -68,7 +68,8 @@ pub fn run(
         "threads": tch::get_num_threads(),
         "prompts": qs.len(),
         "steps": ig.steps,
-        "max_batch": ig.max_batch,
+        "max_batch": ig.options(device).max_batch,
+        "max_row_tokens": ig.options(device).max_row_tokens,
         "layers": m.config().n_layers,
         "d_ff": m.config().d_ff,
         "dtype": "f32",

@@ -214,7 +214,7 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
                 shard,
                 &out,
                 &RunOptions {
-                    ig: ig.options(),
+                    ig: ig.options(device),
                     progress: !quiet,
                     max_facts,
                 },

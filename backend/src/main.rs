@@ -325,19 +325,25 @@ struct IgArgs {
     /// naive = one full pass per layer (the public implementations).
     #[arg(long, value_enum, default_value = "fast")]
     mode: Mode,
-    /// Most scaled copies per pass (bounds memory).
-    #[arg(long, default_value_t = 256)]
-    max_batch: usize,
+    /// Most scaled rows per pass, of one prompt or several (bounds memory;
+    /// default 256 on the CPU, 2048 on CUDA).
+    #[arg(long)]
+    max_batch: Option<usize>,
+    /// Most rows × tokens per pass (bounds memory for long prompts; default
+    /// 8192 on the CPU, 32768 on CUDA).
+    #[arg(long)]
+    max_row_tokens: Option<usize>,
 }
 
 impl IgArgs {
-    fn options(&self) -> Options {
+    fn options(&self, device: tch::Device) -> Options {
+        let d = Options::for_device(device);
         Options {
             steps: self.steps,
             riemann: self.riemann,
             mode: self.mode,
-            max_batch: self.max_batch,
-            ..Options::default()
+            max_batch: self.max_batch.unwrap_or(d.max_batch),
+            max_row_tokens: self.max_row_tokens.unwrap_or(d.max_row_tokens),
         }
     }
 }
@@ -505,7 +511,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let qs = queries(&m, &fact)?;
             let mut out = Vec::new();
             for q in &qs {
-                let a = attribute(&m, q, &ig.options())?;
+                let a = attribute(&m, q, &ig.options(device))?;
                 if json {
                     out.push(kn::engine::attribution::to_shared(&m, q, &a)?);
                     continue;
@@ -536,7 +542,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let m = kn::load_model(&fact.model, device)?;
-            let fa = attribute_fact(&m, queries(&m, &fact)?, &ig.options())?;
+            let fa = attribute_fact(&m, queries(&m, &fact)?, &ig.options(device))?;
             let r = fact_neurons(&m, &fa, &fact.target, &sel.thresholds())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -590,7 +596,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => Vec::new(),
             };
             let (kn_set, base_set) = if neurons.is_empty() {
-                let fa = attribute_fact(&m, qs.clone(), &ig.options())?;
+                let fa = attribute_fact(&m, qs.clone(), &ig.options(device))?;
                 let r = fact_neurons(&m, &fa, &fact.target, &sel.thresholds())?;
                 let k: Vec<_> = r.knowledge.iter().map(|n| n.neuron()).collect();
                 let b: Vec<_> = r.baseline.iter().map(|n| n.neuron()).collect();
@@ -782,7 +788,7 @@ fn run_edit(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
         } => {
             let m = kn::load_model(&fact.model, device)?;
             let eval = eval.queries(&m)?;
-            let fa = attribute_fact(&m, queries(&m, &fact)?, &ig.options())?;
+            let fa = attribute_fact(&m, queries(&m, &fact)?, &ig.options(device))?;
             let opts = UpdateOptions {
                 k,
                 lambda1,

@@ -202,3 +202,88 @@ fn splitting_passes_by_length_keeps_the_numbers() {
         }
     }
 }
+
+/// Prompts of different lengths and answers attributed together (right-padded
+/// into one batch, each row with its own blank and answer) give the numbers of
+/// one prompt at a time, in every mode and for every way of cutting the passes.
+#[test]
+fn batches_of_prompts_keep_the_numbers() {
+    use kn::engine::attribution::{attribute_many, Plan};
+    for dir in ["tiny-bert", "tiny-gpt2", "tiny-llama"] {
+        let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+        let mut qs: Vec<Query> = golden(dir)["attribution"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| query(&model, c))
+            .collect();
+        // Longer and shorter paraphrases with other answers.
+        let mask = if dir == "tiny-bert" { " [MASK]." } else { "" };
+        for (p, t) in [
+            ("The capital city of the country France is", "Paris"),
+            ("Paris is in", "France"),
+        ] {
+            let prompt = format!("{p}{mask}");
+            let prompt = if mask.is_empty() {
+                format!("{prompt} [MASK]")
+            } else {
+                prompt
+            };
+            if let Ok(q) = Query::new(&model, &prompt, t) {
+                qs.push(q);
+            }
+        }
+        let lens: std::collections::BTreeSet<usize> =
+            qs.iter().map(|q| q.cloze.ids.len()).collect();
+        assert!(
+            lens.len() >= 2,
+            "{dir}: the prompts must differ in length: {lens:?}"
+        );
+        let layers = 0..model.config().n_layers;
+        for mode in [Mode::Naive, Mode::Resume, Mode::Fast] {
+            let base = Options {
+                steps: 12,
+                mode,
+                ..Options::default()
+            };
+            let alone: Vec<_> = qs
+                .iter()
+                .map(|q| attribute(&model, q, &base).unwrap())
+                .collect();
+            let longest = qs.iter().map(|q| q.cloze.ids.len()).max().unwrap();
+            // All prompts in each pass; two per pass; chunks of steps of one prompt.
+            for max_batch in [4096, 2 * 13 * model.config().n_layers, 5] {
+                let opts = Options { max_batch, ..base };
+                let plan = Plan::new(&opts, layers.len(), qs.len(), longest);
+                assert!(
+                    plan.prompts >= 2 || max_batch < 13,
+                    "{dir}: {plan:?} attributes one prompt at a time"
+                );
+                let together =
+                    attribute_many(&model, &qs, &opts, layers.clone(), &mut |_| true).unwrap();
+                for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+                    let (x, y): (Vec<f32>, Vec<f32>) = (
+                        Vec::try_from(a.scores.flatten(0, -1)).unwrap(),
+                        Vec::try_from(b.scores.flatten(0, -1)).unwrap(),
+                    );
+                    let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    for (u, v) in x.iter().zip(&y) {
+                        assert!(
+                            (u - v).abs() <= 1e-5 * max,
+                            "{dir} {mode:?} batch {max_batch} prompt {i}: {u} vs {v}"
+                        );
+                    }
+                    assert!(
+                        (a.p_target - b.p_target).abs() < 1e-6,
+                        "{dir} {mode:?} prompt {i}: P"
+                    );
+                    for (p, q) in a.p_zero.iter().zip(&b.p_zero) {
+                        assert!((p - q).abs() < 1e-6, "{dir} {mode:?} prompt {i}: P(0)");
+                    }
+                    let same_acts = a.activations.allclose(&b.activations, 1e-5, 1e-6, false);
+                    assert!(same_acts, "{dir} {mode:?} prompt {i}: activations");
+                }
+            }
+        }
+    }
+}

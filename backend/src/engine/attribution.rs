@@ -17,7 +17,7 @@
 //!   come from the trace and only the last position is recomputed per step.
 
 use super::Query;
-use crate::models::{Batch, Ctx, Hooks, Kv, Model, NeuronOp};
+use crate::models::{At, Batch, Ctx, Hooks, Kv, Model, NeuronOp};
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
@@ -99,6 +99,22 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The defaults for a device: on CUDA, passes large enough to fill a GPU
+    /// (the prompts of a fact together). What autograd keeps for the backward
+    /// of the largest pass is, estimated from the shapes, about 10 GB for
+    /// bert-base and 25 GB for SmolLM2-135M; `--max-batch` and
+    /// `--max-row-tokens` bound it on smaller cards.
+    pub fn for_device(device: tch::Device) -> Options {
+        match device {
+            tch::Device::Cuda(_) => Options {
+                max_batch: 2048,
+                max_row_tokens: 32768,
+                ..Options::default()
+            },
+            _ => Options::default(),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.steps == 0 || self.steps > MAX_STEPS {
             return Err(Error::InvalidArgument(format!(
@@ -129,30 +145,28 @@ pub struct Attribution {
     pub residual: Vec<f64>,
 }
 
-/// The unscaled pass of one prompt, kept so scaled passes can resume from it.
+/// The unscaled pass of a group of prompts (right-padded into one batch), kept
+/// so scaled passes can resume from it.
 pub(crate) struct Trace {
     pub batch: Batch,
-    /// The prompt's tokens and blank, as `batch` holds them (kept on the host so
-    /// scaled passes need no read-back).
-    ids: Vec<u32>,
-    blank: usize,
-    /// Per layer: the post-attention residual `h`, `[1, s, d]`.
+    /// Each prompt's blank, as `batch` holds it (kept on the host so scaled
+    /// passes need no read-back).
+    blanks: Vec<i64>,
+    /// Per layer: the post-attention residual `h`, `[p, s, d]`.
     pub h: Vec<Tensor>,
-    /// Per layer: the neurons `a` at every position, `[1, s, d_ff]`.
+    /// Per layer: the neurons `a` at every position, `[p, s, d_ff]`.
     pub a: Vec<Tensor>,
     /// Per layer: keys and values (used by causal `Fast` passes).
     pub kv: Vec<Kv>,
-    /// `[1, vocab]` logits at the blank.
+    /// `[p, vocab]` logits at the blanks.
     pub logits: Tensor,
 }
 
-pub(crate) fn trace(model: &Model, q: &Query) -> Result<Trace> {
+pub(crate) fn trace(model: &Model, qs: &[Query]) -> Result<Trace> {
     let net = &model.net;
-    let batch = Batch::new(
-        std::slice::from_ref(&q.cloze.ids),
-        &[q.cloze.blank],
-        net.device(),
-    )?;
+    let ids: Vec<Vec<u32>> = qs.iter().map(|q| q.cloze.ids.clone()).collect();
+    let blanks: Vec<usize> = qs.iter().map(|q| q.cloze.blank).collect();
+    let batch = Batch::new(&ids, &blanks, net.device())?;
     tch::no_grad(|| {
         let ctx = net.context(&batch);
         let mut x = net.embed(&batch);
@@ -168,8 +182,7 @@ pub(crate) fn trace(model: &Model, q: &Query) -> Result<Trace> {
         let logits = net.head(&batch.at_blank(&x));
         Ok(Trace {
             batch,
-            ids: q.cloze.ids.clone(),
-            blank: q.cloze.blank,
+            blanks: blanks.iter().map(|&b| b as i64).collect(),
             h: hs,
             a: acts,
             kv: kvs,
@@ -178,27 +191,35 @@ pub(crate) fn trace(model: &Model, q: &Query) -> Result<Trace> {
     })
 }
 
-/// `r` copies of the traced prompt (for passes over the whole sequence).
-fn copies(t: &Trace, r: i64) -> Result<Batch> {
-    Batch::new(
-        &vec![t.ids.clone(); r as usize],
-        &vec![t.blank; r as usize],
-        t.batch.ids.device(),
-    )
+impl Trace {
+    /// The rows of `x` (`[p, …]`, one per prompt) for scaled rows whose prompts
+    /// are `who`: a free broadcast when the trace holds one prompt, a gather
+    /// otherwise.
+    fn rows(&self, x: &Tensor, who: &[i64]) -> Tensor {
+        if self.blanks.len() == 1 {
+            let mut size = x.size();
+            size[0] = who.len() as i64;
+            x.expand(size.as_slice(), false)
+        } else {
+            x.index_select(0, &Tensor::from_slice(who).to(x.device()))
+        }
+    }
 }
 
-/// Logits at the blank for scaled copies of the traced prompt.
+/// Logits at the blank for scaled rows of the traced prompts.
 ///
-/// `acts[g]` (`[r_g, d_ff]`) replaces the blank activation of layer
-/// `first + g`. In the resuming modes the copies form a staircase: the rows of
-/// layer `first` start at its FFN output, and at every later layer `j` the rows
-/// of layer `j` join the batch, so one pass (and one backward) serves the whole
-/// group with larger matrix products. Rows come back in the order of `acts`.
+/// `acts[g]` (`[r_g, d_ff]`) replaces the blank activation of layer `first + g`
+/// in rows whose prompts are `who[g]` (indices into the trace). In the resuming
+/// modes the rows form a staircase: the rows of layer `first` start at its FFN
+/// output, and at every later layer `j` the rows of layer `j` join the batch,
+/// so one pass (and one backward) serves the whole group with larger matrix
+/// products. Rows come back in the order of `acts`.
 pub(crate) fn scaled_logits(
     model: &Model,
     t: &Trace,
     first: usize,
     acts: &[Tensor],
+    who: &[Vec<i64>],
     mode: Mode,
 ) -> Result<Tensor> {
     let net = &model.net;
@@ -208,7 +229,7 @@ pub(crate) fn scaled_logits(
         // One full forward pass per layer, as the public implementations do.
         let mut out = Vec::new();
         for (g, act) in acts.iter().enumerate() {
-            let b = copies(t, act.size()[0])?;
+            let b = t.batch.select(&who[g]);
             let mut hooks = Hooks::default();
             hooks
                 .ops
@@ -217,71 +238,76 @@ pub(crate) fn scaled_logits(
         }
         return Ok(Tensor::cat(&out, 0));
     }
-    let total: i64 = acts.iter().map(|a| a.size()[0]).sum();
     let last = first + acts.len() - 1;
+    let s = t.batch.seq_len as i64;
+    let mut x: Option<Tensor> = None;
+    // The prompt of each row of `x`, in its order.
+    let mut x_who: Vec<i64> = Vec::new();
     if mode == Mode::Fast && causal {
-        // Causal blank = last position: only that position is recomputed; the
-        // earlier positions' keys and values come from the trace.
-        let pos = t.batch.seq_len - 1;
-        let d = t.h[first].size()[2];
-        let mut x: Option<Tensor> = None;
+        // Causal blank = the last real position: only that position is
+        // recomputed; the earlier positions' keys and values come from the trace.
         for j in first..n_layers {
             if let Some(prev) = &x {
-                let h = net.attention_at(j, prev, &t.kv[j], pos);
+                let pos: Vec<i64> = x_who.iter().map(|&p| t.blanks[p as usize]).collect();
+                let at = At::new(&pos, s, net.device());
+                let past = Kv {
+                    k: t.rows(&t.kv[j].k, &x_who),
+                    v: t.rows(&t.kv[j].v, &x_who),
+                };
+                let h = net.attention_at(j, prev, &past, &at);
                 x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
             }
             if j <= last {
-                let act = &acts[j - first];
-                let r = act.size()[0];
-                let h = t.h[j].narrow(1, pos as i64, 1).expand([r, 1, d], false);
-                let entering = net.ffn_out(j, &h, &act.unsqueeze(1));
+                let g = j - first;
+                let h = t.rows(&t.batch.at_blank(&t.h[j]), &who[g]).unsqueeze(1);
+                let entering = net.ffn_out(j, &h, &acts[g].unsqueeze(1));
                 // New rows go first, so that the final order is last..first; reversed below.
                 x = Some(match x {
                     None => entering,
                     Some(prev) => Tensor::cat(&[entering, prev], 0),
                 });
+                x_who.splice(0..0, who[g].iter().copied());
             }
         }
         let logits = net.head(&x.expect("at least one layer").squeeze_dim(1));
         return Ok(reorder(&logits, acts));
     }
-    // Whole-sequence staircase (masked models, or `Resume`).
-    let b = copies(t, total)?;
+    // Whole-sequence staircase (masked models, or `Resume`). The context is
+    // built once for the final row order (layers last..first); at layer `j` the
+    // batch holds the rows of layers first..=j, which are its tail.
+    let order: Vec<i64> = (0..acts.len())
+        .rev()
+        .flat_map(|g| who[g].iter().copied())
+        .collect();
+    let b = t.batch.select(&order);
     let ctx: Ctx = net.context(&b);
-    let (s, d, d_ff) = (
-        t.batch.seq_len as i64,
-        t.h[first].size()[2],
-        t.a[first].size()[2],
-    );
-    let mut x: Option<Tensor> = None;
+    let total = order.len() as i64;
     let mut rows = 0i64;
     for j in first..n_layers {
         if let Some(prev) = &x {
-            let sub = ctx_rows(&ctx, rows);
-            let (h, _) = net.attention(j, prev, &sub);
+            let (h, _) = net.attention(j, prev, &ctx_tail(&ctx, total, rows));
             x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
         }
         if j <= last {
-            let act = &acts[j - first];
-            let r = act.size()[0];
-            let sub = copies(t, r)?;
-            let a = sub.put_at_blank(&t.a[j].expand([r, s, d_ff], false), act);
-            let entering = net.ffn_out(j, &t.h[j].expand([r, s, d], false), &a);
+            let g = j - first;
+            let sub = t.batch.select(&who[g]);
+            let a = sub.put_at_blank(&t.rows(&t.a[j], &who[g]), &acts[g]);
+            let entering = net.ffn_out(j, &t.rows(&t.h[j], &who[g]), &a);
             x = Some(match x {
                 None => entering,
                 Some(prev) => Tensor::cat(&[entering, prev], 0),
             });
-            rows += r;
+            rows += who[g].len() as i64;
         }
     }
     let logits = net.head(&b.at_blank(&x.expect("at least one layer")));
     Ok(reorder(&logits, acts))
 }
 
-/// The first `rows` rows of a context built for the whole staircase.
-fn ctx_rows(ctx: &Ctx, rows: i64) -> Ctx {
+/// The last `rows` of `total` rows of a context built for the whole staircase.
+fn ctx_tail(ctx: &Ctx, total: i64, rows: i64) -> Ctx {
     Ctx {
-        mask: ctx.mask.narrow(0, 0, rows),
+        mask: ctx.mask.narrow(0, total - rows, rows),
         rope: ctx
             .rope
             .as_ref()
@@ -327,6 +353,63 @@ pub fn attribute_layers(
     layers: std::ops::Range<usize>,
     keep_going: &mut dyn FnMut() -> bool,
 ) -> Result<Attribution> {
+    let mut out = attribute_many(model, std::slice::from_ref(q), opts, layers, &mut |_| {
+        keep_going()
+    })?;
+    Ok(out.remove(0))
+}
+
+/// How the scaled rows of a set of prompts are cut into passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Prompts traced and attributed together.
+    pub prompts: usize,
+    /// Layers whose rows share one staircase pass.
+    pub layers: usize,
+    /// Steps per pass (`m + 1` unless one layer's rows alone exceed the budget).
+    pub steps: usize,
+}
+
+impl Plan {
+    /// The largest passes within `opts`' budgets (`max_batch` rows, and
+    /// `max_row_tokens` rows × tokens for prompts up to `seq_len` tokens):
+    /// whole layers first (the staircase), then more prompts per pass, and
+    /// when even one layer's `m + 1` rows are too many, chunks of steps.
+    pub fn new(opts: &Options, n_layers: usize, n_prompts: usize, seq_len: usize) -> Plan {
+        let per_layer = opts.steps + 1;
+        let max_rows = opts
+            .max_batch
+            .min((opts.max_row_tokens / seq_len.max(1)).max(1));
+        if per_layer > max_rows {
+            return Plan {
+                prompts: 1,
+                layers: 1,
+                steps: max_rows,
+            };
+        }
+        let layers = (max_rows / per_layer).clamp(1, n_layers.max(1));
+        let prompts = (max_rows / (layers * per_layer)).clamp(1, n_prompts.max(1));
+        Plan {
+            prompts,
+            layers,
+            steps: per_layer,
+        }
+    }
+}
+
+/// Integrated gradients of every prompt of `qs` (each with its own answer) for
+/// the layers `layers`. Prompts are traced and attributed together as far as
+/// [`Plan`] allows: rows of several prompts, right-padded to a common length
+/// with attention masks and each row's own blank, in one staircase; the
+/// numbers are those of one prompt at a time. `keep_going(prompts done)` is
+/// asked before each pass; `false` stops with [`Error::Cancelled`].
+pub fn attribute_many(
+    model: &Model,
+    qs: &[Query],
+    opts: &Options,
+    layers: std::ops::Range<usize>,
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Result<Vec<Attribution>> {
     opts.validate()?;
     let cfg = model.config().clone();
     if layers.is_empty() || layers.end > cfg.n_layers {
@@ -335,48 +418,68 @@ pub fn attribute_layers(
             cfg.n_layers
         )));
     }
-    if q.target as usize >= cfg.vocab_size {
+    if let Some(q) = qs.iter().find(|q| q.target as usize >= cfg.vocab_size) {
         return Err(Error::InvalidArgument(format!(
             "target id {} is outside the vocabulary",
             q.target
         )));
     }
-    let t = trace(model, q)?;
+    let seq_len = qs.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
+    let plan = Plan::new(opts, layers.len(), qs.len(), seq_len);
+    let mut out = Vec::with_capacity(qs.len());
+    for chunk in qs.chunks(plan.prompts) {
+        let done = out.len();
+        out.extend(attribute_chunk(
+            model,
+            chunk,
+            opts,
+            &plan,
+            layers.clone(),
+            &mut || keep_going(done),
+        )?);
+    }
+    Ok(out)
+}
+
+/// [`attribute_many`] for prompts that share every pass.
+fn attribute_chunk(
+    model: &Model,
+    qs: &[Query],
+    opts: &Options,
+    plan: &Plan,
+    layers: std::ops::Range<usize>,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> Result<Vec<Attribution>> {
+    let cfg = model.config();
+    let t = trace(model, qs)?;
     let device = model.net.device();
-    let m = opts.steps as i64;
-    let target = q.target as i64;
-    let p_target = t.logits.softmax(-1, Kind::Float).select(1, target);
+    let (m, d_ff, pn) = (opts.steps as i64, cfg.d_ff as i64, qs.len() as i64);
+    let targets =
+        Tensor::from_slice(&qs.iter().map(|q| q.target as i64).collect::<Vec<_>>()).to(device);
+    let p_target = t
+        .logits
+        .softmax(-1, Kind::Float)
+        .gather(1, &targets.unsqueeze(1), false)
+        .squeeze_dim(1);
     let alphas = Tensor::arange(m + 1, (Kind::Float, device)) / m as f64;
+    // `[p, d_ff]` activations at the blanks.
     let w: Vec<Tensor> = tch::no_grad(|| {
         (0..cfg.n_layers)
-            .map(|l| t.batch.at_blank(&t.a[l]).get(0))
+            .map(|l| t.batch.at_blank(&t.a[l]))
             .collect()
     });
-    // Work units: (first layer, layers in the group, first step, steps). Whole
-    // layers are grouped while their m + 1 rows fit in max_batch; a layer whose
-    // rows alone exceed it is split into chunks of steps.
-    let per_layer = (m + 1) as usize;
-    let max_batch = opts
-        .max_batch
-        .min((opts.max_row_tokens / q.cloze.ids.len().max(1)).max(1));
+    // Passes: (first layer, layers in the pass, first step, steps).
     let mut units = Vec::new();
-    if per_layer <= max_batch {
-        let group = (max_batch / per_layer).max(1);
-        let mut l = layers.start;
-        while l < layers.end {
-            let n = group.min(layers.end - l);
-            units.push((l, n, 0i64, m + 1));
-            l += n;
+    let mut l = layers.start;
+    while l < layers.end {
+        let n = plan.layers.min(layers.end - l);
+        let mut start = 0i64;
+        while start <= m {
+            let steps = (plan.steps as i64).min(m + 1 - start);
+            units.push((l, n, start, steps));
+            start += steps;
         }
-    } else {
-        for l in layers.clone() {
-            let mut start = 0i64;
-            while start <= m {
-                let n = (max_batch as i64).min(m + 1 - start);
-                units.push((l, 1, start, n));
-                start += n;
-            }
-        }
+        l += n;
     }
     let mut grads: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
     let mut probs: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
@@ -384,62 +487,76 @@ pub fn attribute_layers(
         if !keep_going() {
             return Err(Error::Cancelled);
         }
-        let alpha = alphas.narrow(0, start, steps);
+        let alpha = alphas.narrow(0, start, steps).view([1, steps, 1]);
+        // Rows prompt-major within each layer: prompt p's `steps` scaled copies.
+        let who: Vec<i64> = (0..pn)
+            .flat_map(|p| std::iter::repeat_n(p, steps as usize))
+            .collect();
         let acts: Vec<Tensor> = (first..first + n)
             .map(|l| {
-                (alpha.unsqueeze(1) * w[l].unsqueeze(0))
+                (&alpha * w[l].unsqueeze(1))
+                    .reshape([pn * steps, d_ff])
                     .detach()
                     .set_requires_grad(true)
             })
             .collect();
-        let logits = scaled_logits(model, &t, first, &acts, opts.mode)?;
-        let p = logits.softmax(-1, Kind::Float).select(1, target);
+        let logits = scaled_logits(model, &t, first, &acts, &vec![who; n], opts.mode)?;
+        let row_targets = targets
+            .repeat_interleave_self_int(steps, Some(0), None)
+            .repeat([n as i64]);
+        let p = logits
+            .softmax(-1, Kind::Float)
+            .gather(1, &row_targets.unsqueeze(1), false)
+            .squeeze_dim(1);
         let leaves: Vec<&Tensor> = acts.iter().collect();
         let g = Tensor::run_backward(&[p.sum(Kind::Float)], &leaves, false, false);
         let p = p.detach();
+        let rows = pn * steps;
         for (k, l) in (first..first + n).enumerate() {
-            grads[l].push(g[k].detach());
-            probs[l].push(p.narrow(0, k as i64 * steps, steps));
+            grads[l].push(g[k].detach().view([pn, steps, d_ff]));
+            probs[l].push(p.narrow(0, k as i64 * rows, rows).view([pn, steps]));
         }
     }
-    // Everything stays on the device until the prompt is done, then comes back
-    // in one read: `[scores | activations | P(0), P(w̄)]` per layer, and P(y*).
-    let d_ff = cfg.d_ff as i64;
+    // Everything stays on the device until the prompts are done, then comes
+    // back in one read: per layer and prompt `[scores | activations | P(0),
+    // P(w̄)]`, then each prompt's P(y*).
     let packed: Vec<Tensor> = layers
         .clone()
         .map(|l| {
-            let grads = Tensor::cat(&grads[l], 0); // [m+1, d_ff]
-            let probs = Tensor::cat(&probs[l], 0); // [m+1]
+            let grads = Tensor::cat(&grads[l], 1); // [p, m+1, d_ff]
+            let probs = Tensor::cat(&probs[l], 1); // [p, m+1]
             let summed = match opts.riemann {
-                Riemann::Right => grads.narrow(0, 1, m),
-                Riemann::Left => grads.narrow(0, 0, m),
+                Riemann::Right => grads.narrow(1, 1, m),
+                Riemann::Left => grads.narrow(1, 0, m),
             }
-            .sum_dim_intlist(0, false, Kind::Float);
+            .sum_dim_intlist(1, false, Kind::Float);
             let s = &w[l] * summed / m as f64;
-            let ends = Tensor::stack(&[probs.get(0), probs.get(m)], 0);
-            Tensor::cat(&[s, w[l].shallow_clone(), ends], 0)
+            let ends = Tensor::stack(&[probs.select(1, 0), probs.select(1, m)], 1);
+            Tensor::cat(&[s, w[l].shallow_clone(), ends], 1)
         })
         .collect();
     let all = Tensor::cat(&[Tensor::stack(&packed, 0).view(-1), p_target.view(-1)], 0);
     let host = super::host::to_host(&all.to_kind(Kind::Float));
-    let n = layers.len() as i64;
-    let per = 2 * d_ff + 2;
-    let table = host.narrow(0, 0, n * per).view([n, per]);
-    let scores = table.narrow(1, 0, d_ff).contiguous();
-    let activations = table.narrow(1, d_ff, d_ff).contiguous();
-    let ends: Vec<f32> = Vec::try_from(table.narrow(1, 2 * d_ff, 2).contiguous().view(-1))?;
-    let sums: Vec<f64> = Vec::try_from(scores.sum_dim_intlist(1, false, Kind::Double))?;
-    let p_zero: Vec<f64> = ends.iter().step_by(2).map(|&p| p as f64).collect();
-    let residual = (0..n as usize)
-        .map(|i| sums[i] - (ends[2 * i + 1] as f64 - ends[2 * i] as f64))
-        .collect();
-    Ok(Attribution {
-        scores,
-        activations,
-        p_target: host.double_value(&[n * per]),
-        p_zero,
-        residual,
-    })
+    let (nl, per) = (layers.len() as i64, 2 * d_ff + 2);
+    let table = host.narrow(0, 0, nl * pn * per).view([nl, pn, per]);
+    (0..pn)
+        .map(|p| {
+            let mine = table.select(1, p);
+            let scores = mine.narrow(1, 0, d_ff).contiguous();
+            let activations = mine.narrow(1, d_ff, d_ff).contiguous();
+            let ends: Vec<f32> = Vec::try_from(mine.narrow(1, 2 * d_ff, 2).contiguous().view(-1))?;
+            let sums: Vec<f64> = Vec::try_from(scores.sum_dim_intlist(1, false, Kind::Double))?;
+            Ok(Attribution {
+                scores,
+                activations,
+                p_target: host.double_value(&[nl * pn * per + p]),
+                p_zero: ends.iter().step_by(2).map(|&x| x as f64).collect(),
+                residual: (0..nl as usize)
+                    .map(|i| sums[i] - (ends[2 * i + 1] as f64 - ends[2 * i] as f64))
+                    .collect(),
+            })
+        })
+        .collect()
 }
 
 /// The shared (JSON) form of an attribution.

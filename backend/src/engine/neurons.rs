@@ -10,7 +10,7 @@
 //! The activation baseline goes through the same steps with the activations as
 //! its scores.
 
-use super::attribution::{attribute_with, Attribution, Options};
+use super::attribution::{attribute_many, Attribution, Options};
 use super::{Neuron, Query};
 use crate::models::Model;
 use crate::{Error, Result};
@@ -268,8 +268,9 @@ pub fn attribute_fact(
     attribute_fact_with(model, queries, opts, &mut |_, _| true)
 }
 
-/// [`attribute_fact`] that reports `(prompts done, prompts)` after each prompt;
-/// the callback returns `false` to cancel ([`Error::Cancelled`]).
+/// [`attribute_fact`] that reports `(prompts done, prompts)` before each pass
+/// and at the end; the callback returns `false` to cancel ([`Error::Cancelled`]).
+/// The prompts are attributed together as far as `opts`' budgets allow.
 pub fn attribute_fact_with(
     model: &Model,
     queries: Vec<Query>,
@@ -281,15 +282,10 @@ pub fn attribute_fact_with(
             "a fact needs at least one prompt".into(),
         ));
     }
-    let mut attributions = Vec::with_capacity(queries.len());
-    for q in &queries {
-        if !progress(attributions.len(), queries.len()) {
-            return Err(Error::Cancelled);
-        }
-        let done = attributions.len();
-        let n = queries.len();
-        attributions.push(attribute_with(model, q, opts, &mut || progress(done, n))?);
-    }
+    let n = queries.len();
+    let layers = 0..model.config().n_layers;
+    let attributions =
+        attribute_many(model, &queries, opts, layers, &mut |done| progress(done, n))?;
     progress(queries.len(), queries.len());
     Ok(FactAttribution {
         queries,

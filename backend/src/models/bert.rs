@@ -9,7 +9,7 @@
 use super::{
     attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
 };
-use super::{Ctx, Kv, LayerNorm, Linear};
+use super::{At, Ctx, Kv, LayerNorm, Linear};
 use crate::Result;
 use tch::{Device, Tensor};
 
@@ -168,7 +168,7 @@ impl NeuronModel for Bert {
         )
     }
 
-    fn attention_at(&self, _layer: usize, _x: &Tensor, _past: &Kv, _pos: usize) -> Tensor {
+    fn attention_at(&self, _layer: usize, _x: &Tensor, _past: &Kv, _at: &At) -> Tensor {
         unreachable!("BERT attends in both directions; there is no incremental attention")
     }
 

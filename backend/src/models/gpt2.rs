@@ -9,7 +9,7 @@
 use super::{
     attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
 };
-use super::{with_past, Ctx, Kv, LayerNorm};
+use super::{with_new, At, Ctx, Kv, LayerNorm};
 use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -164,12 +164,15 @@ impl NeuronModel for Gpt2 {
         (h, Kv { k, v })
     }
 
-    fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, pos: usize) -> Tensor {
+    fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, at: &At) -> Tensor {
         let (q, k, v) = self.qkv(layer, x);
-        let (k, v) = (with_past(&past.k, &k, pos), with_past(&past.v, &v, pos));
+        let (k, v) = (
+            with_new(&past.k, &k, &at.pos),
+            with_new(&past.v, &v, &at.pos),
+        );
         self.blocks[layer]
             .attn_proj
-            .forward(&attend(&q, &k, &v, None))
+            .forward(&attend(&q, &k, &v, at.keys.as_ref()))
             + x
     }
 

@@ -12,7 +12,7 @@
 use super::{
     attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
 };
-use super::{with_past, Ctx, Kv, Linear};
+use super::{with_new, At, Ctx, Kv, Linear};
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -329,13 +329,20 @@ impl NeuronModel for Llama {
         (h, Kv { k, v })
     }
 
-    fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, pos: usize) -> Tensor {
-        let (cos, sin) = self.rope(pos as i64 + 1);
-        let (cos, sin) = (cos.narrow(0, pos as i64, 1), sin.narrow(0, pos as i64, 1));
-
-        let (q, k, v) = self.qkv(layer, x, &cos, &sin);
-        let (k, v) = (with_past(&past.k, &k, pos), with_past(&past.v, &v, pos));
-        self.layers[layer].o.forward(&attend(&q, &k, &v, None)) + x
+    fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, at: &At) -> Tensor {
+        // Each row's rotary angles at its own position: `[r, 1, 1, dh]`.
+        let (cos, sin) = self.rope(past.k.size()[2]);
+        let dh = cos.size()[1];
+        let row = |t: &Tensor| t.index_select(0, &at.pos).view([-1, 1, 1, dh]);
+        let (q, k, v) = self.qkv(layer, x, &row(&cos), &row(&sin));
+        let (k, v) = (
+            with_new(&past.k, &k, &at.pos),
+            with_new(&past.v, &v, &at.pos),
+        );
+        self.layers[layer]
+            .o
+            .forward(&attend(&q, &k, &v, at.keys.as_ref()))
+            + x
     }
 
     fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor {

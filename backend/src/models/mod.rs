@@ -119,6 +119,21 @@ impl Batch {
         })
     }
 
+    /// The rows `rows` of this batch, in that order (repeats allowed).
+    pub fn select(&self, rows: &[i64]) -> Batch {
+        let device = self.ids.device();
+        let idx = Tensor::from_slice(rows).to(device);
+        let n = rows.len() as i64;
+        Batch {
+            ids: self.ids.index_select(0, &idx),
+            attention_mask: self.attention_mask.index_select(0, &idx),
+            blank: self.blank.index_select(0, &idx),
+            rows: Tensor::arange(n, (Kind::Int64, device)),
+            len: rows.len(),
+            seq_len: self.seq_len,
+        }
+    }
+
     /// `x[r, blank_r]` for every row: `[b, s, d] -> [b, d]`.
     pub fn at_blank(&self, x: &Tensor) -> Tensor {
         x.index(&[Some(&self.rows), Some(&self.blank)])
@@ -256,10 +271,11 @@ pub trait NeuronModel: Send {
     /// post-attention residual `h` and the layer's keys and values.
     fn attention(&self, layer: usize, x: &Tensor, ctx: &Ctx) -> (Tensor, Kv);
 
-    /// Causal models only: the attention sub-block for one new position `pos`
-    /// (`x: [r, 1, d]`), attending to `past` keys/values of positions `0..pos`
-    /// (a `[1, …]` batch shared by all `r` rows) and to itself.
-    fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, pos: usize) -> Tensor;
+    /// Causal models only: the attention sub-block for one new position per row
+    /// (`x: [r, 1, d]`, at `at.pos[row]`), attending to the row's `past`
+    /// keys/values (`[r, …, s, …]`, row-aligned with `x`; the entry at `pos` is
+    /// replaced by the row's own) up to and including `pos`.
+    fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, at: &At) -> Tensor;
 
     /// The neurons: `a = f(h·W_in)`, `[.., d] -> [.., d_ff]`.
     fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor;
@@ -646,19 +662,37 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) 
         .view([b, s, heads * dh])
 }
 
-/// Keys/values for one new position: `past` positions `0..pos` (batch 1, shared
-/// by all rows) followed by each row's own `new` entry.
-pub(crate) fn with_past(past: &Tensor, new: &Tensor, pos: usize) -> Tensor {
-    let r = new.size()[0];
-    let p = past.narrow(2, 0, pos as i64);
-    let sz = p.size();
-    Tensor::cat(
-        &[
-            p.expand([r, sz[1], sz[2], sz[3]], false),
-            new.shallow_clone(),
-        ],
-        2,
-    )
+/// Where each row's one new position sits, for [`NeuronModel::attention_at`].
+pub struct At {
+    /// `[r]` int64: the position of each row's new entry.
+    pub pos: Tensor,
+    /// `[r, 1, 1, s]` bool: the keys each row may see (positions `0..=pos`);
+    /// `None` when every row's new entry is the last of the `s` positions.
+    pub keys: Option<Tensor>,
+}
+
+impl At {
+    /// Rows at positions `pos` among `s` past positions (on `device`).
+    pub fn new(pos: &[i64], s: i64, device: Device) -> At {
+        let t = Tensor::from_slice(pos).to(device);
+        let keys = (!pos.iter().all(|&p| p == s - 1)).then(|| {
+            Tensor::arange(s, (Kind::Int64, device))
+                .view([1, s])
+                .le_tensor(&t.view([-1, 1]))
+                .view([-1, 1, 1, s])
+        });
+        At { pos: t, keys }
+    }
+}
+
+/// Row-aligned keys/values `past` (`[r, heads, s, dh]`) with each row's entry at
+/// `pos` replaced by its `new` one (`[r, heads, 1, dh]`); differentiable in `new`.
+pub(crate) fn with_new(past: &Tensor, new: &Tensor, pos: &Tensor) -> Tensor {
+    let s = past.size()[2];
+    let here = Tensor::arange(s, (Kind::Int64, past.device()))
+        .view([1, 1, s, 1])
+        .eq_tensor(&pos.view([-1, 1, 1, 1]));
+    new.where_self(&here, past)
 }
 
 /// `y = x·Wᵀ + b` with a PyTorch `Linear` weight `[out, in]` and optional bias.
