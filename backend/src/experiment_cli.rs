@@ -65,6 +65,10 @@ pub enum ExperimentCmd {
         /// Stop after this many facts (for time-boxed jobs; run again to go on).
         #[arg(long)]
         max_facts: Option<usize>,
+        /// Facts whose prompts are attributed together (default 1 on the CPU,
+        /// 8 on CUDA; passes stay within --max-batch and --max-row-tokens).
+        #[arg(long)]
+        batch_facts: Option<usize>,
         /// No progress bar or progress lines.
         #[arg(long)]
         quiet: bool,
@@ -200,6 +204,7 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
             shard,
             shards,
             max_facts,
+            batch_facts,
             quiet,
         } => {
             let shard = Shard::resolve(shard.as_deref(), shards, &|k| std::env::var(k).ok())?;
@@ -217,6 +222,7 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
                     ig: ig.options(device),
                     progress: !quiet,
                     max_facts,
+                    batch_facts: batch_facts.unwrap_or(RunOptions::batch_facts_for(device)),
                 },
             )?;
             println!(

@@ -538,6 +538,7 @@ async fn experiments_list_and_reports() {
         ig: Default::default(),
         progress: false,
         max_facts: None,
+        batch_facts: 1,
     };
     for name in ["with-report", "no-report"] {
         run::run(

@@ -36,6 +36,7 @@ fn opts() -> RunOptions {
         ig: Options::default(),
         progress: false,
         max_facts: None,
+        batch_facts: 1,
     }
 }
 
@@ -445,4 +446,64 @@ fn a_sample_grows_without_redoing_facts() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("other settings"), "{e}");
+}
+
+/// Facts attributed together (`batch_facts`, as on a GPU) store what one fact
+/// at a time stores: the same facts, errors, neurons and probabilities (scores
+/// to float rounding: padding changes the shapes of the sums).
+#[test]
+fn facts_in_batches_store_the_same_records() {
+    let d = data();
+    for dir in ["tiny-bert", "tiny-llama"] {
+        let m = kn::load_model(&fixture(dir), cpu()).unwrap();
+        let s = settings(&m, dir, &["P36", "P101"], 3);
+        let one = tempfile::tempdir().unwrap();
+        run(&m, &d, &s, Shard::ALL, one.path(), &opts()).unwrap();
+        let many = tempfile::tempdir().unwrap();
+        let batched = RunOptions {
+            batch_facts: 4,
+            ig: Options {
+                max_batch: 100_000,
+                max_row_tokens: 10_000_000,
+                ..Options::default()
+            },
+            ..opts()
+        };
+        run(&m, &d, &s, Shard::ALL, many.path(), &batched).unwrap();
+        let (a, b) = (
+            facts(&one.path().join("run.sqlite")),
+            facts(&many.path().join("run.sqlite")),
+        );
+        assert_eq!(a.len(), b.len());
+        assert!(
+            a.iter().filter(|f| f.outcome.is_ok()).count() >= 2,
+            "{dir}: too few facts ran"
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((&x.relation, x.fact), (&y.relation, y.fact));
+            match (&x.outcome, &y.outcome) {
+                (Err(e), Err(f)) => assert_eq!(e, f),
+                (Ok(r), Ok(q)) => {
+                    assert_eq!(r.prompts.len(), q.prompts.len());
+                    for (p, o) in r.prompts.iter().zip(&q.prompts) {
+                        assert_eq!(p.prompt, o.prompt);
+                        assert!((p.p_target - o.p_target).abs() < 1e-6, "{dir} {}", p.prompt);
+                        assert!((p.max_score - o.max_score).abs() <= 1e-5 * p.max_score.abs());
+                        let ids = |v: &[kn::experiment::db::Scored]| {
+                            v.iter().map(|n| (n.0, n.1)).collect::<Vec<_>>()
+                        };
+                        assert_eq!(ids(&p.knowledge), ids(&o.knowledge), "{dir} {}", p.prompt);
+                        assert_eq!(ids(&p.baseline), ids(&o.baseline), "{dir} {}", p.prompt);
+                    }
+                }
+                _ => panic!(
+                    "{dir} {} #{}: {:?} vs {:?}",
+                    x.relation,
+                    x.fact,
+                    x.outcome.is_ok(),
+                    y.outcome.is_ok()
+                ),
+            }
+        }
+    }
 }

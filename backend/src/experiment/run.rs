@@ -1,10 +1,13 @@
-//! `kn experiment run`: attribute this shard's planned facts, one SQLite commit
-//! per fact, skipping those stored already.
+//! `kn experiment run`: attribute this shard's planned facts (several together
+//! on a GPU), one SQLite commit per fact, skipping those stored already.
 
 use super::db::{FactRecord, PromptRecord, RunDb, Scored, StoredFact, STORE_BASE_T, STORE_T};
 use super::{fact_queries, plan_with, Settings, Shard};
-use crate::engine::attribution::{rows, Options};
-use crate::engine::neurons::{attribute_fact_with, coarse, tune_baseline_t, Thresholds};
+use crate::engine::attribution::{attribute_many, rows, Options};
+use crate::engine::neurons::{
+    attribute_fact_with, coarse, tune_baseline_t, FactAttribution, Thresholds,
+};
+use crate::engine::Query;
 use crate::models::Model;
 use crate::pararel::ParaRel;
 use crate::{Error, Result};
@@ -19,6 +22,21 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop after this many facts (a time-boxed job); the rest wait for a restart.
     pub max_facts: Option<usize>,
+    /// Facts whose prompts are attributed together (as far as `ig`'s budgets
+    /// allow): 1 on the CPU, where one fact's passes already fill the cores;
+    /// more on a GPU (see [`RunOptions::batch_facts_for`]).
+    pub batch_facts: usize,
+}
+
+impl RunOptions {
+    /// The default number of facts attributed together on `device`.
+    pub fn batch_facts_for(device: tch::Device) -> usize {
+        if device.is_cuda() {
+            8
+        } else {
+            1
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -62,11 +80,69 @@ pub fn fact_record(
     fact: usize,
     ig: &Options,
 ) -> Result<FactRecord> {
-    let rel = &data.relations[relation];
-    let queries = fact_queries(model, rel, fact)?;
+    let queries = fact_queries(model, &data.relations[relation], fact)?;
     let fa = attribute_fact_with(model, queries, ig, &mut |_, _| true)?;
+    record(data, relation, fact, &fa)
+}
+
+/// [`fact_record`] for several facts `(relation, fact)`, their prompts
+/// attributed together: the same records, one result per fact. A fact's own
+/// error (a prompt too long, say) is its result alone; should the batch fail
+/// as a whole, each fact is attributed alone so the error lands on its fact.
+pub fn fact_records(
+    model: &Model,
+    data: &ParaRel,
+    items: &[(usize, usize)],
+    ig: &Options,
+) -> Vec<Result<FactRecord>> {
+    if items.len() <= 1 {
+        return items
+            .iter()
+            .map(|&(r, f)| fact_record(model, data, r, f, ig))
+            .collect();
+    }
+    let queries: Vec<Result<Vec<Query>>> = items
+        .iter()
+        .map(|&(r, f)| fact_queries(model, &data.relations[r], f))
+        .collect();
+    let all: Vec<Query> = queries.iter().flatten().flatten().cloned().collect();
+    let attributions =
+        match attribute_many(model, &all, ig, 0..model.config().n_layers, &mut |_| true) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("{} facts together: {e}; now one by one", items.len());
+                return items
+                    .iter()
+                    .map(|&(r, f)| fact_record(model, data, r, f, ig))
+                    .collect();
+            }
+        };
+    let mut attributions = attributions.into_iter();
+    items
+        .iter()
+        .zip(queries)
+        .map(|(&(r, f), qs)| {
+            let qs = qs?;
+            let mine: Vec<_> = attributions.by_ref().take(qs.len()).collect();
+            let fa = FactAttribution {
+                queries: qs,
+                attributions: mine,
+            };
+            record(data, r, f, &fa)
+        })
+        .collect()
+}
+
+/// What the report needs of one fact's attribution.
+fn record(
+    data: &ParaRel,
+    relation: usize,
+    fact: usize,
+    fa: &FactAttribution,
+) -> Result<FactRecord> {
+    let rel = &data.relations[relation];
     let th = Thresholds::default();
-    let baseline_t = tune_baseline_t(&[&fa], th.t, th.p, th.min_prompts);
+    let baseline_t = tune_baseline_t(&[fa], th.t, th.p, th.min_prompts);
     let prompts = fa
         .queries
         .iter()
@@ -167,30 +243,41 @@ pub fn run(
     let pb = bar(mine.len(), already, opts.progress);
     let (start, mut last_log) = (Instant::now(), Instant::now());
     let (mut n_stored, mut n_failed) = (0, 0);
-    for it in todo.iter().take(opts.max_facts.unwrap_or(usize::MAX)) {
-        let (rel, fact) = key(it);
+    let todo: Vec<_> = todo
+        .into_iter()
+        .take(opts.max_facts.unwrap_or(usize::MAX))
+        .collect();
+    for batch in todo.chunks(opts.batch_facts.max(1)) {
+        let (rel, fact) = key(batch[0]);
         pb.set_message(format!("{rel} #{fact}"));
         let t0 = Instant::now();
-        let outcome = match fact_record(model, data, it.relation, it.fact, &opts.ig) {
-            Ok(r) => Ok(r),
-            Err(e) if fact_error(&e) => {
-                n_failed += 1;
-                tracing::warn!("{rel} #{fact}: {e}");
-                Err(e.to_string())
-            }
-            Err(e) => {
-                pb.abandon();
-                return Err(e);
-            }
-        };
-        db.put(&StoredFact {
-            relation: rel,
-            fact,
-            outcome,
-            seconds: t0.elapsed().as_secs_f64(),
-        })?;
-        n_stored += 1;
-        pb.inc(1);
+        let items: Vec<_> = batch.iter().map(|it| (it.relation, it.fact)).collect();
+        let records = fact_records(model, data, &items, &opts.ig);
+        // A batch's time is shared evenly by its facts.
+        let seconds = t0.elapsed().as_secs_f64() / batch.len() as f64;
+        for (it, r) in batch.iter().zip(records) {
+            let (rel, fact) = key(it);
+            let outcome = match r {
+                Ok(r) => Ok(r),
+                Err(e) if fact_error(&e) => {
+                    n_failed += 1;
+                    tracing::warn!("{rel} #{fact}: {e}");
+                    Err(e.to_string())
+                }
+                Err(e) => {
+                    pb.abandon();
+                    return Err(e);
+                }
+            };
+            db.put(&StoredFact {
+                relation: rel,
+                fact,
+                outcome,
+                seconds,
+            })?;
+            n_stored += 1;
+            pb.inc(1);
+        }
         if opts.progress
             && pb.is_hidden()
             && (last_log.elapsed() > Duration::from_secs(30) || n_stored == todo.len())
