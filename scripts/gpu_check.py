@@ -11,8 +11,12 @@ torch. Needs only Python and torch (no network, no `transformers`). Steps:
    is here): predict and integrated gradients on the CPU and on CUDA agree (the
    same top-5 ids, P within 1e-4 relative, IG scores within 1e-3 of the largest,
    the same top-10 neurons), and the weights' fingerprint is the same on both.
-3. `kn bench` on both shapes in each mode, f32, then fast mode with TF32 matmuls
-   (TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1), each with its fraction of the peak.
+3. `kn bench` on both shapes: each mode in f32 with the device's batching (a
+   fact's prompts together), fast mode one prompt at a time (as before
+   batching), and fast mode with TF32 matmuls (`kn --tf32`); each with its
+   fraction of the peak and its device-to-host reads per fact.
+4. A precision check: attribution with TF32 against f32 on both shapes (scores'
+   deviation, same top-10 neurons).
 
 It prints one table and writes gpu-check.json (into $OUT when set). `--cpu-only`
 compares the CPU with itself, to check the script on a machine without a GPU;
@@ -148,35 +152,63 @@ def main():
 
     n = 3 if args.quick else 9
     modes = "resume,fast" if args.quick else "naive,resume,fast"
+    # (precision, batching, extra arguments, modes): the device's defaults
+    # attribute a fact's prompts together; "one prompt" holds passes to the
+    # CPU's budgets, one prompt at a time, as the engine ran before batching.
+    variants = [("f32", "batched", [], modes),
+                ("f32", "one prompt", ["--max-batch", "256", "--max-row-tokens", "8192"], "fast"),
+                ("tf32", "batched", ["--tf32"], "fast")]
     for path, label, prompts in ((os.path.join(shaped, "bert-base-shaped"), "bert-base shapes", MASKED),
                                  (os.path.join(shaped, "smollm2-shaped"), "SmolLM2 shapes", CAUSAL)):
-        for tf32 in (False, True):
-            env = {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"} if tf32 else {}
+        try:
+            pred, _ = kn(["predict", "--device", dev, "--model", path, "--prompt", prompts[0], "--top-k", "20", "--json"], args.kn)
+            target = target_for(pred, path, prompts[0], args.kn)
+        except Exception as e:
+            fail.append(f"bench {label}: {e}")
+            continue
+        for precision, batching, extra, mode_list in variants:
             try:
-                pred, _ = kn(["predict", "--device", dev, "--model", path, "--prompt", prompts[0], "--top-k", "20", "--json"], args.kn)
-                target = target_for(pred, path, prompts[0], args.kn)
-                b, wall = kn(["bench", "--device", dev, "--model", path, "--target", target, "--json",
-                              "--modes", "fast" if tf32 else modes] + prompt_args(prompts[:n]), args.kn, env=env)
+                b, _ = kn(["bench", "--device", dev, "--model", path, "--target", target, "--json", "--modes", mode_list]
+                          + extra + prompt_args(prompts[:n]), args.kn)
                 for r in b["results"]:
-                    report["bench"].append({"model": label, "precision": "tf32" if tf32 else "f32", "prompts": b["prompts"],
-                                            "peak_gflops": b["matmul_peak_gflops"], **r})
+                    report["bench"].append({"model": label, "precision": precision, "batching": batching,
+                                            "prompts": b["prompts"], "peak_gflops": b["matmul_peak_gflops"], **r})
             except Exception as e:
-                fail.append(f"bench {label} {'tf32' if tf32 else 'f32'}: {e}")
+                fail.append(f"bench {label} {precision} {batching}: {e}")
+
+    # TF32 against f32 on the same weights and prompts (not a pass/fail check:
+    # how far the cheaper precision moves the scores is a measurement).
+    report["precision"] = []
+    for path, label, prompts in ((os.path.join(shaped, "bert-base-shaped"), "bert-base shapes", MASKED),
+                                 (os.path.join(shaped, "smollm2-shaped"), "SmolLM2 shapes", CAUSAL)):
+        try:
+            pred, _ = kn(["predict", "--device", dev, "--model", path, "--prompt", prompts[0], "--top-k", "20", "--json"], args.kn)
+            target = target_for(pred, path, prompts[0], args.kn)
+            runs = [kn(["attribute", "--device", dev, "--model", path, "--target", target, "--steps", "20", "--json"]
+                       + flag + prompt_args(prompts[:3]), args.kn)[0] for flag in ([], ["--tf32"])]
+            _, cmp = compare_attribution(*runs)
+            report["precision"].append({"model": label, "precision": "tf32", **cmp})
+        except Exception as e:
+            fail.append(f"precision {label}: {e}")
 
     report["ok"] = not fail
     report["failures"] = fail
     report["seconds"] = round(time.time() - started, 1)
-    print("\n| model | precision | mode | prompts | s/fact | GFLOP/s | % of matmul peak | peak GFLOP/s |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| model | precision | batching | mode | prompts | s/fact | GFLOP/s | % of matmul peak | peak GFLOP/s | device reads/fact |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in report["bench"]:
-        print(f"| {r['model']} | {r['precision']} | {r['mode']} | {r['prompts']} | {r['seconds_per_fact']:.3f} | "
-              f"{r['gflops']:.0f} | {100 * r['fraction_of_peak']:.1f}% | {r['peak_gflops']:.0f} |")
+        print(f"| {r['model']} | {r['precision']} | {r['batching']} | {r['mode']} | {r['prompts']} | {r['seconds_per_fact']:.3f} | "
+              f"{r['gflops']:.0f} | {100 * r['fraction_of_peak']:.1f}% | {r['peak_gflops']:.0f} | {r['device_reads_per_fact']} |")
     print("\n| model | CPU = device | P rel. diff | IG diff / max | top-10 equal | fingerprint equal |")
     print("| --- | --- | ---: | ---: | --- | --- |")
     for c in report["checks"]:
         p, a = c.get("predict", {}), c.get("attribution", {})
         print(f"| {c['model']} | {'yes' if c['ok'] else 'NO'} | {p.get('p_rel_diff', float('nan')):.1e} | "
               f"{a.get('score_diff_of_max', float('nan')):.1e} | {a.get('top10_equal')} | {c.get('fingerprint_equal')} |")
+    print("\n| model | precision | IG diff / max vs f32 | top-10 equal |")
+    print("| --- | --- | ---: | --- |")
+    for r in report["precision"]:
+        print(f"| {r['model']} | {r['precision']} | {r['score_diff_of_max']:.1e} | {r['top10_equal']} |")
     out = os.path.join(os.environ.get("OUT", "."), "gpu-check.json")
     with open(out, "w") as f:
         json.dump(report, f, indent=1)

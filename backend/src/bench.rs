@@ -73,6 +73,7 @@ pub fn run(
         "layers": m.config().n_layers,
         "d_ff": m.config().d_ff,
         "dtype": "f32",
+        "tf32": kn::device::tf32(),
         "matmul_peak_gflops": peak / 1e9,
         "results": rows,
     });

@@ -25,6 +25,12 @@ impl DeviceChoice {
 }
 
 /// Human-readable device name for logs and API responses.
+/// Whether f32 matrix products on CUDA may use TF32 (`kn --tf32`, or
+/// TORCH_ALLOW_TF32_CUBLAS_OVERRIDE set in the environment).
+pub fn tf32() -> bool {
+    std::env::var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE").is_ok_and(|v| v == "1")
+}
+
 pub fn describe(device: Device) -> String {
     match device {
         Device::Cpu => "cpu".into(),

@@ -28,6 +28,11 @@ struct Cli {
     /// Where models run.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     device: DeviceChoice,
+    /// On CUDA, let f32 matrix products use TF32 tensor cores (about 10 bits
+    /// of mantissa in the products; see BENCHMARKS.md for what it moves).
+    /// The same as TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1. No effect on the CPU.
+    #[arg(long, global = true)]
+    tf32: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -436,6 +441,11 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if cli.tf32 {
+        // libtorch reads this once, at the first CUDA matrix product; nothing
+        // has touched libtorch yet and no other thread runs.
+        std::env::set_var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1");
+    }
     let json_errors = matches!(cli.cmd, Cmd::Predict { json: true, .. });
     if let Err(e) = run(cli) {
         if json_errors {
@@ -679,6 +689,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 o.insert("cuda_available".into(), tch::Cuda::is_available().into());
                 o.insert("cuda_devices".into(), tch::Cuda::device_count().into());
                 o.insert("dtype".into(), "f32".into());
+                o.insert("tf32".into(), kn::device::tf32().into());
                 o.insert("threads".into(), tch::get_num_threads().into());
             }
             println!("{}", serde_json::to_string_pretty(&info)?);
