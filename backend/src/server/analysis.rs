@@ -5,7 +5,7 @@ use super::results::{identify, run_now, Outcome, Planned};
 use super::{budget, edits, parse, ApiFail, AppState};
 use crate::engine::analysis::analyze_with;
 use crate::engine::neurons::Thresholds;
-use crate::predict::{cloze, predict, target_id};
+use crate::predict::{cloze, target_id};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -39,7 +39,7 @@ pub async fn predict_route(
     }
     edits::check_ids(&st, &req.edits)?;
     let sets = edits::resolve(&st, index, &req.edits).await?;
-    let resp = worker.run(sets, move |m, _| predict(m, &req)).await?;
+    let resp = worker.predict(sets, req).await?;
     Ok(Json(resp).into_response())
 }
 

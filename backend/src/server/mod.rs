@@ -119,7 +119,7 @@ impl AppState {
 }
 
 /// An API error response.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiFail {
     status: StatusCode,
     body: ApiError,

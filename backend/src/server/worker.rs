@@ -7,18 +7,36 @@
 //! task and restores the base weights after it through a guard
 //! ([`crate::engine::edit::Applied`]), so the restore happens on success,
 //! error, cancellation and panic alike; no edit outlives its task.
+//!
+//! Predictions are small and many (the web page asks one per keystroke pause,
+//! a class of students asks at once), so they do not take a queue slot each:
+//! they wait in the model's [`Predictions`] list, and one drain task answers up
+//! to [`PREDICT_BATCH`] of those that run on the same edit sets with one
+//! forward pass ([`crate::predict::predict_many`]). The drain task takes its
+//! turn in the queue like any task, so predictions neither starve a queued
+//! analysis nor wait behind more than one batch of each other.
 
 use super::ApiFail;
 use crate::engine::edit::Applied;
 use crate::models::{Model, TextSide};
 use axum::http::StatusCode;
-use kn_shared::{EditSet, ModelSummary};
+use kn_shared::{EditSet, ModelSummary, PredictRequest, PredictResponse};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
 
 /// Tasks waiting per model before the server answers 429.
 pub const QUEUE_CAPACITY: usize = 8;
+
+/// Predictions waiting per model before the server answers 429.
+pub const MAX_PENDING_PREDICTS: usize = 256;
+
+/// Most predictions answered by one forward pass. The server's token budget
+/// bounds each prompt, so a batch is at most this many × `--max-tokens` rows
+/// of activations.
+pub const PREDICT_BATCH: usize = 32;
 
 type Task = Box<dyn FnOnce(&Model) + Send>;
 
@@ -30,6 +48,111 @@ pub struct ModelWorker {
     /// The tokenizer and shapes, for checking requests before queueing them.
     pub text: TextSide,
     tx: SyncSender<Task>,
+    predictions: Arc<Mutex<Predictions>>,
+}
+
+/// A prediction waiting for its batch.
+struct PendingPredict {
+    req: PredictRequest,
+    sets: Vec<EditSet>,
+    reply: oneshot::Sender<Result<PredictResponse, ApiFail>>,
+}
+
+/// A model's waiting predictions. Invariant: while `pending` is not empty, a
+/// drain task is queued or running (`scheduled`).
+#[derive(Default)]
+struct Predictions {
+    pending: VecDeque<PendingPredict>,
+    scheduled: bool,
+}
+
+fn lock(q: &Mutex<Predictions>) -> MutexGuard<'_, Predictions> {
+    // A panic never happens while the lock is held (only queue moves do), but
+    // a poisoned list is still a valid list.
+    q.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Take the oldest waiting prediction and up to `PREDICT_BATCH - 1` more that
+/// name the same edit sets, keeping the others' order. Predictions whose
+/// client went away are dropped here.
+fn take_batch(q: &mut Predictions) -> Vec<PendingPredict> {
+    q.pending.retain(|p| !p.reply.is_closed());
+    let Some(first) = q.pending.pop_front() else {
+        return vec![];
+    };
+    let mut batch = vec![first];
+    let mut rest = VecDeque::with_capacity(q.pending.len());
+    while let Some(p) = q.pending.pop_front() {
+        if batch.len() < PREDICT_BATCH && p.req.edits == batch[0].req.edits {
+            batch.push(p);
+        } else {
+            rest.push_back(p);
+        }
+    }
+    q.pending = rest;
+    batch
+}
+
+/// Answer one batch: its edit sets applied for the pass only (restored by the
+/// guard on every way out), one forward pass, one reply each.
+fn answer(m: &Model, batch: Vec<PendingPredict>) {
+    if batch.is_empty() {
+        return;
+    }
+    let reqs: Vec<PredictRequest> = batch.iter().map(|p| p.req.clone()).collect();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _applied = Applied::new(m, &batch[0].sets)?;
+        Ok::<_, crate::Error>(crate::predict::predict_many(m, &reqs))
+    }));
+    match r {
+        Ok(Ok(answers)) => {
+            for (p, a) in batch.into_iter().zip(answers) {
+                let _ = p.reply.send(a.map_err(ApiFail::from));
+            }
+        }
+        Ok(Err(e)) => {
+            let fail = ApiFail::from(e);
+            for p in batch {
+                let _ = p.reply.send(Err(fail.clone()));
+            }
+        }
+        Err(panic) => {
+            let fail = ApiFail::internal(
+                "internal",
+                format!("model worker panicked: {}", panic_text(&*panic)),
+            );
+            for p in batch {
+                let _ = p.reply.send(Err(fail.clone()));
+            }
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic")
+}
+
+/// The task that answers waiting predictions: one batch, then back in the
+/// queue behind whatever arrived meanwhile if more are waiting (or, when the
+/// queue is full, the next batch at once, so none is left unscheduled).
+fn drain_task(q: Arc<Mutex<Predictions>>, tx: SyncSender<Task>) -> Task {
+    Box::new(move |m| loop {
+        let batch = take_batch(&mut lock(&q));
+        answer(m, batch);
+        let mut g = lock(&q);
+        if g.pending.is_empty() {
+            g.scheduled = false;
+            return;
+        }
+        match tx.try_send(drain_task(q.clone(), tx.clone())) {
+            Ok(()) => return,
+            Err(_) => continue,
+        }
+    })
 }
 
 /// What `GET /api/models` says of a model.
@@ -103,7 +226,51 @@ impl ModelWorker {
             fingerprint,
             text,
             tx,
+            predictions: Arc::default(),
         }
+    }
+
+    /// Predictions waiting for their batch (for `GET /api/health` and tests).
+    pub fn waiting_predictions(&self) -> usize {
+        lock(&self.predictions).pending.len()
+    }
+
+    /// Answer a prediction on `sets` (the resolved `req.edits`), batched with
+    /// the others waiting for this model. 429 when too many wait.
+    pub async fn predict(
+        &self,
+        sets: Vec<EditSet>,
+        req: PredictRequest,
+    ) -> Result<PredictResponse, ApiFail> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let mut q = lock(&self.predictions);
+            if q.pending.len() >= MAX_PENDING_PREDICTS {
+                return Err(ApiFail::busy());
+            }
+            q.pending.push_back(PendingPredict { req, sets, reply });
+            if !q.scheduled {
+                match self
+                    .tx
+                    .try_send(drain_task(self.predictions.clone(), self.tx.clone()))
+                {
+                    Ok(()) => q.scheduled = true,
+                    Err(e) => {
+                        q.pending.pop_back();
+                        return Err(match e {
+                            TrySendError::Full(_) => ApiFail::busy(),
+                            TrySendError::Disconnected(_) => gone(),
+                        });
+                    }
+                }
+            }
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(ApiFail::internal(
+                "internal",
+                "the model worker dropped the request",
+            ))
+        })
     }
 
     /// Run `f` on the model with `edits` applied, and wait for its result. If
@@ -145,29 +312,16 @@ impl ModelWorker {
         match self.tx.try_send(task) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(ApiFail::busy()),
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(ApiFail::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "worker_gone",
-                    "the model worker has stopped",
-                ))
-            }
+            Err(TrySendError::Disconnected(_)) => return Err(gone()),
         }
         Ok(async move {
             match rx.await {
                 Ok(Ok(Ok(r))) => Ok(r),
                 Ok(Ok(Err(e))) => Err(e.into()),
-                Ok(Err(panic)) => {
-                    let msg = panic
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| panic.downcast_ref::<&str>().copied())
-                        .unwrap_or("unknown panic");
-                    Err(ApiFail::internal(
-                        "internal",
-                        format!("model worker panicked: {msg}"),
-                    ))
-                }
+                Ok(Err(panic)) => Err(ApiFail::internal(
+                    "internal",
+                    format!("model worker panicked: {}", panic_text(&*panic)),
+                )),
                 Err(_) => Err(ApiFail::internal(
                     "internal",
                     "the model worker dropped the request",
@@ -175,6 +329,14 @@ impl ModelWorker {
             }
         })
     }
+}
+
+fn gone() -> ApiFail {
+    ApiFail::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "worker_gone",
+        "the model worker has stopped",
+    )
 }
 
 impl Default for CancelOnDrop {
