@@ -193,6 +193,7 @@ def attribution_goldens(model, tok, arch, masked):
     """IG references for two prompts, target = the model's second-ranked token (any
     token will do; the second exercises a non-argmax answer)."""
     from reference_ig import integrated_gradients
+    from reference_methods import grad_x_act, logprob_increase
 
     out = []
     for prompt in PROMPTS[:2]:
@@ -202,7 +203,11 @@ def attribution_goldens(model, tok, arch, masked):
         with torch.no_grad():
             target = torch.topk(model(torch.tensor([ids])).logits[0, blank], 2).indices[1].item()
         ref = integrated_gradients(model, arch, ids, blank, target, IG_STEPS)
-        out.append({"prompt": prompt, "input_ids": ids, "blank": blank, "target": target, "steps": IG_STEPS, **ref})
+        methods = {
+            "grad_x_act": grad_x_act(model, arch, ids, blank, target),
+            "logprob_increase": logprob_increase(model, arch, ids, blank, target),
+        }
+        out.append({"prompt": prompt, "input_ids": ids, "blank": blank, "target": target, "steps": IG_STEPS, **ref, "methods": methods})
     return out
 
 
@@ -458,6 +463,7 @@ def main():
 
     h = hashlib.sha256(open(__file__, "rb").read())
     h.update(open(os.path.join(HERE, "reference_ig.py"), "rb").read())
+    h.update(open(os.path.join(HERE, "reference_methods.py"), "rb").read())
     if args.smollm2:
         h.update(os.path.abspath(args.smollm2).encode())
     stamp = os.path.join(args.out, "STAMP")

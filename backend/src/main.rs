@@ -3,10 +3,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kn::device::DeviceChoice;
-use kn::engine::attribution::{attribute, Mode, Options, Riemann};
+use kn::engine::attribution::{attribute, Mode};
 use kn::engine::edit::{self, EraseWith, UpdateOptions};
 use kn::engine::intervene::{intervene, random_like};
-use kn::engine::neurons::{attribute_fact, fact_neurons, Thresholds};
+use kn::engine::neurons::{attribute_fact, fact_neurons};
 use kn::engine::Query;
 use kn::server::{AppState, ModelWorker};
 use kn::source::DEFAULT_MODEL;
@@ -15,8 +15,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-mod bench;
-mod experiment_cli;
+mod cli;
+
+use cli::args::{queries, FactArgs, IgArgs, SelectArgs};
+use cli::{bench, experiment as experiment_cli};
 
 #[derive(Parser)]
 #[command(
@@ -107,6 +109,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Several attribution methods on one fact (ig, activation, grad-x-act,
+    /// logprob-increase, random), judged by suppressing and amplifying each
+    /// one's top-k neurons; their overlaps and costs (docs/methods.md).
+    Methods(cli::methods::MethodsArgs),
     /// Reversible weight edits: update a fact, erase neurons, apply a saved edit.
     Edit {
         #[command(subcommand)]
@@ -304,84 +310,6 @@ fn print_metrics(label: &str, x: &kn_shared::EditMetrics) {
         );
     }
     println!();
-}
-
-/// A fact: its answer and its prompts.
-#[derive(clap::Args)]
-struct FactArgs {
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    model: String,
-    /// The answer at the blank (one token for this model).
-    #[arg(long)]
-    target: String,
-    /// A prompt with one [MASK] (repeat for paraphrases).
-    #[arg(long = "prompt", required = true)]
-    prompts: Vec<String>,
-}
-
-/// Integrated-gradients settings.
-#[derive(clap::Args)]
-struct IgArgs {
-    /// Riemann steps m.
-    #[arg(long, default_value_t = 20)]
-    steps: usize,
-    #[arg(long, value_enum, default_value = "right")]
-    riemann: Riemann,
-    /// naive = one full pass per layer (the public implementations).
-    #[arg(long, value_enum, default_value = "fast")]
-    mode: Mode,
-    /// Most scaled rows per pass, of one prompt or several (bounds memory;
-    /// default 256 on the CPU, 2048 on CUDA).
-    #[arg(long)]
-    max_batch: Option<usize>,
-    /// Most rows × tokens per pass (bounds memory for long prompts; default
-    /// 8192 on the CPU, 32768 on CUDA).
-    #[arg(long)]
-    max_row_tokens: Option<usize>,
-}
-
-impl IgArgs {
-    fn options(&self, device: tch::Device) -> Options {
-        let d = Options::for_device(device);
-        Options {
-            steps: self.steps,
-            riemann: self.riemann,
-            mode: self.mode,
-            max_batch: self.max_batch.unwrap_or(d.max_batch),
-            max_row_tokens: self.max_row_tokens.unwrap_or(d.max_row_tokens),
-        }
-    }
-}
-
-/// Selection thresholds (SPEC).
-#[derive(clap::Args)]
-struct SelectArgs {
-    /// Coarse threshold: fraction of the prompt's maximum score.
-    #[arg(long, default_value_t = 0.2)]
-    t: f64,
-    /// Refining: in the coarse sets of more than this share of prompts.
-    #[arg(long, default_value_t = 0.7)]
-    p: f64,
-    /// ... and of at least this many prompts (the authors' code: 3).
-    #[arg(long, default_value_t = 1)]
-    min_prompts: usize,
-}
-
-impl SelectArgs {
-    fn thresholds(&self) -> Thresholds {
-        Thresholds {
-            t: self.t,
-            p: self.p,
-            min_prompts: self.min_prompts,
-        }
-    }
-}
-
-fn queries(m: &kn::Model, fact: &FactArgs) -> anyhow::Result<Vec<Query>> {
-    fact.prompts
-        .iter()
-        .map(|p| Query::new(m, p, &fact.target).with_context(|| format!("prompt {p:?}")))
-        .collect()
 }
 
 fn table(
@@ -670,6 +598,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Cmd::Methods(args) => cli::methods::run(args, device)?,
         Cmd::Edit { cmd } => run_edit(cmd, device)?,
         Cmd::Bench {
             fact,

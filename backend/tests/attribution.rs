@@ -7,30 +7,6 @@ mod common;
 use common::*;
 use kn::engine::attribution::{attribute, Mode, Options, Riemann};
 use kn::engine::Query;
-use kn::predict::Cloze;
-
-fn query(model: &kn::Model, case: &serde_json::Value) -> Query {
-    let prompt = case["prompt"].as_str().unwrap();
-    let ids: Vec<u32> = case["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
-    let q = Query::new(model, prompt, "x").map(|mut q| {
-        q.target = case["target"].as_u64().unwrap() as u32;
-        q
-    });
-    // The prompt's tokens are the reference's tokens (checked in golden.rs).
-    let q = q.unwrap_or_else(|_| Query {
-        prompt: prompt.into(),
-        cloze: kn::predict::cloze(model, prompt).unwrap(),
-        target: case["target"].as_u64().unwrap() as u32,
-    });
-    assert_eq!(q.cloze.ids, ids);
-    let _: &Cloze = &q.cloze;
-    q
-}
 
 fn check(dir: &str) {
     let model = kn::load_model(&fixture(dir), cpu()).unwrap();

@@ -86,3 +86,64 @@ fn bench_reports_work_and_rate_consistently() {
     // for the same attribution.
     assert!(rows[1]["gflop"].as_f64().unwrap() < rows[0]["gflop"].as_f64().unwrap());
 }
+
+#[test]
+fn methods_compares_every_method_on_one_fact() {
+    let gpt2 = fixture("tiny-gpt2");
+    let v = kn(&[
+        "methods",
+        "--device",
+        "cpu",
+        "--model",
+        &gpt2,
+        "--target",
+        "Paris",
+        "--prompt",
+        "The capital of France is [MASK].",
+        "--prompt",
+        "France's capital is [MASK].",
+        "--unrelated-target",
+        "Berlin",
+        "--unrelated-prompt",
+        "The capital of Germany is [MASK].",
+        "--k",
+        "1,3",
+        "--json",
+    ]);
+    let r: kn_shared::methods::MethodsReport = serde_json::from_value(v).unwrap();
+    let names: Vec<&str> = r.methods.iter().map(|m| m.method.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ig",
+            "activation",
+            "grad-x-act",
+            "logprob-increase",
+            "random"
+        ]
+    );
+    assert_eq!((r.prompts.len(), r.unrelated_prompts.len()), (2, 1));
+    for m in &r.methods {
+        assert_eq!(m.by_k.iter().map(|e| e.k).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(m.top.len(), 3);
+        assert!(m.by_k.iter().all(|e| e.suppress_unrelated.is_some()));
+    }
+    assert_eq!(r.spearman.len(), 5);
+    // An unknown method is refused with the list of the known ones.
+    let out = Command::new(env!("CARGO_BIN_EXE_kn"))
+        .args(["methods", "--model", &gpt2, "--target", "Paris"])
+        .args([
+            "--prompt",
+            "The capital of France is [MASK].",
+            "--methods",
+            "saliency",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown method `saliency`") && err.contains("grad-x-act"),
+        "{err}"
+    );
+}

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "charts")]
 pub mod charts;
 pub mod experiment;
+pub mod methods;
 
 /// A loaded model, as `GET /api/models` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

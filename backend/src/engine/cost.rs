@@ -40,6 +40,20 @@ pub fn head(cfg: &ModelConfig) -> f64 {
         }
 }
 
+/// FLOPs of one forward pass over a prompt of `seq` tokens (the head at the
+/// blank only).
+pub fn forward(cfg: &ModelConfig, seq: usize) -> f64 {
+    cfg.n_layers as f64 * seq as f64 * layer_token(cfg, seq) + head(cfg)
+}
+
+/// FLOPs of the log-probability increase of every neuron of one prompt: a
+/// forward pass, then per layer and neuron its value vector through the FFN
+/// output (as a one-hot activation row) and the head.
+pub fn logprob_increase(cfg: &ModelConfig, seq: usize) -> f64 {
+    let rows = (cfg.n_layers * cfg.d_ff) as f64;
+    forward(cfg, seq) + rows * (ffn_out_token(cfg) + head(cfg))
+}
+
 /// FLOPs of attributing one prompt of `seq` tokens with `steps` Riemann steps
 /// in `mode`: the traced pass, then for every layer `l` its `steps + 1`
 /// scaled copies, forward and backward. `naive` runs each copy forward through
@@ -56,7 +70,7 @@ pub fn attribution(cfg: &ModelConfig, mode: Mode, seq: usize, steps: usize) -> f
     };
     let full = positions * layer_token(cfg, seq);
     let enter = positions * ffn_out_token(cfg);
-    let trace = layers as f64 * seq as f64 * layer_token(cfg, seq) + head(cfg);
+    let trace = forward(cfg, seq);
     let rows = (steps + 1) as f64;
     let copies: f64 = (0..layers)
         .map(|l| {

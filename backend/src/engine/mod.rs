@@ -6,6 +6,7 @@
 //!   relation-level neurons.
 //! * [`intervene`]: suppress/amplify a neuron set at the blank, with controls.
 //! * [`edit`]: reversible weight edits (update a fact, erase a relation).
+//! * [`methods`]: other attribution methods beside IG, judged by intervention.
 //! * [`host`]: device-to-host reads, counted.
 
 pub mod analysis;
@@ -14,6 +15,7 @@ pub mod cost;
 pub mod edit;
 pub mod host;
 pub mod intervene;
+pub mod methods;
 pub mod neuron;
 pub mod neurons;
 pub mod relation;

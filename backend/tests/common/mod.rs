@@ -199,3 +199,26 @@ pub mod api {
             .collect()
     }
 }
+
+/// A golden attribution case's prompt as a query (its target is the case's).
+pub fn query(model: &kn::Model, case: &serde_json::Value) -> kn::engine::Query {
+    let prompt = case["prompt"].as_str().unwrap();
+    let ids: Vec<u32> = case["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let q = kn::engine::Query::new(model, prompt, "x").map(|mut q| {
+        q.target = case["target"].as_u64().unwrap() as u32;
+        q
+    });
+    // The prompt's tokens are the reference's tokens (checked in golden.rs).
+    let q = q.unwrap_or_else(|_| kn::engine::Query {
+        prompt: prompt.into(),
+        cloze: kn::predict::cloze(model, prompt).unwrap(),
+        target: case["target"].as_u64().unwrap() as u32,
+    });
+    assert_eq!(q.cloze.ids, ids);
+    q
+}

@@ -1,6 +1,6 @@
 //! `kn experiment …`: the command-line face of [`kn::experiment`].
 
-use crate::IgArgs;
+use super::args::IgArgs;
 use anyhow::Context;
 use clap::Subcommand;
 use kn::engine::edit::UpdateOptions;

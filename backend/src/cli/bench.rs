@@ -4,7 +4,7 @@
 //! device-to-host reads ([`kn::engine::host`]) and the peak memory. A harness,
 //! not a test: scripts/bench.sh runs it beside the peer implementation.
 
-use crate::{queries, FactArgs, IgArgs};
+use super::args::{queries, FactArgs, IgArgs};
 use kn::engine::attribution::{attribute, Mode, Options};
 use kn::engine::neurons::{attribute_fact, fact_neurons, Thresholds};
 

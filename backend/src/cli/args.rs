@@ -1,0 +1,86 @@
+//! Arguments several subcommands share: a fact, IG's settings, SPEC's
+//! selection thresholds.
+
+use anyhow::Context;
+use kn::engine::attribution::{Mode, Options, Riemann};
+use kn::engine::neurons::Thresholds;
+use kn::engine::Query;
+use kn::source::DEFAULT_MODEL;
+
+/// A fact: its answer and its prompts.
+#[derive(clap::Args)]
+pub struct FactArgs {
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: String,
+    /// The answer at the blank (one token for this model).
+    #[arg(long)]
+    pub target: String,
+    /// A prompt with one [MASK] (repeat for paraphrases).
+    #[arg(long = "prompt", required = true)]
+    pub prompts: Vec<String>,
+}
+
+/// Integrated-gradients settings.
+#[derive(clap::Args)]
+pub struct IgArgs {
+    /// Riemann steps m.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    #[arg(long, value_enum, default_value = "right")]
+    pub riemann: Riemann,
+    /// naive = one full pass per layer (the public implementations).
+    #[arg(long, value_enum, default_value = "fast")]
+    pub mode: Mode,
+    /// Most scaled rows per pass, of one prompt or several (bounds memory;
+    /// default 256 on the CPU, 2048 on CUDA).
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// Most rows × tokens per pass (bounds memory for long prompts; default
+    /// 8192 on the CPU, 32768 on CUDA).
+    #[arg(long)]
+    pub max_row_tokens: Option<usize>,
+}
+
+impl IgArgs {
+    pub fn options(&self, device: tch::Device) -> Options {
+        let d = Options::for_device(device);
+        Options {
+            steps: self.steps,
+            riemann: self.riemann,
+            mode: self.mode,
+            max_batch: self.max_batch.unwrap_or(d.max_batch),
+            max_row_tokens: self.max_row_tokens.unwrap_or(d.max_row_tokens),
+        }
+    }
+}
+
+/// Selection thresholds (SPEC).
+#[derive(clap::Args)]
+pub struct SelectArgs {
+    /// Coarse threshold: fraction of the prompt's maximum score.
+    #[arg(long, default_value_t = 0.2)]
+    pub t: f64,
+    /// Refining: in the coarse sets of more than this share of prompts.
+    #[arg(long, default_value_t = 0.7)]
+    pub p: f64,
+    /// ... and of at least this many prompts (the authors' code: 3).
+    #[arg(long, default_value_t = 1)]
+    pub min_prompts: usize,
+}
+
+impl SelectArgs {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            t: self.t,
+            p: self.p,
+            min_prompts: self.min_prompts,
+        }
+    }
+}
+
+pub fn queries(m: &kn::Model, fact: &FactArgs) -> anyhow::Result<Vec<Query>> {
+    fact.prompts
+        .iter()
+        .map(|p| Query::new(m, p, &fact.target).with_context(|| format!("prompt {p:?}")))
+        .collect()
+}

@@ -1,0 +1,437 @@
+//! Neuron-attribution methods behind one interface, and a judge that does not
+//! care which one found the neurons.
+//!
+//! A method turns a fact's prompts (each with the answer's token) into one
+//! score per neuron at the blank, `[layers, d_ff]` per prompt. The paper's
+//! integrated gradients and its activation baseline are two; the others are
+//! the cheaper or later methods researchers compare them with. Every
+//! definition, with its source, is in `docs/methods.md`; the Python references
+//! (`scripts/reference_methods.py`) hold the numbers.
+//!
+//! [`compare`] then judges the methods by intervention, not by agreement: each
+//! method's top-`k` neurons are suppressed (×0) and amplified (×2) on the
+//! fact's prompts and on unrelated prompts, and the methods' refined sets and
+//! score rankings are compared pairwise.
+
+use super::attribution::{attribute_many, trace, Options, Riemann};
+use super::intervene::{probabilities, scale_hooks};
+use super::neurons::{coarse, refine, Thresholds};
+use super::{cost, host, Neuron, Query};
+use crate::models::{Hooks, Model};
+use crate::{Error, Result};
+use kn_shared::methods::{KEffect, MethodResult, MethodsReport};
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// An attribution method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Integrated gradients from zero (the paper's; today's engine).
+    Ig,
+    /// The activation itself (the paper's baseline).
+    Activation,
+    /// Activation × gradient of P(answer) at the real activation: attribution
+    /// patching, the first-order term of IG (IG with one right Riemann step).
+    GradXAct,
+    /// Yu & Ananiadou (2024): how much the neuron's value vector, added to the
+    /// residual where the layer's FFN adds it, raises log P(answer) read
+    /// through the model's output head. Forward only.
+    LogprobIncrease,
+    /// A control: seeded uniform scores, the same for every prompt of a fact.
+    Random,
+}
+
+impl Method {
+    pub const ALL: [Method; 5] = [
+        Method::Ig,
+        Method::Activation,
+        Method::GradXAct,
+        Method::LogprobIncrease,
+        Method::Random,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Ig => "ig",
+            Method::Activation => "activation",
+            Method::GradXAct => "grad-x-act",
+            Method::LogprobIncrease => "logprob-increase",
+            Method::Random => "random",
+        }
+    }
+
+    /// FLOPs of scoring one prompt of `seq` tokens (from the shapes).
+    pub fn flops(self, model: &Model, opts: &Options, seq: usize) -> f64 {
+        let cfg = model.config();
+        match self {
+            Method::Ig => cost::attribution(cfg, opts.mode, seq, opts.steps),
+            Method::GradXAct => cost::attribution(cfg, opts.mode, seq, 1),
+            Method::Activation => cost::forward(cfg, seq),
+            Method::LogprobIncrease => cost::logprob_increase(cfg, seq),
+            Method::Random => 0.0,
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "unknown method `{s}`; the methods are {}",
+                    Method::ALL.map(Method::name).join(", ")
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every prompt's `[layers, d_ff]` scores under `method`, on the CPU. `opts`
+/// are IG's (steps, mode, batching); `seed` seeds `random`.
+pub fn scores(
+    model: &Model,
+    qs: &[Query],
+    method: Method,
+    opts: &Options,
+    seed: u64,
+) -> Result<Vec<Tensor>> {
+    if qs.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a fact needs at least one prompt".into(),
+        ));
+    }
+    let cfg = model.config();
+    let all = 0..cfg.n_layers;
+    match method {
+        Method::Ig => Ok(attribute_many(model, qs, opts, all, &mut |_| true)?
+            .into_iter()
+            .map(|a| a.scores)
+            .collect()),
+        Method::GradXAct => {
+            // IG with one right Riemann step is a·∂P/∂a at α = 1: exactly the
+            // activation × gradient at the real activation.
+            let one = Options {
+                steps: 1,
+                riemann: Riemann::Right,
+                ..*opts
+            };
+            Ok(attribute_many(model, qs, &one, all, &mut |_| true)?
+                .into_iter()
+                .map(|a| a.scores)
+                .collect())
+        }
+        Method::Activation => activations(model, qs),
+        Method::LogprobIncrease => logprob_increase(model, qs),
+        Method::Random => {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let v: Vec<f32> = (0..cfg.n_layers * cfg.d_ff)
+                .map(|_| rng.random::<f32>())
+                .collect();
+            let t = Tensor::from_slice(&v).view([cfg.n_layers as i64, cfg.d_ff as i64]);
+            Ok(qs.iter().map(|_| t.copy()).collect())
+        }
+    }
+}
+
+/// The activations at the blank, from one forward pass over all prompts.
+fn activations(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
+    let t = trace(model, qs)?;
+    let all = tch::no_grad(|| {
+        Tensor::stack(
+            &t.a.iter().map(|a| t.batch.at_blank(a)).collect::<Vec<_>>(),
+            1,
+        )
+    }); // [p, layers, d_ff]
+    let host = host::to_host(&all.to_kind(Kind::Float));
+    Ok((0..qs.len() as i64).map(|p| host.get(p)).collect())
+}
+
+/// Rows of a one-hot activation batch, bounded so that a chunk's logits stay
+/// under 2^26 floats (256 MiB).
+fn logprob_chunk(vocab: usize, d_ff: usize) -> usize {
+    ((1usize << 26) / vocab.max(1)).clamp(1, d_ff)
+}
+
+/// `log P(y | ffn_out(h, a_i·e_i)) − log P(y | ffn_out(h, 0))` for every
+/// neuron `i` of every layer, read through the model's head: the layer's
+/// output with only neuron `i` active against none active (the FFN's bias and
+/// BERT's LayerNorm in both, as the layer applies them).
+fn logprob_increase(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
+    let t = trace(model, qs)?;
+    let net = &model.net;
+    let cfg = model.config();
+    let (d, d_ff) = (cfg.d_model as i64, cfg.d_ff as i64);
+    let chunk = logprob_chunk(cfg.vocab_size, cfg.d_ff) as i64;
+    let device = net.device();
+    let all = tch::no_grad(|| {
+        let mut prompts = Vec::with_capacity(qs.len());
+        for (p, q) in qs.iter().enumerate() {
+            let target = q.target as i64;
+            let mut layers = Vec::with_capacity(cfg.n_layers);
+            for l in 0..cfg.n_layers {
+                let h = t.batch.at_blank(&t.h[l]).get(p as i64).view([1, 1, d]);
+                let a = t.batch.at_blank(&t.a[l]).get(p as i64);
+                let lp = |x: &Tensor| {
+                    net.head(&x.squeeze_dim(1))
+                        .log_softmax(-1, Kind::Float)
+                        .select(1, target)
+                };
+                let none =
+                    lp(&net.ffn_out(l, &h, &Tensor::zeros([1, 1, d_ff], (Kind::Float, device))));
+                let mut parts = Vec::new();
+                let mut start = 0;
+                while start < d_ff {
+                    let n = chunk.min(d_ff - start);
+                    let rows = Tensor::zeros([n, d_ff], (Kind::Float, device));
+                    rows.narrow(1, start, n)
+                        .copy_(&a.narrow(0, start, n).diag(0));
+                    let x = net.ffn_out(l, &h.expand([n, 1, d], false), &rows.unsqueeze(1));
+                    parts.push(lp(&x) - &none);
+                    start += n;
+                }
+                layers.push(Tensor::cat(&parts, 0));
+            }
+            prompts.push(Tensor::stack(&layers, 0));
+        }
+        Tensor::stack(&prompts, 0)
+    });
+    let host = host::to_host(&all.to_kind(Kind::Float));
+    Ok((0..qs.len() as i64).map(|p| host.get(p)).collect())
+}
+
+/// The `k` neurons with the highest score in a `[layers, d_ff]` map, best
+/// first (ties to the lower layer and index).
+pub fn top_k(scores: &Tensor, k: usize) -> Result<Vec<Neuron>> {
+    let d_ff = scores.size()[1];
+    let flat: Vec<f32> = Vec::try_from(scores.flatten(0, 1).to_kind(Kind::Float))?;
+    let mut idx: Vec<usize> = (0..flat.len()).collect();
+    idx.sort_by(|&a, &b| flat[b].total_cmp(&flat[a]).then(a.cmp(&b)));
+    Ok(idx
+        .into_iter()
+        .take(k)
+        .map(|f| Neuron {
+            layer: f / d_ff as usize,
+            index: f % d_ff as usize,
+        })
+        .collect())
+}
+
+/// Ranks from 1, ties given their mean rank.
+fn ranks(v: &[f32]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        let mean = (i + j) as f64 / 2.0 + 1.0;
+        for &x in &idx[i..=j] {
+            r[x] = mean;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman's rank correlation (Pearson's of the ranks, ties averaged); 0 when
+/// one side is constant.
+pub fn spearman(a: &[f32], b: &[f32]) -> f64 {
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let (mut cov, mut va, mut vb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        cov += (x - ma) * (y - mb);
+        va += (x - ma) * (x - ma);
+        vb += (y - mb) * (y - mb);
+    }
+    if va == 0.0 || vb == 0.0 {
+        0.0
+    } else {
+        cov / (va * vb).sqrt()
+    }
+}
+
+/// |A ∩ B| / |A ∪ B|; `None` when both are empty.
+pub fn jaccard(a: &[Neuron], b: &[Neuron]) -> Option<f64> {
+    let a: std::collections::BTreeSet<_> = a.iter().collect();
+    let b: std::collections::BTreeSet<_> = b.iter().collect();
+    let union = a.union(&b).count();
+    (union > 0).then(|| a.intersection(&b).count() as f64 / union as f64)
+}
+
+/// Relative change of the mean of `after` against the mean of `before`.
+fn relative(before: &[f64], after: &[f64]) -> f64 {
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (b, a) = (mean(before), mean(after));
+    if b > 0.0 {
+        (a - b) / b
+    } else {
+        0.0
+    }
+}
+
+/// What to compare, and on what.
+pub struct Comparison<'a> {
+    pub methods: &'a [Method],
+    /// The fact's prompts, each with the answer.
+    pub queries: &'a [Query],
+    /// Prompts of unrelated facts, each with its own answer (specificity).
+    pub unrelated: &'a [Query],
+    pub ks: &'a [usize],
+    pub opts: &'a Options,
+    pub thresholds: Thresholds,
+    pub seed: u64,
+}
+
+/// Run every method on the fact and judge it (see the module's comment).
+/// `progress(method index)` is called before each method; `false` cancels.
+pub fn compare(
+    model: &Model,
+    c: &Comparison,
+    progress: &mut dyn FnMut(usize) -> bool,
+) -> Result<MethodsReport> {
+    c.opts.validate()?;
+    c.thresholds.validate()?;
+    if c.methods.is_empty() {
+        return Err(Error::InvalidArgument("no methods to compare".into()));
+    }
+    if c.ks.is_empty() || c.ks.contains(&0) {
+        return Err(Error::InvalidArgument(
+            "k must be a list of numbers of at least 1".into(),
+        ));
+    }
+    let cfg = model.config();
+    let max_k = *c.ks.iter().max().expect("not empty");
+    if max_k > cfg.n_layers * cfg.d_ff {
+        return Err(Error::InvalidArgument(format!(
+            "k is {max_k}; the model has {} neurons",
+            cfg.n_layers * cfg.d_ff
+        )));
+    }
+    let (before, _) = probabilities(model, c.queries, &Hooks::default())?;
+    let before_unrelated = if c.unrelated.is_empty() {
+        None
+    } else {
+        Some(probabilities(model, c.unrelated, &Hooks::default())?.0)
+    };
+    let effect = |qs: &[Query], before: &[f64], ns: &[Neuron], f: f64| -> Result<f64> {
+        let (after, _) = probabilities(model, qs, &scale_hooks(model, ns, f)?)?;
+        Ok(relative(before, &after))
+    };
+    let mut results = Vec::new();
+    let mut means = Vec::new();
+    for (i, &m) in c.methods.iter().enumerate() {
+        if !progress(i) {
+            return Err(Error::Cancelled);
+        }
+        let t0 = Instant::now();
+        let per_prompt = scores(model, c.queries, m, c.opts, c.seed)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let gflop = c
+            .queries
+            .iter()
+            .map(|q| m.flops(model, c.opts, q.cloze.ids.len()))
+            .sum::<f64>()
+            / 1e9;
+        let mean = Tensor::stack(&per_prompt, 0).mean_dim(0, false, Kind::Float);
+        let top = top_k(&mean, max_k)?;
+        let refined = (m != Method::Random).then(|| {
+            let sets: Vec<Vec<Neuron>> = per_prompt
+                .iter()
+                .map(|s| coarse(s, c.thresholds.t))
+                .collect();
+            refine(&sets, c.thresholds.p, c.thresholds.min_prompts)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>()
+        });
+        let mut by_k = Vec::new();
+        for &k in c.ks {
+            let ns = &top[..k];
+            let unrelated = |f: f64| -> Result<Option<f64>> {
+                before_unrelated
+                    .as_deref()
+                    .map(|b| effect(c.unrelated, b, ns, f))
+                    .transpose()
+            };
+            by_k.push(KEffect {
+                k,
+                suppress: effect(c.queries, &before, ns, 0.0)?,
+                amplify: effect(c.queries, &before, ns, 2.0)?,
+                suppress_unrelated: unrelated(0.0)?,
+                amplify_unrelated: unrelated(2.0)?,
+            });
+        }
+        means.push(Vec::<f32>::try_from(mean.flatten(0, 1))?);
+        results.push(MethodResult {
+            method: m.name().to_string(),
+            seconds,
+            gflop,
+            top,
+            refined,
+            by_k,
+        });
+    }
+    let n = results.len();
+    let jaccard = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| match (&results[i].refined, &results[j].refined) {
+                    (Some(a), Some(b)) => jaccard(a, b),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let spearman = (0..n)
+        .map(|i| (0..n).map(|j| spearman(&means[i], &means[j])).collect())
+        .collect();
+    Ok(MethodsReport {
+        model: model.name.clone(),
+        fingerprint: model.fingerprint.clone(),
+        target: String::new(),
+        prompts: c.queries.iter().map(|q| q.prompt.clone()).collect(),
+        p_target: before,
+        unrelated_prompts: c.unrelated.iter().map(|q| q.prompt.clone()).collect(),
+        ks: c.ks.to_vec(),
+        methods: results,
+        jaccard,
+        spearman,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_and_correlations() {
+        assert_eq!(ranks(&[3.0, 1.0, 2.0, 1.0]), vec![4.0, 1.5, 3.0, 1.5]);
+        let a = [1.0, 2.0, 3.0, 4.0];
+        assert!((spearman(&a, &[10.0, 20.0, 30.0, 40.0]) - 1.0).abs() < 1e-12);
+        assert!((spearman(&a, &[4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert_eq!(spearman(&a, &[1.0; 4]), 0.0);
+        let n = |l, i| Neuron { layer: l, index: i };
+        assert_eq!(
+            jaccard(&[n(0, 1), n(1, 2)], &[n(1, 2), n(2, 3)]),
+            Some(1.0 / 3.0)
+        );
+        assert_eq!(jaccard(&[], &[]), None);
+        assert_eq!("grad-x-act".parse::<Method>().unwrap(), Method::GradXAct);
+        assert!("gradient".parse::<Method>().is_err());
+    }
+}
