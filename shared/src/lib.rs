@@ -691,7 +691,7 @@ pub fn default_erase_top() -> usize {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredResult {
     pub id: String,
-    /// `analyze`, `update`, `erase` or `erase-relation`.
+    /// `analyze`, `update`, `erase`, `erase-relation` or `methods`.
     pub kind: String,
     pub cached: bool,
     /// The canonical request (its `edits` name the edit sets it ran on).
@@ -703,6 +703,9 @@ pub struct StoredResult {
     /// When `kind` is an edit: the edit set made and its effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edit: Option<EditResponse>,
+    /// When `kind` is `methods`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<methods::MethodsReport>,
 }
 
 /// `POST /api/neuron`: one neuron of a stored analysis, looked at closely.

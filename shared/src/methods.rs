@@ -44,6 +44,9 @@ pub struct KEffect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MethodsReport {
+    /// The request, canonical (model name as loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<MethodsRequest>,
     pub model: String,
     pub fingerprint: String,
     pub target: String,
@@ -59,4 +62,60 @@ pub struct MethodsReport {
     /// `spearman[i][j]`: Spearman rank correlation of their mean scores over
     /// every neuron.
     pub spearman: Vec<Vec<f64>>,
+}
+
+/// `POST /api/jobs/methods`: compare attribution methods on one fact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MethodsRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The fact's answer (one token for the model).
+    pub target: String,
+    /// The fact's prompts, each with one `[MASK]`.
+    pub prompts: Vec<String>,
+    /// Methods to run, in order: `ig`, `activation`, `grad-x-act`,
+    /// `logprob-increase`, `random`.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<String>,
+    /// How many top neurons to suppress and amplify.
+    #[serde(default = "default_ks")]
+    pub ks: Vec<usize>,
+    /// Prompts of an unrelated fact (specificity), with its answer.
+    #[serde(default)]
+    pub unrelated_prompts: Vec<String>,
+    #[serde(default)]
+    pub unrelated_target: Option<String>,
+    /// IG's Riemann steps `m` (also used by nothing else).
+    #[serde(default = "crate::default_steps")]
+    pub steps: usize,
+    #[serde(default = "crate::default_t")]
+    pub t: f64,
+    #[serde(default = "crate::default_p")]
+    pub p: f64,
+    #[serde(default = "crate::default_min_prompts")]
+    pub min_prompts: usize,
+    /// Seed of the `random` method.
+    #[serde(default)]
+    pub seed: u64,
+    /// Edit sets to run on (ids), in order; empty = the model as loaded.
+    #[serde(default)]
+    pub edits: Vec<String>,
+}
+
+pub fn default_methods() -> Vec<String> {
+    [
+        "ig",
+        "activation",
+        "grad-x-act",
+        "logprob-increase",
+        "random",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+pub fn default_ks() -> Vec<usize> {
+    vec![1, 2, 5, 10, 20]
 }

@@ -401,6 +401,7 @@ pub fn compare(
         .map(|i| (0..n).map(|j| spearman(&means[i], &means[j])).collect())
         .collect();
     Ok(MethodsReport {
+        request: None,
         model: model.name.clone(),
         fingerprint: model.fingerprint.clone(),
         target: String::new(),

@@ -149,7 +149,7 @@ fn start(st: &Arc<AppState>, planned: Planned, sets: Vec<EditSet>) -> Result<Job
             Ok(outcome) => {
                 let edit = match &outcome {
                     Outcome::Edit { response, .. } => Some((**response).clone()),
-                    Outcome::Analysis(_) => None,
+                    Outcome::Analysis(_) | Outcome::Methods(_) => None,
                 };
                 match save(&st, kind, &id, &model, &request, outcome).await {
                     Ok(()) => JobStatus {

@@ -27,6 +27,7 @@ mod dataset;
 mod edits;
 mod experiments;
 pub mod jobs;
+mod methods;
 mod results;
 pub mod worker;
 
@@ -270,6 +271,7 @@ async fn limits(State(st): State<Arc<AppState>>) -> Json<Limits> {
         analysis::predict_route,
         analysis::analyze_route,
         analysis::analyze_job_route,
+        methods::methods_job_route,
         analysis::neuron_route,
         edits::upload_route,
         edits::download_route,
@@ -341,6 +343,7 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/analyze", post(analysis::analyze_route))
         .route("/results/{id}", get(results::result_route))
         .route("/jobs/analyze", post(analysis::analyze_job_route))
+        .route("/jobs/methods", post(methods::methods_job_route))
         .route("/neuron", post(analysis::neuron_route))
         .route("/jobs/erase-relation", post(edits::erase_relation_route))
         .route("/jobs/update-fact", post(edits::update_job_route))

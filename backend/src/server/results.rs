@@ -31,6 +31,7 @@ pub type Work = Box<dyn FnOnce(&Model, Progress) -> crate::Result<Outcome> + Sen
 /// What a computation produces.
 pub enum Outcome {
     Analysis(Box<AnalysisResult>),
+    Methods(Box<kn_shared::methods::MethodsReport>),
     /// A new edit set (stored beside the outcome) and its measured effect.
     Edit {
         response: Box<EditResponse>,
@@ -40,7 +41,7 @@ pub enum Outcome {
 
 /// A computation ready to run: where, on what, and under which id.
 pub struct Planned {
-    /// `analyze`, `update`, `erase` or `erase-relation`.
+    /// `analyze`, `update`, `erase`, `erase-relation` or `methods`.
     pub kind: &'static str,
     pub id: String,
     /// Index of the model's worker.
@@ -100,6 +101,11 @@ pub async fn save(
             Outcome::Analysis(r) => {
                 let text = to_text(r)?;
                 reads_back::<AnalysisResult>(&text)?;
+                text
+            }
+            Outcome::Methods(r) => {
+                let text = to_text(r)?;
+                reads_back::<kn_shared::methods::MethodsReport>(&text)?;
                 text
             }
             Outcome::Edit { response, set } => {
@@ -173,19 +179,21 @@ fn shape(id: &str, s: &crate::store::Stored) -> Result<StoredResult, ApiFail> {
         ApiFail::internal("store", format!("stored result {id} is unreadable: {e}"))
     };
     let request = serde_json::from_str(&s.request).map_err(unreadable)?;
-    let (result, edit) = if s.kind == "analyze" {
-        (Some(serde_json::from_str(text).map_err(unreadable)?), None)
-    } else {
-        (None, Some(serde_json::from_str(text).map_err(unreadable)?))
-    };
-    Ok(StoredResult {
+    let mut out = StoredResult {
         id: id.to_string(),
         kind: s.kind.clone(),
         cached: true,
         request,
-        result,
-        edit,
-    })
+        result: None,
+        edit: None,
+        methods: None,
+    };
+    match s.kind.as_str() {
+        "analyze" => out.result = Some(serde_json::from_str(text).map_err(unreadable)?),
+        "methods" => out.methods = Some(serde_json::from_str(text).map_err(unreadable)?),
+        _ => out.edit = Some(serde_json::from_str(text).map_err(unreadable)?),
+    }
+    Ok(out)
 }
 
 /// Run a plan synchronously: the stored result if there is one, else compute
@@ -210,19 +218,22 @@ pub async fn run_now(st: &Arc<AppState>, planned: Planned) -> Result<StoredResul
             work(m, &mut super::worker::until_cancelled(cancel))
         })
         .await?;
-    let (result, edit) = match &outcome {
-        Outcome::Analysis(r) => (Some((**r).clone()), None),
-        Outcome::Edit { response, .. } => (None, Some((**response).clone())),
-    };
-    save(st, kind, &id, &w.summary.name, &request, outcome).await?;
-    Ok(StoredResult {
-        id,
+    let mut out = StoredResult {
+        id: id.clone(),
         kind: kind.to_string(),
         cached: false,
-        request,
-        result,
-        edit,
-    })
+        request: request.clone(),
+        result: None,
+        edit: None,
+        methods: None,
+    };
+    match &outcome {
+        Outcome::Analysis(r) => out.result = Some((**r).clone()),
+        Outcome::Methods(r) => out.methods = Some((**r).clone()),
+        Outcome::Edit { response, .. } => out.edit = Some((**response).clone()),
+    }
+    save(st, kind, &id, &w.summary.name, &request, outcome).await?;
+    Ok(out)
 }
 
 #[utoipa::path(get, path = "/api/results/{id}", params(("id" = String, Path, description = "20 hex digits")), responses((status = 200, body = StoredResult), (status = 202, body = JobStatus, description = "the result was evicted from the store and is being recomputed from its request: follow /api/jobs/{id}/events, then fetch it again"), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
@@ -283,6 +294,7 @@ fn replan(
             "update" => super::edits::plan_update(st, parse(r)?)?,
             "erase" => super::edits::plan_erase(st, parse(r)?)?,
             "erase-relation" => super::edits::plan_erase_relation(st, parse(r)?)?,
+            "methods" => super::methods::plan(st, parse(r)?)?,
             other => {
                 return Err(ApiFail::internal(
                     "store",
