@@ -136,9 +136,9 @@ test('2. results and errors appear where you look; one answer field; linked view
   await page.fill('#prompt', 'No blank here.');
   await page.click('#predict');
   await page.waitForSelector('#predict-error');
+  // Both boxes at one instant: the page may be scrolling to the error.
   const under = async (field, error) => {
-    const f = await page.locator(field).boundingBox();
-    const e = await page.locator(error).boundingBox();
+    const [f, e] = await page.evaluate(([a, b]) => [a, b].map((s) => document.querySelector(s).getBoundingClientRect().toJSON()), [field, error]);
     return e.y >= f.y + f.height - 1 && e.y - (f.y + f.height) < 60 && Math.abs(e.x - f.x) < 40;
   };
   assert.ok(await under('#prompt', '#predict-error'), 'the Ask error sits under the prompt');

@@ -141,6 +141,31 @@ pub async fn analyze_job(
     Ok(r)
 }
 
+/// Compare attribution methods as a server job: submit, follow, fetch.
+/// Returns the result's id (its permalink) and the report.
+pub async fn methods_job(
+    req: &kn_shared::methods::MethodsRequest,
+    on_status: impl Fn(kn_shared::JobStatus),
+) -> Res<(String, kn_shared::methods::MethodsReport)> {
+    let r = Request::post("/api/jobs/methods")
+        .json(req)
+        .map_err(|e| Failure::from(e.to_string()))?;
+    let status: kn_shared::JobStatus = read(r.send().await).await?;
+    on_status(status.clone());
+    if status.state != "done" {
+        succeeded(follow(&status.id, &on_status).await?)?;
+    }
+    let stored = result(&status.id, &on_status).await?;
+    match stored.methods {
+        Some(m) => Ok((stored.id, m)),
+        None => Err(format!(
+            "result {} is a {}, not a comparison",
+            stored.id, stored.kind
+        )
+        .into()),
+    }
+}
+
 /// Follow a job's server-sent events until it ends; returns the final status.
 async fn follow(id: &str, on_status: &impl Fn(kn_shared::JobStatus)) -> Res<kn_shared::JobStatus> {
     use futures_util::StreamExt;

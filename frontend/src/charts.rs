@@ -284,6 +284,84 @@ pub fn effect_bars(groups: &[(String, f64, f64)], width: u32) -> Plot {
     plot
 }
 
+/// Colours of the methods lab's series, in order.
+pub const SERIES: [RGBColor; 6] = [
+    RED,
+    GREY,
+    BLUE,
+    RGBColor(46, 139, 87),
+    WARM,
+    RGBColor(117, 80, 160),
+];
+
+/// Lines of a relative change (%) against `k` (the same `ks` for every series),
+/// one per named series, on a categorical `k` axis.
+pub fn k_curves(title: &str, ks: &[usize], series: &[(String, Vec<f64>)], width: u32) -> Plot {
+    let (w, h) = (width.clamp(280, 1000), 320u32);
+    let values = series.iter().flat_map(|s| s.1.iter().copied());
+    let lo = values.clone().fold(0.0, f64::min).min(-5.0) * 1.15;
+    let hi = values.fold(0.0, f64::max).max(5.0) * 1.15;
+    let n = ks.len().max(1) as f64;
+    let mut svg = String::new();
+    let mut plot = Plot {
+        width: w,
+        height: h,
+        ..Default::default()
+    };
+    {
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let names: Vec<String> = series.iter().map(|s| format!("● {}", s.0)).collect();
+        let legend: Vec<(&str, RGBColor)> = names
+            .iter()
+            .zip(SERIES.iter().cycle())
+            .map(|(n, c)| (n.as_str(), *c))
+            .collect();
+        let top = heading(&root, title, &legend, w);
+        let Ok(mut chart) = ChartBuilder::on(&root)
+            .margin(12)
+            .margin_top(top)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(-0.5..n - 0.5, lo..hi)
+        else {
+            return plot;
+        };
+        let _ = chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .label_style(text(TEXT))
+            .axis_desc_style(text(TEXT + 1))
+            .y_desc("relative change (%)")
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw();
+        (plot.x, plot.y) = geometry(&chart, (-0.5, n - 0.5), (lo, hi));
+        for (i, k) in ks.iter().enumerate() {
+            let (px, _) = plot.to_px(i as f64, lo);
+            label(
+                &root,
+                &format!("k = {k}"),
+                (px as i32, plot.y.1 as i32 + 8),
+                Pos::new(HPos::Center, VPos::Top),
+                TEXT,
+            );
+        }
+        let _ = chart.draw_series(std::iter::once(PathElement::new(
+            vec![(-0.5, 0.0), (n - 0.5, 0.0)],
+            BLACK,
+        )));
+        for ((_, v), color) in series.iter().zip(SERIES.iter().cycle()) {
+            let pts: Vec<(f64, f64)> = v.iter().enumerate().map(|(i, y)| (i as f64, *y)).collect();
+            let _ = chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)));
+            let _ = chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())));
+        }
+        let _ = root.present();
+    }
+    plot.svg = svg;
+    plot
+}
+
 /// Neurons per layer for the knowledge (red) and baseline (grey) sets; layers
 /// are whole numbers centred under their bars.
 pub fn layer_counts(layers: usize, a: &[usize], b: &[usize], width: u32) -> Plot {

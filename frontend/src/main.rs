@@ -14,6 +14,7 @@ mod dataset;
 mod edits;
 mod experiments;
 mod heatmap;
+mod methods;
 mod neuron;
 mod png;
 mod state;
@@ -129,6 +130,7 @@ fn restore(page: Page, kind: &str, req: &serde_json::Value) {
             ("lambda2", page.lambda2),
         ],
         "erase-relation" => &[("facts", page.erase_facts), ("top", page.erase_top)],
+        "methods" => &[("steps", page.steps), ("t", page.t), ("p", page.p)],
         _ => &[],
     };
     for (key, sig) in numbers {
@@ -142,6 +144,32 @@ fn restore(page: Page, kind: &str, req: &serde_json::Value) {
     if let Some(v) = req.get("norm_scaled").and_then(|v| v.as_bool()) {
         page.norm_scaled
             .set(if v { "1".into() } else { String::new() });
+    }
+    if kind == "methods" {
+        let list = |k: &str| -> Option<Vec<String>> {
+            Some(
+                req.get(k)?
+                    .as_array()?
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| v.to_string())
+                    })
+                    .collect(),
+            )
+        };
+        if let Some(ms) = list("methods") {
+            page.methods.set(ms.join(","));
+        }
+        if let Some(ks) = list("ks") {
+            page.ks.set(ks.join(","));
+        }
+        page.unrelated_target
+            .set(text("unrelated_target").unwrap_or_default());
+        if let Some(ps) = list("unrelated_prompts") {
+            page.unrelated_prompts.set(ps.join("\n"));
+        }
     }
     if let Some(v) = text("relation") {
         page.erase_relation.set(v);
@@ -183,6 +211,7 @@ fn App() -> impl IntoView {
     let models_error = RwSignal::new(None::<String>);
     let analysis: analysis::Outcome = RwSignal::new(None);
     let edit_outcome: edits::Outcome = RwSignal::new(None);
+    let methods_outcome: methods::Outcome = RwSignal::new(None);
     let url_edits = Page::url_edits();
     load_edits(page.edits, url_edits.clone());
     page.sync_url();
@@ -211,6 +240,9 @@ fn App() -> impl IntoView {
                     if r.kind == "analyze" {
                         analysis.set(Some(api::as_analysis(r)));
                         ui::scroll_to("analysis");
+                    } else if let Some(m) = r.methods {
+                        methods_outcome.set(Some(Ok((r.id.clone(), m))));
+                        ui::scroll_to("methods-result");
                     } else if let Some(e) = r.edit {
                         // A shared edit: the page continues on the edited model.
                         ran_on.push(e.edit.id.clone());
@@ -294,6 +326,7 @@ fn App() -> impl IntoView {
             <ask::Ask page=page bench=bench />
             <dataset::Dataset form=page causal=Signal::derive(move || bench.selected().is_some_and(|m| !m.masked)) />
             <analysis::AnalysisSection page=page bench=bench outcome=analysis />
+            <methods::MethodsSection page=page bench=bench outcome=methods_outcome />
             <edits::Edits page=page bench=bench outcome=edit_outcome />
         </main>
     }

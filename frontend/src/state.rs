@@ -8,6 +8,10 @@ use leptos::prelude::*;
 
 pub const DEFAULT_PROMPTS: &str = "The capital of France is [MASK].\nThe capital city of France is [MASK].\nFrance's capital is [MASK].\nFrance's capital city is [MASK].\nFrance's capital, [MASK].";
 
+pub const DEFAULT_METHODS: &str = "ig,activation,grad-x-act,logprob-increase,random";
+pub const DEFAULT_UNRELATED: &str =
+    "The capital of Germany is [MASK].\nGermany's capital is [MASK].";
+
 /// Every form field as a signal (text, as the inputs hold it).
 #[derive(Clone, Copy)]
 pub struct Page {
@@ -35,6 +39,12 @@ pub struct Page {
     /// The dataset browser's relation and search.
     pub relation: RwSignal<String>,
     pub search: RwSignal<String>,
+    /// The methods lab: methods (comma-separated), k values, and an unrelated
+    /// fact (answer and prompts) for specificity.
+    pub methods: RwSignal<String>,
+    pub ks: RwSignal<String>,
+    pub unrelated_target: RwSignal<String>,
+    pub unrelated_prompts: RwSignal<String>,
     /// The edit sets this page runs on, oldest first (`edits=id,id`).
     pub edits: RwSignal<Vec<ActiveEdit>>,
     /// The neuron selected in a table or the heatmap (`neuron=L3:12`).
@@ -50,7 +60,7 @@ fn param(key: &str) -> Option<String> {
 
 impl Page {
     /// `(url key, default, signal)` of every text field.
-    pub fn fields(&self) -> [(&'static str, &'static str, RwSignal<String>); 21] {
+    pub fn fields(&self) -> [(&'static str, &'static str, RwSignal<String>); 25] {
         [
             ("model", "", self.model),
             ("target", "Paris", self.target),
@@ -73,6 +83,14 @@ impl Page {
             ("erase_top", "20", self.erase_top),
             ("relation", "P36", self.relation),
             ("q", "", self.search),
+            ("methods", DEFAULT_METHODS, self.methods),
+            ("ks", "1,2,5,10,20", self.ks),
+            ("unrelated_target", "Berlin", self.unrelated_target),
+            (
+                "unrelated_prompts",
+                DEFAULT_UNRELATED,
+                self.unrelated_prompts,
+            ),
         ]
     }
 
@@ -101,6 +119,10 @@ impl Page {
             erase_top: s(),
             relation: s(),
             search: s(),
+            methods: s(),
+            ks: s(),
+            unrelated_target: s(),
+            unrelated_prompts: s(),
             edits: RwSignal::new(Vec::new()),
             neuron: RwSignal::new(param("neuron").and_then(|n| n.parse().ok())),
         };

@@ -1,0 +1,83 @@
+// The methods lab in the browser: compare attribution methods on the page's
+// fact, read the cost table, the change-of-P-vs-k curves and the overlap
+// matrices, export a curve, and reopen the comparison from its permalink in a
+// fresh browser context (the same numbers, the same form).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ARTIFACTS, fixture, launchBrowser, startServer } from './harness.mjs';
+
+let server, browser;
+
+before(async () => {
+  server = await startServer({ models: [fixture('tiny-llama')] });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function numbers(page) {
+  await page.waitForSelector('#methods-effects tbody tr');
+  return {
+    effects: await page.locator('#methods-effects tbody').innerText(),
+    jaccard: await page.locator('#jaccard table').innerText(),
+    spearman: await page.locator('#spearman table').innerText(),
+  };
+}
+
+test('compare methods, read the curves, export, reopen from the permalink', async () => {
+  const ctx = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 1000 } });
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#target', 'Paris');
+  await page.fill('#prompts', "The capital of France is [MASK].\nFrance's capital is [MASK].");
+  await page.fill('#steps', '4');
+  // Four methods (untick random), k = 1, 3.
+  await page.uncheck('#method-random');
+  await page.fill('#ks', '1,3');
+  await page.click('#compare');
+  await page.waitForSelector('#methods-result', { timeout: 120_000 });
+  const cost = await page.locator('#methods-cost tbody tr').count();
+  assert.equal(cost, 4, 'one cost row per method');
+  assert.equal(await page.locator('#methods-effects tbody tr').count(), 8, 'one row per method and k');
+  for (const id of ['#suppress-curve', '#amplify-curve', '#suppress-unrelated-curve']) {
+    assert.ok(await page.locator(`${id} svg circle`).count() >= 8, `${id}: a point per method and k`);
+  }
+  const before = await numbers(page);
+  assert.match(before.effects, /ig\s+1\s+[+-]\d+\.\d%/);
+  assert.doesNotMatch(before.effects, /random/);
+  await page.screenshot({ path: join(ARTIFACTS, 'methods.png'), fullPage: true });
+  assert.match(page.url(), /\/r\/[0-9a-f]{20}/, 'the address bar holds the permalink');
+  assert.match(page.url(), /methods=ig%2Cactivation%2Cgrad-x-act%2Clogprob-increase/);
+
+  // Export: the suppress curve's SVG and its CSV.
+  const [svgDl] = await Promise.all([page.waitForEvent('download'), page.locator('#suppress-curve a', { hasText: 'SVG' }).click()]);
+  const svg = readFileSync(await svgDl.path(), 'utf8');
+  assert.ok(svg.startsWith('<svg') && svg.includes('</svg>'), 'a valid SVG file');
+  const [csvDl] = await Promise.all([page.waitForEvent('download'), page.locator('#suppress-curve a', { hasText: 'CSV' }).click()]);
+  const csv = readFileSync(await csvDl.path(), 'utf8').trim().split('\n');
+  assert.equal(csv[0], 'method,k,suppress,amplify,suppress_unrelated,amplify_unrelated');
+  assert.equal(csv.length, 9);
+
+  // The permalink, path only, in a fresh context: the same numbers and form.
+  const path = new URL(page.url()).pathname;
+  const fresh = await browser.newContext();
+  const p2 = await fresh.newPage();
+  p2.on('pageerror', (e) => errors.push(String(e)));
+  await p2.goto(server.url + path);
+  const again = await numbers(p2);
+  assert.deepEqual(again, before);
+  assert.equal(await p2.locator('#ks').inputValue(), '1,3');
+  assert.equal(await p2.locator('#method-random').isChecked(), false);
+  assert.equal(await p2.locator('#method-ig').isChecked(), true);
+  await fresh.close();
+  await ctx.close();
+  assert.deepEqual(errors, []);
+});
