@@ -39,23 +39,23 @@ test('compare methods, read the curves, export, reopen from the permalink', asyn
   await page.fill('#target', 'Paris');
   await page.fill('#prompts', "The capital of France is [MASK].\nFrance's capital is [MASK].");
   await page.fill('#steps', '4');
-  // Four methods (untick random), k = 1, 3.
+  // Five methods (untick random), k = 1, 3.
   await page.uncheck('#method-random');
   await page.fill('#ks', '1,3');
   await page.click('#compare');
   await page.waitForSelector('#methods-result', { timeout: 120_000 });
   const cost = await page.locator('#methods-cost tbody tr').count();
-  assert.equal(cost, 4, 'one cost row per method');
-  assert.equal(await page.locator('#methods-effects tbody tr').count(), 8, 'one row per method and k');
+  assert.equal(cost, 5, 'one cost row per method');
+  assert.equal(await page.locator('#methods-effects tbody tr').count(), 10, 'one row per method and k');
   for (const id of ['#suppress-curve', '#amplify-curve', '#suppress-unrelated-curve']) {
-    assert.ok(await page.locator(`${id} svg circle`).count() >= 8, `${id}: a point per method and k`);
+    assert.ok(await page.locator(`${id} svg circle`).count() >= 10, `${id}: a point per method and k`);
   }
   const before = await numbers(page);
   assert.match(before.effects, /ig\s+1\s+[+-]\d+\.\d%/);
   assert.doesNotMatch(before.effects, /random/);
   await page.screenshot({ path: join(ARTIFACTS, 'methods.png'), fullPage: true });
   assert.match(page.url(), /\/r\/[0-9a-f]{20}/, 'the address bar holds the permalink');
-  assert.match(page.url(), /methods=ig%2Cactivation%2Cgrad-x-act%2Clogprob-increase/);
+  assert.match(page.url(), /methods=ig%2Cig-masked-baseline%2Cactivation%2Cgrad-x-act%2Clogprob-increase(&|$)/);
 
   // Export: the suppress curve's SVG and its CSV.
   const [svgDl] = await Promise.all([page.waitForEvent('download'), page.locator('#suppress-curve a', { hasText: 'SVG' }).click()]);
@@ -64,7 +64,7 @@ test('compare methods, read the curves, export, reopen from the permalink', asyn
   const [csvDl] = await Promise.all([page.waitForEvent('download'), page.locator('#suppress-curve a', { hasText: 'CSV' }).click()]);
   const csv = readFileSync(await csvDl.path(), 'utf8').trim().split('\n');
   assert.equal(csv[0], 'method,k,suppress,amplify,suppress_unrelated,amplify_unrelated');
-  assert.equal(csv.length, 9);
+  assert.equal(csv.length, 11);
 
   // The permalink, path only, in a fresh context: the same numbers and form.
   const path = new URL(page.url()).pathname;

@@ -193,7 +193,7 @@ def attribution_goldens(model, tok, arch, masked):
     """IG references for two prompts, target = the model's second-ranked token (any
     token will do; the second exercises a non-argmax answer)."""
     from reference_ig import integrated_gradients
-    from reference_methods import grad_x_act, logprob_increase
+    from reference_methods import grad_x_act, ig_masked_baseline, logprob_increase, masked_ids
 
     out = []
     for prompt in PROMPTS[:2]:
@@ -206,6 +206,10 @@ def attribution_goldens(model, tok, arch, masked):
         methods = {
             "grad_x_act": grad_x_act(model, arch, ids, blank, target),
             "logprob_increase": logprob_increase(model, arch, ids, blank, target),
+            "ig_masked_baseline": ig_masked_baseline(
+                model, arch, ids, blank, target, IG_STEPS, masked_ids(tok, ids, masked)
+            ),
+            "masked_ids": masked_ids(tok, ids, masked),
         }
         out.append({"prompt": prompt, "input_ids": ids, "blank": blank, "target": target, "steps": IG_STEPS, **ref, "methods": methods})
     return out

@@ -4,6 +4,9 @@ tested against. Nothing is shared with the Rust code.
 
 - grad_x_act: for each layer, the FFN activation at the blank is replaced (pre-hook
   on the module that consumes it) by a leaf equal to itself; score = a * dP/da.
+- ig_masked_baseline: integrated gradients (right Riemann sum) along a' + (k/m)(w - a'),
+  where a' is the blank's activation on the prompt with every non-special token replaced
+  by the mask token (masked models) or the end-of-text token (causal models).
 - logprob_increase (Yu & Ananiadou, 2024): for each layer and neuron i, the layer's
   output with only neuron i active (its value vector a_i * W_out[:, i], plus the
   FFN's bias, added to the residual h that the FFN adds to; BERT then applies the
@@ -99,4 +102,48 @@ def logprob_increase(model, arch, ids, blank, target):
             one_hot = torch.diag(a)
             lp = torch.log_softmax(_head(model, arch, _layer_out(model, arch, l, h.expand(d_ff, -1), one_hot)).double(), -1)[:, target]
             out.append((lp - none).tolist())
+    return out
+
+
+def masked_ids(tok, ids, masked):
+    """The prompt's ids with every non-special token replaced (see the module's doc)."""
+    special = set(tok.all_special_ids)
+    filler = tok.mask_token_id if masked else tok.convert_tokens_to_ids("<|endoftext|>")
+    return [i if i in special else filler for i in ids]
+
+
+def ig_masked_baseline(model, arch, ids, blank, target, steps, base_ids):
+    model.eval()
+
+    def blank_acts(seq):
+        acts, hooks = {}, []
+        for l in range(n_layers(model)):
+            def grab(_m, inp, l=l):
+                acts[l] = inp[0][0, blank].detach().clone()
+            hooks.append(consumer(model, arch, l).register_forward_pre_hook(grab))
+        with torch.no_grad():
+            model(torch.tensor([seq]))
+        for h in hooks:
+            h.remove()
+        return acts
+
+    w, a0 = blank_acts(ids), blank_acts(base_ids)
+    x = torch.tensor([ids])
+    out = []
+    for l in range(n_layers(model)):
+        total = torch.zeros_like(w[l], dtype=torch.float64)
+        for k in range(1, steps + 1):
+            leaf = (a0[l] + k / steps * (w[l] - a0[l])).clone().requires_grad_(True)
+
+            def replace(_m, inp, leaf=leaf):
+                a = inp[0].clone()
+                a[0, blank] = leaf
+                return (a,) + tuple(inp[1:])
+
+            h = consumer(model, arch, l).register_forward_pre_hook(replace)
+            p = torch.softmax(model(x).logits[0, blank].float(), -1)[target]
+            h.remove()
+            (g,) = torch.autograd.grad(p, leaf)
+            total += g.double()
+        out.append(((w[l] - a0[l]).double() * total / steps).tolist())
     return out

@@ -109,8 +109,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Several attribution methods on one fact (ig, activation, grad-x-act,
-    /// logprob-increase, random), judged by suppressing and amplifying each
+    /// Several attribution methods on one fact (ig, ig-masked-baseline,
+    /// activation, grad-x-act, logprob-increase, random), judged by suppressing and amplifying each
     /// one's top-k neurons; their overlaps and costs (docs/methods.md).
     Methods(cli::methods::MethodsArgs),
     /// Reversible weight edits: update a fact, erase neurons, apply a saved edit.

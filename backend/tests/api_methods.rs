@@ -41,7 +41,7 @@ async fn a_comparison_runs_as_a_job_and_reopens_from_its_permalink() {
     .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
     let job: JobStatus = serde_json::from_slice(&b).unwrap();
-    assert_eq!(job.total, 5, "one unit of progress per method");
+    assert_eq!(job.total, 6, "one unit of progress per method");
     let evs = events(&app, &job.id).await;
     assert_eq!(evs.last().unwrap().state, "done", "{evs:?}");
     let (s, b) = call(

@@ -116,6 +116,7 @@ fn methods_compares_every_method_on_one_fact() {
         names,
         [
             "ig",
+            "ig-masked-baseline",
             "activation",
             "grad-x-act",
             "logprob-increase",
@@ -128,7 +129,7 @@ fn methods_compares_every_method_on_one_fact() {
         assert_eq!(m.top.len(), 3);
         assert!(m.by_k.iter().all(|e| e.suppress_unrelated.is_some()));
     }
-    assert_eq!(r.spearman.len(), 5);
+    assert_eq!(r.spearman.len(), 6);
     // An unknown method is refused with the list of the known ones.
     let out = Command::new(env!("CARGO_BIN_EXE_kn"))
         .args(["methods", "--model", &gpt2, "--target", "Paris"])

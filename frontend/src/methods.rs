@@ -15,8 +15,12 @@ use leptos::task::spawn_local;
 /// The comparison on the page: nothing yet, or its id and report, or why not.
 pub type Outcome = RwSignal<Option<Result<(String, MethodsReport), Failure>>>;
 
-const METHODS: [(&str, &str); 5] = [
+const METHODS: [(&str, &str); 6] = [
     ("ig", "integrated gradients (the paper)"),
+    (
+        "ig-masked-baseline",
+        "IG from the masked prompt (AMIG's baseline)",
+    ),
     ("activation", "activation (the paper's baseline)"),
     ("grad-x-act", "activation × gradient"),
     (

@@ -8,7 +8,8 @@ use leptos::prelude::*;
 
 pub const DEFAULT_PROMPTS: &str = "The capital of France is [MASK].\nThe capital city of France is [MASK].\nFrance's capital is [MASK].\nFrance's capital city is [MASK].\nFrance's capital, [MASK].";
 
-pub const DEFAULT_METHODS: &str = "ig,activation,grad-x-act,logprob-increase,random";
+pub const DEFAULT_METHODS: &str =
+    "ig,ig-masked-baseline,activation,grad-x-act,logprob-increase,random";
 pub const DEFAULT_UNRELATED: &str =
     "The capital of Germany is [MASK].\nGermany's capital is [MASK].";
 

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MethodResult {
-    /// `ig`, `activation`, `grad-x-act`, `logprob-increase` or `random`.
+    /// `ig`, `ig-masked-baseline`, `activation`, `grad-x-act`,
+    /// `logprob-increase` or `random`.
     pub method: String,
     /// Wall-clock seconds of computing the scores (all prompts).
     pub seconds: f64,
@@ -75,8 +76,8 @@ pub struct MethodsRequest {
     pub target: String,
     /// The fact's prompts, each with one `[MASK]`.
     pub prompts: Vec<String>,
-    /// Methods to run, in order: `ig`, `activation`, `grad-x-act`,
-    /// `logprob-increase`, `random`.
+    /// Methods to run, in order: `ig`, `ig-masked-baseline`, `activation`,
+    /// `grad-x-act`, `logprob-increase`, `random`.
     #[serde(default = "default_methods")]
     pub methods: Vec<String>,
     /// How many top neurons to suppress and amplify.
@@ -107,6 +108,7 @@ pub struct MethodsRequest {
 pub fn default_methods() -> Vec<String> {
     [
         "ig",
+        "ig-masked-baseline",
         "activation",
         "grad-x-act",
         "logprob-increase",

@@ -15,12 +15,12 @@ pub struct MethodsArgs {
     pub ig: IgArgs,
     #[command(flatten)]
     pub sel: SelectArgs,
-    /// Methods to run (comma-separated): ig, activation, grad-x-act,
-    /// logprob-increase, random.
+    /// Methods to run (comma-separated): ig, ig-masked-baseline, activation,
+    /// grad-x-act, logprob-increase, random.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ig,activation,grad-x-act,logprob-increase,random"
+        default_value = "ig,ig-masked-baseline,activation,grad-x-act,logprob-increase,random"
     )]
     pub methods: Vec<String>,
     /// How many top neurons to suppress and amplify (comma-separated).

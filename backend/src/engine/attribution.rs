@@ -410,6 +410,30 @@ pub fn attribute_many(
     layers: std::ops::Range<usize>,
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Vec<Attribution>> {
+    attribute_many_from(model, qs, opts, layers, keep_going, Baseline::Zero)
+}
+
+/// Where the integration path starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Baseline {
+    /// `a = 0`: the paper's.
+    #[default]
+    Zero,
+    /// The activations at the blank of the prompt with its content masked
+    /// ([`Query::masked`]): the path is `a' + α(w̄ − a')` and the score
+    /// `(w̄_i − a'_i)/m · Σ_k ∂P/∂a_i`; `p_zero` is then P at `a'`.
+    Masked,
+}
+
+/// [`attribute_many`] from another [`Baseline`].
+pub fn attribute_many_from(
+    model: &Model,
+    qs: &[Query],
+    opts: &Options,
+    layers: std::ops::Range<usize>,
+    keep_going: &mut dyn FnMut(usize) -> bool,
+    baseline: Baseline,
+) -> Result<Vec<Attribution>> {
     opts.validate()?;
     let cfg = model.config().clone();
     if layers.is_empty() || layers.end > cfg.n_layers {
@@ -436,6 +460,7 @@ pub fn attribute_many(
             &plan,
             layers.clone(),
             &mut || keep_going(done),
+            baseline,
         )?);
     }
     Ok(out)
@@ -449,9 +474,26 @@ fn attribute_chunk(
     plan: &Plan,
     layers: std::ops::Range<usize>,
     keep_going: &mut dyn FnMut() -> bool,
+    baseline: Baseline,
 ) -> Result<Vec<Attribution>> {
     let cfg = model.config();
     let t = trace(model, qs)?;
+    // `[p, d_ff]` per layer: where the path starts (`None`: at zero).
+    let origin: Option<Vec<Tensor>> = match baseline {
+        Baseline::Zero => None,
+        Baseline::Masked => {
+            let masked = qs
+                .iter()
+                .map(|q| q.masked(model))
+                .collect::<Result<Vec<_>>>()?;
+            let t0 = trace(model, &masked)?;
+            Some(tch::no_grad(|| {
+                (0..cfg.n_layers)
+                    .map(|l| t0.batch.at_blank(&t0.a[l]))
+                    .collect()
+            }))
+        }
+    };
     let device = model.net.device();
     let (m, d_ff, pn) = (opts.steps as i64, cfg.d_ff as i64, qs.len() as i64);
     let targets =
@@ -494,10 +536,13 @@ fn attribute_chunk(
             .collect();
         let acts: Vec<Tensor> = (first..first + n)
             .map(|l| {
-                (&alpha * w[l].unsqueeze(1))
-                    .reshape([pn * steps, d_ff])
-                    .detach()
-                    .set_requires_grad(true)
+                match &origin {
+                    None => &alpha * w[l].unsqueeze(1),
+                    Some(b) => b[l].unsqueeze(1) + &alpha * (&w[l] - &b[l]).unsqueeze(1),
+                }
+                .reshape([pn * steps, d_ff])
+                .detach()
+                .set_requires_grad(true)
             })
             .collect();
         let logits = scaled_logits(model, &t, first, &acts, &vec![who; n], opts.mode)?;
@@ -530,7 +575,11 @@ fn attribute_chunk(
                 Riemann::Left => grads.narrow(1, 0, m),
             }
             .sum_dim_intlist(1, false, Kind::Float);
-            let s = &w[l] * summed / m as f64;
+            let span = match &origin {
+                None => w[l].shallow_clone(),
+                Some(b) => &w[l] - &b[l],
+            };
+            let s = span * summed / m as f64;
             let ends = Tensor::stack(&[probs.select(1, 0), probs.select(1, m)], 1);
             Tensor::cat(&[s, w[l].shallow_clone(), ends], 1)
         })

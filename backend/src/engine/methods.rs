@@ -13,7 +13,7 @@
 //! fact's prompts and on unrelated prompts, and the methods' refined sets and
 //! score rankings are compared pairwise.
 
-use super::attribution::{attribute_many, trace, Options, Riemann};
+use super::attribution::{attribute_many, attribute_many_from, trace, Baseline, Options, Riemann};
 use super::intervene::{probabilities, scale_hooks};
 use super::neurons::{coarse, refine, Thresholds};
 use super::{cost, host, Neuron, Query};
@@ -29,6 +29,10 @@ use tch::{Kind, Tensor};
 pub enum Method {
     /// Integrated gradients from zero (the paper's; today's engine).
     Ig,
+    /// Integrated gradients from the activations the blank takes when the
+    /// prompt's content is masked ([`Query::masked`]), after AMIG's idea (Chen
+    /// et al. 2024) of a baseline that is a real input rather than zero.
+    IgMasked,
     /// The activation itself (the paper's baseline).
     Activation,
     /// Activation × gradient of P(answer) at the real activation: attribution
@@ -43,8 +47,9 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 5] = [
+    pub const ALL: [Method; 6] = [
         Method::Ig,
+        Method::IgMasked,
         Method::Activation,
         Method::GradXAct,
         Method::LogprobIncrease,
@@ -54,6 +59,7 @@ impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::Ig => "ig",
+            Method::IgMasked => "ig-masked-baseline",
             Method::Activation => "activation",
             Method::GradXAct => "grad-x-act",
             Method::LogprobIncrease => "logprob-increase",
@@ -66,6 +72,9 @@ impl Method {
         let cfg = model.config();
         match self {
             Method::Ig => cost::attribution(cfg, opts.mode, seq, opts.steps),
+            Method::IgMasked => {
+                cost::attribution(cfg, opts.mode, seq, opts.steps) + cost::forward(cfg, seq)
+            }
             Method::GradXAct => cost::attribution(cfg, opts.mode, seq, 1),
             Method::Activation => cost::forward(cfg, seq),
             Method::LogprobIncrease => cost::logprob_increase(cfg, seq),
@@ -117,6 +126,14 @@ pub fn scores(
             .into_iter()
             .map(|a| a.scores)
             .collect()),
+        Method::IgMasked => {
+            Ok(
+                attribute_many_from(model, qs, opts, all, &mut |_| true, Baseline::Masked)?
+                    .into_iter()
+                    .map(|a| a.scores)
+                    .collect(),
+            )
+        }
         Method::GradXAct => {
             // IG with one right Riemann step is a·∂P/∂a at α = 1: exactly the
             // activation × gradient at the real activation.

@@ -43,6 +43,45 @@ impl Query {
             .collect()
     }
 
+    /// The same query with its content masked: every token that is not one of
+    /// the tokenizer's special tokens becomes the mask token (masked models)
+    /// or the end-of-text token (causal models, which have no mask), at the
+    /// same positions, so the blank keeps its index. Integrated gradients from
+    /// the activations this prompt gives at the blank is the
+    /// `ig-masked-baseline` method (docs/methods.md).
+    pub fn masked(&self, model: &impl Vocab) -> Result<Self> {
+        let tok = model.tokenizer();
+        let special: std::collections::HashSet<u32> = tok
+            .inner()
+            .get_added_vocabulary()
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(&id, _)| id)
+            .collect();
+        let filler = if model.config().arch.is_masked() {
+            tok.mask().map(|(_, id)| id)
+        } else {
+            ["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"]
+                .iter()
+                .find_map(|t| tok.token_to_id(t))
+        }
+        .ok_or_else(|| {
+            crate::Error::InvalidArgument(
+                "this tokenizer has no mask or end-of-text token to mask a prompt with".into(),
+            )
+        })?;
+        let mut q = self.clone();
+        q.cloze.ids = self
+            .cloze
+            .ids
+            .iter()
+            .map(|&i| if special.contains(&i) { i } else { filler })
+            .collect();
+        q.prompt = format!("{} (masked)", self.prompt);
+        Ok(q)
+    }
+
     pub fn new(model: &impl Vocab, prompt: &str, target: &str) -> Result<Self> {
         let c = cloze(model, prompt)?;
         let t = target_id(model, &c, target)?;

@@ -149,6 +149,7 @@ fn work(
         for m in methods {
             let flops = match m {
                 Method::Ig => ig_flops,
+                Method::IgMasked => ig_flops + cost::forward(cfg, tokens),
                 Method::GradXAct => cost::attribution(cfg, opts.mode, tokens, 1),
                 Method::Activation => cost::forward(cfg, tokens),
                 Method::LogprobIncrease => cost::logprob_increase(cfg, tokens),
