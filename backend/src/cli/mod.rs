@@ -3,5 +3,9 @@
 
 pub mod args;
 pub mod bench;
+pub mod edit;
 pub mod experiment;
+pub mod fact;
 pub mod methods;
+pub mod predict;
+pub mod serve;
