@@ -507,3 +507,81 @@ fn facts_in_batches_store_the_same_records() {
         }
     }
 }
+
+#[test]
+fn methods_compared_over_a_run() {
+    use kn::engine::methods::Method;
+    use kn::experiment::report::methods::MethodsOptions;
+    let d = data();
+    let m = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let s = settings(&m, &fixture("tiny-gpt2"), &["P36", "P19", "P101"], 4);
+    let dir = tempfile::tempdir().unwrap();
+    run(&m, &d, &s, Shard::ALL, dir.path(), &opts()).unwrap();
+    let db = RunDb::open_existing(&dir.path().join("run.sqlite")).unwrap();
+    let opts = ReportOptions {
+        no_edits: true,
+        methods: MethodsOptions {
+            methods: Method::ALL.to_vec(),
+            per_relation: 2,
+            k: 3,
+            ig: Options::default(),
+        },
+        ..ReportOptions::default()
+    };
+    let r = report(&m, &d, &db, "methods", &opts, &mut |_| {}).unwrap();
+    assert!(r.update.is_none() && r.erase.is_empty(), "--no-edits");
+    let ms = r.methods.as_ref().unwrap();
+    assert!(ms.facts >= 1 && ms.facts <= 6, "{}", ms.facts);
+    assert_eq!((ms.per_relation, ms.k), (2, 3));
+    let names: Vec<&str> = ms.rows.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(names, Method::ALL.map(Method::name));
+    let row = |m: Method| ms.rows.iter().find(|r| r.method == m.name()).unwrap();
+    for r in &ms.rows {
+        for e in [&r.suppress_top_k, &r.amplify_top_k, &r.unrelated_top_k] {
+            let e = e
+                .as_ref()
+                .unwrap_or_else(|| panic!("{}: every fact has a top k", r.method));
+            assert!(
+                e.lo <= e.mean && e.mean <= e.hi && e.n == ms.facts,
+                "{}: {e:?}",
+                r.method
+            );
+        }
+        assert!(r.seconds_per_fact >= 0.0);
+    }
+    // IG's refined sets are the report's knowledge neurons: never empty here.
+    assert_eq!(row(Method::Ig).empty, 0);
+    assert!(row(Method::Ig).suppress.is_some());
+    // Random scores have no refined set to judge.
+    assert!(
+        row(Method::Random).neurons_per_fact.is_none() && row(Method::Random).suppress.is_none()
+    );
+    let g = |m: Method| row(m).gflop_per_fact;
+    assert!(g(Method::IgMasked) > g(Method::Ig) && g(Method::Ig) > g(Method::GradXAct));
+    assert!(g(Method::GradXAct) > g(Method::Activation) && g(Method::Random) == 0.0);
+    // Seeded: the same comparison twice (timings aside).
+    let r2 = report(&m, &d, &db, "methods", &opts, &mut |_| {}).unwrap();
+    let strip = |r: &kn_shared::experiment::ExperimentReport| {
+        let mut m = r.methods.clone().unwrap();
+        for row in &mut m.rows {
+            row.seconds_per_fact = 0.0;
+        }
+        m
+    };
+    assert_eq!(strip(&r), strip(&r2));
+    markdown::write(&r, &dir.path().join("report")).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
+    assert!(md.contains("## Attribution methods compared") && md.contains("| grad-x-act |"));
+    // Unknown methods are refused by the command line before any work.
+    let out = kn_cmd(&[
+        "experiment",
+        "report",
+        dir.path().to_str().unwrap(),
+        "--methods",
+        "saliency",
+    ])
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown method `saliency`"));
+}

@@ -6,6 +6,43 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
+/// Attribution methods compared over a run's facts (`kn experiment report
+/// --methods`): each method's refined neurons (the paper's selection, at the
+/// relation's adapted `p`) and its top-`k` neurons, suppressed and amplified
+/// on the fact's prompts, with intervals over facts, against its cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MethodsAtScale {
+    /// Facts compared: a seeded subset of the sampled facts that have
+    /// knowledge neurons, `per_relation` per relation.
+    pub facts: usize,
+    pub per_relation: usize,
+    pub k: usize,
+    pub rows: Vec<MethodScaleRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MethodScaleRow {
+    pub method: String,
+    /// Refined neurons per fact (empty sets count as 0).
+    pub neurons_per_fact: Option<Estimate>,
+    /// Facts whose refined set is empty (left out of its effects).
+    pub empty: usize,
+    /// The refined set, ×0 and ×2: relative change of mean P(answer).
+    pub suppress: Option<Estimate>,
+    pub amplify: Option<Estimate>,
+    /// The top-`k` neurons by mean score, ×0 and ×2.
+    pub suppress_top_k: Option<Estimate>,
+    pub amplify_top_k: Option<Estimate>,
+    /// The top-`k` neurons ×0 on the prompts of three facts of other relations.
+    pub unrelated_top_k: Option<Estimate>,
+    /// Seconds and matrix-product GFLOP of the scores, per fact (for `ig`, the
+    /// run's own attribution time).
+    pub seconds_per_fact: f64,
+    pub gflop_per_fact: f64,
+}
+
 /// A stored experiment run, as `GET /api/experiments` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -44,6 +81,9 @@ pub struct ExperimentReport {
     /// Seconds of attribution summed over facts, and seconds the report took.
     pub attribution_seconds: f64,
     pub report_seconds: f64,
+    /// The methods lab over the run's facts (`--methods`); `None` without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<MethodsAtScale>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -795,6 +835,40 @@ pub fn markdown(r: &ExperimentReport) -> String {
             );
         }
         s.push('\n');
+    }
+    if let Some(m) = &r.methods {
+        let _ = writeln!(
+            s,
+            "## Attribution methods compared\n\n{} facts ({} per relation, seeded, among the sampled facts with knowledge neurons). Each method's refined set is the paper's selection applied to its scores (coarse t per prompt, refined at the relation's adapted p); its top {} neurons are those with the highest mean score. Relative change of mean P(answer) with 95% intervals over facts; `ig` is the run's own attribution (its cost is the run's time). Definitions: docs/methods.md.\n\n| method | refined neurons/fact (empty) | suppress refined | amplify refined | suppress top {} | amplify top {} | top {} on unrelated prompts | s/fact | GFLOP/fact |\n| --- | --- | --- | --- | --- | --- | --- | ---: | ---: |",
+            m.facts, m.per_relation, m.k, m.k, m.k, m.k
+        );
+        let est = |e: &Option<Estimate>, pct: bool| match e {
+            Some(e) if pct => format!(
+                "{:+.1}% [{:+.1}, {:+.1}]",
+                100.0 * e.mean,
+                100.0 * e.lo,
+                100.0 * e.hi
+            ),
+            Some(e) => format!("{:.2} [{:.2}, {:.2}]", e.mean, e.lo, e.hi),
+            None => "–".into(),
+        };
+        for row in &m.rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} ({}) | {} | {} | {} | {} | {} | {:.2} | {:.1} |",
+                row.method,
+                est(&row.neurons_per_fact, false),
+                row.empty,
+                est(&row.suppress, true),
+                est(&row.amplify, true),
+                est(&row.suppress_top_k, true),
+                est(&row.amplify_top_k, true),
+                est(&row.unrelated_top_k, true),
+                row.seconds_per_fact,
+                row.gflop_per_fact
+            );
+        }
+        let _ = writeln!(s);
     }
     let _ = writeln!(s, "## Charts\n");
     for (name, title) in CHARTS {

@@ -120,6 +120,19 @@ pub enum ExperimentCmd {
         /// Leave out the BingRel measurement.
         #[arg(long)]
         no_bingrel: bool,
+        /// Leave out the fact updates and the relation erasures.
+        #[arg(long)]
+        no_edits: bool,
+        /// Compare these attribution methods over the run's facts
+        /// (comma-separated; see `kn methods` and docs/methods.md).
+        #[arg(long, value_delimiter = ',')]
+        methods: Vec<String>,
+        /// Facts per relation the methods are compared on (seeded).
+        #[arg(long, default_value_t = 3)]
+        methods_facts: usize,
+        /// Top-k neurons of each method suppressed and amplified.
+        #[arg(long, default_value_t = 5)]
+        methods_k: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Write the files here instead of OUT/report; the store (and the web
@@ -266,11 +279,19 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
             norm_scaled,
             erase_top,
             no_bingrel,
+            no_edits,
+            methods,
+            methods_facts,
+            methods_k,
             seed,
             report_out,
             json,
             base_t,
         } => {
+            let methods = methods
+                .iter()
+                .map(|m| m.parse::<kn::engine::methods::Method>())
+                .collect::<Result<Vec<_>, _>>()?;
             let path = out.join(Shard::ALL.file_name());
             if !path.is_file() && !shard_files(&out).unwrap_or_default().is_empty() {
                 anyhow::bail!(
@@ -299,6 +320,13 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
                 },
                 erase_top,
                 bingrel: (!no_bingrel).then_some(bingrel),
+                no_edits,
+                methods: kn::experiment::report::methods::MethodsOptions {
+                    methods,
+                    per_relation: methods_facts,
+                    k: methods_k,
+                    ig: kn::engine::attribution::Options::for_device(device),
+                },
                 seed,
                 ..ReportOptions::default()
             };

@@ -26,7 +26,7 @@ fn relative(before: &[f64], after: &[f64]) -> f64 {
 }
 
 /// Relative change of mean P(answer) over `qs` when scaling `neurons` by `factor`.
-fn effect(
+pub fn effect(
     model: &Model,
     qs: &[Query],
     before: &[f64],
@@ -40,6 +40,18 @@ fn effect(
     Ok(Some(relative(before, &after)))
 }
 
+/// Every prompt of the next `UNRELATED_FACTS` sampled facts (round robin) of
+/// other relations than fact `i`'s.
+pub fn unrelated_prompts(done: &[Done], i: usize) -> Vec<Query> {
+    let d = &done[i];
+    (1..done.len())
+        .map(|k| &done[(i + k) % done.len()])
+        .filter(|o| o.rel != d.rel && o.in_sample)
+        .take(UNRELATED_FACTS)
+        .flat_map(|o| o.queries.iter().cloned())
+        .collect()
+}
+
 /// One fact's effects: `[knowledge, baseline, random, unrelated]` for
 /// suppress and for amplify (`None` where a set is empty).
 pub type FactEffects = [[Option<f64>; 4]; 2];
@@ -49,13 +61,7 @@ pub fn fact_effects(model: &Model, done: &[Done], i: usize, seed: u64) -> Result
     let d = &done[i];
     let (before, _) = probabilities(model, &d.queries, &Hooks::default())?;
     let rnd = random_like(model.config(), &d.knowledge, seed ^ i as u64);
-    // Every prompt of the next facts (round robin) of other relations.
-    let others: Vec<Query> = (1..done.len())
-        .map(|k| &done[(i + k) % done.len()])
-        .filter(|o| o.rel != d.rel && o.in_sample)
-        .take(UNRELATED_FACTS)
-        .flat_map(|o| o.queries.iter().cloned())
-        .collect();
+    let others = unrelated_prompts(done, i);
     let others_before = if others.is_empty() {
         Vec::new()
     } else {

@@ -14,6 +14,7 @@
 mod bingrel;
 mod effects;
 mod erase;
+pub mod methods;
 pub mod stats;
 mod update;
 
@@ -59,6 +60,10 @@ pub struct ReportOptions {
     pub eval_prompts: usize,
     /// `data/bingrel/`; `None` skips that part.
     pub bingrel: Option<PathBuf>,
+    /// Leave out the fact updates and the relation erasures.
+    pub no_edits: bool,
+    /// The methods lab over the run's facts; no methods leaves it out.
+    pub methods: methods::MethodsOptions,
     pub seed: u64,
 }
 
@@ -77,6 +82,13 @@ impl Default for ReportOptions {
             erase_top: 20,
             eval_prompts: 200,
             bingrel: None,
+            no_edits: false,
+            methods: methods::MethodsOptions {
+                methods: Vec::new(),
+                per_relation: 3,
+                k: 5,
+                ig: crate::engine::attribution::Options::default(),
+            },
             seed: 0,
         }
     }
@@ -115,6 +127,11 @@ impl ReportOptions {
         }
         if self.erase_top == 0 {
             return bad("erase-top must be at least 1".into());
+        }
+        if !self.methods.methods.is_empty()
+            && (self.methods.k == 0 || self.methods.per_relation == 0)
+        {
+            return bad("methods-k and methods-facts must be at least 1".into());
         }
         if let Some(dir) = self.bingrel.as_ref().filter(|d| !d.is_dir()) {
             return bad(format!(
@@ -233,6 +250,7 @@ pub fn report(
     let mut done: Vec<Done> = Vec::new();
     let mut rows = Vec::new();
     let mut rel_shared: BTreeMap<usize, Vec<Neuron>> = BTreeMap::new();
+    let mut rel_p: BTreeMap<usize, f64> = BTreeMap::new();
     for (ri, rel) in data.relations.iter().enumerate() {
         let facts: Vec<(usize, FactRecord, bool, bool)> = stored
             .iter()
@@ -336,6 +354,7 @@ pub fn report(
             amplify: Effects::default(),
         });
         rel_shared.insert(ri, update_drop);
+        rel_p.insert(ri, ak.p);
     }
     let sample: Vec<&Done> = done.iter().filter(|d| d.in_sample).collect();
     if sample.is_empty() {
@@ -386,11 +405,34 @@ pub fn report(
         None => None,
     };
 
-    progress("updating facts");
-    let update = update::update_facts(model, data, &done, &rel_shared, opts)?;
+    let methods = if opts.methods.methods.is_empty() {
+        None
+    } else {
+        progress("methods");
+        let ig_seconds = attribution_seconds / stored.len().max(1) as f64;
+        let mut m = opts.methods.clone();
+        m.ig.steps = settings.steps;
+        m.ig.riemann = if settings.riemann == "left" {
+            crate::engine::attribution::Riemann::Left
+        } else {
+            crate::engine::attribution::Riemann::Right
+        };
+        let sel = methods::Selection {
+            p: &rel_p,
+            t: opts.t,
+            min_prompts: opts.min_prompts,
+        };
+        methods::methods_at_scale(model, &done, &sel, &m, ig_seconds, opts.seed)?
+    };
 
-    progress("erasing relations");
-    let erase = erase::erase_relations(model, data, &done, opts)?;
+    let (update, erase) = if opts.no_edits {
+        (None, Vec::new())
+    } else {
+        progress("updating facts");
+        let update = update::update_facts(model, data, &done, &rel_shared, opts)?;
+        progress("erasing relations");
+        (update, erase::erase_relations(model, data, &done, opts)?)
+    };
 
     Ok(ExperimentReport {
         name: name.to_string(),
@@ -420,6 +462,7 @@ pub fn report(
         erase,
         attribution_seconds,
         report_seconds: started.elapsed().as_secs_f64(),
+        methods,
     })
 }
 

@@ -1,0 +1,200 @@
+//! The methods lab at scale (`kn experiment report --methods`): every chosen
+//! attribution method (engine::methods, docs/methods.md) on a seeded subset of
+//! the run's facts, judged like the knowledge neurons are: its refined set
+//! (coarse `t` per prompt, refined at the relation's adapted `p`) and its
+//! top-`k` neurons suppressed and amplified, with intervals over facts, beside
+//! what the scores cost.
+//!
+//! `ig` is not recomputed: its refined set is the report's knowledge neurons,
+//! its top-`k` comes from the stored scores, its cost is the run's. Every other
+//! method is computed here, from the fact's prompts.
+
+use super::effects::{effect, unrelated_prompts};
+use super::stats::estimate;
+use super::Done;
+use crate::engine::attribution::Options;
+use crate::engine::intervene::probabilities;
+use crate::engine::methods::{scores, top_k, Method};
+use crate::engine::neurons::{coarse, refine};
+use crate::engine::Neuron;
+use crate::models::{Hooks, Model};
+use crate::Result;
+use kn_shared::experiment::{MethodScaleRow, MethodsAtScale};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What to compare, and on how many facts.
+#[derive(Debug, Clone)]
+pub struct MethodsOptions {
+    pub methods: Vec<Method>,
+    /// Facts per relation (seeded, among the sampled facts with knowledge
+    /// neurons).
+    pub per_relation: usize,
+    pub k: usize,
+    /// The run's IG settings (steps, Riemann sum) for the methods that integrate.
+    pub ig: Options,
+}
+
+/// One fact under one method.
+struct Outcome {
+    neurons: usize,
+    /// `[suppress, amplify]` of the refined set (`None` when it is empty), then
+    /// of the top-`k`, then the top-`k` ×0 on unrelated prompts.
+    refined: [Option<f64>; 2],
+    top: [Option<f64>; 2],
+    unrelated: Option<f64>,
+    seconds: f64,
+    gflop: f64,
+}
+
+/// Indices into `done` of the facts to compare.
+fn pick(done: &[Done], per_relation: usize, seed: u64) -> Vec<usize> {
+    let mut by_rel: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, d) in done.iter().enumerate() {
+        if d.in_sample && !d.knowledge.is_empty() {
+            by_rel.entry(d.rel).or_default().push(i);
+        }
+    }
+    let mut out = Vec::new();
+    for (rel, mut v) in by_rel {
+        let mut rng =
+            rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (rel as u64).wrapping_mul(0x9e37));
+        v.shuffle(&mut rng);
+        out.extend(v.into_iter().take(per_relation));
+    }
+    out
+}
+
+/// The top-`k` neurons by the stored IG scores summed over the prompts.
+fn stored_top_k(d: &Done, k: usize) -> Vec<Neuron> {
+    let mut sum: BTreeMap<Neuron, f64> = BTreeMap::new();
+    for p in &d.record.prompts {
+        for s in &p.knowledge {
+            let n = Neuron {
+                layer: s.0 as usize,
+                index: s.1 as usize,
+            };
+            *sum.entry(n).or_default() += f64::from(s.2);
+        }
+    }
+    let mut v: Vec<(Neuron, f64)> = sum.into_iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.into_iter().take(k).map(|(n, _)| n).collect()
+}
+
+/// The report's selection: each relation's adapted refining share `p`, the
+/// coarse threshold and the minimum number of prompts.
+pub(super) struct Selection<'a> {
+    pub p: &'a BTreeMap<usize, f64>,
+    pub t: f64,
+    pub min_prompts: usize,
+}
+
+/// Compare `opts.methods` on a seeded subset of `done`; `ig_seconds` is the
+/// run's attribution seconds per fact.
+pub(super) fn methods_at_scale(
+    model: &Model,
+    done: &[Done],
+    sel: &Selection,
+    opts: &MethodsOptions,
+    ig_seconds: f64,
+    seed: u64,
+) -> Result<Option<MethodsAtScale>> {
+    let (p, t, min_prompts) = (sel.p, sel.t, sel.min_prompts);
+    if opts.methods.is_empty() {
+        return Ok(None);
+    }
+    let facts = pick(done, opts.per_relation, seed);
+    let mut per_method: Vec<Vec<Outcome>> = opts.methods.iter().map(|_| Vec::new()).collect();
+    for &i in &facts {
+        let d = &done[i];
+        let qs = &d.queries;
+        let (before, _) = probabilities(model, qs, &Hooks::default())?;
+        let others = unrelated_prompts(done, i);
+        let others_before = if others.is_empty() {
+            Vec::new()
+        } else {
+            probabilities(model, &others, &Hooks::default())?.0
+        };
+        for (m, out) in opts.methods.iter().zip(per_method.iter_mut()) {
+            let gflop = qs
+                .iter()
+                .map(|q| m.flops(model, &opts.ig, q.cloze.ids.len()))
+                .sum::<f64>()
+                / 1e9;
+            let (refined, top, seconds) = if *m == Method::Ig {
+                (d.knowledge.clone(), stored_top_k(d, opts.k), ig_seconds)
+            } else {
+                let t0 = Instant::now();
+                let per_prompt = scores(model, qs, *m, &opts.ig, seed ^ i as u64)?;
+                let seconds = t0.elapsed().as_secs_f64();
+                let sets: Vec<Vec<Neuron>> = per_prompt.iter().map(|s| coarse(s, t)).collect();
+                let p_rel = p.get(&d.rel).copied().unwrap_or(0.7);
+                let refined = if *m == Method::Random {
+                    // Uniform scores keep most neurons: no refined set to judge.
+                    Vec::new()
+                } else {
+                    refine(&sets, p_rel, min_prompts)
+                        .into_iter()
+                        .map(|(n, _)| n)
+                        .collect()
+                };
+                let mean = tch::Tensor::stack(&per_prompt, 0).mean_dim(0, false, tch::Kind::Float);
+                (refined, top_k(&mean, opts.k)?, seconds)
+            };
+            let both = |ns: &[Neuron]| -> Result<[Option<f64>; 2]> {
+                Ok([
+                    effect(model, qs, &before, ns, 0.0)?,
+                    effect(model, qs, &before, ns, 2.0)?,
+                ])
+            };
+            out.push(Outcome {
+                neurons: refined.len(),
+                refined: both(&refined)?,
+                top: both(&top)?,
+                unrelated: effect(model, &others, &others_before, &top, 0.0)?,
+                seconds,
+                gflop,
+            });
+        }
+    }
+    let rows = opts
+        .methods
+        .iter()
+        .zip(&per_method)
+        .enumerate()
+        .map(|(j, (m, outs))| {
+            let s = seed ^ (j as u64 + 1).wrapping_mul(101);
+            let col = |f: &dyn Fn(&Outcome) -> Option<f64>| -> Vec<f64> {
+                outs.iter().filter_map(f).collect()
+            };
+            let n = outs.len().max(1) as f64;
+            MethodScaleRow {
+                method: m.name().to_string(),
+                neurons_per_fact: (*m != Method::Random)
+                    .then(|| estimate(&col(&|o| Some(o.neurons as f64)), s))
+                    .flatten(),
+                empty: if *m == Method::Random {
+                    0
+                } else {
+                    outs.iter().filter(|o| o.neurons == 0).count()
+                },
+                suppress: estimate(&col(&|o| o.refined[0]), s ^ 1),
+                amplify: estimate(&col(&|o| o.refined[1]), s ^ 2),
+                suppress_top_k: estimate(&col(&|o| o.top[0]), s ^ 3),
+                amplify_top_k: estimate(&col(&|o| o.top[1]), s ^ 4),
+                unrelated_top_k: estimate(&col(&|o| o.unrelated), s ^ 5),
+                seconds_per_fact: outs.iter().map(|o| o.seconds).sum::<f64>() / n,
+                gflop_per_fact: outs.iter().map(|o| o.gflop).sum::<f64>() / n,
+            }
+        })
+        .collect();
+    Ok(Some(MethodsAtScale {
+        facts: facts.len(),
+        per_relation: opts.per_relation,
+        k: opts.k,
+        rows,
+    }))
+}
