@@ -110,6 +110,46 @@ fn Report(r: ExperimentReport) -> impl IntoView {
             }
         })
         .collect_view();
+    let est = |e: &Option<kn_shared::experiment::Estimate>, pct: bool| match e {
+        Some(e) if pct => format!(
+            "{:+.1}% [{:+.1}, {:+.1}]",
+            100.0 * e.mean,
+            100.0 * e.lo,
+            100.0 * e.hi
+        ),
+        Some(e) => format!("{:.2} [{:.2}, {:.2}]", e.mean, e.lo, e.hi),
+        None => "–".into(),
+    };
+    let methods = r.methods.clone().map(|m| {
+        let rows = m
+            .rows
+            .iter()
+            .map(|x| {
+                view! {
+                    <tr>
+                        <td>{x.method.clone()}</td>
+                        <td class="num">{format!("{} ({})", est(&x.neurons_per_fact, false), x.empty)}</td>
+                        <td class="num">{est(&x.suppress, true)}</td>
+                        <td class="num">{est(&x.amplify, true)}</td>
+                        <td class="num">{est(&x.suppress_top_k, true)}</td>
+                        <td class="num">{est(&x.amplify_top_k, true)}</td>
+                        <td class="num">{est(&x.unrelated_top_k, true)}</td>
+                        <td class="num">{format!("{:.2}", x.seconds_per_fact)}</td>
+                        <td class="num">{format!("{:.1}", x.gflop_per_fact)}</td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        view! {
+            <h3>"Attribution methods compared"</h3>
+            <p>{format!("{} facts ({} per relation); top {} neurons by mean score; 95% intervals over facts.", m.facts, m.per_relation, m.k)}</p>
+            <div class="scroll"><table id="methods-at-scale">
+                <thead><tr><th>"method"</th><th class="num">"refined neurons/fact (empty)"</th><th class="num">"suppress refined"</th><th class="num">"amplify refined"</th>
+                    <th class="num">"suppress top k"</th><th class="num">"amplify top k"</th><th class="num">"top k, unrelated"</th><th class="num">"s/fact"</th><th class="num">"GFLOP/fact"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table></div>
+        }
+    });
     let charts = report_charts(&r)
         .into_iter()
         .map(|ch| {
@@ -154,6 +194,7 @@ fn Report(r: ExperimentReport) -> impl IntoView {
                 </thead>
                 <tbody>{rows}</tbody>
             </table></div>
+            {methods}
             <h3>"Charts"</h3>
             {charts}
         </section>
