@@ -14,8 +14,8 @@
 //!   distribution there;
 //! * [`server`] is the axum HTTP API that the web client talks to.
 //!
-//! `ARCHITECTURE.md` at the repository root is the map; `../shared/SPEC.md`
-//! states the method.
+//! `ARCHITECTURE.md` at the repository root is the map; `docs/method.md`
+//! states the method as this project implements it.
 
 pub mod device;
 pub mod engine;
