@@ -110,16 +110,7 @@ fn Report(r: ExperimentReport) -> impl IntoView {
             }
         })
         .collect_view();
-    let est = |e: &Option<kn_shared::experiment::Estimate>, pct: bool| match e {
-        Some(e) if pct => format!(
-            "{:+.1}% [{:+.1}, {:+.1}]",
-            100.0 * e.mean,
-            100.0 * e.lo,
-            100.0 * e.hi
-        ),
-        Some(e) => format!("{:.2} [{:.2}, {:.2}]", e.mean, e.lo, e.hi),
-        None => "–".into(),
-    };
+    let est = kn_shared::experiment::estimate_text;
     let methods = r.methods.clone().map(|m| {
         let rows = m
             .rows

@@ -464,6 +464,21 @@ fn rate(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
 }
 
+/// An estimate with its interval, as the methods table writes it: a relative
+/// change in percent (`pct`) or a plain number to two decimals; `–` if none.
+pub fn estimate_text(e: &Option<Estimate>, pct: bool) -> String {
+    match e {
+        Some(e) if pct => format!(
+            "{:+.1}% [{:+.1}, {:+.1}]",
+            100.0 * e.mean,
+            100.0 * e.lo,
+            100.0 * e.hi
+        ),
+        Some(e) => format!("{:.2} [{:.2}, {:.2}]", e.mean, e.lo, e.hi),
+        None => "–".into(),
+    }
+}
+
 /// `mean [lo, hi]` with `f` for each number.
 fn ci(e: &Estimate, f: impl Fn(f64) -> String) -> String {
     format!("{} [{}, {}]", f(e.mean), f(e.lo), f(e.hi))
@@ -842,16 +857,7 @@ pub fn markdown(r: &ExperimentReport) -> String {
             "## Attribution methods compared\n\n{} facts ({} per relation, seeded, among the sampled facts with knowledge neurons). Each method's refined set is the paper's selection applied to its scores (coarse t per prompt, refined at the relation's adapted p); its top {} neurons are those with the highest mean score. Relative change of mean P(answer) with 95% intervals over facts; `ig` is the run's own attribution (its cost is the run's time). Definitions: docs/methods.md.\n\n| method | refined neurons/fact (empty) | suppress refined | amplify refined | suppress top {} | amplify top {} | top {} on unrelated prompts | s/fact | GFLOP/fact |\n| --- | --- | --- | --- | --- | --- | --- | ---: | ---: |",
             m.facts, m.per_relation, m.k, m.k, m.k, m.k
         );
-        let est = |e: &Option<Estimate>, pct: bool| match e {
-            Some(e) if pct => format!(
-                "{:+.1}% [{:+.1}, {:+.1}]",
-                100.0 * e.mean,
-                100.0 * e.lo,
-                100.0 * e.hi
-            ),
-            Some(e) => format!("{:.2} [{:.2}, {:.2}]", e.mean, e.lo, e.hi),
-            None => "–".into(),
-        };
+        let est = estimate_text;
         for row in &m.rows {
             let _ = writeln!(
                 s,

@@ -89,6 +89,31 @@ pub fn probabilities(
     ))
 }
 
+/// Relative change of the mean of `after` against the mean of `before`
+/// (SPEC's measure of an intervention); 0 when `before` averages 0.
+pub fn relative_change(before: &[f64], after: &[f64]) -> f64 {
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (b, a) = (mean(before), mean(after));
+    if b > 0.0 {
+        (a - b) / b
+    } else {
+        0.0
+    }
+}
+
+/// [`relative_change`] of P(answer) over `queries` when `neurons` are scaled by
+/// `factor`, against the unscaled probabilities `before`.
+pub fn scaled_change(
+    model: &Model,
+    queries: &[Query],
+    before: &[f64],
+    neurons: &[Neuron],
+    factor: f64,
+) -> Result<f64> {
+    let (after, _) = probabilities(model, queries, &scale_hooks(model, neurons, factor)?)?;
+    Ok(relative_change(before, &after))
+}
+
 /// Scale `neurons` by `factor` at the blank of every query and report the effect.
 pub fn intervene(
     model: &Model,
@@ -101,13 +126,14 @@ pub fn intervene(
     let (after, top_after) = probabilities(model, queries, &hooks)?;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (mb, ma) = (mean(&before), mean(&after));
+    let relative_change = relative_change(&before, &after);
     Ok(InterventionEffect {
         neurons: neurons.to_vec(),
         factor,
         prompts: prompt_effects(model, queries, (&before, &top_before), (&after, &top_after)),
         mean_before: mb,
         mean_after: ma,
-        relative_change: if mb > 0.0 { (ma - mb) / mb } else { 0.0 },
+        relative_change,
     })
 }
 

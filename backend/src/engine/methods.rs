@@ -14,10 +14,10 @@
 //! score rankings are compared pairwise.
 
 use super::attribution::{attribute_many, attribute_many_from, trace, Baseline, Options, Riemann};
-use super::intervene::{probabilities, scale_hooks};
+use super::intervene::{probabilities, scaled_change};
 use super::neurons::{coarse, refine, Thresholds};
 use super::{cost, host, Neuron, Query};
-use crate::models::{Hooks, Model};
+use crate::models::{Hooks, Model, ModelConfig};
 use crate::{Error, Result};
 use kn_shared::methods::{KEffect, MethodResult, MethodsReport};
 use rand::{Rng, SeedableRng};
@@ -67,9 +67,9 @@ impl Method {
         }
     }
 
-    /// FLOPs of scoring one prompt of `seq` tokens (from the shapes).
-    pub fn flops(self, model: &Model, opts: &Options, seq: usize) -> f64 {
-        let cfg = model.config();
+    /// FLOPs of scoring one prompt of `seq` tokens (from the shapes; only the
+    /// steps and mode of `opts` matter).
+    pub fn flops(self, cfg: &ModelConfig, opts: &Options, seq: usize) -> f64 {
         match self {
             Method::Ig => cost::attribution(cfg, opts.mode, seq, opts.steps),
             Method::IgMasked => {
@@ -290,17 +290,6 @@ pub fn jaccard(a: &[Neuron], b: &[Neuron]) -> Option<f64> {
     (union > 0).then(|| a.intersection(&b).count() as f64 / union as f64)
 }
 
-/// Relative change of the mean of `after` against the mean of `before`.
-fn relative(before: &[f64], after: &[f64]) -> f64 {
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let (b, a) = (mean(before), mean(after));
-    if b > 0.0 {
-        (a - b) / b
-    } else {
-        0.0
-    }
-}
-
 /// What to compare, and on what.
 pub struct Comparison<'a> {
     pub methods: &'a [Method],
@@ -345,9 +334,8 @@ pub fn compare(
     } else {
         Some(probabilities(model, c.unrelated, &Hooks::default())?.0)
     };
-    let effect = |qs: &[Query], before: &[f64], ns: &[Neuron], f: f64| -> Result<f64> {
-        let (after, _) = probabilities(model, qs, &scale_hooks(model, ns, f)?)?;
-        Ok(relative(before, &after))
+    let effect = |qs: &[Query], before: &[f64], ns: &[Neuron], f: f64| {
+        scaled_change(model, qs, before, ns, f)
     };
     let mut results = Vec::new();
     let mut means = Vec::new();
@@ -361,7 +349,7 @@ pub fn compare(
         let gflop = c
             .queries
             .iter()
-            .map(|q| m.flops(model, c.opts, q.cloze.ids.len()))
+            .map(|q| m.flops(model.config(), c.opts, q.cloze.ids.len()))
             .sum::<f64>()
             / 1e9;
         let mean = Tensor::stack(&per_prompt, 0).mean_dim(0, false, Kind::Float);

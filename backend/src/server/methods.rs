@@ -12,7 +12,7 @@ use super::{budget, edits, parse, ApiFail, AppState};
 use crate::engine::attribution::Options;
 use crate::engine::methods::{compare, Comparison, Method};
 use crate::engine::neurons::Thresholds;
-use crate::engine::{cost, Query};
+use crate::engine::Query;
 use crate::models::Vocab;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -145,16 +145,9 @@ fn work(
     for q in queries {
         let tokens = q.cloze.ids.len();
         let ig_units = ((opts.steps + 1) * tokens * cfg.n_layers) as f64;
-        let ig_flops = cost::attribution(cfg, opts.mode, tokens, opts.steps);
+        let ig_flops = Method::Ig.flops(cfg, opts, tokens);
         for m in methods {
-            let flops = match m {
-                Method::Ig => ig_flops,
-                Method::IgMasked => ig_flops + cost::forward(cfg, tokens),
-                Method::GradXAct => cost::attribution(cfg, opts.mode, tokens, 1),
-                Method::Activation => cost::forward(cfg, tokens),
-                Method::LogprobIncrease => cost::logprob_increase(cfg, tokens),
-                Method::Random => 0.0,
-            };
+            let flops = m.flops(cfg, opts, tokens);
             units += ig_units * flops / ig_flops;
         }
     }

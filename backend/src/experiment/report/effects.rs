@@ -4,7 +4,7 @@
 
 use super::stats::{estimate, mean, median};
 use super::Done;
-use crate::engine::intervene::{probabilities, random_like, scale_hooks};
+use crate::engine::intervene::{probabilities, random_like, scaled_change};
 use crate::engine::{Neuron, Query};
 use crate::models::{Hooks, Model};
 use crate::Result;
@@ -12,18 +12,6 @@ use kn_shared::experiment::{Effects, EffectsCi};
 
 /// How many other facts' prompts the specificity control uses.
 pub const UNRELATED_FACTS: usize = 3;
-
-fn relative(before: &[f64], after: &[f64]) -> f64 {
-    let (b, a) = (
-        before.iter().sum::<f64>() / before.len() as f64,
-        after.iter().sum::<f64>() / after.len() as f64,
-    );
-    if b > 0.0 {
-        (a - b) / b
-    } else {
-        0.0
-    }
-}
 
 /// Relative change of mean P(answer) over `qs` when scaling `neurons` by `factor`.
 pub fn effect(
@@ -36,8 +24,7 @@ pub fn effect(
     if neurons.is_empty() || qs.is_empty() {
         return Ok(None);
     }
-    let (after, _) = probabilities(model, qs, &scale_hooks(model, neurons, factor)?)?;
-    Ok(Some(relative(before, &after)))
+    scaled_change(model, qs, before, neurons, factor).map(Some)
 }
 
 /// Every prompt of the next `UNRELATED_FACTS` sampled facts (round robin) of
