@@ -50,6 +50,36 @@ test('compare methods, read the curves, export, reopen from the permalink', asyn
   for (const id of ['#suppress-curve', '#amplify-curve', '#suppress-unrelated-curve']) {
     assert.ok(await page.locator(`${id} svg circle`).count() >= 10, `${id}: a point per method and k`);
   }
+  // The curves show the API's numbers: the legend lists the methods in the
+  // result's order, and every point sits where its value puts it on one linear
+  // y axis (fitted on two points, checked on all), in the k order of the result.
+  const id = page.url().match(/\/r\/([0-9a-f]{20})/)[1];
+  const stored = await page.evaluate(async (id) => (await fetch(`/api/results/${id}`)).json(), id);
+  const api = stored.methods;
+  for (const [chart, pick] of [['#suppress-curve', (e) => e.suppress], ['#amplify-curve', (e) => e.amplify], ['#suppress-unrelated-curve', (e) => e.suppress_unrelated]]) {
+    const drawn = await page.locator(`${chart} svg`).evaluate((svg) => ({
+      // (The legend is laid out from the right: its last entry comes first.)
+      legend: [...svg.querySelectorAll('text')].map((t) => t.textContent.trim()).filter((t) => t.startsWith('● ')).reverse(),
+      all: [...svg.querySelectorAll('text')].map((t) => t.textContent),
+      points: [...svg.querySelectorAll('circle')].map((c) => [Number(c.getAttribute('cx')), Number(c.getAttribute('cy'))]),
+      ks: [...svg.querySelectorAll('text')].map((t) => t.textContent.trim()).filter((t) => t.startsWith('k = ')),
+    }));
+    assert.deepEqual(drawn.legend, api.methods.map((m) => `● ${m.method}`), `${chart}: legend in ${JSON.stringify(drawn.all)}`);
+    assert.deepEqual(drawn.ks, api.ks.map((k) => `k = ${k}`), `${chart}: k labels`);
+    const values = api.methods.flatMap((m) => m.by_k.map((e) => 100 * pick(e)));
+    assert.equal(drawn.points.length, values.length, `${chart}: one point per method and k`);
+    // Points are drawn method by method, k by k: x follows k, y follows the value.
+    const xs = api.ks.map((_, i) => drawn.points[i][0]);
+    drawn.points.forEach(([x], i) => assert.ok(Math.abs(x - xs[i % api.ks.length]) < 0.5, `${chart}: point ${i} at its k`));
+    const [a, b] = [0, values.findIndex((v) => Math.abs(v - values[0]) > 1)];
+    assert.ok(b > 0, `${chart}: two distinct values to fit the axis`);
+    const slope = (drawn.points[b][1] - drawn.points[a][1]) / (values[b] - values[a]);
+    assert.ok(slope < 0, `${chart}: larger changes are drawn higher`);
+    values.forEach((v, i) => {
+      const expected = drawn.points[a][1] + slope * (v - values[a]);
+      assert.ok(Math.abs(drawn.points[i][1] - expected) < 1.5, `${chart}: point ${i} (${v.toFixed(2)}%) at y ${drawn.points[i][1]}, expected ${expected.toFixed(1)}`);
+    });
+  }
   const before = await numbers(page);
   assert.match(before.effects, /ig\s+1\s+[+-]\d+\.\d%/);
   assert.doesNotMatch(before.effects, /random/);
