@@ -32,5 +32,6 @@ KN_BIN="$ROOT/target/debug/kn" node --test e2e/
 step "CUDA link check (KN_CUDA=1)"
 KN_CUDA=1 cargo build -p kn-backend --bin kn
 readelf -d target/debug/kn | grep -q 'libtorch_cuda' || { echo "kn built with KN_CUDA=1 does not link libtorch_cuda"; exit 1; }
-target/debug/kn info --device auto --model fixtures/models/tiny-bert | grep -q '"cuda_available"'
+info=$(target/debug/kn info --device auto --model fixtures/models/tiny-bert)
+grep -q '"cuda_available"' <<<"$info"
 note "kn links libtorch_cuda; --device auto runs"

@@ -97,6 +97,9 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Serve(_)) {
+        default_sigpipe();
+    }
     if cli.tf32 {
         // libtorch reads this once, at the first CUDA matrix product; nothing
         // has touched libtorch yet and no other thread runs.
@@ -139,4 +142,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Serve(args) => cli::serve::run(args, device)?,
     }
     Ok(())
+}
+
+/// A command whose output is piped into `head` or `grep -q` ends quietly when
+/// the reader goes away, as Unix tools do. Rust ignores SIGPIPE, so `println!`
+/// would panic on the closed pipe instead (seen in CI: `kn info | grep -q`).
+/// The server keeps Rust's default: a client that hangs up must never end it.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called at the start of main, before any other thread exists;
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

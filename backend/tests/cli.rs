@@ -148,3 +148,35 @@ fn methods_compares_every_method_on_one_fact() {
         "{err}"
     );
 }
+
+/// `kn info | grep -q …` closes the pipe while kn still prints: kn must end
+/// as Unix tools do (by SIGPIPE), not with a panic and exit code 101 (a CI run
+/// failed that way). Here the reader is gone before kn starts, so every run
+/// hits the closed pipe.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_kn_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_kn"))
+        .args(["info", "--model", &fixture("tiny-bert")])
+        .env("KN_LOG", "warn")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc_sigpipe()),
+        "{:?}",
+        out.status
+    );
+}
+
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13 // SIGPIPE on Linux and the BSDs
+}
