@@ -215,6 +215,32 @@ def attribution_goldens(model, tok, arch, masked):
     return out
 
 
+CHAIN_TARGETS = ["Ottawa", "Lyon", "Berlin", "Zurich", "Tokyo", "Madrid", "Lisbon"]
+
+
+def chain_goldens(model, tok, arch, masked):
+    """Multi-token answers (reference_chain.py): the first candidate answer of two or
+    three pieces, on two prompts, read at every step and at the first only."""
+    from reference_chain import chain_integrated_gradients, pieces, steps
+
+    target = next(t for t in CHAIN_TARGETS if 2 <= len(pieces(tok, t, masked)) <= 3)
+    out = []
+    for prompt in PROMPTS[:2]:
+        chain = steps(tok, prompt, target, masked)
+        for positions in ["all", "first"]:
+            acted = [positions == "all" or j == 0 for j in range(len(chain))]
+            ref = chain_integrated_gradients(model, arch, chain, acted, IG_STEPS)
+            out.append({
+                "prompt": prompt,
+                "target": target,
+                "positions": positions,
+                "steps": IG_STEPS,
+                "chain": [{"input_ids": ids, "blank": b, "piece": p} for ids, b, p in chain],
+                **ref,
+            })
+    return out
+
+
 def write_golden(folder, tok, model, arch, masked, n_layers, extra=None, attribution=False):
     g = {
         "arch": arch,
@@ -226,6 +252,7 @@ def write_golden(folder, tok, model, arch, masked, n_layers, extra=None, attribu
     }
     if attribution:
         g["attribution"] = attribution_goldens(model, tok, arch, masked)
+        g["chain"] = chain_goldens(model, tok, arch, masked)
     if extra:
         g.update(extra)
     with open(os.path.join(folder, "golden.json"), "w") as f:
@@ -468,6 +495,7 @@ def main():
     h = hashlib.sha256(open(__file__, "rb").read())
     h.update(open(os.path.join(HERE, "reference_ig.py"), "rb").read())
     h.update(open(os.path.join(HERE, "reference_methods.py"), "rb").read())
+    h.update(open(os.path.join(HERE, "reference_chain.py"), "rb").read())
     if args.smollm2:
         h.update(os.path.abspath(args.smollm2).encode())
     stamp = os.path.join(args.out, "STAMP")

@@ -39,8 +39,15 @@ pub enum Error {
     #[error("prompt: {0}")]
     Prompt(String),
 
-    #[error("target `{target}` is {} tokens for this model ({}); use a single-token target", pieces.len(), pieces.join(" | "))]
+    #[error("target `{target}` is {} tokens for this model ({}); this needs a single-token target", pieces.len(), pieces.join(" | "))]
     MultiTokenTarget { target: String, pieces: Vec<String> },
+
+    #[error("the target `{target}` is {pieces} tokens; an answer may have at most {max} (limit: answer_pieces)")]
+    AnswerTooLong {
+        target: String,
+        pieces: usize,
+        max: usize,
+    },
 
     #[error("prompt is {len} tokens but this model takes at most {max}")]
     PromptTooLong { len: usize, max: usize },
@@ -95,6 +102,7 @@ impl Error {
             Error::Tokenizer(_) => "tokenizer",
             Error::Prompt(_) => "bad_prompt",
             Error::MultiTokenTarget { .. } => "multi_token_target",
+            Error::AnswerTooLong { .. } => "limit_exceeded",
             Error::PromptTooLong { .. } => "prompt_too_long",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::CudaUnavailable => "cuda_unavailable",

@@ -87,8 +87,13 @@ pub fn cloze(model: &impl Vocab, prompt: &str) -> Result<Cloze> {
     Ok(cloze)
 }
 
-/// The single token id of `target` as an answer at this cloze's blank.
-pub fn target_id(model: &impl Vocab, cloze: &Cloze, target: &str) -> Result<u32> {
+/// Most pieces (tokens) of one answer: each piece is a step of the answer's
+/// chain (a pass of its own in every computation), so the cost grows with it.
+pub const MAX_ANSWER_PIECES: usize = 8;
+
+/// The token ids of `target` as an answer at this cloze's blank, in order (one
+/// for most answers; several for a multi-token answer such as ` Ott|awa`).
+pub fn answer_ids(model: &impl Vocab, cloze: &Cloze, target: &str) -> Result<Vec<u32>> {
     let t = target.trim();
     if t.is_empty() {
         return Err(Error::InvalidArgument("the target is empty".into()));
@@ -100,11 +105,35 @@ pub fn target_id(model: &impl Vocab, cloze: &Cloze, target: &str) -> Result<u32>
     };
     let tok = model.tokenizer();
     let ids = tok.encode_plain(&text)?;
+    if ids.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "the target `{t}` tokenises to nothing"
+        )));
+    }
+    if ids.len() > MAX_ANSWER_PIECES {
+        return Err(Error::AnswerTooLong {
+            target: t.to_string(),
+            pieces: ids.len(),
+            max: MAX_ANSWER_PIECES,
+        });
+    }
+    Ok(ids)
+}
+
+/// The single token id of `target` as an answer at this cloze's blank, for
+/// what is defined on one token only (a fact update moves a value slot from
+/// one token's embedding to another's): a multi-token target is an error that
+/// lists its pieces.
+pub fn target_id(model: &impl Vocab, cloze: &Cloze, target: &str) -> Result<u32> {
+    let ids = answer_ids(model, cloze, target)?;
     match ids.as_slice() {
         [id] => Ok(*id),
         _ => Err(Error::MultiTokenTarget {
-            target: t.to_string(),
-            pieces: ids.iter().map(|&i| tok.token_text(i)).collect(),
+            target: target.trim().to_string(),
+            pieces: ids
+                .iter()
+                .map(|&i| model.tokenizer().token_text(i))
+                .collect(),
         }),
     }
 }
@@ -119,18 +148,23 @@ pub fn predict(model: &Model, req: &PredictRequest) -> Result<PredictResponse> {
 /// Answer several predictions with one forward pass: the prompts right-padded
 /// into one batch (each row masked to its own tokens, read at its own blank),
 /// their distributions read back at once. One answer per request, in order; a
-/// request's own error (no blank, a multi-token target) is its answer alone.
-/// The numbers are those of one prompt at a time up to float rounding (the
-/// matrix products have other shapes): the same top tokens, probabilities
-/// within about 1e-6 relative.
+/// request's own error (no blank, a target over the limits) is its answer
+/// alone. A multi-token target adds one row per later piece (the answer's
+/// steps, `engine::Query::steps`). The numbers are those of one prompt at a
+/// time up to float rounding (the matrix products have other shapes): the
+/// same top tokens, probabilities within about 1e-6 relative.
 pub fn predict_many(model: &Model, reqs: &[PredictRequest]) -> Vec<Result<PredictResponse>> {
-    let checked: Vec<Result<(Cloze, Option<u32>)>> = reqs.iter().map(|r| check(model, r)).collect();
-    let ok: Vec<&(Cloze, Option<u32>)> = checked.iter().filter_map(|c| c.as_ref().ok()).collect();
-    let probs = if ok.is_empty() {
+    let checked: Vec<Result<Rows>> = reqs.iter().map(|r| check(model, r)).collect();
+    let rows: Vec<(Vec<u32>, usize)> = checked
+        .iter()
+        .filter_map(|c| c.as_ref().ok())
+        .flat_map(|r| r.rows())
+        .collect();
+    let probs = if rows.is_empty() {
         None
     } else {
-        let ids: Vec<Vec<u32>> = ok.iter().map(|(c, _)| c.ids.clone()).collect();
-        let blanks: Vec<usize> = ok.iter().map(|(c, _)| c.blank).collect();
+        let ids: Vec<Vec<u32>> = rows.iter().map(|(ids, _)| ids.clone()).collect();
+        let blanks: Vec<usize> = rows.iter().map(|&(_, b)| b).collect();
         match batch_probs(model, &ids, &blanks) {
             Ok(p) => Some(p),
             Err(e) => {
@@ -148,29 +182,60 @@ pub fn predict_many(model: &Model, reqs: &[PredictRequest]) -> Vec<Result<Predic
     reqs.iter()
         .zip(checked)
         .map(|(req, c)| {
-            let (cloze, target) = c?;
-            let probs = probs.as_ref().expect("a row per checked request").get(row);
-            row += 1;
-            respond(model, req, &cloze, target, &probs)
+            let r = c?;
+            let n = r.rows().len() as i64;
+            let probs = probs
+                .as_ref()
+                .expect("rows for every checked request")
+                .narrow(0, row, n);
+            row += n;
+            respond(model, req, &r, &probs)
         })
         .collect()
 }
 
-/// A request's blank and target, or why it cannot be answered.
-fn check(model: &Model, req: &PredictRequest) -> Result<(Cloze, Option<u32>)> {
+/// A checked request: its cloze, and its answer's steps when it names one.
+struct Rows {
+    cloze: Cloze,
+    steps: Vec<crate::engine::Query>,
+}
+
+impl Rows {
+    /// The rows it reads: the answer's steps (the first one is the cloze the
+    /// top tokens are read at), or the cloze alone.
+    fn rows(&self) -> Vec<(Vec<u32>, usize)> {
+        if self.steps.is_empty() {
+            vec![(self.cloze.ids.clone(), self.cloze.blank)]
+        } else {
+            self.steps
+                .iter()
+                .map(|q| (q.cloze.ids.clone(), q.cloze.blank))
+                .collect()
+        }
+    }
+}
+
+/// A request's blank and answer, or why it cannot be answered.
+fn check(model: &Model, req: &PredictRequest) -> Result<Rows> {
     if req.top_k == 0 || req.top_k > 1000 {
         return Err(Error::InvalidArgument(format!(
             "top_k is {}; it must be between 1 and 1000",
             req.top_k
         )));
     }
-    let cloze = cloze(model, &req.prompt)?;
-    let target = req
-        .target
-        .as_deref()
-        .map(|t| target_id(model, &cloze, t))
-        .transpose()?;
-    Ok((cloze, target))
+    match req.target.as_deref() {
+        None => Ok(Rows {
+            cloze: cloze(model, &req.prompt)?,
+            steps: Vec::new(),
+        }),
+        Some(t) => {
+            let q = crate::engine::Query::new(model, &req.prompt, t)?;
+            Ok(Rows {
+                steps: q.steps(),
+                cloze: q.cloze,
+            })
+        }
+    }
 }
 
 /// `[n, vocab]` probabilities at each row's blank, on the CPU (one read).
@@ -185,33 +250,45 @@ fn batch_probs(model: &Model, ids: &[Vec<u32>], blanks: &[usize]) -> Result<Tens
 fn respond(
     model: &Model,
     req: &PredictRequest,
-    cloze: &Cloze,
-    target: Option<u32>,
+    r: &Rows,
     probs: &Tensor,
 ) -> Result<PredictResponse> {
+    let first = probs.get(0);
     let vocab = model.config().vocab_size;
     let k = req.top_k.min(vocab) as i64;
-    let (vals, idx) = probs.topk(k, 0, true, true);
+    let (vals, idx) = first.topk(k, 0, true, true);
     let vals: Vec<f32> = Vec::try_from(&vals)?;
     let idx: Vec<i64> = Vec::try_from(&idx)?;
+    let token = |id: u32| model.tokenizer.token_text(id);
     let top_k = idx
         .iter()
         .zip(&vals)
         .map(|(&i, &p)| TokenProb {
             id: i as u32,
-            token: model.tokenizer.token_text(i as u32),
+            token: token(i as u32),
             prob: p.into(),
         })
         .collect();
-    let target = match target {
-        Some(id) => {
-            let p = probs.double_value(&[id as i64]);
-            let higher = probs.gt(p).sum(Kind::Int64).int64_value(&[]);
+    let target = match r.steps.first() {
+        Some(q0) => {
+            let pieces: Vec<TokenProb> = r
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(j, q)| TokenProb {
+                    id: q.target,
+                    token: token(q.target),
+                    prob: probs.double_value(&[j as i64, q.target as i64]),
+                })
+                .collect();
+            let p0 = pieces[0].prob;
+            let higher = first.gt(p0).sum(Kind::Int64).int64_value(&[]);
             Some(TargetProb {
-                id,
-                token: model.tokenizer.token_text(id),
-                prob: p,
+                id: q0.target,
+                token: pieces.iter().map(|p| p.token.as_str()).collect(),
+                prob: pieces.iter().map(|p| p.prob).product(),
                 rank: higher as usize + 1,
+                pieces: if pieces.len() > 1 { pieces } else { Vec::new() },
             })
         }
         None => None,
@@ -219,13 +296,9 @@ fn respond(
     Ok(PredictResponse {
         model: model.name.clone(),
         prompt: req.prompt.clone(),
-        tokens: cloze
-            .ids
-            .iter()
-            .map(|&i| model.tokenizer.token_text(i))
-            .collect(),
-        input_ids: cloze.ids.clone(),
-        blank_index: cloze.blank,
+        tokens: r.cloze.ids.iter().map(|&i| token(i)).collect(),
+        input_ids: r.cloze.ids.clone(),
+        blank_index: r.cloze.blank,
         top_k,
         target,
     })

@@ -162,10 +162,10 @@ async fn every_bad_request_gets_a_clear_error() {
         &app,
         "POST",
         p,
-        r#"{"prompt": "a [MASK]", "target": "Zyxwvutsrq"}"#,
+        r#"{"prompt": "a [MASK]", "target": "Zyxwvutsrq Zyxwvutsrq Zyxwvutsrq"}"#,
         S::UNPROCESSABLE_ENTITY,
-        "multi_token_target",
-        "tokens",
+        "limit_exceeded",
+        "answer_pieces",
     )
     .await;
     let huge = format!(
@@ -533,6 +533,7 @@ async fn experiments_list_and_reports() {
         facts_per_relation: Some(2),
         relations: vec!["P36".into(), "P19".into()],
         known_facts_per_relation: 0,
+        multi_token: None,
     };
     let opts = run::RunOptions {
         ig: Default::default(),

@@ -256,8 +256,16 @@ fn batches_of_prompts_keep_the_numbers() {
                     for (p, q) in a.p_zero.iter().zip(&b.p_zero) {
                         assert!((p - q).abs() < 1e-6, "{dir} {mode:?} prompt {i}: P(0)");
                     }
-                    let same_acts = a.activations.allclose(&b.activations, 1e-5, 1e-6, false);
-                    assert!(same_acts, "{dir} {mode:?} prompt {i}: activations");
+                    // Within 1e-5 of the largest activation (a multi-token
+                    // answer's are the mean of its steps', whose rounding
+                    // depends on the batch they share).
+                    let max = f64::try_from(a.activations.abs().max()).unwrap();
+                    let diff =
+                        f64::try_from((&a.activations - &b.activations).abs().max()).unwrap();
+                    assert!(
+                        diff <= 1e-5 * max,
+                        "{dir} {mode:?} prompt {i}: activations differ by {diff} (largest {max})"
+                    );
                 }
             }
         }

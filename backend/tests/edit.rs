@@ -23,19 +23,15 @@ fn file_bytes(dir: &str) -> Vec<u8> {
 
 /// A query whose target is the model's current top-1, so the update has something to change.
 fn top1_query(m: &kn::Model, prompt: &str) -> Query {
-    let mut q = Query::new(m, prompt, "x").unwrap_or_else(|_| Query {
-        prompt: prompt.into(),
-        cloze: kn::predict::cloze(m, prompt).unwrap(),
-        target: 0,
-    });
+    let q = Query::with_token(m, prompt, 0).unwrap();
     let l = logits(m, &q);
-    q.target = l
+    let top = l
         .iter()
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .unwrap()
         .0 as u32;
-    q
+    Query::with_token(m, prompt, top).unwrap()
 }
 
 #[test]
@@ -167,8 +163,13 @@ fn rates_read_the_change_both_ways() {
     use kn::engine::edit::{known_before, rates};
     let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
     let right = top1_query(&m, "The capital of France is [MASK].");
-    let mut wrong = top1_query(&m, "France's capital is [MASK].");
-    wrong.target = (wrong.target + 1) % m.config().vocab_size as u32;
+    let wrong = top1_query(&m, "France's capital is [MASK].");
+    let wrong = Query::with_token(
+        &m,
+        &wrong.prompt,
+        (wrong.target + 1) % m.config().vocab_size as u32,
+    )
+    .unwrap();
     let qs = [right.clone(), wrong];
     let known = known_before(&m, &qs).unwrap();
     assert_eq!(known, vec![true, false]);

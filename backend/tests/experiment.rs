@@ -28,6 +28,7 @@ fn settings(m: &kn::Model, name: &str, relations: &[&str], per_relation: usize) 
         facts_per_relation: Some(per_relation),
         relations: relations.iter().map(|s| s.to_string()).collect(),
         known_facts_per_relation: 0,
+        multi_token: None,
     }
 }
 
@@ -66,8 +67,21 @@ fn counts_for_masked_and_causal_models() {
         // Every fact is either eligible or skipped for a reason, and counted.
         let unrefinable: usize = c.unrefinable.iter().map(|u| u.facts).sum();
         assert_eq!(
-            c.eligible_facts + c.multi_token + c.no_template + unrefinable,
+            c.eligible_facts + c.multi_token + c.no_template + unrefinable + c.unusable,
             c.facts,
+            "{name}"
+        );
+        assert_eq!(c.unusable, 0, "{name}");
+        assert!(!c.multi_token_included);
+        // With multi-token answers: those up to 8 pieces are planned.
+        let mut with = s.clone();
+        with.multi_token = Some(Default::default());
+        let w = plan(&m, &d, &with).unwrap().coverage;
+        assert!(w.multi_token_included);
+        assert_eq!(w.multi_token, c.multi_token);
+        assert_eq!(
+            w.eligible_facts,
+            c.eligible_facts + c.multi_token - w.too_many_pieces,
             "{name}"
         );
         // SPEC's "at least 4 templates", applied to the templates the model

@@ -98,6 +98,7 @@ fn the_plan_finds_facts_smollm2_knows() {
         facts_per_relation: Some(2),
         relations: vec!["P36".into()],
         known_facts_per_relation: 3,
+        multi_token: Some(Default::default()),
     };
     let p = plan(&m, &data, &s).unwrap();
     assert_eq!(p.sample.len(), 2);
@@ -106,7 +107,9 @@ fn the_plan_finds_facts_smollm2_knows() {
     assert_eq!(p.items.len(), p.sample.union(&p.known).count());
     let rel = data.relation("P36").unwrap();
     for it in &p.known {
-        let qs = fact_queries(&m, rel, it.fact).unwrap();
+        let qs = fact_queries(&m, rel, it.fact, Default::default()).unwrap();
+        // An update (what the known facts are for) needs a one-token answer.
+        assert!(!qs.iter().any(|q| q.is_chain()), "fact {}", it.fact);
         let (_, top) = kn::engine::intervene::probabilities(&m, &qs, &Default::default()).unwrap();
         assert!(
             top.iter().zip(&qs).any(|(&t, q)| t == q.target),

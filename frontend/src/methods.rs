@@ -82,6 +82,7 @@ pub fn MethodsSection(page: Page, bench: Workbench, outcome: Outcome) -> impl In
             model: (!model.is_empty()).then_some(model),
             target,
             prompts: lines(&page.prompts.get_untracked()),
+            answer_positions: Default::default(),
             methods: chosen(),
             ks: page
                 .ks

@@ -120,6 +120,14 @@ pub struct Coverage {
     pub usable_prompts: usize,
     /// Facts whose answer this model's tokenizer splits into several tokens.
     pub multi_token: usize,
+    /// Whether those facts are planned (read as chains of one-token steps);
+    /// runs made before they could be attributed left them out.
+    #[serde(default)]
+    pub multi_token_included: bool,
+    /// Of the multi-token facts, those left out because their answer has more
+    /// pieces than an answer may have (8).
+    #[serde(default)]
+    pub too_many_pieces: usize,
     /// Facts of relations without a usable template.
     pub no_template: usize,
     /// Facts whose prompt cannot be built (too long for the model, or the
@@ -666,7 +674,18 @@ pub fn markdown(r: &ExperimentReport) -> String {
         ("facts", c.facts),
         ("prompts (all templates)", c.prompts),
         ("prompts this model can use", c.usable_prompts),
-        ("facts skipped: answer is several tokens", c.multi_token),
+        (
+            if c.multi_token_included {
+                "facts whose answer is several tokens (included)"
+            } else {
+                "facts skipped: answer is several tokens"
+            },
+            c.multi_token,
+        ),
+        (
+            "facts skipped: answer of more than 8 tokens",
+            c.too_many_pieces,
+        ),
         ("facts skipped: no usable template", c.no_template),
         ("facts skipped: prompt unusable", c.unusable),
         (

@@ -44,7 +44,7 @@ pub struct PredictRequest {
     pub model: Option<String>,
     /// A cloze prompt with exactly one `[MASK]`, e.g. `The capital of France is [MASK].`
     pub prompt: String,
-    /// Optional answer whose probability and rank to report (one token).
+    /// Optional answer whose probability and rank to report (one token or several).
     #[serde(default)]
     pub target: Option<String>,
     /// How many top predictions to return (1..=1000).
@@ -71,6 +71,12 @@ pub struct TokenProb {
 }
 
 /// The target's probability and its rank (1 = the model's top prediction).
+///
+/// A multi-token answer is a chain of one-token steps, each piece predicted
+/// from the prompt and the answer's earlier pieces: `prob` is the product of
+/// the pieces' probabilities (P(answer)), `id`, `token` and `rank` are the
+/// first piece's at the blank, and `pieces` lists every piece with its own
+/// probability.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TargetProb {
@@ -78,6 +84,51 @@ pub struct TargetProb {
     pub token: String,
     pub prob: f64,
     pub rank: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pieces: Vec<TokenProb>,
+}
+
+/// Where the neurons of a multi-token answer are read and acted on (one-token
+/// answers have one position, and this changes nothing). The answer is a chain
+/// of one-token steps, each read at its own blank; see docs/method.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerPositions {
+    /// At every step's blank: integrated gradients of P(answer) along one path
+    /// that scales them all, and interventions that scale them all.
+    #[default]
+    All,
+    /// At the first step's blank only (the position predicting the first
+    /// piece); the later steps are read as they are.
+    First,
+}
+
+impl AnswerPositions {
+    /// For `skip_serializing_if`: the default is left out of stored requests,
+    /// so the ids of results made before the option existed stay the same.
+    pub fn is_default(&self) -> bool {
+        *self == AnswerPositions::All
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AnswerPositions::All => "all",
+            AnswerPositions::First => "first",
+        }
+    }
+}
+
+impl std::str::FromStr for AnswerPositions {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(AnswerPositions::All),
+            "first" => Ok(AnswerPositions::First),
+            _ => Err(format!("`{s}`: the answer positions are `all` or `first`")),
+        }
+    }
 }
 
 /// The answer distribution at the blank of a cloze prompt.
@@ -402,10 +453,13 @@ pub struct EditReport {
 pub struct AnalyzeRequest {
     #[serde(default)]
     pub model: Option<String>,
-    /// The answer (one token for the model).
+    /// The answer (one or several tokens for the model).
     pub target: String,
     /// Paraphrased prompts of the fact, each with one `[MASK]`.
     pub prompts: Vec<String>,
+    /// Where a multi-token answer's neurons are read (`all` or `first`).
+    #[serde(default, skip_serializing_if = "AnswerPositions::is_default")]
+    pub answer_positions: AnswerPositions,
     #[serde(default = "default_steps")]
     pub steps: usize,
     /// `right` (the paper) or `left` (the authors' code).

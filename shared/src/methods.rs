@@ -72,10 +72,13 @@ pub struct MethodsReport {
 pub struct MethodsRequest {
     #[serde(default)]
     pub model: Option<String>,
-    /// The fact's answer (one token for the model).
+    /// The fact's answer (one or several tokens for the model).
     pub target: String,
     /// The fact's prompts, each with one `[MASK]`.
     pub prompts: Vec<String>,
+    /// Where a multi-token answer's neurons are read (`all` or `first`).
+    #[serde(default, skip_serializing_if = "crate::AnswerPositions::is_default")]
+    pub answer_positions: crate::AnswerPositions,
     /// Methods to run, in order: `ig`, `ig-masked-baseline`, `activation`,
     /// `grad-x-act`, `logprob-increase`, `random`.
     #[serde(default = "default_methods")]

@@ -34,6 +34,14 @@ pub struct PlanArgs {
     known_facts_per_relation: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Leave out the facts whose answer is several tokens (the plan of runs
+    /// made before they could be attributed; resume those with this flag).
+    #[arg(long)]
+    one_token_answers: bool,
+    /// Where a multi-token answer's neurons are read: `all` (every piece's
+    /// position, one path) or `first` (the position predicting the first piece).
+    #[arg(long, default_value = "all")]
+    answer_positions: kn_shared::AnswerPositions,
 }
 
 #[derive(Subcommand)]
@@ -165,6 +173,7 @@ fn settings(p: &PlanArgs, m: &kn::Model, ig: Option<&IgArgs>) -> Settings {
         facts_per_relation: p.facts_per_relation,
         relations,
         known_facts_per_relation: p.known_facts_per_relation,
+        multi_token: (!p.one_token_answers).then_some(p.answer_positions),
     }
 }
 
@@ -195,7 +204,7 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
                 let c = &pl.coverage;
                 println!(
                     "{} relations, {} facts, {} prompts; {} prompts usable by this {} model\n\
-                     skipped: {} facts whose answer is several tokens, {} without a usable template\n\
+                     {} facts whose answer is several tokens ({}); skipped: {} without a usable template\n\
                      eligible: {} facts, {} prompts; planned: {} facts",
                     c.relations,
                     c.facts,
@@ -203,6 +212,7 @@ pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result
                     c.usable_prompts,
                     if m.config().arch.is_masked() { "masked" } else { "causal" },
                     c.multi_token,
+                    if c.multi_token_included { "included" } else { "skipped" },
                     c.no_template,
                     c.eligible_facts,
                     c.eligible_prompts,

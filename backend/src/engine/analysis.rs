@@ -52,6 +52,7 @@ pub fn analyze_with(
         .enumerate()
         .map(|(i, p)| {
             Query::new(model, p, &req.target)
+                .map(|q| q.with_positions(req.answer_positions))
                 .map_err(|e| Error::InvalidArgument(format!("prompt {}: {e}", i + 1)))
         })
         .collect::<Result<Vec<_>>>()?;

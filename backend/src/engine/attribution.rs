@@ -16,7 +16,7 @@
 //!   the earlier positions are untouched by the change, so their keys and values
 //!   come from the trace and only the last position is recomputed per step.
 
-use super::Query;
+use super::{Chains, Query};
 use crate::models::{At, Batch, Ctx, Hooks, Kv, Model, NeuronOp};
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
@@ -395,6 +395,29 @@ impl Plan {
             steps: per_layer,
         }
     }
+
+    /// The passes for exactly `rows` prompts attributed together (the steps of
+    /// multi-token answers, which cannot be split): whole layers while
+    /// `rows × (m + 1)` fits the budget, else chunks of steps.
+    pub fn for_rows(opts: &Options, n_layers: usize, rows: usize, seq_len: usize) -> Plan {
+        let per_layer = opts.steps + 1;
+        let rows = rows.max(1);
+        let max_rows = opts
+            .max_batch
+            .min((opts.max_row_tokens / seq_len.max(1)).max(1));
+        if rows * per_layer > max_rows {
+            return Plan {
+                prompts: rows,
+                layers: 1,
+                steps: (max_rows / rows).clamp(1, per_layer),
+            };
+        }
+        Plan {
+            prompts: rows,
+            layers: (max_rows / (rows * per_layer)).clamp(1, n_layers.max(1)),
+            steps: per_layer,
+        }
+    }
 }
 
 /// Integrated gradients of every prompt of `qs` (each with its own answer) for
@@ -442,34 +465,143 @@ pub fn attribute_many_from(
             cfg.n_layers
         )));
     }
-    if let Some(q) = qs.iter().find(|q| q.target as usize >= cfg.vocab_size) {
+    if let Some(t) = qs
+        .iter()
+        .flat_map(|q| &q.answer)
+        .find(|&&t| t as usize >= cfg.vocab_size)
+    {
         return Err(Error::InvalidArgument(format!(
-            "target id {} is outside the vocabulary",
-            q.target
+            "target id {t} is outside the vocabulary"
         )));
     }
-    let seq_len = qs.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
-    let plan = Plan::new(opts, layers.len(), qs.len(), seq_len);
-    let mut out = Vec::with_capacity(qs.len());
-    for chunk in qs.chunks(plan.prompts) {
+    let chains = Chains::new(qs);
+    if !chains.any() {
+        let seq_len = qs.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
+        let plan = Plan::new(opts, layers.len(), qs.len(), seq_len);
+        let mut out = Vec::with_capacity(qs.len());
+        for chunk in qs.chunks(plan.prompts) {
+            let done = out.len();
+            let groups: Vec<Group> = (0..chunk.len()).map(Group::one).collect();
+            out.extend(attribute_chunk(
+                model,
+                chunk,
+                &groups,
+                opts,
+                &plan,
+                layers.clone(),
+                &mut || keep_going(done),
+                baseline,
+            )?);
+        }
+        return Ok(out);
+    }
+    attribute_chains(model, &chains, opts, layers, keep_going, baseline)
+}
+
+/// The acted steps of one query, as rows of a chunk, and the product `c` of
+/// its other steps' probabilities (held as they are).
+struct Group {
+    rows: std::ops::Range<usize>,
+    c: f64,
+}
+
+impl Group {
+    fn one(row: usize) -> Group {
+        Group {
+            rows: row..row + 1,
+            c: 1.0,
+        }
+    }
+}
+
+/// [`attribute_many_from`] for queries with multi-token answers. A query's
+/// acted steps (every step, or the first: [`Query::positions`]) are rows of one
+/// chunk; its other steps' probabilities are read once and held. The path
+/// scales every acted step's blank together, so the score is integrated
+/// gradients of `F(α) = ∏_acted P_j(α) · ∏_other P_j`, i.e. of P(answer):
+/// each row's gradient at `α_k` is weighted by the other factors at `α_k`, and
+/// the rows' scores add up (completeness: `Σ_i Attr_i ≈ F(1) − F(0)`).
+fn attribute_chains(
+    model: &Model,
+    chains: &Chains,
+    opts: &Options,
+    layers: std::ops::Range<usize>,
+    keep_going: &mut dyn FnMut(usize) -> bool,
+    baseline: Baseline,
+) -> Result<Vec<Attribution>> {
+    let held: Vec<usize> = (0..chains.steps.len())
+        .filter(|&s| !chains.acted[s])
+        .collect();
+    let mut p_held = vec![1.0; chains.steps.len()];
+    if !held.is_empty() {
+        let qs: Vec<Query> = held.iter().map(|&s| chains.steps[s].clone()).collect();
+        let (p, _) = super::intervene::probabilities(model, &qs, &crate::models::Hooks::default())?;
+        for (&s, p) in held.iter().zip(p) {
+            p_held[s] = p;
+        }
+    }
+    let acted: Vec<Vec<Query>> = chains
+        .of
+        .iter()
+        .map(|r| {
+            r.clone()
+                .filter(|&s| chains.acted[s])
+                .map(|s| chains.steps[s].clone())
+                .collect()
+        })
+        .collect();
+    let rows: usize = acted.iter().map(Vec::len).sum();
+    let seq_len = acted
+        .iter()
+        .flatten()
+        .map(|q| q.cloze.ids.len())
+        .max()
+        .unwrap_or(1);
+    let plan = Plan::new(opts, layers.len(), rows, seq_len);
+    let mut out = Vec::with_capacity(acted.len());
+    let mut next = 0;
+    while next < acted.len() {
+        // Whole queries into a chunk, up to the plan's rows (a query with more
+        // acted steps than that gets a chunk, and passes, of its own).
+        let (mut chunk, mut groups) = (Vec::new(), Vec::new());
+        let mut end = next;
+        while end < acted.len()
+            && (chunk.is_empty() || chunk.len() + acted[end].len() <= plan.prompts)
+        {
+            let start = chunk.len();
+            chunk.extend(acted[end].iter().cloned());
+            let c = chains.of[end].clone().map(|s| p_held[s]).product();
+            groups.push(Group {
+                rows: start..chunk.len(),
+                c,
+            });
+            end += 1;
+        }
+        let chunk_plan = Plan::for_rows(opts, layers.len(), chunk.len(), seq_len);
         let done = out.len();
         out.extend(attribute_chunk(
             model,
-            chunk,
+            &chunk,
+            &groups,
             opts,
-            &plan,
+            &chunk_plan,
             layers.clone(),
             &mut || keep_going(done),
             baseline,
         )?);
+        next = end;
     }
     Ok(out)
 }
 
-/// [`attribute_many`] for prompts that share every pass.
+/// [`attribute_many`] for prompts that share every pass: one result per
+/// group of rows (one row each, unless they are the steps of a multi-token
+/// answer: [`attribute_chains`]).
+#[allow(clippy::too_many_arguments)]
 fn attribute_chunk(
     model: &Model,
     qs: &[Query],
+    groups: &[Group],
     opts: &Options,
     plan: &Plan,
     layers: std::ops::Range<usize>,
@@ -562,6 +694,11 @@ fn attribute_chunk(
             probs[l].push(p.narrow(0, k as i64 * rows, rows).view([pn, steps]));
         }
     }
+    let chained = groups.len() < qs.len() || groups.iter().any(|g| g.c != 1.0);
+    let window = |x: &Tensor| match opts.riemann {
+        Riemann::Right => x.narrow(1, 1, m),
+        Riemann::Left => x.narrow(1, 0, m),
+    };
     // Everything stays on the device until the prompts are done, then comes
     // back in one read: per layer and prompt `[scores | activations | P(0),
     // P(w̄)]`, then each prompt's P(y*).
@@ -570,20 +707,76 @@ fn attribute_chunk(
         .map(|l| {
             let grads = Tensor::cat(&grads[l], 1); // [p, m+1, d_ff]
             let probs = Tensor::cat(&probs[l], 1); // [p, m+1]
-            let summed = match opts.riemann {
-                Riemann::Right => grads.narrow(1, 1, m),
-                Riemann::Left => grads.narrow(1, 0, m),
-            }
-            .sum_dim_intlist(1, false, Kind::Float);
             let span = match &origin {
                 None => w[l].shallow_clone(),
                 Some(b) => &w[l] - &b[l],
             };
-            let s = span * summed / m as f64;
-            let ends = Tensor::stack(&[probs.select(1, 0), probs.select(1, m)], 1);
-            Tensor::cat(&[s, w[l].shallow_clone(), ends], 1)
+            if !chained {
+                let summed = window(&grads).sum_dim_intlist(1, false, Kind::Float);
+                let s = span * summed / m as f64;
+                let ends = Tensor::stack(&[probs.select(1, 0), probs.select(1, m)], 1);
+                return Tensor::cat(&[s, w[l].shallow_clone(), ends], 1);
+            }
+            // A group's F(α_k) = c · ∏_rows P_r(α_k); row r's gradient is
+            // weighted by the factors other than its own.
+            let (mut s, mut act, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+            for g in groups {
+                let (r0, n) = (g.rows.start as i64, g.rows.len() as i64);
+                let p = probs.narrow(0, r0, n); // [n, m+1]
+                let weights = Tensor::stack(
+                    &(0..n)
+                        .map(|r| {
+                            let others: Vec<Tensor> =
+                                (0..n).filter(|&o| o != r).map(|o| p.get(o)).collect();
+                            if others.is_empty() {
+                                p.get(r).ones_like() * g.c
+                            } else {
+                                Tensor::stack(&others, 0).prod_dim_int(0, false, Kind::Float) * g.c
+                            }
+                        })
+                        .collect::<Vec<_>>(),
+                    0,
+                ); // [n, m+1]
+                let weighted = (window(&grads.narrow(0, r0, n)) * window(&weights).unsqueeze(2))
+                    .sum_dim_intlist(1, false, Kind::Float); // [n, d_ff]
+                s.push(
+                    (span.narrow(0, r0, n) * weighted / m as f64).sum_dim_intlist(
+                        0,
+                        false,
+                        Kind::Float,
+                    ),
+                );
+                act.push(w[l].narrow(0, r0, n).mean_dim(0, false, Kind::Float));
+                let f = p.prod_dim_int(0, false, Kind::Float) * g.c; // [m+1]
+                ends.push(Tensor::stack(&[f.get(0), f.get(m)], 0));
+            }
+            Tensor::cat(
+                &[
+                    Tensor::stack(&s, 0),
+                    Tensor::stack(&act, 0),
+                    Tensor::stack(&ends, 0),
+                ],
+                1,
+            )
         })
         .collect();
+    let p_target = if chained {
+        Tensor::stack(
+            &groups
+                .iter()
+                .map(|g| {
+                    p_target
+                        .narrow(0, g.rows.start as i64, g.rows.len() as i64)
+                        .prod(Kind::Float)
+                        * g.c
+                })
+                .collect::<Vec<_>>(),
+            0,
+        )
+    } else {
+        p_target
+    };
+    let pn = groups.len() as i64;
     let all = Tensor::cat(&[Tensor::stack(&packed, 0).view(-1), p_target.view(-1)], 0);
     let host = super::host::to_host(&all.to_kind(Kind::Float));
     let (nl, per) = (layers.len() as i64, 2 * d_ff + 2);

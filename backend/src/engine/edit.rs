@@ -380,7 +380,28 @@ pub fn erase(
     })
 }
 
-/// `exp(mean −log P(gold))` over `queries` (each query's target is its gold answer).
+/// Refuse multi-token answers where an edit's measure is defined on one token
+/// (a fact update moves a value slot from the old answer's embedding to the
+/// new one's, and its ranks are read at one blank).
+pub fn one_token(model: &impl crate::models::Vocab, queries: &[Query]) -> Result<()> {
+    match queries.iter().find(|q| q.is_chain()) {
+        None => Ok(()),
+        Some(q) => {
+            let pieces: Vec<String> = q
+                .answer
+                .iter()
+                .map(|&i| model.tokenizer().token_text(i))
+                .collect();
+            Err(Error::MultiTokenTarget {
+                target: pieces.concat(),
+                pieces,
+            })
+        }
+    }
+}
+
+/// `exp(mean −log P(gold))` over `queries` (each query's target is its gold
+/// answer; a multi-token answer's P is the product of its pieces').
 pub fn perplexity(model: &Model, queries: &[Query]) -> Result<f64> {
     let (p, _) = probabilities(model, queries, &Hooks::default())?;
     let nll: f64 = p
@@ -405,14 +426,15 @@ pub struct Rates {
     pub known: usize,
 }
 
-/// Which of `queries` the model answers with their target now (before an edit).
+/// Which of `queries` the model answers with their target now (before an
+/// edit): its greedy answer is the whole answer.
 pub fn known_before(model: &Model, queries: &[Query]) -> Result<Vec<bool>> {
-    let (_, top) = probabilities(model, queries, &Hooks::default())?;
-    Ok(top
-        .iter()
-        .zip(queries)
-        .map(|(&t, q)| t == q.target)
-        .collect())
+    Ok(
+        super::intervene::answers(model, queries, &Hooks::default())?
+            .iter()
+            .map(|a| a.greedy)
+            .collect(),
+    )
 }
 
 /// Rates of the model as it is now (after an edit) on a fact's prompts, whose
@@ -531,6 +553,7 @@ pub fn plan_update(
     let first = qs
         .first()
         .ok_or_else(|| Error::InvalidArgument("a fact needs at least one prompt".into()))?;
+    one_token(model, qs)?;
     let (old, new) = (
         first.target,
         crate::predict::target_id(model, &first.cloze, new_target)?,

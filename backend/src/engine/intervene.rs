@@ -6,7 +6,7 @@
 //! random neurons (same layers, seeded), the baseline's neurons, and prompts of
 //! an unrelated fact.
 
-use super::{Neuron, Query};
+use super::{Chains, Neuron, Query};
 use crate::models::{Batch, Hooks, Model, ModelConfig, NeuronOp};
 use crate::{Error, Result};
 use kn_shared::{InterventionEffect, PromptEffect};
@@ -60,14 +60,73 @@ pub fn scale_hooks(model: &Model, neurons: &[Neuron], factor: f64) -> Result<Hoo
 }
 
 /// `P(target)` and the top-1 token of every query, with `hooks` applied.
+///
+/// A multi-token answer's P is the product over its steps, with the hooks
+/// acting at the steps its [`Query::positions`] name (every step, or the
+/// first); its top-1 is the first step's. Hooks must then hold one operation
+/// for all rows (`[d_ff]`), as [`scale_hooks`] makes.
 pub fn probabilities(
     model: &Model,
     queries: &[Query],
     hooks: &Hooks,
 ) -> Result<(Vec<f64>, Vec<u32>)> {
+    let a = answers(model, queries, hooks)?;
+    Ok(a.into_iter().map(|a| (a.p, a.top1)).unzip())
+}
+
+/// What [`answers`] reads of one query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Answer {
+    /// P(answer): the product of its pieces' probabilities.
+    pub p: f64,
+    /// The top-1 token at the first step's blank.
+    pub top1: u32,
+    /// Whether the top-1 of every step is that step's piece: the model's
+    /// greedy answer is the whole answer.
+    pub greedy: bool,
+}
+
+/// [`probabilities`], with whether the model's greedy answer is the answer.
+pub fn answers(model: &Model, queries: &[Query], hooks: &Hooks) -> Result<Vec<Answer>> {
     if queries.is_empty() {
         return Err(Error::InvalidArgument("no prompts".into()));
     }
+    let chains = Chains::new(queries);
+    if !chains.any() {
+        let (p, top) = step_probabilities(model, queries, hooks)?;
+        return Ok(p
+            .into_iter()
+            .zip(top)
+            .zip(queries)
+            .map(|((p, top1), q)| Answer {
+                p,
+                top1,
+                greedy: top1 == q.target,
+            })
+            .collect());
+    }
+    let hooks = hooks.for_rows(&chains.acted, model.config())?;
+    let (p, top) = step_probabilities(model, &chains.steps, &hooks)?;
+    let greedy = chains.all(|s| top[s] == chains.steps[s].target);
+    Ok(chains
+        .product(&p)
+        .into_iter()
+        .zip(&chains.of)
+        .zip(greedy)
+        .map(|((p, r), greedy)| Answer {
+            p,
+            top1: top[r.start],
+            greedy,
+        })
+        .collect())
+}
+
+/// `P(target)` and the top-1 token at each one-token query's blank.
+fn step_probabilities(
+    model: &Model,
+    queries: &[Query],
+    hooks: &Hooks,
+) -> Result<(Vec<f64>, Vec<u32>)> {
     let seqs: Vec<Vec<u32>> = queries.iter().map(|q| q.cloze.ids.clone()).collect();
     let blanks: Vec<usize> = queries.iter().map(|q| q.cloze.blank).collect();
     let batch = Batch::new(&seqs, &blanks, model.net.device())?;
@@ -163,7 +222,8 @@ pub fn prompt_effects(
 }
 
 /// For every list of answer ids (one id per query), each query's probability
-/// and rank (1 = the top prediction) of its id, from one forward pass.
+/// and rank (1 = the top prediction) of its id, from one forward pass at the
+/// blank (one-token answers only: ranks are a fact update's measure).
 pub fn probabilities_and_ranks(
     model: &Model,
     queries: &[Query],
@@ -172,6 +232,7 @@ pub fn probabilities_and_ranks(
     if queries.is_empty() {
         return Err(Error::InvalidArgument("no prompts".into()));
     }
+    super::edit::one_token(model, queries)?;
     let seqs: Vec<Vec<u32>> = queries.iter().map(|q| q.cloze.ids.clone()).collect();
     let blanks: Vec<usize> = queries.iter().map(|q| q.cloze.blank).collect();
     let batch = Batch::new(&seqs, &blanks, model.net.device())?;

@@ -16,7 +16,7 @@
 use super::attribution::{attribute_many, attribute_many_from, trace, Baseline, Options, Riemann};
 use super::intervene::{probabilities, scaled_change};
 use super::neurons::{coarse, refine, Thresholds};
-use super::{cost, host, Neuron, Query};
+use super::{cost, host, Chains, Neuron, Query};
 use crate::models::{Hooks, Model, ModelConfig};
 use crate::{Error, Result};
 use kn_shared::methods::{KEffect, MethodResult, MethodsReport};
@@ -80,6 +80,26 @@ impl Method {
             Method::LogprobIncrease => cost::logprob_increase(cfg, seq),
             Method::Random => 0.0,
         }
+    }
+
+    /// FLOPs of scoring one query: [`Method::flops`] of every step its answer
+    /// positions act on (one step for a one-token answer), and a forward pass
+    /// for each step held as it is.
+    pub fn query_flops(self, cfg: &ModelConfig, opts: &Options, q: &Query) -> f64 {
+        let chains = Chains::new(std::slice::from_ref(q));
+        chains
+            .steps
+            .iter()
+            .zip(&chains.acted)
+            .map(|(s, &acted)| {
+                let seq = s.cloze.ids.len();
+                if acted {
+                    self.flops(cfg, opts, seq)
+                } else {
+                    cost::forward(cfg, seq)
+                }
+            })
+            .sum()
     }
 }
 
@@ -160,17 +180,21 @@ pub fn scores(
     }
 }
 
-/// The activations at the blank, from one forward pass over all prompts.
+/// The activations at the blank, from one forward pass over all prompts (a
+/// multi-token answer: their mean over the steps it acts on).
 fn activations(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
-    let t = trace(model, qs)?;
+    let chains = Chains::new(qs);
+    let steps = &chains.steps;
+    let t = trace(model, steps)?;
     let all = tch::no_grad(|| {
         Tensor::stack(
             &t.a.iter().map(|a| t.batch.at_blank(a)).collect::<Vec<_>>(),
             1,
         )
-    }); // [p, layers, d_ff]
+    }); // [steps, layers, d_ff]
     let host = host::to_host(&all.to_kind(Kind::Float));
-    Ok((0..qs.len() as i64).map(|p| host.get(p)).collect())
+    let per_step: Vec<Tensor> = (0..steps.len() as i64).map(|p| host.get(p)).collect();
+    Ok(chains.over_acted(&per_step, true))
 }
 
 /// Rows of a one-hot activation batch, bounded so that a chunk's logits stay
@@ -182,8 +206,16 @@ fn logprob_chunk(vocab: usize, d_ff: usize) -> usize {
 /// `log P(y | ffn_out(h, a_i·e_i)) − log P(y | ffn_out(h, 0))` for every
 /// neuron `i` of every layer, read through the model's head: the layer's
 /// output with only neuron `i` active against none active (the FFN's bias and
-/// BERT's LayerNorm in both, as the layer applies them).
+/// BERT's LayerNorm in both, as the layer applies them). A multi-token answer:
+/// the sum over the steps it acts on (log P(answer) is the sum of its pieces').
 fn logprob_increase(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
+    let chains = Chains::new(qs);
+    let per_step = logprob_increase_steps(model, &chains.steps)?;
+    Ok(chains.over_acted(&per_step, false))
+}
+
+/// [`logprob_increase`] of one-token queries.
+fn logprob_increase_steps(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
     let t = trace(model, qs)?;
     let net = &model.net;
     let cfg = model.config();
@@ -349,7 +381,7 @@ pub fn compare(
         let gflop = c
             .queries
             .iter()
-            .map(|q| m.flops(model.config(), c.opts, q.cloze.ids.len()))
+            .map(|q| m.query_flops(model.config(), c.opts, q))
             .sum::<f64>()
             / 1e9;
         let mean = Tensor::stack(&per_prompt, 0).mean_dim(0, false, Kind::Float);

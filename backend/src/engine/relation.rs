@@ -17,9 +17,13 @@ use rand::SeedableRng;
 use std::collections::BTreeMap;
 
 /// Usable prompts of fact `i`, or `None` when it has none or its answer is not
-/// one token for this model.
+/// one token for this model (the erasure's sample stays the one it was before
+/// multi-token answers could be attributed, so its stored results keep their
+/// meaning).
 fn usable(model: &impl Vocab, rel: &Relation, i: usize) -> Option<Vec<Query>> {
-    fact_queries(model, rel, i).ok().filter(|q| !q.is_empty())
+    fact_queries(model, rel, i, Default::default())
+        .ok()
+        .filter(|q| !q.is_empty() && !q.iter().any(Query::is_chain))
 }
 
 /// A seeded sample of up to `n_facts` facts of `rel` whose answer is one token,

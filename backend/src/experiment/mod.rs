@@ -1,8 +1,9 @@
 //! The paper's experiments over ParaRel (`kn experiment`), in three steps:
 //!
 //! 1. [`plan`]: which facts a run covers. SPEC's data rules (via [`crate::pararel`]),
-//!    the causal-template filter, one-token answers only (the others are counted),
-//!    then all facts or a seeded sample per relation. The plan is a pure function
+//!    the causal-template filter, answers of any length (runs made before
+//!    multi-token answers could be attributed keep them out; counted either
+//!    way), then all facts or a seeded sample per relation. The plan is a pure function
 //!    of the data, the model's tokenizer and the settings, so every shard and every
 //!    restart computes the same one.
 //! 2. [`run`]: attribution and coarse selection for each planned fact of this
@@ -17,7 +18,7 @@ pub mod markdown;
 pub mod report;
 pub mod run;
 
-use crate::engine::Query;
+use crate::engine::{AnswerPositions, Query};
 use crate::models::{Model, Vocab};
 use crate::pararel::{fill, ParaRel, Relation};
 use crate::{Error, Result};
@@ -47,9 +48,19 @@ pub struct Settings {
     /// other statistics, which use the random sample only.
     #[serde(default)]
     pub known_facts_per_relation: usize,
+    /// Facts whose answer is several tokens: `None` leaves them out (the
+    /// plan of runs made before they could be attributed, which keeps those
+    /// runs' samples), `Some(positions)` plans them, read at those positions.
+    #[serde(default)]
+    pub multi_token: Option<AnswerPositions>,
 }
 
 impl Settings {
+    /// Where a multi-token answer's neurons are read in this run.
+    pub fn positions(&self) -> AnswerPositions {
+        self.multi_token.unwrap_or_default()
+    }
+
     /// Whether a file started with `other` belongs to the same run: the same
     /// weights and method, whatever the model was called (a hub id on one
     /// machine, a local folder on another) and in whatever order the
@@ -205,37 +216,43 @@ pub fn usable_templates<'a>(model: &impl Vocab, rel: &'a Relation) -> Vec<&'a St
     }
 }
 
-/// A fact's queries on the usable templates.
-pub fn fact_queries(model: &impl Vocab, rel: &Relation, fact: usize) -> Result<Vec<Query>> {
+/// A fact's queries on the usable templates, a multi-token answer read at
+/// `positions`.
+pub fn fact_queries(
+    model: &impl Vocab,
+    rel: &Relation,
+    fact: usize,
+    positions: AnswerPositions,
+) -> Result<Vec<Query>> {
     let f = rel
         .facts
         .get(fact)
         .ok_or_else(|| Error::InvalidArgument(format!("{} has no fact {fact}", rel.id)))?;
     usable_templates(model, rel)
         .iter()
-        .map(|t| Query::new(model, &fill(t, &f.subject), &f.object))
+        .map(|t| Ok(Query::new(model, &fill(t, &f.subject), &f.object)?.with_positions(positions)))
         .collect()
 }
 
 /// Whether a fact can be planned.
 enum Eligible {
-    Yes,
+    /// Its answer is one token at the blank.
+    OneToken,
     /// Its answer is several tokens at the blank.
     MultiToken,
+    /// Its answer is more tokens than an answer may have.
+    TooManyPieces,
     /// Its prompt cannot be built (too long, or the tokenizer refuses it).
     Unusable(Error),
 }
 
-/// Whether the fact's answer is one token at the blank of its first usable template.
-fn one_token_answer(model: &Model, template: &str, rel: &Relation, fact: usize) -> Eligible {
+/// How many tokens the fact's answer is at the blank of its first usable template.
+fn answer_kind(model: &Model, template: &str, rel: &Relation, fact: usize) -> Eligible {
     let f = &rel.facts[fact];
-    let c = match crate::predict::cloze(model, &fill(template, &f.subject)) {
-        Ok(c) => c,
-        Err(e) => return Eligible::Unusable(e),
-    };
-    match crate::predict::target_id(model, &c, &f.object) {
-        Ok(_) => Eligible::Yes,
-        Err(Error::MultiTokenTarget { .. }) => Eligible::MultiToken,
+    match Query::new(model, &fill(template, &f.subject), &f.object) {
+        Ok(q) if q.is_chain() => Eligible::MultiToken,
+        Ok(_) => Eligible::OneToken,
+        Err(Error::AnswerTooLong { .. }) => Eligible::TooManyPieces,
         Err(e) => Eligible::Unusable(e),
     }
 }
@@ -264,7 +281,10 @@ pub fn plan_with(
     for r in &settings.relations {
         data.relation(r)?;
     }
-    let mut cov = Coverage::default();
+    let mut cov = Coverage {
+        multi_token_included: settings.multi_token.is_some(),
+        ..Coverage::default()
+    };
     let (mut sample, mut known) = (
         std::collections::BTreeSet::new(),
         std::collections::BTreeSet::new(),
@@ -290,11 +310,25 @@ pub fn plan_with(
             });
             continue;
         }
-        let mut eligible = Vec::new();
+        // Every planned fact, and those of one-token answers (the updates'
+        // known facts: an update is defined on one token).
+        let (mut eligible, mut one_token) = (Vec::new(), Vec::new());
         for fact in 0..rel.facts.len() {
-            match one_token_answer(model, first, rel, fact) {
-                Eligible::Yes => eligible.push(fact),
-                Eligible::MultiToken => cov.multi_token += 1,
+            match answer_kind(model, first, rel, fact) {
+                Eligible::OneToken => {
+                    eligible.push(fact);
+                    one_token.push(fact);
+                }
+                Eligible::MultiToken => {
+                    cov.multi_token += 1;
+                    if settings.multi_token.is_some() {
+                        eligible.push(fact);
+                    }
+                }
+                Eligible::TooManyPieces => {
+                    cov.multi_token += 1;
+                    cov.too_many_pieces += 1;
+                }
                 Eligible::Unusable(e) => {
                     tracing::warn!("{} #{fact}: skipped: {e}", rel.id);
                     cov.unusable += 1;
@@ -320,7 +354,7 @@ pub fn plan_with(
             );
         } else if settings.known_facts_per_relation > 0 {
             // A seeded order of its own, scanned until enough known facts.
-            let mut order = eligible;
+            let mut order = one_token;
             order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(mix(
                 settings.seed ^ 0x6b6e_6f77_6e00,
                 &rel.id,
@@ -331,7 +365,7 @@ pub fn plan_with(
             'scan: for chunk in order[..order.len().min(KNOWN_SCAN)].chunks(16) {
                 let facts = chunk
                     .iter()
-                    .map(|&f| fact_queries(model, rel, f).map(|q| (f, q)))
+                    .map(|&f| fact_queries(model, rel, f, settings.positions()).map(|q| (f, q)))
                     .collect::<Result<Vec<_>>>()?;
                 let all: Vec<Query> = facts.iter().flat_map(|(_, q)| q.iter().cloned()).collect();
                 let (_, top) = crate::engine::intervene::probabilities(
@@ -466,6 +500,7 @@ mod tests {
             facts_per_relation: Some(3),
             relations: vec!["P36".into(), "P19".into()],
             known_facts_per_relation: 0,
+            multi_token: None,
         };
         let b = Settings {
             model: "/models/bert-base-cased".into(),

@@ -7,7 +7,7 @@ use crate::engine::attribution::{attribute_many, rows, Options};
 use crate::engine::neurons::{
     attribute_fact_with, coarse, tune_baseline_t, FactAttribution, Thresholds,
 };
-use crate::engine::Query;
+use crate::engine::{AnswerPositions, Query};
 use crate::models::Model;
 use crate::pararel::ParaRel;
 use crate::{Error, Result};
@@ -60,6 +60,7 @@ fn fact_error(e: &Error) -> bool {
         Error::Prompt(_)
             | Error::PromptTooLong { .. }
             | Error::MultiTokenTarget { .. }
+            | Error::AnswerTooLong { .. }
             | Error::InvalidArgument(_)
             | Error::NonFinite(_)
     )
@@ -79,8 +80,9 @@ pub fn fact_record(
     relation: usize,
     fact: usize,
     ig: &Options,
+    positions: AnswerPositions,
 ) -> Result<FactRecord> {
-    let queries = fact_queries(model, &data.relations[relation], fact)?;
+    let queries = fact_queries(model, &data.relations[relation], fact, positions)?;
     let fa = attribute_fact_with(model, queries, ig, &mut |_, _| true)?;
     record(data, relation, fact, &fa)
 }
@@ -94,16 +96,17 @@ pub fn fact_records(
     data: &ParaRel,
     items: &[(usize, usize)],
     ig: &Options,
+    positions: AnswerPositions,
 ) -> Vec<Result<FactRecord>> {
     if items.len() <= 1 {
         return items
             .iter()
-            .map(|&(r, f)| fact_record(model, data, r, f, ig))
+            .map(|&(r, f)| fact_record(model, data, r, f, ig, positions))
             .collect();
     }
     let queries: Vec<Result<Vec<Query>>> = items
         .iter()
-        .map(|&(r, f)| fact_queries(model, &data.relations[r], f))
+        .map(|&(r, f)| fact_queries(model, &data.relations[r], f, positions))
         .collect();
     let all: Vec<Query> = queries.iter().flatten().flatten().cloned().collect();
     let attributions =
@@ -113,7 +116,7 @@ pub fn fact_records(
                 tracing::warn!("{} facts together: {e}; now one by one", items.len());
                 return items
                     .iter()
-                    .map(|&(r, f)| fact_record(model, data, r, f, ig))
+                    .map(|&(r, f)| fact_record(model, data, r, f, ig, positions))
                     .collect();
             }
         };
@@ -252,7 +255,7 @@ pub fn run(
         pb.set_message(format!("{rel} #{fact}"));
         let t0 = Instant::now();
         let items: Vec<_> = batch.iter().map(|it| (it.relation, it.fact)).collect();
-        let records = fact_records(model, data, &items, &opts.ig);
+        let records = fact_records(model, data, &items, &opts.ig, settings.positions());
         // A batch's time is shared evenly by its facts.
         let seconds = t0.elapsed().as_secs_f64() / batch.len() as f64;
         for (it, r) in batch.iter().zip(records) {

@@ -170,6 +170,37 @@ impl Hooks {
         }
     }
 
+    /// These hooks for a batch of which only the rows marked in `acted` are
+    /// acted on (the steps of multi-token answers that a query's answer
+    /// positions name): a `[d_ff]` scale becomes `[rows, d_ff]`, 1 elsewhere.
+    /// Replacements and per-row tensors are refused: they name rows already.
+    pub fn for_rows(&self, acted: &[bool], cfg: &ModelConfig) -> Result<Hooks> {
+        let mut out = Hooks {
+            ops: BTreeMap::new(),
+            capture: self.capture,
+        };
+        let mask: Vec<f32> = acted.iter().map(|&a| if a { 1.0 } else { 0.0 }).collect();
+        for (&layer, op) in &self.ops {
+            let f = match op {
+                NeuronOp::Scale(f) if f.size() == [cfg.d_ff as i64] => f,
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "layer {layer}: only a scale of every row can act on the steps of a multi-token answer"
+                    )))
+                }
+            };
+            let f = if acted.iter().all(|&a| a) {
+                f.shallow_clone()
+            } else {
+                let m = Tensor::from_slice(&mask).to(f.device()).unsqueeze(1);
+                // Acted rows: f; the others: 1.
+                &m * f.unsqueeze(0) + (m.neg() + 1.0)
+            };
+            out.ops.insert(layer, NeuronOp::Scale(f));
+        }
+        Ok(out)
+    }
+
     /// Check layers and shapes before running, so a bad request is an error, not
     /// a libtorch exception.
     pub fn validate(&self, cfg: &ModelConfig, batch: usize) -> Result<()> {

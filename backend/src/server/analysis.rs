@@ -5,7 +5,7 @@ use super::results::{identify, run_now, Outcome, Planned};
 use super::{budget, edits, parse, ApiFail, AppState};
 use crate::engine::analysis::analyze_with;
 use crate::engine::neurons::Thresholds;
-use crate::predict::{cloze, target_id};
+use crate::predict::cloze;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -35,7 +35,8 @@ pub async fn predict_route(
         )));
     }
     if let Some(t) = &req.target {
-        target_id(&worker.text, &c, t)?;
+        // The answer's pieces (a multi-token answer adds its steps' tokens).
+        budget::query(&st, worker, &req.prompt, t, "the prompt")?;
     }
     edits::check_ids(&st, &req.edits)?;
     let sets = edits::resolve(&st, index, &req.edits).await?;
@@ -47,7 +48,10 @@ pub async fn predict_route(
 pub(super) fn plan(st: &AppState, mut req: AnalyzeRequest) -> Result<Planned, ApiFail> {
     let (index, worker) = st.worker(req.model.as_deref())?;
     edits::check_ids(st, &req.edits)?;
-    let queries = budget::queries(st, worker, &req.prompts, &req.target)?;
+    let queries: Vec<_> = budget::queries(st, worker, &req.prompts, &req.target)?
+        .into_iter()
+        .map(|q| q.with_positions(req.answer_positions))
+        .collect();
     budget::steps(st, req.steps)?;
     budget::work(st, worker, &queries, req.steps)?;
     if !matches!(req.riemann.as_str(), "right" | "left") {
@@ -154,7 +158,10 @@ pub async fn neuron_route(
         index: req.index,
     };
     crate::engine::intervene::validate(&worker.text.config, &[neuron])?;
-    let queries = budget::queries(&st, worker, &a.prompts, &a.target)?;
+    let queries: Vec<_> = budget::queries(&st, worker, &a.prompts, &a.target)?
+        .into_iter()
+        .map(|q| q.with_positions(a.answer_positions))
+        .collect();
     budget::steps(&st, a.steps)?;
     let sets = edits::resolve(&st, index, &a.edits).await?;
     let opts = crate::engine::attribution::Options {

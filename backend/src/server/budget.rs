@@ -127,10 +127,15 @@ pub fn query(
         f.body.error.message = format!("{label}: {}", f.body.error.message);
         f
     })?;
-    if q.cloze.ids.len() > st.limits.max_tokens {
+    if q.longest_step() > st.limits.max_tokens {
         return Err(ApiFail::limit(format!(
-            "{label} is {} tokens; this server takes at most {} tokens per prompt (kn serve --max-tokens)",
-            q.cloze.ids.len(),
+            "{label} is {} tokens{}; this server takes at most {} tokens per prompt (kn serve --max-tokens)",
+            q.longest_step(),
+            if q.longest_step() > q.cloze.ids.len() {
+                " with its answer's pieces"
+            } else {
+                ""
+            },
             st.limits.max_tokens
         )));
     }
@@ -173,11 +178,11 @@ pub fn work(
     let layers = Vocab::config(&worker.text).n_layers as u64;
     let units: u64 = queries
         .iter()
-        .map(|q| (steps as u64 + 1) * q.cloze.ids.len() as u64 * layers)
+        .map(|q| (steps as u64 + 1) * q.attributed_tokens() as u64 * layers)
         .sum();
     if units > st.limits.max_work {
         return Err(ApiFail::limit(format!(
-            "this request needs {units} work units (Σ over its {} prompts of (steps + 1) × tokens × {layers} layers); this server allows {} per request (kn serve --max-work): use fewer prompts, fewer steps or shorter prompts",
+            "this request needs {units} work units (Σ over its {} prompts, and the pieces of a multi-token answer, of (steps + 1) × tokens × {layers} layers); this server allows {} per request (kn serve --max-work): use fewer prompts, fewer steps or shorter prompts",
             queries.len(),
             st.limits.max_work
         )));

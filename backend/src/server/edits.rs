@@ -266,7 +266,8 @@ pub(super) fn plan_update(st: &AppState, mut req: UpdateFactRequest) -> Result<P
     let (index, worker) = st.worker(req.model.as_deref())?;
     check_ids(st, &req.edits)?;
     let qs = budget::queries(st, worker, &req.prompts, &req.target)?;
-    // The new answer must be one token where the old one is (on every prompt).
+    // The old and the new answer must be one token (on every prompt).
+    crate::engine::edit::one_token(&worker.text, &qs)?;
     let new_ids = qs
         .iter()
         .map(|q| crate::predict::target_id(&worker.text, &q.cloze, &req.new_target))

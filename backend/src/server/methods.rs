@@ -60,7 +60,11 @@ pub(super) fn plan(st: &AppState, mut req: MethodsRequest) -> Result<Planned, Ap
     for &k in &req.ks {
         budget::count("k", k, st.limits.max_neurons, "")?;
     }
-    let queries = budget::queries(st, worker, &req.prompts, &req.target)?;
+    let positions = req.answer_positions;
+    let queries: Vec<Query> = budget::queries(st, worker, &req.prompts, &req.target)?
+        .into_iter()
+        .map(|q| q.with_positions(positions))
+        .collect();
     let unrelated: Vec<Query> = match (&req.unrelated_target, req.unrelated_prompts.is_empty()) {
         (Some(t), false) => {
             budget::at_most(
@@ -74,6 +78,7 @@ pub(super) fn plan(st: &AppState, mut req: MethodsRequest) -> Result<Planned, Ap
                 .enumerate()
                 .map(|(i, p)| {
                     budget::query(st, worker, p, t, &format!("unrelated prompt {}", i + 1))
+                        .map(|q| q.with_positions(positions))
                 })
                 .collect::<Result<_, _>>()?
         }
@@ -143,12 +148,10 @@ fn work(
     let cfg = Vocab::config(&worker.text);
     let mut units = 0f64;
     for q in queries {
-        let tokens = q.cloze.ids.len();
-        let ig_units = ((opts.steps + 1) * tokens * cfg.n_layers) as f64;
-        let ig_flops = Method::Ig.flops(cfg, opts, tokens);
+        let ig_units = ((opts.steps + 1) * q.attributed_tokens() * cfg.n_layers) as f64;
+        let ig_flops = Method::Ig.query_flops(cfg, opts, q);
         for m in methods {
-            let flops = m.flops(cfg, opts, tokens);
-            units += ig_units * flops / ig_flops;
+            units += ig_units * m.query_flops(cfg, opts, q) / ig_flops;
         }
     }
     let units = units.ceil() as u64;

@@ -209,16 +209,9 @@ pub fn query(model: &kn::Model, case: &serde_json::Value) -> kn::engine::Query {
         .iter()
         .map(|v| v.as_u64().unwrap() as u32)
         .collect();
-    let q = kn::engine::Query::new(model, prompt, "x").map(|mut q| {
-        q.target = case["target"].as_u64().unwrap() as u32;
-        q
-    });
+    let q = kn::engine::Query::with_token(model, prompt, case["target"].as_u64().unwrap() as u32)
+        .unwrap();
     // The prompt's tokens are the reference's tokens (checked in golden.rs).
-    let q = q.unwrap_or_else(|_| kn::engine::Query {
-        prompt: prompt.into(),
-        cloze: kn::predict::cloze(model, prompt).unwrap(),
-        target: case["target"].as_u64().unwrap() as u32,
-    });
     assert_eq!(q.cloze.ids, ids);
     q
 }

@@ -4,7 +4,7 @@
 use super::stats::estimate_with;
 use super::{Done, ReportOptions};
 use crate::engine::edit::{erase, Applied, EraseWith};
-use crate::engine::intervene::probabilities;
+use crate::engine::intervene::answers;
 use crate::engine::{Neuron, Query};
 use crate::models::{Hooks, Model};
 use crate::pararel::ParaRel;
@@ -51,13 +51,12 @@ pub fn most_frequent(facts: &[Vec<(Neuron, f64)>], top: usize) -> (Vec<Neuron>, 
     )
 }
 
-/// Per prompt: −log P(gold), and whether the top-1 is the gold answer.
+/// Per prompt: −log P(gold), and whether the model's greedy answer is the
+/// gold answer (every piece of a multi-token one).
 fn nll_acc(model: &Model, qs: &[Query]) -> Result<Vec<(f64, bool)>> {
-    let (p, top) = probabilities(model, qs, &Hooks::default())?;
-    Ok(p.iter()
-        .zip(&top)
-        .zip(qs)
-        .map(|((&x, &t), q)| (-(x.max(f64::MIN_POSITIVE)).ln(), t == q.target))
+    Ok(answers(model, qs, &Hooks::default())?
+        .iter()
+        .map(|a| (-(a.p.max(f64::MIN_POSITIVE)).ln(), a.greedy))
         .collect())
 }
 

@@ -121,7 +121,7 @@ pub(super) fn methods_at_scale(
         for (m, out) in opts.methods.iter().zip(per_method.iter_mut()) {
             let gflop = qs
                 .iter()
-                .map(|q| m.flops(model.config(), &opts.ig, q.cloze.ids.len()))
+                .map(|q| m.query_flops(model.config(), &opts.ig, q))
                 .sum::<f64>()
                 / 1e9;
             let (refined, top, seconds) = if *m == Method::Ig {

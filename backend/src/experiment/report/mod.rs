@@ -302,7 +302,7 @@ pub fn report(
         for ((fact, record, in_sample, known), (knowledge, baseline)) in
             sample.into_iter().chain(extra).zip(sets)
         {
-            let queries = fact_queries(model, rel, fact)?;
+            let queries = fact_queries(model, rel, fact, settings.positions())?;
             if queries.len() != record.prompts.len() {
                 return Err(Error::InvalidArgument(format!(
                     "{} #{fact}: the run stored {} prompts, the data gives {} now; was the data changed?",

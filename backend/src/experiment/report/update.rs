@@ -90,7 +90,9 @@ pub fn update_facts(
         let mut cands: Vec<usize> = (0..done.len())
             .filter(|&i| {
                 let d = &done[i];
+                // An update is defined on one-token answers.
                 d.rel == ri
+                    && !d.queries.iter().any(Query::is_chain)
                     && (d.known || !known_facts)
                     && d.knowledge.iter().any(|n| !shared.contains(n))
             })

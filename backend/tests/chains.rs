@@ -1,0 +1,266 @@
+//! Answers of several tokens (docs/method.md, "Answers of several tokens")
+//! against the independent Python reference (`scripts/reference_chain.py`):
+//! the steps of the chain, P(answer), and integrated gradients of P(answer)
+//! with every step's blank scaled along one path, or the first step's only,
+//! for the BERT, GPT-2 and Llama fixtures in every mode.
+
+mod common;
+use common::*;
+use kn::engine::attribution::{attribute, attribute_many, Mode, Options, Riemann};
+use kn::engine::intervene::{answers, probabilities, scale_hooks};
+use kn::engine::{AnswerPositions, Neuron, Query};
+use kn::models::Hooks;
+use serde_json::Value;
+
+fn positions(case: &Value) -> AnswerPositions {
+    case["positions"].as_str().unwrap().parse().unwrap()
+}
+
+fn chain_query(model: &kn::Model, case: &Value) -> Query {
+    Query::new(
+        model,
+        case["prompt"].as_str().unwrap(),
+        case["target"].as_str().unwrap(),
+    )
+    .unwrap()
+    .with_positions(positions(case))
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// `got` is `want` up to float32 rounding, relative to the layer's largest value.
+fn close(got: &[f32], want: &[f64], what: &str) {
+    let scale = want.iter().fold(0f64, |m, w| m.max(w.abs()));
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        assert!(
+            err <= 1e-4 * w.abs() + 1e-5 * scale + 1e-30,
+            "{what}: neuron {i}: {g} vs reference {w} (layer's largest {scale})"
+        );
+    }
+}
+
+fn check(dir: &str) {
+    let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+    let cases = golden(dir)["chain"].as_array().unwrap().clone();
+    assert_eq!(cases.len(), 4, "{dir}: two prompts × two answer positions");
+    for case in &cases {
+        let q = chain_query(&model, case);
+        let label = format!("{dir} {} ({:?})", case["prompt"], positions(case));
+        // The chain's steps are the reference's: tokens, blank, piece.
+        let steps = q.steps();
+        let want = case["chain"].as_array().unwrap();
+        assert!(steps.len() >= 2, "{label}: a multi-token answer");
+        assert_eq!(steps.len(), want.len(), "{label}");
+        for (s, w) in steps.iter().zip(want) {
+            assert_eq!(s.cloze.ids, ids(&w["input_ids"]), "{label}: step tokens");
+            assert_eq!(
+                s.cloze.blank as u64,
+                w["blank"].as_u64().unwrap(),
+                "{label}"
+            );
+            assert_eq!(s.target as u64, w["piece"].as_u64().unwrap(), "{label}");
+        }
+        // P(answer) is the product of the pieces'.
+        let p_answer = case["p_target"].as_f64().unwrap();
+        let (p, _) = probabilities(&model, std::slice::from_ref(&q), &Hooks::default()).unwrap();
+        assert!(
+            (p[0] / p_answer - 1.0).abs() < 1e-4,
+            "{label}: {} vs {p_answer}",
+            p[0]
+        );
+        for mode in [Mode::Naive, Mode::Resume, Mode::Fast] {
+            let opts = Options {
+                steps: case["steps"].as_u64().unwrap() as usize,
+                riemann: Riemann::Right,
+                mode,
+                max_batch: 64,
+                ..Options::default()
+            };
+            let a = attribute(&model, &q, &opts).unwrap();
+            assert!(
+                (a.p_target / p_answer - 1.0).abs() < 1e-4,
+                "{label} {mode:?}: P(answer) {} vs {p_answer}",
+                a.p_target
+            );
+            for (l, layer) in case["layers"].as_array().unwrap().iter().enumerate() {
+                let what = format!("{label} {mode:?} layer {l}");
+                let got: Vec<f32> = Vec::try_from(a.scores.get(l as i64)).unwrap();
+                close(&got, &f64s(&layer["right"]), &what);
+                let acts: Vec<f32> = Vec::try_from(a.activations.get(l as i64)).unwrap();
+                close(
+                    &acts,
+                    &f64s(&layer["activations"]),
+                    &format!("{what} activations"),
+                );
+                let (f0, f1) = (
+                    layer["p_zero"].as_f64().unwrap(),
+                    layer["p_full"].as_f64().unwrap(),
+                );
+                assert!((a.p_zero[l] / f0 - 1.0).abs() < 1e-3, "{what}: F(0)");
+                // Completeness: the scores add up to F(1) − F(0), up to the
+                // Riemann sum's error, which the residual reports.
+                let sum: f64 = got.iter().map(|&x| x as f64).sum();
+                assert!(
+                    ((sum - (f1 - f0)) - a.residual[l]).abs() <= 1e-3 * (f1 - f0).abs() + 1e-12,
+                    "{what}: residual {} vs {}",
+                    a.residual[l],
+                    sum - (f1 - f0)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bert_chains_match_reference() {
+    check("tiny-bert");
+}
+
+#[test]
+fn gpt2_chains_match_reference() {
+    check("tiny-gpt2");
+}
+
+#[test]
+fn llama_chains_match_reference() {
+    check("tiny-llama");
+}
+
+/// Chains batched with one-token prompts, and cut into passes every way the
+/// budgets allow (a chain whose steps exceed a pass gets passes of its own),
+/// give the numbers of each query alone.
+#[test]
+fn chains_batch_with_one_token_prompts() {
+    for dir in ["tiny-bert", "tiny-gpt2", "tiny-llama"] {
+        let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+        let g = golden(dir);
+        let mut qs: Vec<Query> = g["chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| chain_query(&model, c))
+            .collect();
+        qs.insert(1, query(&model, &g["attribution"][0]));
+        qs.push(query(&model, &g["attribution"][1]));
+        let layers = 0..model.config().n_layers;
+        for mode in [Mode::Resume, Mode::Fast] {
+            let base = Options {
+                steps: 6,
+                mode,
+                ..Options::default()
+            };
+            let alone: Vec<_> = qs
+                .iter()
+                .map(|q| attribute(&model, q, &base).unwrap())
+                .collect();
+            // Everything in one pass; two rows' layers per pass; fewer rows
+            // per pass than a chain has steps (steps cut into chunks).
+            for max_batch in [4096, 2 * 7, 2] {
+                let opts = Options { max_batch, ..base };
+                let together =
+                    attribute_many(&model, &qs, &opts, layers.clone(), &mut |_| true).unwrap();
+                assert_eq!(together.len(), qs.len());
+                for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+                    let what = format!("{dir} {mode:?} max_batch {max_batch} query {i}");
+                    assert!((a.p_target / b.p_target - 1.0).abs() < 1e-4, "{what}");
+                    for l in 0..model.config().n_layers as i64 {
+                        let x: Vec<f32> = Vec::try_from(a.scores.get(l)).unwrap();
+                        let y: Vec<f64> = Vec::<f32>::try_from(b.scores.get(l))
+                            .unwrap()
+                            .into_iter()
+                            .map(f64::from)
+                            .collect();
+                        close(&x, &y, &format!("{what} layer {l}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An intervention on a chain scales the steps its answer positions name: at
+/// `first`, the later pieces are read as they are.
+#[test]
+fn interventions_act_where_the_positions_say() {
+    let model = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+    let case = &golden("tiny-llama")["chain"][0];
+    let q = chain_query(&model, case);
+    let ns = [Neuron { layer: 1, index: 3 }, Neuron { layer: 2, index: 7 }];
+    let hooks = scale_hooks(&model, &ns, 0.0).unwrap();
+    let steps = q.steps();
+    let (scaled, _) = probabilities(&model, &steps, &hooks).unwrap();
+    let (plain, _) = probabilities(&model, &steps, &Hooks::default()).unwrap();
+    for positions in [AnswerPositions::All, AnswerPositions::First] {
+        let q = q.clone().with_positions(positions);
+        let (p, _) = probabilities(&model, std::slice::from_ref(&q), &hooks).unwrap();
+        let want: f64 = (0..steps.len())
+            .map(|j| {
+                if j == 0 || positions == AnswerPositions::All {
+                    scaled[j]
+                } else {
+                    plain[j]
+                }
+            })
+            .product();
+        assert!(
+            (p[0] / want - 1.0).abs() < 1e-5,
+            "{positions:?}: {} vs {want}",
+            p[0]
+        );
+    }
+    assert!(
+        scaled.iter().zip(&plain).any(|(a, b)| a != b),
+        "the neurons matter"
+    );
+}
+
+/// The model's greedy answer is the whole answer only when every step's top-1
+/// is its piece; a prediction reports every piece and P(answer).
+#[test]
+fn predictions_read_every_piece() {
+    let model = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let case = &golden("tiny-gpt2")["chain"][0];
+    let q = chain_query(&model, case);
+    let a = answers(&model, std::slice::from_ref(&q), &Hooks::default()).unwrap();
+    let (_, top) = probabilities(&model, &q.steps(), &Hooks::default()).unwrap();
+    let greedy = q.steps().iter().zip(&top).all(|(s, &t)| s.target == t);
+    assert_eq!(a[0].greedy, greedy);
+    let r = kn::predict::predict(
+        &model,
+        &kn_shared::PredictRequest {
+            model: None,
+            prompt: case["prompt"].as_str().unwrap().into(),
+            target: Some(case["target"].as_str().unwrap().into()),
+            top_k: 5,
+            edits: vec![],
+        },
+    )
+    .unwrap();
+    let t = r.target.unwrap();
+    let want = f64s(&case["p_pieces"]);
+    assert_eq!(t.pieces.len(), want.len());
+    for (p, w) in t.pieces.iter().zip(&want) {
+        assert!((p.prob / w - 1.0).abs() < 1e-4, "{} vs {w}", p.prob);
+    }
+    assert!((t.prob / case["p_target"].as_f64().unwrap() - 1.0).abs() < 1e-4);
+    assert_eq!(t.id, q.target);
+    // An answer longer than the limit is refused with the limit's name.
+    let long = "Zyxwvutsrqponmlkjihgfedcba Zyxwvutsrqponmlkjihgfedcba";
+    let e = Query::new(&model, "The capital of France is [MASK].", long).unwrap_err();
+    assert!(e.to_string().contains("answer_pieces"), "{e}");
+}
