@@ -12,12 +12,48 @@ use kn::source::DEFAULT_MODEL;
 pub struct FactArgs {
     #[arg(long, default_value = DEFAULT_MODEL)]
     pub model: String,
-    /// The answer at the blank (one token for this model).
+    /// The answer at the blank (one token or several for this model).
     #[arg(long)]
     pub target: String,
     /// A prompt with one [MASK] (repeat for paraphrases).
     #[arg(long = "prompt", required = true)]
     pub prompts: Vec<String>,
+    /// Where a multi-token answer's neurons are read and acted on: `all`
+    /// (every piece's position, scaled along one path) or `first` (the
+    /// position predicting the first piece). One-token answers: no change.
+    #[arg(long, default_value = "all")]
+    pub answer_positions: kn_shared::AnswerPositions,
+}
+
+/// An unrelated fact, for the specificity controls.
+#[derive(clap::Args)]
+pub struct UnrelatedArgs {
+    /// A prompt of an unrelated fact (repeatable).
+    #[arg(long = "unrelated-prompt")]
+    pub unrelated_prompts: Vec<String>,
+    /// The unrelated fact's answer.
+    #[arg(long)]
+    pub unrelated_target: Option<String>,
+}
+
+impl UnrelatedArgs {
+    /// The unrelated fact's queries (none when no prompt is given), read at
+    /// the fact's answer positions.
+    pub fn queries(&self, m: &kn::Model, fact: &FactArgs) -> anyhow::Result<Vec<Query>> {
+        match (&self.unrelated_target, self.unrelated_prompts.is_empty()) {
+            (Some(t), false) => self
+                .unrelated_prompts
+                .iter()
+                .map(|p| {
+                    Ok(Query::new(m, p, t)
+                        .with_context(|| format!("unrelated prompt {p:?}"))?
+                        .with_positions(fact.answer_positions))
+                })
+                .collect(),
+            (None, true) => Ok(Vec::new()),
+            _ => anyhow::bail!("--unrelated-prompt and --unrelated-target go together"),
+        }
+    }
 }
 
 /// Integrated-gradients settings.
@@ -81,6 +117,10 @@ impl SelectArgs {
 pub fn queries(m: &kn::Model, fact: &FactArgs) -> anyhow::Result<Vec<Query>> {
     fact.prompts
         .iter()
-        .map(|p| Query::new(m, p, &fact.target).with_context(|| format!("prompt {p:?}")))
+        .map(|p| {
+            Ok(Query::new(m, p, &fact.target)
+                .with_context(|| format!("prompt {p:?}"))?
+                .with_positions(fact.answer_positions))
+        })
         .collect()
 }

@@ -1,11 +1,10 @@
 //! `kn attribute`, `kn neurons`, `kn intervene`: one fact's attribution, its
 //! knowledge neurons, and what suppressing or amplifying them does.
 
-use super::args::{queries, FactArgs, IgArgs, SelectArgs};
+use super::args::{queries, FactArgs, IgArgs, SelectArgs, UnrelatedArgs};
 use kn::engine::attribution;
 use kn::engine::intervene::{self as iv, random_like};
 use kn::engine::neurons::{attribute_fact, fact_neurons};
-use kn::engine::Query;
 
 #[derive(clap::Args)]
 pub struct AttributeArgs {
@@ -127,11 +126,8 @@ pub struct InterveneArgs {
     /// Seed of the random-neuron control.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// A prompt of an unrelated fact (repeatable), for the unrelated control.
-    #[arg(long = "unrelated-prompt")]
-    pub unrelated_prompts: Vec<String>,
-    #[arg(long)]
-    pub unrelated_target: Option<String>,
+    #[command(flatten)]
+    pub unrelated: UnrelatedArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -144,20 +140,12 @@ pub fn intervene(a: InterveneArgs, device: tch::Device) -> anyhow::Result<()> {
         neurons,
         factor,
         seed,
-        unrelated_prompts,
-        unrelated_target,
+        unrelated,
         json,
     } = a;
     let m = kn::load_model(&fact.model, device)?;
     let qs = queries(&m, &fact)?;
-    let unrelated: Vec<Query> = match (&unrelated_target, unrelated_prompts.is_empty()) {
-        (Some(t), false) => unrelated_prompts
-            .iter()
-            .map(|p| Query::new(&m, p, t))
-            .collect::<Result<_, _>>()?,
-        (None, false) => anyhow::bail!("--unrelated-prompt needs --unrelated-target"),
-        _ => Vec::new(),
-    };
+    let unrelated = unrelated.queries(&m, &fact)?;
     let (kn_set, base_set) = if neurons.is_empty() {
         let fa = attribute_fact(&m, qs.clone(), &ig.options(device))?;
         let r = fact_neurons(&m, &fa, &fact.target, &sel.thresholds())?;

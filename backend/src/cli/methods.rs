@@ -1,10 +1,8 @@
 //! `kn methods`: several attribution methods on one fact, judged by what their
 //! top neurons do (engine::methods, docs/methods.md).
 
-use super::args::{queries, FactArgs, IgArgs, SelectArgs};
-use anyhow::Context;
+use super::args::{queries, FactArgs, IgArgs, SelectArgs, UnrelatedArgs};
 use kn::engine::methods::{compare, Comparison, Method};
-use kn::engine::Query;
 use kn_shared::methods::MethodsReport;
 
 #[derive(clap::Args)]
@@ -26,12 +24,9 @@ pub struct MethodsArgs {
     /// How many top neurons to suppress and amplify (comma-separated).
     #[arg(long = "k", value_delimiter = ',', default_value = "1,2,5,10,20")]
     pub ks: Vec<usize>,
-    /// A prompt of an unrelated fact (repeatable), for specificity.
-    #[arg(long = "unrelated-prompt")]
-    pub unrelated_prompts: Vec<String>,
-    /// The unrelated fact's answer.
-    #[arg(long)]
-    pub unrelated_target: Option<String>,
+    /// An unrelated fact, for specificity.
+    #[command(flatten)]
+    pub unrelated: UnrelatedArgs,
     /// Seed of the `random` method.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -48,15 +43,7 @@ pub fn run(a: MethodsArgs, device: tch::Device) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let m = kn::load_model(&a.fact.model, device)?;
     let qs = queries(&m, &a.fact)?;
-    let unrelated: Vec<Query> = match (&a.unrelated_target, a.unrelated_prompts.is_empty()) {
-        (Some(t), false) => a
-            .unrelated_prompts
-            .iter()
-            .map(|p| Query::new(&m, p, t).with_context(|| format!("unrelated prompt {p:?}")))
-            .collect::<anyhow::Result<_>>()?,
-        (None, true) => vec![],
-        _ => anyhow::bail!("--unrelated-prompt and --unrelated-target go together"),
-    };
+    let unrelated = a.unrelated.queries(&m, &a.fact)?;
     let opts = a.ig.options(device);
     let c = Comparison {
         methods: &methods,

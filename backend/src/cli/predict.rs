@@ -64,11 +64,32 @@ pub fn run(a: PredictArgs, device: tch::Device) -> anyhow::Result<()> {
     }
     if let Some(t) = resp.target {
         println!(
-            "\ntarget  {:?}  p = {:.6}  rank {}",
-            t.token, t.prob, t.rank
+            "\ntarget  {:?}  p = {}  rank {}",
+            t.token,
+            prob(t.prob),
+            t.rank
         );
+        // A multi-token answer: each piece given the ones before it.
+        for (j, piece) in t.pieces.iter().enumerate() {
+            println!(
+                "  piece {}  {:?}  p = {:.6}",
+                j + 1,
+                piece.token,
+                piece.prob
+            );
+        }
     }
     Ok(())
+}
+
+/// A probability in a fixed form: six decimals, or four significant digits
+/// in scientific notation when that would read 0.000000.
+fn prob(p: f64) -> String {
+    if p != 0.0 && p.abs() < 1e-4 {
+        format!("{p:.4e}")
+    } else {
+        format!("{p:.6}")
+    }
 }
 
 #[derive(clap::Args)]
