@@ -93,6 +93,35 @@ test('attribute, compare, export, share, restart', async () => {
   assert.deepEqual(errors, []);
 });
 
+test('a multi-token answer is analysed where the form says, and its permalink says so too', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#target', 'Lyon'); // three pieces for the tiny-llama tokenizer
+  await page.selectOption('#answer-positions', 'first');
+  await page.fill('#prompts', 'The capital of France is [MASK].\nFrance\'s capital is [MASK].');
+  await page.fill('#steps', '4');
+  await page.click('#analyze');
+  await page.waitForSelector('#heatmap svg', { timeout: 120_000 });
+  const link = await page.locator('#permalink').getAttribute('href');
+  const stored = await (await fetch(`${server.url}/api/results/${link.slice(3)}`)).json();
+  assert.equal(stored.request.answer_positions, 'first', 'the request names the positions');
+  // P(answer) on the page is the product of the pieces' probabilities.
+  const api = await (await fetch(`${server.url}/api/predict`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: 'The capital of France is [MASK].', target: 'Lyon' }),
+  })).json();
+  assert.ok(api.target.pieces.length >= 2);
+  const p = stored.result.prompts[0].p_target;
+  assert.ok(Math.abs(p / api.target.prob - 1) < 1e-4, `${p} vs ${api.target.prob}`);
+  // The permalink in a fresh context restores the form's positions.
+  const p2 = await (await browser.newContext()).newPage();
+  await p2.goto(server.url + link);
+  await p2.waitForSelector('#heatmap svg');
+  assert.equal(await p2.inputValue('#answer-positions'), 'first');
+  assert.equal(await p2.inputValue('#target'), 'Lyon');
+});
+
 test('analysis errors are shown in words', async () => {
   const page = await browser.newPage();
   await page.goto(server.url);

@@ -110,3 +110,26 @@ test('erase a relation as a job, then undo', async () => {
   await page.click('#edits li button.undo');
   await page.waitForFunction(() => /None: the model is as loaded/.test(document.querySelector('#edits').textContent));
 });
+
+test('a multi-token answer lists its pieces, and P(answer) is their product', async () => {
+  const page = await browser.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.selectOption('#model', { index: 1 }); // tiny-gpt2: " Lyon" is " L", "y", "on"
+  await page.fill('#prompt', 'The capital of France is [MASK].');
+  await page.fill('#target', 'Lyon');
+  await page.click('#predict');
+  await page.waitForSelector('#target-pieces li');
+  const api = await (await fetch(`${server.url}/api/predict`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: (await page.inputValue('#model')), prompt: 'The capital of France is [MASK].', target: 'Lyon', top_k: 10 }),
+  })).json();
+  const pieces = api.target.pieces;
+  assert.ok(pieces.length >= 2, 'the fixture splits the answer');
+  const items = await page.locator('#target-pieces li').allTextContents();
+  assert.equal(items.length, pieces.length);
+  pieces.forEach((p, j) => assert.ok(items[j].includes(JSON.stringify(p.token)), `piece ${j}: ${items[j]}`));
+  const product = pieces.reduce((a, p) => a * p.prob, 1);
+  assert.ok(Math.abs(api.target.prob / product - 1) < 1e-9, 'P(answer) is the product of the pieces');
+  assert.match(await page.locator('#target-prob').textContent(), new RegExp(`${pieces.length} pieces, P\\(answer\\) is their product`));
+});

@@ -49,7 +49,7 @@ pub fn AnalysisSection(page: Page, bench: Workbench, outcome: Outcome) -> impl I
             model: (!model.is_empty()).then_some(model),
             target,
             prompts: lines(&page.prompts.get_untracked()),
-            answer_positions: Default::default(),
+            answer_positions: page.answer_positions(),
             steps: page.steps.get_untracked().trim().parse().unwrap_or(0),
             riemann: "right".into(),
             t: page.t.get_untracked().trim().parse().unwrap_or(f64::NAN),

@@ -117,11 +117,30 @@ fn Prediction(r: PredictResponse, edits: Vec<String>, page: Page) -> impl IntoVi
         .collect_view();
     let next = (!masked).then(|| view! { <span class="tok blank" id="next-token" title="the answer is read here: the next position">"＿"</span> });
     let target = r.target.clone().map(|t| {
+        let several = t.pieces.len() > 1;
+        let pieces = several.then(|| {
+            let items = t
+                .pieces
+                .iter()
+                .enumerate()
+                .map(|(j, piece)| {
+                    view! {
+                        <li>
+                            <code>{format!("{:?}", piece.token)}</code>
+                            {format!(" P = {}{}", ui::prob(piece.prob), if j == 0 { String::new() } else { " given the pieces before it".into() })}
+                        </li>
+                    }
+                })
+                .collect_view();
+            view! { <ol id="target-pieces" aria-label="the answer's pieces">{items}</ol> }
+        });
         view! {
             <p id="target-prob">
                 "Answer " <code>{format!("{:?}", t.token)}</code>
-                {format!(": P = {} ({:.2}%), rank {}", ui::prob(t.prob), 100.0 * t.prob, t.rank)}
+                {format!(": P = {} ({:.2}%), rank {}{}", ui::prob(t.prob), 100.0 * t.prob, t.rank,
+                    if several { format!(" (of its first piece); {} pieces, P(answer) is their product", t.pieces.len()) } else { String::new() })}
             </p>
+            {pieces}
         }
     });
     let stale = move || {

@@ -139,6 +139,12 @@ fn Report(r: ExperimentReport) -> impl IntoView {
                     <th class="num">"suppress top k"</th><th class="num">"amplify top k"</th><th class="num">"top k, unrelated"</th><th class="num">"s/fact"</th><th class="num">"GFLOP/fact"</th></tr></thead>
                 <tbody>{rows}</tbody>
             </table></div>
+            {(m.multi_token_facts > 0).then(|| view! {
+                <p id="methods-multi-token">{format!(
+                    "{} of the {} facts have answers of several tokens (read piece by piece). Suppressing the top {} on those alone: {}.",
+                    m.multi_token_facts, m.facts, m.k,
+                    m.rows.iter().map(|x| format!("{} {}", x.method, est(&x.suppress_top_k_multi_token, true))).collect::<Vec<_>>().join(", "))}</p>
+            })}
         }
     });
     let charts = report_charts(&r)

@@ -141,6 +141,11 @@ fn restore(page: Page, kind: &str, req: &serde_json::Value) {
     if let Some(v) = text("new_target") {
         page.new_target.set(v);
     }
+    if matches!(kind, "analyze" | "methods") {
+        // Left out of stored requests when it is the default.
+        page.positions
+            .set(text("answer_positions").unwrap_or_else(|| "all".into()));
+    }
     if let Some(v) = req.get("norm_scaled").and_then(|v| v.as_bool()) {
         page.norm_scaled
             .set(if v { "1".into() } else { String::new() });
@@ -315,6 +320,14 @@ fn App() -> impl IntoView {
                         <input id="target" type="text" prop:value=move || page.target.get()
                             on:input=move |ev| { page.target.set(event_target_value(&ev)); bench.target_error.set(None); } />
                         <ui::FieldError id="target-error" error=Signal::derive(move || bench.target_error.get()) />
+                    </div>
+                    <div>
+                        <label for="answer-positions">"Neurons of a multi-token answer"</label>
+                        <select id="answer-positions" prop:value=move || page.positions.get() on:change=move |ev| page.positions.set(event_target_value(&ev))
+                            title="An answer the tokenizer splits is read piece by piece, each from the prompt and the pieces before it; P(answer) is their product.">
+                            <option value="all" selected=move || page.positions.get() != "first">"at every piece"</option>
+                            <option value="first" selected=move || page.positions.get() == "first">"where the first piece is predicted"</option>
+                        </select>
                     </div>
                     <div class="share">
                         <button type="button" id="copy-link" on:click=copy_link>"Copy link"</button>

@@ -82,7 +82,7 @@ pub fn MethodsSection(page: Page, bench: Workbench, outcome: Outcome) -> impl In
             model: (!model.is_empty()).then_some(model),
             target,
             prompts: lines(&page.prompts.get_untracked()),
-            answer_positions: Default::default(),
+            answer_positions: page.answer_positions(),
             methods: chosen(),
             ks: page
                 .ks

@@ -19,6 +19,8 @@ pub struct Page {
     pub model: RwSignal<String>,
     /// The answer every action uses (predict, analyse, update).
     pub target: RwSignal<String>,
+    /// Where a multi-token answer's neurons are read: `all` or `first`.
+    pub positions: RwSignal<String>,
     pub prompt: RwSignal<String>,
     pub top_k: RwSignal<String>,
     pub prompts: RwSignal<String>,
@@ -61,10 +63,11 @@ fn param(key: &str) -> Option<String> {
 
 impl Page {
     /// `(url key, default, signal)` of every text field.
-    pub fn fields(&self) -> [(&'static str, &'static str, RwSignal<String>); 25] {
+    pub fn fields(&self) -> [(&'static str, &'static str, RwSignal<String>); 26] {
         [
             ("model", "", self.model),
             ("target", "Paris", self.target),
+            ("positions", "all", self.positions),
             ("prompt", "The capital of France is [MASK].", self.prompt),
             ("top_k", "10", self.top_k),
             ("prompts", DEFAULT_PROMPTS, self.prompts),
@@ -101,6 +104,7 @@ impl Page {
         let page = Page {
             model: s(),
             target: s(),
+            positions: s(),
             prompt: s(),
             top_k: s(),
             prompts: s(),
@@ -131,6 +135,11 @@ impl Page {
             sig.set(param(key).unwrap_or_else(|| default.to_string()));
         }
         page
+    }
+
+    /// The answer positions the form names (`all` unless it says `first`).
+    pub fn answer_positions(&self) -> kn_shared::AnswerPositions {
+        self.positions.get_untracked().parse().unwrap_or_default()
     }
 
     /// The edit-set ids the address names.

@@ -19,6 +19,10 @@ pub struct MethodsAtScale {
     pub per_relation: usize,
     pub k: usize,
     pub rows: Vec<MethodScaleRow>,
+    /// Of the facts compared, those whose answer is several tokens (runs that
+    /// plan them: `Coverage::multi_token_included`).
+    #[serde(default)]
+    pub multi_token_facts: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +41,9 @@ pub struct MethodScaleRow {
     pub amplify_top_k: Option<Estimate>,
     /// The top-`k` neurons ×0 on the prompts of three facts of other relations.
     pub unrelated_top_k: Option<Estimate>,
+    /// The top-`k` neurons ×0 on the multi-token facts alone.
+    #[serde(default)]
+    pub suppress_top_k_multi_token: Option<Estimate>,
     /// Seconds and matrix-product GFLOP of the scores, per fact (for `ig`, the
     /// run's own attribution time).
     pub seconds_per_fact: f64,
@@ -894,6 +901,27 @@ pub fn markdown(r: &ExperimentReport) -> String {
             );
         }
         let _ = writeln!(s);
+        if m.multi_token_facts > 0 {
+            let per: Vec<String> = m
+                .rows
+                .iter()
+                .map(|row| {
+                    format!(
+                        "{} {}",
+                        row.method,
+                        est(&row.suppress_top_k_multi_token, true)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "{} of the {} facts have answers of several tokens (read as chains of one-token steps; docs/method.md §1a). Suppressing the top {} on those facts alone: {}.\n",
+                m.multi_token_facts,
+                m.facts,
+                m.k,
+                per.join(", ")
+            );
+        }
     }
     let _ = writeln!(s, "## Charts\n");
     for (name, title) in CHARTS {

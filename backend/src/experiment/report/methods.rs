@@ -16,7 +16,7 @@ use crate::engine::attribution::Options;
 use crate::engine::intervene::probabilities;
 use crate::engine::methods::{scores, top_k, Method};
 use crate::engine::neurons::{coarse, refine};
-use crate::engine::Neuron;
+use crate::engine::{Neuron, Query};
 use crate::models::{Hooks, Model};
 use crate::Result;
 use kn_shared::experiment::{MethodScaleRow, MethodsAtScale};
@@ -47,6 +47,8 @@ struct Outcome {
     unrelated: Option<f64>,
     seconds: f64,
     gflop: f64,
+    /// Whether the fact's answer is several tokens.
+    multi: bool,
 }
 
 /// Indices into `done` of the facts to compare.
@@ -157,6 +159,7 @@ pub(super) fn methods_at_scale(
                 unrelated: effect(model, &others, &others_before, &top, 0.0)?,
                 seconds,
                 gflop,
+                multi: qs.iter().any(Query::is_chain),
             });
         }
     }
@@ -186,12 +189,21 @@ pub(super) fn methods_at_scale(
                 suppress_top_k: estimate(&col(&|o| o.top[0]), s ^ 3),
                 amplify_top_k: estimate(&col(&|o| o.top[1]), s ^ 4),
                 unrelated_top_k: estimate(&col(&|o| o.unrelated), s ^ 5),
+                suppress_top_k_multi_token: estimate(
+                    &col(&|o| o.multi.then_some(o.top[0]).flatten()),
+                    s ^ 6,
+                ),
                 seconds_per_fact: outs.iter().map(|o| o.seconds).sum::<f64>() / n,
                 gflop_per_fact: outs.iter().map(|o| o.gflop).sum::<f64>() / n,
             }
         })
         .collect();
+    let multi_token_facts = facts
+        .iter()
+        .filter(|&&i| done[i].queries.iter().any(Query::is_chain))
+        .count();
     Ok(Some(MethodsAtScale {
+        multi_token_facts,
         facts: facts.len(),
         per_relation: opts.per_relation,
         k: opts.k,
