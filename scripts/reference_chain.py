@@ -17,7 +17,7 @@ with autograd through every step's own forward pass.
 
 import torch
 
-from reference_ig import consumer, n_layers
+from reference_ig import blank_activations, n_layers, replace_at_blank
 
 
 def pieces(tok, target, masked):
@@ -43,32 +43,11 @@ def steps(tok, prompt, target, masked):
     return [(ids + ps[:j], len(ids) + j - 1, p) for j, p in enumerate(ps)]
 
 
-def _acts(model, arch, ids, blank):
-    acts = {}
-    hooks = []
-    for l in range(n_layers(model)):
-        def grab(_m, inp, l=l):
-            acts[l] = inp[0][0, blank].detach().clone()
-        hooks.append(consumer(model, arch, l).register_forward_pre_hook(grab))
-    with torch.no_grad():
-        p = torch.softmax(model(torch.tensor([ids])).logits[0, blank].double(), -1)
-    for h in hooks:
-        h.remove()
-    return acts, p
-
-
-def _p(model, arch, ids, blank, piece, layer=None, leaf=None):
-    """P(piece) at the blank, with layer's activation there replaced by leaf."""
-    h = None
-    if leaf is not None:
-        def replace(_m, inp):
-            a = inp[0].clone()
-            a[0, blank] = leaf
-            return (a,) + tuple(inp[1:])
-        h = consumer(model, arch, layer).register_forward_pre_hook(replace)
+def _p(model, arch, ids, blank, piece, layer, leaf):
+    """P(piece) at the blank, with the layer's activation there replaced by leaf."""
+    h = replace_at_blank(model, arch, layer, blank, leaf)
     logits = model(torch.tensor([ids])).logits[0, blank]
-    if h is not None:
-        h.remove()
+    h.remove()
     return torch.softmax(logits.float(), -1)[piece]
 
 
@@ -76,7 +55,7 @@ def chain_integrated_gradients(model, arch, chain, acted, m):
     """Per layer: right-sum scores, F(0), F(1); P(answer); the mean activation over
     the acted steps; each piece's P."""
     model.eval()
-    read = [_acts(model, arch, ids, blank) for ids, blank, _ in chain]
+    read = [blank_activations(model, arch, ids, blank) for ids, blank, _ in chain]
     p_pieces = [read[j][1][piece].item() for j, (_, _, piece) in enumerate(chain)]
     p_answer = 1.0
     for p in p_pieces:

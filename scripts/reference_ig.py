@@ -22,11 +22,9 @@ def n_layers(model):
     return model.config.num_hidden_layers
 
 
-def integrated_gradients(model, arch, ids, blank, target, steps):
-    """Per layer: right and left Riemann IG scores, P at alpha=0 and at alpha=1."""
-    model.eval()
-    x = torch.tensor([ids])
-    # w_bar: the activation at the blank, per layer.
+def blank_activations(model, arch, ids, blank):
+    """Every layer's FFN activation at the blank, and the answer distribution
+    there (float64), from one forward pass."""
     acts = {}
     hooks = []
     for l in range(n_layers(model)):
@@ -34,9 +32,30 @@ def integrated_gradients(model, arch, ids, blank, target, steps):
             acts[l] = inp[0][0, blank].detach().clone()
         hooks.append(consumer(model, arch, l).register_forward_pre_hook(grab))
     with torch.no_grad():
-        p_target = torch.softmax(model(x).logits[0, blank].double(), -1)[target].item()
+        probs = torch.softmax(model(torch.tensor([ids])).logits[0, blank].double(), -1)
     for h in hooks:
         h.remove()
+    return acts, probs
+
+
+def replace_at_blank(model, arch, layer, blank, leaf):
+    """Make the layer's FFN activation at the blank `leaf` (remove the returned
+    hook afterwards)."""
+    def replace(_m, inp):
+        a = inp[0].clone()
+        a[0, blank] = leaf
+        return (a,) + tuple(inp[1:])
+
+    return consumer(model, arch, layer).register_forward_pre_hook(replace)
+
+
+def integrated_gradients(model, arch, ids, blank, target, steps):
+    """Per layer: right and left Riemann IG scores, P at alpha=0 and at alpha=1."""
+    model.eval()
+    x = torch.tensor([ids])
+    # w_bar: the activation at the blank, per layer.
+    acts, probs = blank_activations(model, arch, ids, blank)
+    p_target = probs[target].item()
 
     out = []
     for l in range(n_layers(model)):
@@ -44,13 +63,7 @@ def integrated_gradients(model, arch, ids, blank, target, steps):
         grads, probs = [], []
         for k in range(steps + 1):
             leaf = (k / steps * w).clone().requires_grad_(True)
-
-            def replace(_m, inp, leaf=leaf):
-                a = inp[0].clone()
-                a[0, blank] = leaf
-                return (a,) + tuple(inp[1:])
-
-            h = consumer(model, arch, l).register_forward_pre_hook(replace)
+            h = replace_at_blank(model, arch, l, blank, leaf)
             logits = model(x).logits[0, blank]
             h.remove()
             p = torch.softmax(logits.float(), -1)[target]

@@ -16,32 +16,17 @@ tested against. Nothing is shared with the Rust code.
 
 import torch
 
-from reference_ig import consumer, n_layers
+from reference_ig import blank_activations, consumer, n_layers, replace_at_blank
 
 
 def grad_x_act(model, arch, ids, blank, target):
     model.eval()
     x = torch.tensor([ids])
-    acts = {}
-    hooks = []
-    for l in range(n_layers(model)):
-        def grab(_m, inp, l=l):
-            acts[l] = inp[0][0, blank].detach().clone()
-        hooks.append(consumer(model, arch, l).register_forward_pre_hook(grab))
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
+    acts, _ = blank_activations(model, arch, ids, blank)
     out = []
     for l in range(n_layers(model)):
         leaf = acts[l].clone().requires_grad_(True)
-
-        def replace(_m, inp, leaf=leaf):
-            a = inp[0].clone()
-            a[0, blank] = leaf
-            return (a,) + tuple(inp[1:])
-
-        h = consumer(model, arch, l).register_forward_pre_hook(replace)
+        h = replace_at_blank(model, arch, l, blank, leaf)
         p = torch.softmax(model(x).logits[0, blank].float(), -1)[target]
         h.remove()
         (g,) = torch.autograd.grad(p, leaf)
@@ -115,32 +100,15 @@ def masked_ids(tok, ids, masked):
 def ig_masked_baseline(model, arch, ids, blank, target, steps, base_ids):
     model.eval()
 
-    def blank_acts(seq):
-        acts, hooks = {}, []
-        for l in range(n_layers(model)):
-            def grab(_m, inp, l=l):
-                acts[l] = inp[0][0, blank].detach().clone()
-            hooks.append(consumer(model, arch, l).register_forward_pre_hook(grab))
-        with torch.no_grad():
-            model(torch.tensor([seq]))
-        for h in hooks:
-            h.remove()
-        return acts
-
-    w, a0 = blank_acts(ids), blank_acts(base_ids)
+    w = blank_activations(model, arch, ids, blank)[0]
+    a0 = blank_activations(model, arch, base_ids, blank)[0]
     x = torch.tensor([ids])
     out = []
     for l in range(n_layers(model)):
         total = torch.zeros_like(w[l], dtype=torch.float64)
         for k in range(1, steps + 1):
             leaf = (a0[l] + k / steps * (w[l] - a0[l])).clone().requires_grad_(True)
-
-            def replace(_m, inp, leaf=leaf):
-                a = inp[0].clone()
-                a[0, blank] = leaf
-                return (a,) + tuple(inp[1:])
-
-            h = consumer(model, arch, l).register_forward_pre_hook(replace)
+            h = replace_at_blank(model, arch, l, blank, leaf)
             p = torch.softmax(model(x).logits[0, blank].float(), -1)[target]
             h.remove()
             (g,) = torch.autograd.grad(p, leaf)
