@@ -169,8 +169,14 @@ fn chains_batch_with_one_token_prompts() {
                 .map(|q| attribute(&model, q, &base).unwrap())
                 .collect();
             // Everything in one pass; two rows' layers per pass; fewer rows
-            // per pass than a chain has steps (steps cut into chunks).
-            for max_batch in [4096, 2 * 7, 2] {
+            // per pass than a chain has steps (steps cut into chunks: many
+            // small passes, so in one mode only).
+            let budgets: &[usize] = if mode == Mode::Fast {
+                &[4096, 2 * 7, 2]
+            } else {
+                &[4096, 2 * 7]
+            };
+            for &max_batch in budgets {
                 let opts = Options { max_batch, ..base };
                 let together =
                     attribute_many(&model, &qs, &opts, layers.clone(), &mut |_| true).unwrap();
@@ -263,4 +269,76 @@ fn predictions_read_every_piece() {
     let long = "Zyxwvutsrqponmlkjihgfedcba Zyxwvutsrqponmlkjihgfedcba";
     let e = Query::new(&model, "The capital of France is [MASK].", long).unwrap_err();
     assert!(e.to_string().contains("answer_pieces"), "{e}");
+}
+
+/// Every method combines a chain's steps as its quantity does: activations
+/// are the mean over the acted steps, log-probability increases their sum
+/// (log P(answer) is the sum of the pieces'); `first` reads the first step
+/// only. The masked baseline masks the prompt, never the given pieces.
+#[test]
+fn methods_combine_the_steps() {
+    use kn::engine::methods::{scores, Method};
+    for dir in ["tiny-bert", "tiny-gpt2"] {
+        let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+        let case = &golden(dir)["chain"][0];
+        let q = chain_query(&model, case).with_positions(AnswerPositions::All);
+        let steps = q.steps();
+        let opts = Options::default();
+        let one = |m: Method, qs: &[Query]| scores(&model, qs, m, &opts, 0).unwrap();
+        let per_step = |m: Method| -> Vec<tch::Tensor> {
+            steps
+                .iter()
+                .map(|s| one(m, std::slice::from_ref(s)).remove(0))
+                .collect()
+        };
+        let same = |a: &tch::Tensor, b: &tch::Tensor, what: &str| {
+            let d = f64::try_from((a - b).abs().max()).unwrap();
+            let m = f64::try_from(b.abs().max()).unwrap();
+            // Float rounding of the batched pass: log-probabilities near −7
+            // round at about 1e-6.
+            assert!(
+                d <= 1e-5 * m + 1e-5,
+                "{dir} {what}: differs by {d} (largest {m})"
+            );
+        };
+        let acts = per_step(Method::Activation);
+        let mean = tch::Tensor::stack(&acts, 0).mean_dim(0, false, tch::Kind::Float);
+        same(
+            &one(Method::Activation, std::slice::from_ref(&q))[0],
+            &mean,
+            "activation",
+        );
+        let lp = per_step(Method::LogprobIncrease);
+        let sum = tch::Tensor::stack(&lp, 0).sum_dim_intlist(0, false, tch::Kind::Float);
+        same(
+            &one(Method::LogprobIncrease, std::slice::from_ref(&q))[0],
+            &sum,
+            "logprob-increase",
+        );
+        let first = q.clone().with_positions(AnswerPositions::First);
+        same(
+            &one(Method::LogprobIncrease, std::slice::from_ref(&first))[0],
+            &lp[0],
+            "logprob-increase, first",
+        );
+        same(
+            &one(Method::Activation, std::slice::from_ref(&first))[0],
+            &acts[0],
+            "activation, first",
+        );
+        // The masked prompt keeps the pieces a step is given.
+        for (j, s) in steps.iter().enumerate() {
+            let m = s.masked(&model).unwrap();
+            let given: Vec<u32> = if model.config().arch.is_masked() {
+                m.cloze.ids[q.cloze.blank..q.cloze.blank + j].to_vec()
+            } else {
+                m.cloze.ids[m.cloze.ids.len() - j..].to_vec()
+            };
+            assert_eq!(given, q.answer[..j], "{dir} step {j}: {:?}", m.cloze.ids);
+            assert_ne!(
+                m.cloze.ids, s.cloze.ids,
+                "{dir} step {j}: the prompt is masked"
+            );
+        }
+    }
 }

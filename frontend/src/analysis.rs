@@ -127,19 +127,8 @@ pub fn AnalysisSection(page: Page, bench: Workbench, outcome: Outcome) -> impl I
                     {move || if running.get() { "Computing attribution…" } else { "Find knowledge neurons" }}
                 </button>
                 <div id="analysis-progress-box">
-                    {move || running.get().then(|| {
-                        let (done, total, id) = job.get().map_or((0, 0, String::new()), |s| (s.done, s.total, s.id));
-                        let cancel = move |_| {
-                            let id = id.clone();
-                            spawn_local(async move { let _ = api::cancel_job(&id).await; });
-                        };
-                        view! {
-                            <div class="progress">
-                                <progress id="analysis-progress" max=total.max(1) value=done aria-label="prompts attributed"></progress>
-                                <span>{format!("{done} of {total} prompts attributed")}</span>
-                                <button id="cancel" type="button" on:click=cancel>"Cancel"</button>
-                            </div>
-                        }
+                    {move || running.get().then(|| view! {
+                        <ui::JobProgress job=job bar_id="analysis-progress" cancel_id="cancel" what="prompts attributed" />
                     })}
                 </div>
                 <FieldError id="analysis-error" error=error_for("form") />

@@ -174,19 +174,8 @@ pub fn MethodsSection(page: Page, bench: Workbench, outcome: Outcome) -> impl In
                     {move || if running.get() { "Comparing…" } else { "Compare methods" }}
                 </button>
                 <div id="methods-progress-box">
-                    {move || running.get().then(|| {
-                        let (done, total, id) = job.get().map_or((0, 0, String::new()), |s| (s.done, s.total, s.id));
-                        let cancel = move |_| {
-                            let id = id.clone();
-                            spawn_local(async move { let _ = api::cancel_job(&id).await; });
-                        };
-                        view! {
-                            <div class="progress">
-                                <progress id="methods-progress" max=total.max(1) value=done aria-label="methods done"></progress>
-                                <span>{format!("{done} of {total} methods")}</span>
-                                <button id="cancel-methods" type="button" on:click=cancel>"Cancel"</button>
-                            </div>
-                        }
+                    {move || running.get().then(|| view! {
+                        <ui::JobProgress job=job bar_id="methods-progress" cancel_id="cancel-methods" what="methods" />
                     })}
                 </div>
                 <FieldError id="methods-form-error" error=error_for("form") />

@@ -1,5 +1,6 @@
 //! Small pieces every view uses: charts with their downloads, help popovers,
-//! sortable tables, number formats, scrolling to a result, the width of a box.
+//! sortable tables, number formats, scrolling to a result, the width of a box,
+//! a job's progress.
 
 use leptos::html;
 use leptos::prelude::*;
@@ -272,5 +273,35 @@ pub fn FieldError(id: &'static str, error: Signal<Option<String>>) -> impl IntoV
         error
             .get()
             .map(|e| view! { <p class="error field-error" role="alert" id=id>{e}</p> })
+    }
+}
+
+/// A running job's progress: the bar, "n of m <what>", and Cancel (which asks
+/// the server to cancel the job; the view learns the outcome from its stream).
+#[component]
+pub fn JobProgress(
+    job: RwSignal<Option<kn_shared::JobStatus>>,
+    bar_id: &'static str,
+    cancel_id: &'static str,
+    /// What the count counts, e.g. "prompts attributed".
+    what: &'static str,
+) -> impl IntoView {
+    move || {
+        let (done, total, id) = job
+            .get()
+            .map_or((0, 0, String::new()), |s| (s.done, s.total, s.id));
+        let cancel = move |_| {
+            let id = id.clone();
+            leptos::task::spawn_local(async move {
+                let _ = crate::api::cancel_job(&id).await;
+            });
+        };
+        view! {
+            <div class="progress">
+                <progress id=bar_id max=total.max(1) value=done aria-label=what></progress>
+                <span>{format!("{done} of {total} {what}")}</span>
+                <button id=cancel_id type="button" on:click=cancel>"Cancel"</button>
+            </div>
+        }
     }
 }
