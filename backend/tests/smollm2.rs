@@ -107,7 +107,7 @@ fn the_plan_finds_facts_smollm2_knows() {
     assert_eq!(p.items.len(), p.sample.union(&p.known).count());
     let rel = data.relation("P36").unwrap();
     for it in &p.known {
-        let qs = fact_queries(&m, rel, it.fact, Default::default()).unwrap();
+        let qs = fact_queries(&m, rel, it.fact, Some(Default::default())).unwrap();
         // An update (what the known facts are for) needs a one-token answer.
         assert!(!qs.iter().any(|q| q.is_chain()), "fact {}", it.fact);
         let (_, top) = kn::engine::intervene::probabilities(&m, &qs, &Default::default()).unwrap();

@@ -113,6 +113,10 @@ pub struct ExperimentSettings {
     pub facts_per_relation: Option<usize>,
     /// Relations asked for (empty: all).
     pub relations: Vec<String>,
+    /// Where multi-token answers' neurons were read (`all`, `first`); `None`:
+    /// such facts were left out.
+    #[serde(default)]
+    pub multi_token: Option<crate::AnswerPositions>,
 }
 
 /// How much of ParaRel the run covers, and why facts were left out.
@@ -125,14 +129,15 @@ pub struct Coverage {
     pub prompts: usize,
     /// Prompts this model can use (a causal model: the blank ends the template).
     pub usable_prompts: usize,
-    /// Facts whose answer this model's tokenizer splits into several tokens.
+    /// Facts whose answer this model's tokenizer splits into several tokens
+    /// (at most 8: longer ones are `too_many_pieces`).
     pub multi_token: usize,
     /// Whether those facts are planned (read as chains of one-token steps);
     /// runs made before they could be attributed left them out.
     #[serde(default)]
     pub multi_token_included: bool,
-    /// Of the multi-token facts, those left out because their answer has more
-    /// pieces than an answer may have (8).
+    /// Facts left out because their answer has more pieces than an answer may
+    /// have (8).
     #[serde(default)]
     pub too_many_pieces: usize,
     /// Facts of relations without a usable template.
@@ -659,7 +664,7 @@ pub fn markdown(r: &ExperimentReport) -> String {
     let _ = writeln!(s, "# Knowledge neurons on ParaRel: `{}`\n", r.name);
     let _ = writeln!(
         s,
-        "Model `{}` (weights fingerprint `{}`), a {} model. Integrated gradients with m = {} ({} Riemann sum). Knowledge neurons: coarse t = {}, refined in more than p·n prompts and at least {} (p starts at {} and adapts per relation toward 2–5 neurons per fact). Baseline: activations above {} of the prompt's largest, refined the same way. Seed {}; {}. Figures in brackets are 95% bootstrap intervals over facts (1,000 seeded resamples).\n",
+        "Model `{}` (weights fingerprint `{}`), a {} model. Integrated gradients with m = {} ({} Riemann sum). Knowledge neurons: coarse t = {}, refined in more than p·n prompts and at least {} (p starts at {} and adapts per relation toward 2–5 neurons per fact). Baseline: activations above {} of the prompt's largest, refined the same way. Seed {}; {}. {}. Figures in brackets are 95% bootstrap intervals over facts (1,000 seeded resamples).\n",
         r.model,
         r.fingerprint,
         if r.masked { "masked" } else { "causal" },
@@ -673,6 +678,16 @@ pub fn markdown(r: &ExperimentReport) -> String {
         match r.settings.facts_per_relation {
             Some(n) => format!("a seeded sample of {n} facts per relation"),
             None => "every fact".into(),
+        },
+        match r.settings.multi_token {
+            None => "Answers of several tokens left out".to_string(),
+            Some(p) => format!(
+                "Answers of several tokens read piece by piece, their neurons at {} (docs/method.md §1a)",
+                match p {
+                    crate::AnswerPositions::All => "every piece's position",
+                    crate::AnswerPositions::First => "the first piece's position",
+                }
+            ),
         }
     );
     let _ = writeln!(s, "## Coverage\n\n| | count |\n| --- | ---: |");

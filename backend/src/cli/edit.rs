@@ -129,7 +129,10 @@ pub fn run(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
         } => {
             let m = kn::load_model(&fact.model, device)?;
             let eval = eval.queries(&m)?;
-            let fa = attribute_fact(&m, queries(&m, &fact)?, &ig.options(device))?;
+            let qs = queries(&m, &fact)?;
+            // An update is defined on one-token answers: say so before the work.
+            kn::engine::edit::one_token(&m, &qs)?;
+            let fa = attribute_fact(&m, qs, &ig.options(device))?;
             let opts = UpdateOptions {
                 k,
                 lambda1,

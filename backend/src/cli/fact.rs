@@ -38,7 +38,10 @@ pub fn attribute(a: AttributeArgs, device: tch::Device) -> anyhow::Result<()> {
         println!(
             "prompt  {:?}   P({:?}) = {:.5}",
             q.prompt,
-            m.tokenizer.token_text(q.target),
+            q.answer
+                .iter()
+                .map(|&t| m.tokenizer.token_text(t))
+                .collect::<String>(),
             a.p_target
         );
         println!("  top neurons (layer:index  score  activation)");

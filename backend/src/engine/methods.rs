@@ -83,8 +83,8 @@ impl Method {
     }
 
     /// FLOPs of scoring one query: [`Method::flops`] of every step its answer
-    /// positions act on (one step for a one-token answer), and a forward pass
-    /// for each step held as it is.
+    /// positions act on (one step for a one-token answer), and for the
+    /// integrated methods a forward pass for each step held as it is.
     pub fn query_flops(self, cfg: &ModelConfig, opts: &Options, q: &Query) -> f64 {
         let chains = Chains::new(std::slice::from_ref(q));
         chains
@@ -93,10 +93,14 @@ impl Method {
             .zip(&chains.acted)
             .map(|(s, &acted)| {
                 let seq = s.cloze.ids.len();
-                if acted {
-                    self.flops(cfg, opts, seq)
-                } else {
-                    cost::forward(cfg, seq)
+                match (acted, self) {
+                    (true, _) => self.flops(cfg, opts, seq),
+                    // Held steps: a forward pass reads their probability for
+                    // the integrated methods; the others never look at them.
+                    (false, Method::Ig | Method::IgMasked | Method::GradXAct) => {
+                        cost::forward(cfg, seq)
+                    }
+                    (false, _) => 0.0,
                 }
             })
             .sum()
@@ -210,7 +214,26 @@ fn logprob_chunk(vocab: usize, d_ff: usize) -> usize {
 /// the sum over the steps it acts on (log P(answer) is the sum of its pieces').
 fn logprob_increase(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
     let chains = Chains::new(qs);
-    let per_step = logprob_increase_steps(model, &chains.steps)?;
+    // Only the acted steps are scored; the held ones are never read.
+    let acted: Vec<Query> = chains
+        .steps
+        .iter()
+        .zip(&chains.acted)
+        .filter(|(_, &a)| a)
+        .map(|(s, _)| s.clone())
+        .collect();
+    let mut scored = logprob_increase_steps(model, &acted)?.into_iter();
+    let per_step: Vec<Tensor> = chains
+        .acted
+        .iter()
+        .map(|&a| {
+            if a {
+                scored.next().expect("one score per acted step")
+            } else {
+                Tensor::new()
+            }
+        })
+        .collect();
     Ok(chains.over_acted(&per_step, false))
 }
 
@@ -236,12 +259,12 @@ fn logprob_increase_steps(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
                         .select(1, target)
                 };
                 let none =
-                    lp(&net.ffn_out(l, &h, &Tensor::zeros([1, 1, d_ff], (Kind::Float, device))));
+                    lp(&net.ffn_out(l, &h, &Tensor::zeros([1, 1, d_ff], (a.kind(), device))));
                 let mut parts = Vec::new();
                 let mut start = 0;
                 while start < d_ff {
                     let n = chunk.min(d_ff - start);
-                    let rows = Tensor::zeros([n, d_ff], (Kind::Float, device));
+                    let rows = Tensor::zeros([n, d_ff], (a.kind(), device));
                     rows.narrow(1, start, n)
                         .copy_(&a.narrow(0, start, n).diag(0));
                     let x = net.ffn_out(l, &h.expand([n, 1, d], false), &rows.unsqueeze(1));

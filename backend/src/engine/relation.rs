@@ -21,9 +21,9 @@ use std::collections::BTreeMap;
 /// multi-token answers could be attributed, so its stored results keep their
 /// meaning).
 fn usable(model: &impl Vocab, rel: &Relation, i: usize) -> Option<Vec<Query>> {
-    fact_queries(model, rel, i, Default::default())
+    fact_queries(model, rel, i, None)
         .ok()
-        .filter(|q| !q.is_empty() && !q.iter().any(Query::is_chain))
+        .filter(|q| !q.is_empty())
 }
 
 /// A seeded sample of up to `n_facts` facts of `rel` whose answer is one token,

@@ -56,11 +56,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Where a multi-token answer's neurons are read in this run.
-    pub fn positions(&self) -> AnswerPositions {
-        self.multi_token.unwrap_or_default()
-    }
-
     /// Whether a file started with `other` belongs to the same run: the same
     /// weights and method, whatever the model was called (a hub id on one
     /// machine, a local folder on another) and in whatever order the
@@ -217,21 +212,30 @@ pub fn usable_templates<'a>(model: &impl Vocab, rel: &'a Relation) -> Vec<&'a St
 }
 
 /// A fact's queries on the usable templates, a multi-token answer read at
-/// `positions`.
+/// `multi_token`'s positions; `None` (the plan of runs made before such
+/// answers could be attributed) refuses one, as those runs did, on whichever
+/// template splits it.
 pub fn fact_queries(
     model: &impl Vocab,
     rel: &Relation,
     fact: usize,
-    positions: AnswerPositions,
+    multi_token: Option<AnswerPositions>,
 ) -> Result<Vec<Query>> {
     let f = rel
         .facts
         .get(fact)
         .ok_or_else(|| Error::InvalidArgument(format!("{} has no fact {fact}", rel.id)))?;
-    usable_templates(model, rel)
+    let qs = usable_templates(model, rel)
         .iter()
-        .map(|t| Ok(Query::new(model, &fill(t, &f.subject), &f.object)?.with_positions(positions)))
-        .collect()
+        .map(|t| {
+            Ok(Query::new(model, &fill(t, &f.subject), &f.object)?
+                .with_positions(multi_token.unwrap_or_default()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if multi_token.is_none() {
+        crate::engine::edit::one_token(model, &qs)?;
+    }
+    Ok(qs)
 }
 
 /// Whether a fact can be planned.
@@ -325,10 +329,7 @@ pub fn plan_with(
                         eligible.push(fact);
                     }
                 }
-                Eligible::TooManyPieces => {
-                    cov.multi_token += 1;
-                    cov.too_many_pieces += 1;
-                }
+                Eligible::TooManyPieces => cov.too_many_pieces += 1,
                 Eligible::Unusable(e) => {
                     tracing::warn!("{} #{fact}: skipped: {e}", rel.id);
                     cov.unusable += 1;
@@ -363,10 +364,15 @@ pub fn plan_with(
             // KNOWN_SCAN facts per relation.
             let mut found = 0;
             'scan: for chunk in order[..order.len().min(KNOWN_SCAN)].chunks(16) {
-                let facts = chunk
+                // One-token answers on every template (an update needs one);
+                // a fact whose answer some template splits is passed over.
+                let facts: Vec<(usize, Vec<Query>)> = chunk
                     .iter()
-                    .map(|&f| fact_queries(model, rel, f, settings.positions()).map(|q| (f, q)))
-                    .collect::<Result<Vec<_>>>()?;
+                    .filter_map(|&f| fact_queries(model, rel, f, None).ok().map(|q| (f, q)))
+                    .collect();
+                if facts.is_empty() {
+                    continue;
+                }
                 let all: Vec<Query> = facts.iter().flat_map(|(_, q)| q.iter().cloned()).collect();
                 let (_, top) = crate::engine::intervene::probabilities(
                     model,

@@ -80,9 +80,9 @@ pub fn fact_record(
     relation: usize,
     fact: usize,
     ig: &Options,
-    positions: AnswerPositions,
+    multi_token: Option<AnswerPositions>,
 ) -> Result<FactRecord> {
-    let queries = fact_queries(model, &data.relations[relation], fact, positions)?;
+    let queries = fact_queries(model, &data.relations[relation], fact, multi_token)?;
     let fa = attribute_fact_with(model, queries, ig, &mut |_, _| true)?;
     record(data, relation, fact, &fa)
 }
@@ -96,17 +96,17 @@ pub fn fact_records(
     data: &ParaRel,
     items: &[(usize, usize)],
     ig: &Options,
-    positions: AnswerPositions,
+    multi_token: Option<AnswerPositions>,
 ) -> Vec<Result<FactRecord>> {
     if items.len() <= 1 {
         return items
             .iter()
-            .map(|&(r, f)| fact_record(model, data, r, f, ig, positions))
+            .map(|&(r, f)| fact_record(model, data, r, f, ig, multi_token))
             .collect();
     }
     let queries: Vec<Result<Vec<Query>>> = items
         .iter()
-        .map(|&(r, f)| fact_queries(model, &data.relations[r], f, positions))
+        .map(|&(r, f)| fact_queries(model, &data.relations[r], f, multi_token))
         .collect();
     let all: Vec<Query> = queries.iter().flatten().flatten().cloned().collect();
     let attributions =
@@ -116,7 +116,7 @@ pub fn fact_records(
                 tracing::warn!("{} facts together: {e}; now one by one", items.len());
                 return items
                     .iter()
-                    .map(|&(r, f)| fact_record(model, data, r, f, ig, positions))
+                    .map(|&(r, f)| fact_record(model, data, r, f, ig, multi_token))
                     .collect();
             }
         };
@@ -255,7 +255,7 @@ pub fn run(
         pb.set_message(format!("{rel} #{fact}"));
         let t0 = Instant::now();
         let items: Vec<_> = batch.iter().map(|it| (it.relation, it.fact)).collect();
-        let records = fact_records(model, data, &items, &opts.ig, settings.positions());
+        let records = fact_records(model, data, &items, &opts.ig, settings.multi_token);
         // A batch's time is shared evenly by its facts.
         let seconds = t0.elapsed().as_secs_f64() / batch.len() as f64;
         for (it, r) in batch.iter().zip(records) {

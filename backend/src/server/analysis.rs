@@ -52,6 +52,10 @@ pub(super) fn plan(st: &AppState, mut req: AnalyzeRequest) -> Result<Planned, Ap
         .into_iter()
         .map(|q| q.with_positions(req.answer_positions))
         .collect();
+    if !queries.iter().any(|q| q.is_chain()) {
+        // One-token answers: the positions change nothing, so one id.
+        req.answer_positions = Default::default();
+    }
     budget::steps(st, req.steps)?;
     budget::work(st, worker, &queries, req.steps)?;
     if !matches!(req.riemann.as_str(), "right" | "left") {

@@ -217,10 +217,13 @@ fn before_after(
     let lists: Vec<&[u32]> = std::iter::once(targets.as_slice())
         .chain(new.map(|(_, ids)| ids))
         .collect();
+    // Ranks are read where the answer starts: a multi-token answer's first
+    // step (P is the whole answer's, from `probabilities`).
+    let firsts: Vec<Query> = qs.iter().map(|q| q.steps().swap_remove(0)).collect();
     let measure = |m: &Model| -> crate::Result<_> {
         Ok((
             probabilities(m, qs, &Hooks::default())?,
-            probabilities_and_ranks(m, qs, &lists)?,
+            probabilities_and_ranks(m, &firsts, &lists)?,
         ))
     };
     let (before, ranks_before) = measure(m)?;

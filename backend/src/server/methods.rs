@@ -89,6 +89,10 @@ pub(super) fn plan(st: &AppState, mut req: MethodsRequest) -> Result<Planned, Ap
             ))
         }
     };
+    if !queries.iter().chain(&unrelated).any(|q| q.is_chain()) {
+        // One-token answers: the positions change nothing, so one id.
+        req.answer_positions = Default::default();
+    }
     budget::steps(st, req.steps)?;
     let th = Thresholds {
         t: req.t,

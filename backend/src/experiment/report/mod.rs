@@ -302,7 +302,7 @@ pub fn report(
         for ((fact, record, in_sample, known), (knowledge, baseline)) in
             sample.into_iter().chain(extra).zip(sets)
         {
-            let queries = fact_queries(model, rel, fact, settings.positions())?;
+            let queries = fact_queries(model, rel, fact, settings.multi_token)?;
             if queries.len() != record.prompts.len() {
                 return Err(Error::InvalidArgument(format!(
                     "{} #{fact}: the run stored {} prompts, the data gives {} now; was the data changed?",
@@ -449,6 +449,7 @@ pub fn report(
             seed: settings.seed,
             facts_per_relation: settings.facts_per_relation,
             relations: settings.relations.clone(),
+            multi_token: settings.multi_token,
         },
         coverage,
         knowledge,
