@@ -62,8 +62,19 @@ pub fn peak_memory_mib() -> f64 {
 /// a second after a warm-up. The honest ceiling for attribution, which is
 /// nearly all matrix products.
 pub fn matmul_peak(device: Device) -> f64 {
-    let n: i64 = if device.is_cuda() { 8192 } else { 2048 };
-    let opts = (tch::Kind::Float, device);
+    matmul_peak_of(device, tch::Kind::Float)
+}
+
+/// [`matmul_peak`] for matrices of `kind` (bf16 and f16 have peaks of their own).
+pub fn matmul_peak_of(device: Device, kind: tch::Kind) -> f64 {
+    // f16 products on a CPU run without vector kernels (about 0.5 GFLOP/s
+    // here): a smaller matrix keeps the measurement near a second.
+    let n: i64 = match (device.is_cuda(), kind) {
+        (true, _) => 8192,
+        (false, tch::Kind::Half) => 512,
+        (false, _) => 2048,
+    };
+    let opts = (kind, device);
     let (a, b) = (
         tch::Tensor::randn([n, n], opts),
         tch::Tensor::randn([n, n], opts),

@@ -31,4 +31,4 @@ pub mod store;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
-pub use models::{load_model, Model};
+pub use models::{load_model, load_model_as, Model};

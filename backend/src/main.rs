@@ -72,6 +72,10 @@ enum Cmd {
         /// Timed repetitions per mode (the best is reported).
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// Weights and activations in this dtype (f32, bf16, f16); other than
+        /// f32, the fact is also attributed in f32 and the fidelity reported.
+        #[arg(long, default_value = "f32")]
+        dtype: cli::bench::Dtype,
         #[arg(long)]
         json: bool,
     },
@@ -135,8 +139,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ig,
             modes,
             repeat,
+            dtype,
             json,
-        } => bench::run(device, &fact, &ig, &modes, repeat, json)?,
+        } => bench::run(device, &fact, &ig, &modes, repeat, dtype, json)?,
         Cmd::Experiment { cmd } => experiment_cli::run_experiment(cmd, device)?,
         Cmd::Info(a) => cli::predict::info(a, device)?,
         Cmd::Serve(args) => cli::serve::run(args, device)?,

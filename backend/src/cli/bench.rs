@@ -8,16 +8,57 @@ use super::args::{queries, FactArgs, IgArgs};
 use kn::engine::attribution::{attribute, Mode, Options};
 use kn::engine::neurons::{attribute_fact, fact_neurons, Thresholds};
 
+/// The dtype of a benchmarked model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dtype {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Dtype {
+    fn kind(self) -> tch::Kind {
+        match self {
+            Dtype::F32 => tch::Kind::Float,
+            Dtype::Bf16 => tch::Kind::BFloat16,
+            Dtype::F16 => tch::Kind::Half,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Bf16 => "bf16",
+            Dtype::F16 => "f16",
+        }
+    }
+}
+
 pub fn run(
     device: tch::Device,
     fact: &FactArgs,
     ig: &IgArgs,
     modes: &[Mode],
     repeat: usize,
+    dtype: Dtype,
     json: bool,
 ) -> anyhow::Result<()> {
-    let m = kn::load_model(&fact.model, device)?;
+    let m = kn::load_model_as(&fact.model, device, dtype.kind())?;
     let qs = queries(&m, fact)?;
+    // Another dtype than f32: what it costs in fidelity, on this fact.
+    let fidelity = if dtype == Dtype::F32 {
+        None
+    } else {
+        let reference = kn::load_model(&fact.model, device)?;
+        Some(kn::engine::precision::compare(
+            &reference,
+            &m,
+            &qs,
+            &fact.target,
+            &ig.options(device),
+            &Thresholds::default(),
+        )?)
+    };
     let mut rows = Vec::new();
     // Warm-up: first-call allocations and thread pools are not the method's cost.
     attribute(
@@ -28,7 +69,7 @@ pub fn run(
             ..ig.options(device)
         },
     )?;
-    let peak = kn::device::matmul_peak(device);
+    let peak = kn::device::matmul_peak_of(device, dtype.kind());
     for &mode in modes {
         kn::device::reset_peak_memory();
         let flop: f64 = qs
@@ -72,7 +113,8 @@ pub fn run(
         "max_row_tokens": ig.options(device).max_row_tokens,
         "layers": m.config().n_layers,
         "d_ff": m.config().d_ff,
-        "dtype": "f32",
+        "dtype": dtype.name(),
+        "fidelity_vs_f32": fidelity,
         "tf32": kn::device::tf32(),
         "matmul_peak_gflops": peak / 1e9,
         "results": rows,
@@ -97,6 +139,17 @@ pub fn run(
         for r in &rows {
             let s = r["seconds_per_fact"].as_f64().unwrap_or(0.0);
             println!("  {:<7} {:>9.2} s/fact  {:>8.3} s/prompt  peak RSS {:>6.0} MiB  {:>5.2}x vs first  {:>7.1} GFLOP/s = {:>5.1}% of the {:.0} GFLOP/s matmul peak  {} device reads", r["mode"].as_str().unwrap_or(""), s, r["seconds_per_prompt"].as_f64().unwrap_or(0.0), r["peak_rss_mib"].as_f64().unwrap_or(0.0), first / s, r["gflops"].as_f64().unwrap_or(0.0), 100.0 * r["fraction_of_peak"].as_f64().unwrap_or(0.0), peak / 1e9, r["device_reads_per_fact"]);
+        }
+        if let Some(f) = &fidelity {
+            println!(
+                "  {} against f32: scores move by at most {:.2}% of a prompt's largest, top-10 overlap {:.0}%, refined knowledge neurons {} ({} vs {})",
+                dtype.name(),
+                100.0 * f.worst_deviation,
+                100.0 * f.top10_overlap,
+                if f.same_knowledge { "the same" } else { "differ" },
+                f.knowledge.0,
+                f.knowledge.1
+            );
         }
     }
     Ok(())

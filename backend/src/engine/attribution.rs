@@ -398,7 +398,9 @@ impl Plan {
 
     /// The passes for exactly `rows` prompts attributed together (the steps of
     /// multi-token answers, which cannot be split): whole layers while
-    /// `rows × (m + 1)` fits the budget, else chunks of steps.
+    /// `rows × (m + 1)` fits the budget, else chunks of steps, down to one
+    /// step per pass; a query with more acted steps than the budget's rows
+    /// (8 pieces at most) still passes them together.
     pub fn for_rows(opts: &Options, n_layers: usize, rows: usize, seq_len: usize) -> Plan {
         let per_layer = opts.steps + 1;
         let rows = rows.max(1);
@@ -635,7 +637,8 @@ fn attribute_chunk(
         .softmax(-1, Kind::Float)
         .gather(1, &targets.unsqueeze(1), false)
         .squeeze_dim(1);
-    let alphas = Tensor::arange(m + 1, (Kind::Float, device)) / m as f64;
+    // In the model's dtype: the scaled activations replace its own.
+    let alphas = (Tensor::arange(m + 1, (Kind::Float, device)) / m as f64).to_kind(model.dtype);
     // `[p, d_ff]` activations at the blanks.
     let w: Vec<Tensor> = tch::no_grad(|| {
         (0..cfg.n_layers)
@@ -715,7 +718,7 @@ fn attribute_chunk(
                 let summed = window(&grads).sum_dim_intlist(1, false, Kind::Float);
                 let s = span * summed / m as f64;
                 let ends = Tensor::stack(&[probs.select(1, 0), probs.select(1, m)], 1);
-                return Tensor::cat(&[s, w[l].shallow_clone(), ends], 1);
+                return Tensor::cat(&[s, w[l].to_kind(Kind::Float), ends], 1);
             }
             // A group's F(α_k) = c · ∏_rows P_r(α_k); row r's gradient is
             // weighted by the factors other than its own.

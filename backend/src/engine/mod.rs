@@ -8,6 +8,7 @@
 //! * [`edit`]: reversible weight edits (update a fact, erase a relation).
 //! * [`methods`]: other attribution methods beside IG, judged by intervention.
 //! * [`host`]: device-to-host reads, counted.
+//! * [`precision`]: what bf16 or f16 costs a fact's attribution against f32.
 //! * `query`: a prompt with its answer; a multi-token answer as a chain of
 //!   one-token steps.
 
@@ -20,6 +21,7 @@ pub mod intervene;
 pub mod methods;
 pub mod neuron;
 pub mod neurons;
+pub mod precision;
 mod query;
 pub mod relation;
 

@@ -157,7 +157,7 @@ impl Llama {
 
     /// Load from a GGUF file: map llama.cpp's names and metadata onto the
     /// Hugging Face ones, dequantise, and undo the Q/K row permutation.
-    pub fn from_gguf(g: &GgufFile, device: Device) -> Result<Self> {
+    pub fn from_gguf(g: &GgufFile, device: Device, kind: Kind) -> Result<Self> {
         let arch = g.require_str("general.architecture")?.to_string();
         let key = |k: &str| format!("{arch}.{k}");
         let n_layers = g.require_u64(&key("block_count"))? as usize;
@@ -231,7 +231,7 @@ impl Llama {
             }
             map.insert(hf, t);
         }
-        let mut ws = Weights::from_map(map, g.path.clone(), device);
+        let mut ws = Weights::from_map(map, g.path.clone(), device).with_kind(kind);
         Self::load(&config, &mut ws).map_err(|e| match e {
             Error::BadModel { message, .. } => Error::Gguf {
                 path: g.path.clone(),
@@ -260,7 +260,9 @@ impl Llama {
         let pos = Tensor::arange(s, (Kind::Float, self.device));
         let freqs = pos.unsqueeze(1) * inv.unsqueeze(0);
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
-        (emb.cos(), emb.sin())
+        // Computed in f32, used in the weights' dtype.
+        let kind = self.embed.kind();
+        (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
     }
 }
 

@@ -240,12 +240,15 @@ impl Hooks {
     ) -> Tensor {
         let act = match self.ops.get(&layer) {
             None => act,
+            // Ops are built in f32; a model in another dtype takes them in its own.
             Some(NeuronOp::Replace(v)) => {
-                let v = v.expand([batch.len as i64, act.size()[2]], false);
+                let v = v
+                    .to_kind(act.kind())
+                    .expand([batch.len as i64, act.size()[2]], false);
                 batch.put_at_blank(&act, &v)
             }
             Some(NeuronOp::Scale(f)) => {
-                let scaled = batch.at_blank(&act) * f;
+                let scaled = batch.at_blank(&act) * f.to_kind(act.kind());
                 batch.put_at_blank(&act, &scaled)
             }
         };
@@ -360,6 +363,8 @@ pub struct Model {
     /// computed once at load. Edits never change it: results name their
     /// edit sets beside it.
     pub fingerprint: String,
+    /// The weights' and activations' dtype (f32 unless [`load_model_as`]).
+    pub dtype: Kind,
 }
 
 impl Model {
@@ -408,8 +413,22 @@ impl Vocab for TextSide {
     }
 }
 
-/// Resolve `spec` (see [`crate::source`]) and load the model onto `device`.
+/// Resolve `spec` (see [`crate::source`]) and load the model onto `device`,
+/// in f32.
 pub fn load_model(spec: &str, device: Device) -> Result<Model> {
+    load_model_as(spec, device, Kind::Float)
+}
+
+/// [`load_model`] with weights and activations in `kind` (f32, bf16 or f16:
+/// `kn bench --dtype` measures what a cheaper precision costs in fidelity).
+/// The fingerprint is the checkpoint's, whatever the dtype: the server and the
+/// experiments load f32 only, so their ids never mix precisions.
+pub fn load_model_as(spec: &str, device: Device, kind: Kind) -> Result<Model> {
+    if !matches!(kind, Kind::Float | Kind::BFloat16 | Kind::Half) {
+        return Err(Error::InvalidArgument(format!(
+            "dtype {kind:?}: use f32, bf16 or f16"
+        )));
+    }
     let files = resolve(spec)?;
     tracing::info!(model = spec, ?files, "loading");
     let (net, tokenizer, source, parts): (Box<dyn NeuronModel>, KnTokenizer, PathBuf, _) =
@@ -420,7 +439,7 @@ pub fn load_model(spec: &str, device: Device) -> Result<Model> {
                 if !matches!(arch, "llama" | "mistral" | "qwen2" | "smollm") {
                     return Err(Error::UnknownArchitecture(arch.to_string()));
                 }
-                let net = llama::Llama::from_gguf(&g, device)?;
+                let net = llama::Llama::from_gguf(&g, device, kind)?;
                 let parts = fingerprint::parts(std::slice::from_ref(&path), None);
                 (Box::new(net), KnTokenizer::from_gguf(&g)?, path, parts)
             }
@@ -432,7 +451,7 @@ pub fn load_model(spec: &str, device: Device) -> Result<Model> {
                     .unwrap_or_default()
                     .to_string();
                 let files = Weights::files(&dir)?;
-                let mut weights = Weights::from_files(&files, device)?;
+                let mut weights = Weights::from_files(&files, device)?.with_kind(kind);
                 let net: Box<dyn NeuronModel> = match model_type.as_str() {
                     "bert" => Box::new(bert::Bert::load(&config, &mut weights)?),
                     "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut weights)?),
@@ -477,6 +496,7 @@ pub fn load_model(spec: &str, device: Device) -> Result<Model> {
         net,
         tokenizer: Arc::new(tokenizer),
         fingerprint,
+        dtype: kind,
     })
 }
 
@@ -542,6 +562,9 @@ pub(crate) struct Weights {
     map: HashMap<String, Tensor>,
     path: PathBuf,
     device: Device,
+    /// What every tensor is converted to as it is taken (f32 unless
+    /// [`load_model_as`] asks for another dtype).
+    kind: Kind,
 }
 
 impl Weights {
@@ -602,11 +625,23 @@ impl Weights {
             map,
             path: files.first().cloned().unwrap_or_default(),
             device,
+            kind: Kind::Float,
         })
     }
 
     pub fn from_map(map: HashMap<String, Tensor>, path: PathBuf, device: Device) -> Self {
-        Weights { map, path, device }
+        Weights {
+            map,
+            path,
+            device,
+            kind: Kind::Float,
+        }
+    }
+
+    /// Take every tensor as `kind` (weights and hence activations).
+    pub fn with_kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -628,7 +663,7 @@ impl Weights {
                 ),
             ));
         }
-        Ok(t.to_kind(Kind::Float).to(self.device).detach())
+        Ok(t.to_kind(self.kind).to(self.device).detach())
     }
 
     /// Take the first of `names` that exists.
