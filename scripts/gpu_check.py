@@ -13,7 +13,8 @@ torch. Needs only Python and torch (no network, no `transformers`). Steps:
    the same top-10 neurons), and the weights' fingerprint is the same on both.
 3. `kn bench` on both shapes: each mode in f32 with the device's batching (a
    fact's prompts together), fast mode one prompt at a time (as before
-   batching), and fast mode with TF32 matmuls (`kn --tf32`); each with its
+   batching), fast mode with TF32 matmuls (`kn --tf32`), and fast mode in bf16 and
+   f16 (`kn bench --dtype`, with its fidelity against f32); each with its
    fraction of the peak and its device-to-host reads per fact.
 4. A precision check: attribution with TF32 against f32 on both shapes (scores'
    deviation, same top-10 neurons).
@@ -157,7 +158,15 @@ def main():
     # CPU's budgets, one prompt at a time, as the engine ran before batching.
     variants = [("f32", "batched", [], modes),
                 ("f32", "one prompt", ["--max-batch", "256", "--max-row-tokens", "8192"], "fast"),
-                ("tf32", "batched", ["--tf32"], "fast")]
+                ("tf32", "batched", ["--tf32"], "fast"),
+                # bf16 and f16 weights and activations; kn bench also attributes
+                # the fact in f32 and reports the fidelity (engine::precision).
+                ("bf16", "batched", ["--dtype", "bf16"], "fast"),
+                ("f16", "batched", ["--dtype", "f16"], "fast")]
+    if dev == "cpu":
+        # A CPU has no f16 matrix kernels (about 2 GFLOP/s): minutes per prompt.
+        variants = [v for v in variants if v[0] != "f16"]
+    report["precision"] = []
     for path, label, prompts in ((os.path.join(shaped, "bert-base-shaped"), "bert-base shapes", MASKED),
                                  (os.path.join(shaped, "smollm2-shaped"), "SmolLM2 shapes", CAUSAL)):
         try:
@@ -173,12 +182,17 @@ def main():
                 for r in b["results"]:
                     report["bench"].append({"model": label, "precision": precision, "batching": batching,
                                             "prompts": b["prompts"], "peak_gflops": b["matmul_peak_gflops"], **r})
+                f = b.get("fidelity_vs_f32")
+                if f:
+                    report["precision"].append({"model": label, "precision": precision,
+                                                "score_diff_of_max": f["worst_deviation"],
+                                                "top10": f"{100 * f['top10_overlap']:.0f}%",
+                                                "same_refined_set": f["same_knowledge"]})
             except Exception as e:
                 fail.append(f"bench {label} {precision} {batching}: {e}")
 
     # TF32 against f32 on the same weights and prompts (not a pass/fail check:
     # how far the cheaper precision moves the scores is a measurement).
-    report["precision"] = []
     for path, label, prompts in ((os.path.join(shaped, "bert-base-shaped"), "bert-base shapes", MASKED),
                                  (os.path.join(shaped, "smollm2-shaped"), "SmolLM2 shapes", CAUSAL)):
         try:
@@ -187,7 +201,8 @@ def main():
             runs = [kn(["attribute", "--device", dev, "--model", path, "--target", target, "--steps", "20", "--json"]
                        + flag + prompt_args(prompts[:3]), args.kn)[0] for flag in ([], ["--tf32"])]
             _, cmp = compare_attribution(*runs)
-            report["precision"].append({"model": label, "precision": "tf32", **cmp})
+            report["precision"].append({"model": label, "precision": "tf32", **cmp,
+                                        "top10": "equal" if cmp["top10_equal"] else "differs"})
         except Exception as e:
             fail.append(f"precision {label}: {e}")
 
@@ -205,10 +220,10 @@ def main():
         p, a = c.get("predict", {}), c.get("attribution", {})
         print(f"| {c['model']} | {'yes' if c['ok'] else 'NO'} | {p.get('p_rel_diff', float('nan')):.1e} | "
               f"{a.get('score_diff_of_max', float('nan')):.1e} | {a.get('top10_equal')} | {c.get('fingerprint_equal')} |")
-    print("\n| model | precision | IG diff / max vs f32 | top-10 equal |")
-    print("| --- | --- | ---: | --- |")
+    print("\n| model | precision | IG diff / max vs f32 | top-10 | same refined set |")
+    print("| --- | --- | ---: | --- | --- |")
     for r in report["precision"]:
-        print(f"| {r['model']} | {r['precision']} | {r['score_diff_of_max']:.1e} | {r['top10_equal']} |")
+        print(f"| {r['model']} | {r['precision']} | {r['score_diff_of_max']:.1e} | {r['top10']} | {r.get('same_refined_set', '')} |")
     out = os.path.join(os.environ.get("OUT", "."), "gpu-check.json")
     with open(out, "w") as f:
         json.dump(report, f, indent=1)
