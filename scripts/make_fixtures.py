@@ -221,7 +221,7 @@ CHAIN_TARGETS = ["Ottawa", "Lyon", "Berlin", "Zurich", "Tokyo", "Madrid", "Lisbo
 def chain_goldens(model, tok, arch, masked):
     """Multi-token answers (reference_chain.py): the first candidate answer of two or
     three pieces, on two prompts, read at every step and at the first only."""
-    from reference_chain import chain_integrated_gradients, pieces, steps
+    from reference_chain import chain_integrated_gradients, one_pass, pieces, steps
 
     target = next(t for t in CHAIN_TARGETS if 2 <= len(pieces(tok, t, masked)) <= 3)
     out = []
@@ -237,6 +237,9 @@ def chain_goldens(model, tok, arch, masked):
                 "steps": IG_STEPS,
                 "chain": [{"input_ids": ids, "blank": b, "piece": p} for ids, b, p in chain],
                 **ref,
+                # A causal model reads the same P(answer) in one pass over the
+                # prompt and the answer.
+                **({} if masked else {"p_one_pass": one_pass(model, chain)}),
             })
     return out
 

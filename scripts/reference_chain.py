@@ -89,3 +89,15 @@ def chain_integrated_gradients(model, arch, chain, acted, m):
             "activations": mean_act.tolist(),
         })
     return {"p_target": p_answer, "p_pieces": p_pieces, "layers": layers}
+
+
+def one_pass(model, chain):
+    """A causal model's P(answer) from one pass over the prompt and the whole
+    answer: the product of each piece's probability at the position before it."""
+    first = chain[0][1]
+    with torch.no_grad():
+        logits = model(torch.tensor([chain[-1][0] + [chain[-1][2]]])).logits[0].double()
+    p = 1.0
+    for j, (_, _, piece) in enumerate(chain):
+        p *= torch.softmax(logits[first + j], -1)[piece].item()
+    return p

@@ -83,6 +83,15 @@ fn check(dir: &str) {
             "{label}: {} vs {p_answer}",
             p[0]
         );
+        // For a causal model, the chain reads what one pass over the prompt
+        // and the whole answer reads.
+        if let Some(one) = case["p_one_pass"].as_f64() {
+            assert!(
+                (p[0] / one - 1.0).abs() < 1e-4,
+                "{label}: {} vs one pass {one}",
+                p[0]
+            );
+        }
         for mode in [Mode::Naive, Mode::Resume, Mode::Fast] {
             let opts = Options {
                 steps: case["steps"].as_u64().unwrap() as usize,
