@@ -183,7 +183,7 @@ pub fn predict_many(model: &Model, reqs: &[PredictRequest]) -> Vec<Result<Predic
         .zip(checked)
         .map(|(req, c)| {
             let r = c?;
-            let n = r.rows().len() as i64;
+            let n = r.count() as i64;
             let probs = probs
                 .as_ref()
                 .expect("rows for every checked request")
@@ -201,6 +201,11 @@ struct Rows {
 }
 
 impl Rows {
+    /// How many rows it reads (without building them).
+    fn count(&self) -> usize {
+        self.steps.len().max(1)
+    }
+
     /// The rows it reads: the answer's steps (the first one is the cloze the
     /// top tokens are read at), or the cloze alone.
     fn rows(&self) -> Vec<(Vec<u32>, usize)> {

@@ -476,8 +476,7 @@ pub fn attribute_many_from(
             "target id {t} is outside the vocabulary"
         )));
     }
-    let chains = Chains::new(qs);
-    if !chains.any() {
+    if !qs.iter().any(Query::is_chain) {
         let seq_len = qs.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
         let plan = Plan::new(opts, layers.len(), qs.len(), seq_len);
         let mut out = Vec::with_capacity(qs.len());
@@ -497,7 +496,7 @@ pub fn attribute_many_from(
         }
         return Ok(out);
     }
-    attribute_chains(model, &chains, opts, layers, keep_going, baseline)
+    attribute_chains(model, &Chains::new(qs), opts, layers, keep_going, baseline)
 }
 
 /// The acted steps of one query, as rows of a chunk, and the product `c` of
@@ -542,15 +541,8 @@ fn attribute_chains(
             p_held[s] = p;
         }
     }
-    let acted: Vec<Vec<Query>> = chains
-        .of
-        .iter()
-        .map(|r| {
-            r.clone()
-                .filter(|&s| chains.acted[s])
-                .map(|s| chains.steps[s].clone())
-                .collect()
-        })
+    let acted: Vec<Vec<Query>> = (0..chains.of.len())
+        .map(|i| chains.acted_of(i).cloned().collect())
         .collect();
     let rows: usize = acted.iter().map(Vec::len).sum();
     let seq_len = acted

@@ -91,8 +91,7 @@ pub fn answers(model: &Model, queries: &[Query], hooks: &Hooks) -> Result<Vec<An
     if queries.is_empty() {
         return Err(Error::InvalidArgument("no prompts".into()));
     }
-    let chains = Chains::new(queries);
-    if !chains.any() {
+    if !queries.iter().any(Query::is_chain) {
         let (p, top) = step_probabilities(model, queries, hooks)?;
         return Ok(p
             .into_iter()
@@ -105,6 +104,7 @@ pub fn answers(model: &Model, queries: &[Query], hooks: &Hooks) -> Result<Vec<An
             })
             .collect());
     }
+    let chains = Chains::new(queries);
     let hooks = hooks.for_rows(&chains.acted, model.config())?;
     let (p, top) = step_probabilities(model, &chains.steps, &hooks)?;
     let greedy = chains.all(|s| top[s] == chains.steps[s].target);

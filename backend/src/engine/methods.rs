@@ -86,14 +86,10 @@ impl Method {
     /// positions act on (one step for a one-token answer), and for the
     /// integrated methods a forward pass for each step held as it is.
     pub fn query_flops(self, cfg: &ModelConfig, opts: &Options, q: &Query) -> f64 {
-        let chains = Chains::new(std::slice::from_ref(q));
-        chains
-            .steps
-            .iter()
-            .zip(&chains.acted)
-            .map(|(s, &acted)| {
-                let seq = s.cloze.ids.len();
-                match (acted, self) {
+        (0..q.answer.len())
+            .map(|j| {
+                let seq = q.step_len(j);
+                match (q.acts_on(j), self) {
                     (true, _) => self.flops(cfg, opts, seq),
                     // Held steps: a forward pass reads their probability for
                     // the integrated methods; the others never look at them.
@@ -215,12 +211,8 @@ fn logprob_chunk(vocab: usize, d_ff: usize) -> usize {
 fn logprob_increase(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
     let chains = Chains::new(qs);
     // Only the acted steps are scored; the held ones are never read.
-    let acted: Vec<Query> = chains
-        .steps
-        .iter()
-        .zip(&chains.acted)
-        .filter(|(_, &a)| a)
-        .map(|(s, _)| s.clone())
+    let acted: Vec<Query> = (0..chains.of.len())
+        .flat_map(|i| chains.acted_of(i).cloned())
         .collect();
     let mut scored = logprob_increase_steps(model, &acted)?.into_iter();
     let per_step: Vec<Tensor> = chains

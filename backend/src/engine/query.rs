@@ -55,17 +55,7 @@ impl Query {
             c.ids
                 .splice(c.blank..c.blank, std::iter::repeat_n(mask, n - 1));
         }
-        // The longest step: a causal prompt grows by the given pieces.
-        let longest = if causal {
-            c.ids.len() + n - 1
-        } else {
-            c.ids.len()
-        };
-        let max = model.config().max_positions;
-        if longest > max {
-            return Err(Error::PromptTooLong { len: longest, max });
-        }
-        Ok(Query {
+        let q = Query {
             prompt: prompt.to_string(),
             cloze: c,
             target: answer[0],
@@ -73,7 +63,15 @@ impl Query {
             positions: AnswerPositions::default(),
             given: 0..0,
             causal,
-        })
+        };
+        let max = model.config().max_positions;
+        if q.longest_step() > max {
+            return Err(Error::PromptTooLong {
+                len: q.longest_step(),
+                max,
+            });
+        }
+        Ok(q)
     }
 
     /// `prompt` with the one-token answer `id` (a token id rather than text:
@@ -107,34 +105,29 @@ impl Query {
         self.answer.len() > 1
     }
 
+    /// Whether the answer positions act on step `j` (always on the first).
+    pub fn acts_on(&self, j: usize) -> bool {
+        j == 0 || self.positions == AnswerPositions::All
+    }
+
+    /// The length in tokens of step `j`'s input: a causal step grows by its
+    /// given pieces; a masked model's pieces fill its masks.
+    pub fn step_len(&self, j: usize) -> usize {
+        self.cloze.ids.len() + if self.causal { j } else { 0 }
+    }
+
     /// The longest input among the answer's steps, in tokens.
     pub fn longest_step(&self) -> usize {
-        self.cloze.ids.len() + self.extra_tokens()
+        self.step_len(self.answer.len() - 1)
     }
 
     /// The tokens attribution runs through for this query: the lengths of the
     /// steps it acts on, added (one prompt's length for a one-token answer).
     pub fn attributed_tokens(&self) -> usize {
-        let n = self.cloze.ids.len();
-        let acted = match self.positions {
-            AnswerPositions::All => self.answer.len(),
-            AnswerPositions::First => 1,
-        };
-        if self.causal {
-            (0..acted).map(|j| n + j).sum()
-        } else {
-            acted * n
-        }
-    }
-
-    /// Tokens a causal step adds to the prompt (its given pieces); a masked
-    /// model's pieces fill its masks.
-    fn extra_tokens(&self) -> usize {
-        if self.causal {
-            self.answer.len() - 1
-        } else {
-            0
-        }
+        (0..self.answer.len())
+            .filter(|&j| self.acts_on(j))
+            .map(|j| self.step_len(j))
+            .sum()
     }
 
     /// The answer's steps, each a one-token query: step `j` reads `t_j` with
@@ -242,18 +235,19 @@ impl Chains {
         for q in qs {
             let s = q.steps();
             let start = steps.len();
-            for j in 0..s.len() {
-                acted.push(j == 0 || q.positions == AnswerPositions::All);
-            }
+            acted.extend((0..s.len()).map(|j| q.acts_on(j)));
             steps.extend(s);
             of.push(start..steps.len());
         }
         Chains { steps, of, acted }
     }
 
-    /// Whether any query has a multi-token answer.
-    pub fn any(&self) -> bool {
-        self.steps.len() > self.of.len()
+    /// Query `i`'s steps that its answer positions act on, in order.
+    pub fn acted_of(&self, i: usize) -> impl Iterator<Item = &Query> {
+        self.of[i]
+            .clone()
+            .filter(|&s| self.acted[s])
+            .map(|s| &self.steps[s])
     }
 
     /// Per query, the product of its steps' values (P(answer) from the
