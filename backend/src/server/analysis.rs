@@ -48,10 +48,7 @@ pub async fn predict_route(
 pub(super) fn plan(st: &AppState, mut req: AnalyzeRequest) -> Result<Planned, ApiFail> {
     let (index, worker) = st.worker(req.model.as_deref())?;
     edits::check_ids(st, &req.edits)?;
-    let queries: Vec<_> = budget::queries(st, worker, &req.prompts, &req.target)?
-        .into_iter()
-        .map(|q| q.with_positions(req.answer_positions))
-        .collect();
+    let queries = budget::queries(st, worker, &req.prompts, &req.target, req.answer_positions)?;
     if !queries.iter().any(|q| q.is_chain()) {
         // One-token answers: the positions change nothing, so one id.
         req.answer_positions = Default::default();
@@ -162,10 +159,7 @@ pub async fn neuron_route(
         index: req.index,
     };
     crate::engine::intervene::validate(&worker.text.config, &[neuron])?;
-    let queries: Vec<_> = budget::queries(&st, worker, &a.prompts, &a.target)?
-        .into_iter()
-        .map(|q| q.with_positions(a.answer_positions))
-        .collect();
+    let queries = budget::queries(&st, worker, &a.prompts, &a.target, a.answer_positions)?;
     budget::steps(&st, a.steps)?;
     let sets = edits::resolve(&st, index, &a.edits).await?;
     let opts = crate::engine::attribution::Options {

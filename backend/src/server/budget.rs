@@ -12,7 +12,7 @@
 //! `copies × tokens` into one pass, and prompts are at most `max_tokens` long.
 
 use super::{ApiFail, AppState, ModelWorker};
-use crate::engine::Query;
+use crate::engine::{AnswerPositions, Query};
 use crate::models::Vocab;
 use kn_shared::{EvalPrompt, Limits};
 
@@ -92,13 +92,15 @@ pub fn finite(what: &str, x: f64, max: f64) -> Result<(), ApiFail> {
     Ok(())
 }
 
-/// Build the engine's queries for `prompts` (each with answer `target`),
-/// checking the blank, the answer and the token budget.
+/// Build the engine's queries for `prompts` (each with answer `target`, read
+/// at `positions` when it has several tokens), checking the blank, the answer
+/// and the token budget.
 pub fn queries(
     st: &AppState,
     worker: &ModelWorker,
     prompts: &[String],
     target: &str,
+    positions: AnswerPositions,
 ) -> Result<Vec<Query>, ApiFail> {
     count(
         "the number of prompts",
@@ -109,7 +111,10 @@ pub fn queries(
     prompts
         .iter()
         .enumerate()
-        .map(|(i, p)| query(st, worker, p, target, &format!("prompt {}", i + 1)))
+        .map(|(i, p)| {
+            query(st, worker, p, target, &format!("prompt {}", i + 1))
+                .map(|q| q.with_positions(positions))
+        })
         .collect()
 }
 

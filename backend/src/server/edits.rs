@@ -268,7 +268,7 @@ fn edit_outcome(
 pub(super) fn plan_update(st: &AppState, mut req: UpdateFactRequest) -> Result<Planned, ApiFail> {
     let (index, worker) = st.worker(req.model.as_deref())?;
     check_ids(st, &req.edits)?;
-    let qs = budget::queries(st, worker, &req.prompts, &req.target)?;
+    let qs = budget::queries(st, worker, &req.prompts, &req.target, Default::default())?;
     // The old and the new answer must be one token (on every prompt).
     crate::engine::edit::one_token(&worker.text, &qs)?;
     let new_ids = qs

@@ -61,10 +61,7 @@ pub(super) fn plan(st: &AppState, mut req: MethodsRequest) -> Result<Planned, Ap
         budget::count("k", k, st.limits.max_neurons, "")?;
     }
     let positions = req.answer_positions;
-    let queries: Vec<Query> = budget::queries(st, worker, &req.prompts, &req.target)?
-        .into_iter()
-        .map(|q| q.with_positions(positions))
-        .collect();
+    let queries = budget::queries(st, worker, &req.prompts, &req.target, positions)?;
     let unrelated: Vec<Query> = match (&req.unrelated_target, req.unrelated_prompts.is_empty()) {
         (Some(t), false) => {
             budget::at_most(
