@@ -159,9 +159,21 @@ fn the_judge_reports_the_interventions_own_numbers() {
             let other = intervene(&model, unrelated, ns, 0.0)
                 .unwrap()
                 .relative_change;
-            assert!((e.suppress - sup).abs() < 1e-9, "{m} k={}", e.k);
-            assert!((e.amplify - amp).abs() < 1e-9, "{m} k={}", e.k);
-            assert!((e.suppress_unrelated.unwrap() - other).abs() < 1e-9);
+            // The judge runs every k in one batched pass (float rounding apart).
+            let near = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs() + 1e-6;
+            assert!(
+                near(e.suppress, sup),
+                "{m} k={}: {} vs {sup}",
+                e.k,
+                e.suppress
+            );
+            assert!(
+                near(e.amplify, amp),
+                "{m} k={}: {} vs {amp}",
+                e.k,
+                e.amplify
+            );
+            assert!(near(e.suppress_unrelated.unwrap(), other), "{m} k={}", e.k);
         }
         assert_eq!(res.refined.is_none(), *m == Method::Random);
         assert!(res.seconds >= 0.0 && res.gflop >= 0.0);

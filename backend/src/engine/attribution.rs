@@ -151,7 +151,7 @@ pub(crate) struct Trace {
     pub batch: Batch,
     /// Each prompt's blank, as `batch` holds it (kept on the host so scaled
     /// passes need no read-back).
-    blanks: Vec<i64>,
+    pub blanks: Vec<i64>,
     /// Per layer: the post-attention residual `h`, `[p, s, d]`.
     pub h: Vec<Tensor>,
     /// Per layer: the neurons `a` at every position, `[p, s, d_ff]`.
@@ -195,7 +195,7 @@ impl Trace {
     /// The rows of `x` (`[p, …]`, one per prompt) for scaled rows whose prompts
     /// are `who`: a free broadcast when the trace holds one prompt, a gather
     /// otherwise.
-    fn rows(&self, x: &Tensor, who: &[i64]) -> Tensor {
+    pub(crate) fn rows(&self, x: &Tensor, who: &[i64]) -> Tensor {
         if self.blanks.len() == 1 {
             let mut size = x.size();
             size[0] = who.len() as i64;

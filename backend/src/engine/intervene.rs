@@ -6,8 +6,9 @@
 //! random neurons (same layers, seeded), the baseline's neurons, and prompts of
 //! an unrelated fact.
 
+use super::attribution::{trace, Trace};
 use super::{Chains, Neuron, Query};
-use crate::models::{Batch, Hooks, Model, ModelConfig, NeuronOp};
+use crate::models::{At, Batch, Hooks, Kv, Model, ModelConfig, NeuronOp};
 use crate::{Error, Result};
 use kn_shared::{InterventionEffect, PromptEffect};
 use rand::seq::index::sample;
@@ -132,6 +133,12 @@ fn step_probabilities(
     let batch = Batch::new(&seqs, &blanks, model.net.device())?;
     hooks.validate(model.config(), queries.len())?;
     let logits = tch::no_grad(|| model.net.forward(&batch, hooks).logits);
+    read_targets(&logits, queries)
+}
+
+/// From `[n, vocab]` logits at the blanks of `queries` (one row each): each
+/// query's `P(target)` and top-1 token, in one read per list.
+fn read_targets(logits: &Tensor, queries: &[Query]) -> Result<(Vec<f64>, Vec<u32>)> {
     let probs = logits.softmax(-1, Kind::Float);
     let targets = Tensor::from_slice(&queries.iter().map(|q| q.target as i64).collect::<Vec<_>>())
         .to(probs.device());
@@ -146,6 +153,207 @@ fn step_probabilities(
         p.into_iter().map(f64::from).collect(),
         top.into_iter().map(|t| t as u32).collect(),
     ))
+}
+
+/// Most rows × tokens that one pass of [`scaled_changes`] holds (the
+/// attribution's budget for one pass, and the same reason: memory).
+const MAX_ROW_TOKENS: usize = 8_192;
+
+/// [`scaled_change`] for many neuron sets at once: per `(neurons, factor)`, the
+/// relative change of mean P(answer) over `queries`; `None` for an empty set.
+///
+/// The unscaled pass runs once for every set, and the sets' copies of the
+/// queries' steps run together as the rows of a few large passes instead of one
+/// small pass per set. A causal model's copies start at their set's first
+/// scaled layer and recompute only the blank, its last position: a scale at the
+/// blank reaches no earlier position, so their keys and values, and everything
+/// below the first scaled layer, are the unscaled pass's (a staircase over the
+/// sets' first layers, as attribution's fast mode). A masked model's copies run
+/// whole, each row with its set's scales. The numbers are [`scaled_change`]'s
+/// (tests/interventions.rs holds them to it on every architecture).
+pub fn scaled_changes(
+    model: &Model,
+    queries: &[Query],
+    sets: &[(&[Neuron], f64)],
+) -> Result<Vec<Option<f64>>> {
+    if queries.is_empty() {
+        return Err(Error::InvalidArgument("no prompts".into()));
+    }
+    // (set index, hooks) of the non-empty sets, by their first scaled layer.
+    let mut scaled: Vec<(usize, Hooks, usize)> = Vec::new();
+    for (k, (ns, f)) in sets.iter().enumerate() {
+        if !ns.is_empty() {
+            let h = scale_hooks(model, ns, *f)?;
+            let first = *h.ops.keys().next().expect("a set has a neuron");
+            scaled.push((k, h, first));
+        }
+    }
+    scaled.sort_by_key(|s| s.2);
+    let chains = Chains::new(queries);
+    let steps = &chains.steps;
+    let causal = !model.config().arch.is_masked();
+    let traced = if causal {
+        Some(trace(model, steps)?)
+    } else {
+        None
+    };
+    let before = match &traced {
+        Some(t) => read_targets(&t.logits, steps)?.0,
+        None => step_probabilities(model, steps, &Hooks::default())?.0,
+    };
+    let before = chains.product(&before);
+    let seq = steps.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
+    let per_pass = (MAX_ROW_TOKENS / (steps.len() * seq).max(1)).max(1);
+    let mut out = vec![None; sets.len()];
+    for chunk in scaled.chunks(per_pass) {
+        let rows = Rows::new(chunk, &chains.acted, model);
+        let logits = match &traced {
+            Some(t) => rows.resumed(model, t)?,
+            None => rows.whole(model, steps)?,
+        };
+        let copies: Vec<Query> = rows.of.iter().map(|&(_, s)| steps[s].clone()).collect();
+        let (p, _) = read_targets(&logits, &copies)?;
+        for (c, (k, _, _)) in chunk.iter().enumerate() {
+            let mut mine = vec![0.0; steps.len()];
+            for (r, &(rc, s)) in rows.of.iter().enumerate() {
+                if rc == c {
+                    mine[s] = p[r];
+                }
+            }
+            out[*k] = Some(relative_change(&before, &chains.product(&mine)));
+        }
+    }
+    Ok(out)
+}
+
+/// The copies of one pass of [`scaled_changes`]: one per (set, step), with
+/// each layer's scales as a table indexed per row.
+struct Rows<'a> {
+    /// `(set in the chunk, step)` of each row, in the order the pass needs.
+    of: Vec<(usize, usize)>,
+    /// The chunk's sets, with their first scaled layer.
+    sets: &'a [(usize, Hooks, usize)],
+    acted: &'a [bool],
+    /// `[d_ff]` ones: the scale of a row its set leaves alone at a layer.
+    ones: Tensor,
+}
+
+impl<'a> Rows<'a> {
+    fn new(sets: &'a [(usize, Hooks, usize)], acted: &'a [bool], model: &Model) -> Self {
+        let cfg = model.config();
+        let ones = Tensor::ones([cfg.d_ff as i64], (Kind::Float, model.net.device()));
+        let of = (0..sets.len())
+            .flat_map(|c| (0..acted.len()).map(move |s| (c, s)))
+            .collect();
+        Rows {
+            of,
+            sets,
+            acted,
+            ones,
+        }
+    }
+
+    /// The `[rows.len(), d_ff]` scales of layer `layer` for `rows`, or `None`
+    /// when none of them is scaled there.
+    fn scales(&self, layer: usize, rows: &[(usize, usize)]) -> Option<Tensor> {
+        let mut table = vec![self.ones.shallow_clone()];
+        let mut index = vec![0i64; self.sets.len()];
+        for (c, (_, h, _)) in self.sets.iter().enumerate() {
+            if let Some(NeuronOp::Scale(f)) = h.ops.get(&layer) {
+                index[c] = table.len() as i64;
+                table.push(f.shallow_clone());
+            }
+        }
+        if table.len() == 1 {
+            return None;
+        }
+        let per_row: Vec<i64> = rows
+            .iter()
+            .map(|&(c, s)| if self.acted[s] { index[c] } else { 0 })
+            .collect();
+        let idx = Tensor::from_slice(&per_row).to(self.ones.device());
+        Some(Tensor::stack(&table, 0).index_select(0, &idx))
+    }
+
+    /// Masked models (or any): every copy whole, each row with its set's
+    /// scales; `[rows, vocab]` logits in the order of `self.of`.
+    fn whole(&self, model: &Model, steps: &[Query]) -> Result<Tensor> {
+        let seqs: Vec<Vec<u32>> = self
+            .of
+            .iter()
+            .map(|&(_, s)| steps[s].cloze.ids.clone())
+            .collect();
+        let blanks: Vec<usize> = self.of.iter().map(|&(_, s)| steps[s].cloze.blank).collect();
+        let batch = Batch::new(&seqs, &blanks, model.net.device())?;
+        let mut hooks = Hooks::default();
+        for layer in 0..model.config().n_layers {
+            if let Some(f) = self.scales(layer, &self.of) {
+                hooks.ops.insert(layer, NeuronOp::Scale(f));
+            }
+        }
+        hooks.validate(model.config(), batch.len)?;
+        Ok(tch::no_grad(|| model.net.forward(&batch, &hooks).logits))
+    }
+
+    /// Causal models: each set's copies join at its first scaled layer from
+    /// the trace, and only the blank (the last position) is recomputed from
+    /// there, attending to the trace's keys and values; `[rows, vocab]` logits
+    /// in the order of `self.of`.
+    fn resumed(&self, model: &Model, t: &Trace) -> Result<Tensor> {
+        let net = &model.net;
+        let n_steps = self.acted.len();
+        let s = t.batch.seq_len as i64;
+        let first = self.sets.first().map_or(0, |x| x.2);
+        let scale =
+            |a: Tensor, layer: usize, rows: &[(usize, usize)]| match self.scales(layer, rows) {
+                Some(f) => {
+                    let f = f.to_kind(a.kind()).unsqueeze(1);
+                    a * f
+                }
+                None => a,
+            };
+        tch::no_grad(|| {
+            let mut x: Option<Tensor> = None;
+            let mut joined: Vec<(usize, usize)> = Vec::new();
+            for j in first..net.config().n_layers {
+                if let Some(prev) = &x {
+                    let who: Vec<i64> = joined.iter().map(|&(_, st)| st as i64).collect();
+                    let pos: Vec<i64> = who.iter().map(|&p| t.blanks[p as usize]).collect();
+                    let at = At::new(&pos, s, net.device());
+                    let past = Kv {
+                        k: t.rows(&t.kv[j].k, &who),
+                        v: t.rows(&t.kv[j].v, &who),
+                    };
+                    let h = net.attention_at(j, prev, &past, &at);
+                    let a = scale(net.ffn_act(j, &h), j, &joined);
+                    x = Some(net.ffn_out(j, &h, &a));
+                }
+                let entering: Vec<(usize, usize)> = (0..self.sets.len())
+                    .filter(|&c| self.sets[c].2 == j)
+                    .flat_map(|c| (0..n_steps).map(move |st| (c, st)))
+                    .collect();
+                if entering.is_empty() {
+                    continue;
+                }
+                let who: Vec<i64> = entering.iter().map(|&(_, st)| st as i64).collect();
+                let h = t.rows(&t.batch.at_blank(&t.h[j]), &who).unsqueeze(1);
+                let a = t.rows(&t.batch.at_blank(&t.a[j]), &who).unsqueeze(1);
+                let new = net.ffn_out(j, &h, &scale(a, j, &entering));
+                x = Some(match x {
+                    None => new,
+                    Some(prev) => Tensor::cat(&[prev, new], 0),
+                });
+                joined.extend(entering);
+            }
+            let logits = net.head(&x.expect("a set has a layer").squeeze_dim(1));
+            // Back to the order of `self.of` (set-major).
+            let mut back = vec![0i64; joined.len()];
+            for (r, &(c, st)) in joined.iter().enumerate() {
+                back[c * n_steps + st] = r as i64;
+            }
+            Ok(logits.index_select(0, &Tensor::from_slice(&back).to(logits.device())))
+        })
+    }
 }
 
 /// Relative change of the mean of `after` against the mean of `before`

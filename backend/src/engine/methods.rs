@@ -14,7 +14,7 @@
 //! score rankings are compared pairwise.
 
 use super::attribution::{attribute_many, attribute_many_from, trace, Baseline, Options, Riemann};
-use super::intervene::{probabilities, scaled_change};
+use super::intervene::{probabilities, scaled_changes};
 use super::neurons::{coarse, refine, Thresholds};
 use super::{cost, host, Chains, Neuron, Query};
 use crate::models::{Hooks, Model, ModelConfig};
@@ -376,14 +376,6 @@ pub fn compare(
         )));
     }
     let (before, _) = probabilities(model, c.queries, &Hooks::default())?;
-    let before_unrelated = if c.unrelated.is_empty() {
-        None
-    } else {
-        Some(probabilities(model, c.unrelated, &Hooks::default())?.0)
-    };
-    let effect = |qs: &[Query], before: &[f64], ns: &[Neuron], f: f64| {
-        scaled_change(model, qs, before, ns, f)
-    };
     let mut results = Vec::new();
     let mut means = Vec::new();
     for (i, &m) in c.methods.iter().enumerate() {
@@ -411,23 +403,31 @@ pub fn compare(
                 .map(|(n, _)| n)
                 .collect::<Vec<_>>()
         });
-        let mut by_k = Vec::new();
-        for &k in c.ks {
-            let ns = &top[..k];
-            let unrelated = |f: f64| -> Result<Option<f64>> {
-                before_unrelated
-                    .as_deref()
-                    .map(|b| effect(c.unrelated, b, ns, f))
-                    .transpose()
-            };
-            by_k.push(KEffect {
-                k,
-                suppress: effect(c.queries, &before, ns, 0.0)?,
-                amplify: effect(c.queries, &before, ns, 2.0)?,
-                suppress_unrelated: unrelated(0.0)?,
-                amplify_unrelated: unrelated(2.0)?,
-            });
-        }
+        // Every k's suppress and amplify in one batched run per prompt list.
+        let sets: Vec<(&[Neuron], f64)> =
+            c.ks.iter()
+                .flat_map(|&k| [(&top[..k], 0.0), (&top[..k], 2.0)])
+                .collect();
+        let own = scaled_changes(model, c.queries, &sets)?;
+        let unrelated = if c.unrelated.is_empty() {
+            vec![None; sets.len()]
+        } else {
+            scaled_changes(model, c.unrelated, &sets)?
+        };
+        let by_k =
+            c.ks.iter()
+                .enumerate()
+                .map(|(j, &k)| match (own[2 * j], own[2 * j + 1]) {
+                    (Some(suppress), Some(amplify)) => Ok(KEffect {
+                        k,
+                        suppress,
+                        amplify,
+                        suppress_unrelated: unrelated[2 * j],
+                        amplify_unrelated: unrelated[2 * j + 1],
+                    }),
+                    _ => Err(Error::InvalidArgument(format!("{}: no top {k}", m.name()))),
+                })
+                .collect::<Result<Vec<_>>>()?;
         means.push(Vec::<f32>::try_from(mean.flatten(0, 1))?);
         results.push(MethodResult {
             method: m.name().to_string(),

@@ -4,27 +4,23 @@
 
 use super::stats::{estimate, mean, median};
 use super::Done;
-use crate::engine::intervene::{probabilities, random_like, scaled_change};
+use crate::engine::intervene::{random_like, scaled_changes};
 use crate::engine::{Neuron, Query};
-use crate::models::{Hooks, Model};
+use crate::models::Model;
 use crate::Result;
 use kn_shared::experiment::{Effects, EffectsCi};
 
 /// How many other facts' prompts the specificity control uses.
 pub const UNRELATED_FACTS: usize = 3;
 
-/// Relative change of mean P(answer) over `qs` when scaling `neurons` by `factor`.
-pub fn effect(
-    model: &Model,
-    qs: &[Query],
-    before: &[f64],
-    neurons: &[Neuron],
-    factor: f64,
-) -> Result<Option<f64>> {
-    if neurons.is_empty() || qs.is_empty() {
-        return Ok(None);
+/// Per `(neurons, factor)`, the relative change of mean P(answer) over `qs`
+/// when scaling those neurons by that factor (`None` where the set or `qs` is
+/// empty), all sets in one batched run.
+pub fn effects(model: &Model, qs: &[Query], sets: &[(&[Neuron], f64)]) -> Result<Vec<Option<f64>>> {
+    if qs.is_empty() {
+        return Ok(vec![None; sets.len()]);
     }
-    scaled_change(model, qs, before, neurons, factor).map(Some)
+    scaled_changes(model, qs, sets)
 }
 
 /// Every prompt of the next `UNRELATED_FACTS` sampled facts (round robin) of
@@ -46,24 +42,25 @@ pub type FactEffects = [[Option<f64>; 4]; 2];
 /// The effects of fact `i` of `done` (which has knowledge neurons).
 pub fn fact_effects(model: &Model, done: &[Done], i: usize, seed: u64) -> Result<FactEffects> {
     let d = &done[i];
-    let (before, _) = probabilities(model, &d.queries, &Hooks::default())?;
     let rnd = random_like(model.config(), &d.knowledge, seed ^ i as u64);
-    let others = unrelated_prompts(done, i);
-    let others_before = if others.is_empty() {
-        Vec::new()
-    } else {
-        probabilities(model, &others, &Hooks::default())?.0
-    };
-    let mut out = [[None; 4]; 2];
-    for (row, factor) in out.iter_mut().zip([0.0, 2.0]) {
-        *row = [
-            effect(model, &d.queries, &before, &d.knowledge, factor)?,
-            effect(model, &d.queries, &before, &d.baseline, factor)?,
-            effect(model, &d.queries, &before, &rnd, factor)?,
-            effect(model, &others, &others_before, &d.knowledge, factor)?,
-        ];
-    }
-    Ok(out)
+    let own: Vec<(&[Neuron], f64)> = [0.0, 2.0]
+        .into_iter()
+        .flat_map(|f| [(&d.knowledge[..], f), (&d.baseline[..], f), (&rnd[..], f)])
+        .collect();
+    let own = effects(model, &d.queries, &own)?;
+    let others = effects(
+        model,
+        &unrelated_prompts(done, i),
+        &[(&d.knowledge, 0.0), (&d.knowledge, 2.0)],
+    )?;
+    Ok([0, 1].map(|dir| {
+        [
+            own[3 * dir],
+            own[3 * dir + 1],
+            own[3 * dir + 2],
+            others[dir],
+        ]
+    }))
 }
 
 /// Means (and intervals) over facts of one direction (0 suppress, 1 amplify).

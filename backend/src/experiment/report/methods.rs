@@ -9,15 +9,14 @@
 //! its top-`k` comes from the stored scores, its cost is the run's. Every other
 //! method is computed here, from the fact's prompts.
 
-use super::effects::{effect, unrelated_prompts};
+use super::effects::{effects, unrelated_prompts};
 use super::stats::estimate;
 use super::Done;
 use crate::engine::attribution::Options;
-use crate::engine::intervene::probabilities;
 use crate::engine::methods::{scores, top_k, Method};
 use crate::engine::neurons::{coarse, refine};
 use crate::engine::{Neuron, Query};
-use crate::models::{Hooks, Model};
+use crate::models::Model;
 use crate::Result;
 use kn_shared::experiment::{MethodScaleRow, MethodsAtScale};
 use rand::seq::SliceRandom;
@@ -113,14 +112,10 @@ pub(super) fn methods_at_scale(
     for &i in &facts {
         let d = &done[i];
         let qs = &d.queries;
-        let (before, _) = probabilities(model, qs, &Hooks::default())?;
-        let others = unrelated_prompts(done, i);
-        let others_before = if others.is_empty() {
-            Vec::new()
-        } else {
-            probabilities(model, &others, &Hooks::default())?.0
-        };
-        for (m, out) in opts.methods.iter().zip(per_method.iter_mut()) {
+        // Each method's refined and top-k sets, then every set's effects in
+        // one batched run on the fact's prompts and one on unrelated ones.
+        let mut chosen = Vec::new();
+        for m in &opts.methods {
             let gflop = qs
                 .iter()
                 .map(|q| m.query_flops(model.config(), &opts.ig, q))
@@ -146,19 +141,27 @@ pub(super) fn methods_at_scale(
                 let mean = tch::Tensor::stack(&per_prompt, 0).mean_dim(0, false, tch::Kind::Float);
                 (refined, top_k(&mean, opts.k)?, seconds)
             };
-            let both = |ns: &[Neuron]| -> Result<[Option<f64>; 2]> {
-                Ok([
-                    effect(model, qs, &before, ns, 0.0)?,
-                    effect(model, qs, &before, ns, 2.0)?,
-                ])
-            };
+            chosen.push((refined, top, seconds, gflop));
+        }
+        let own: Vec<(&[Neuron], f64)> = chosen
+            .iter()
+            .flat_map(|(refined, top, _, _)| {
+                [(&refined[..], 0.0), (refined, 2.0), (top, 0.0), (top, 2.0)]
+            })
+            .collect();
+        let own = effects(model, qs, &own)?;
+        let tops: Vec<(&[Neuron], f64)> = chosen.iter().map(|c| (&c.1[..], 0.0)).collect();
+        let others = effects(model, &unrelated_prompts(done, i), &tops)?;
+        for (j, ((refined, _, seconds, gflop), out)) in
+            chosen.iter().zip(per_method.iter_mut()).enumerate()
+        {
             out.push(Outcome {
                 neurons: refined.len(),
-                refined: both(&refined)?,
-                top: both(&top)?,
-                unrelated: effect(model, &others, &others_before, &top, 0.0)?,
-                seconds,
-                gflop,
+                refined: [own[4 * j], own[4 * j + 1]],
+                top: [own[4 * j + 2], own[4 * j + 3]],
+                unrelated: others[j],
+                seconds: *seconds,
+                gflop: *gflop,
                 multi: qs.iter().any(Query::is_chain),
             });
         }

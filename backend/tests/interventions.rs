@@ -1,0 +1,145 @@
+//! Many interventions in one go (`intervene::scaled_changes`, which the
+//! experiment report and the methods comparison use) give the numbers of one
+//! intervention at a time (`intervene::scaled_change`, one forward pass per
+//! set): on the BERT, GPT-2 and Llama fixtures, for prompts of different
+//! lengths in one batch, one-token and multi-token answers (both answer
+//! positions), sets that start at the first, a middle or the last layer, and
+//! enough sets to need several passes.
+
+mod common;
+use common::*;
+use kn::engine::intervene::{scaled_change, scaled_changes};
+use kn::engine::{AnswerPositions, Neuron, Query};
+use rand::{Rng, SeedableRng};
+
+/// The fixture's golden prompts (their own one-token answers) and its
+/// multi-token cases, answer positions as the case says.
+fn queries(model: &kn::Model, dir: &str) -> Vec<Query> {
+    let g = golden(dir);
+    let mut qs: Vec<Query> = g["attribution"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| query(model, c))
+        .collect();
+    for c in g["chain"].as_array().unwrap() {
+        let positions: AnswerPositions = c["positions"].as_str().unwrap().parse().unwrap();
+        qs.push(
+            Query::new(
+                model,
+                c["prompt"].as_str().unwrap(),
+                c["target"].as_str().unwrap(),
+            )
+            .unwrap()
+            .with_positions(positions),
+        );
+    }
+    qs
+}
+
+/// Seeded sets of 1 to 6 neurons in random layers, factors among 0, 2, 0.5
+/// and 3; with an empty set, one at the first layer only and one at the last.
+fn sets(cfg: &kn::models::ModelConfig, n: usize) -> Vec<(Vec<Neuron>, f64)> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let factors = [0.0, 2.0, 0.5, 3.0];
+    let mut out = vec![
+        (Vec::new(), 0.0),
+        (vec![Neuron { layer: 0, index: 1 }], 0.0),
+        (
+            vec![Neuron {
+                layer: cfg.n_layers - 1,
+                index: 2,
+            }],
+            2.0,
+        ),
+    ];
+    while out.len() < n {
+        let k = rng.random_range(1..=6);
+        let mut ns: Vec<Neuron> = (0..k)
+            .map(|_| Neuron {
+                layer: rng.random_range(0..cfg.n_layers),
+                index: rng.random_range(0..cfg.d_ff),
+            })
+            .collect();
+        ns.sort();
+        ns.dedup();
+        out.push((ns, factors[rng.random_range(0..factors.len())]));
+    }
+    out
+}
+
+fn check(dir: &str, n_sets: usize) {
+    let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+    let qs = queries(&model, dir);
+    assert!(qs.iter().any(Query::is_chain) && qs.iter().any(|q| !q.is_chain()));
+    let lens: Vec<usize> = qs.iter().map(|q| q.cloze.ids.len()).collect();
+    assert!(
+        lens.iter().min() < lens.iter().max(),
+        "{dir}: prompts of different lengths"
+    );
+    let sets = sets(model.config(), n_sets);
+    compare(&model, dir, &qs, &sets);
+    // A chain's P(answer) is small beside a one-token answer's, so its own
+    // list is needed to see its steps' numbers in the mean.
+    for positions in [AnswerPositions::All, AnswerPositions::First] {
+        let chains: Vec<Query> = qs
+            .iter()
+            .filter(|q| q.is_chain() && q.positions == positions)
+            .cloned()
+            .collect();
+        assert!(!chains.is_empty());
+        compare(
+            &model,
+            &format!("{dir} chains ({positions:?})"),
+            &chains,
+            &sets,
+        );
+    }
+}
+
+fn compare(model: &kn::Model, dir: &str, qs: &[Query], sets: &[(Vec<Neuron>, f64)]) {
+    let refs: Vec<(&[Neuron], f64)> = sets.iter().map(|(n, f)| (n.as_slice(), *f)).collect();
+    let got = scaled_changes(model, qs, &refs).unwrap();
+    assert_eq!(got.len(), sets.len());
+    assert_eq!(got[0], None, "{dir}: an empty set has no effect to measure");
+    let before = kn::engine::intervene::probabilities(model, qs, &kn::models::Hooks::default())
+        .unwrap()
+        .0;
+    let mut moved = 0;
+    for (i, (ns, f)) in sets.iter().enumerate().skip(1) {
+        let want = scaled_change(model, qs, &before, ns, *f).unwrap();
+        let got = got[i].unwrap_or_else(|| panic!("{dir}: set {i} has neurons"));
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs() + 1e-5,
+            "{dir}: set {i} ({ns:?} ×{f}): {got} batched vs {want} one at a time"
+        );
+        moved += usize::from(want.abs() > 1e-3);
+    }
+    // The comparison means something only if the sets move the answers.
+    assert!(
+        moved * 2 > sets.len(),
+        "{dir}: only {moved} sets move P(answer)"
+    );
+}
+
+#[test]
+fn bert_batched_interventions_match_one_at_a_time() {
+    check("tiny-bert", 40);
+}
+
+#[test]
+fn gpt2_batched_interventions_match_one_at_a_time() {
+    check("tiny-gpt2", 40);
+}
+
+#[test]
+fn llama_batched_interventions_match_one_at_a_time() {
+    check("tiny-llama", 40);
+}
+
+/// More copies than one pass holds (8,192 rows × tokens): several passes, each
+/// a staircase of its own.
+#[test]
+fn many_sets_take_several_passes() {
+    check("tiny-llama", 400);
+}
