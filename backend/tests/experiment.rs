@@ -575,6 +575,28 @@ fn methods_compared_over_a_run() {
     let g = |m: Method| row(m).gflop_per_fact;
     assert!(g(Method::IgMasked) > g(Method::Ig) && g(Method::Ig) > g(Method::GradXAct));
     assert!(g(Method::GradXAct) > g(Method::Activation) && g(Method::Random) == 0.0);
+    // Per relation: every method on every relation compared, the facts adding
+    // up to the whole, and a relation's top-k effect over its own facts.
+    let mut rels: Vec<&str> = ms.by_relation.iter().map(|r| r.relation.as_str()).collect();
+    rels.dedup();
+    assert!(rels.iter().all(|r| ["P36", "P19", "P101"].contains(r)));
+    assert_eq!(ms.by_relation.len(), rels.len() * Method::ALL.len());
+    for (chunk, rel) in ms.by_relation.chunks(Method::ALL.len()).zip(&rels) {
+        let names: Vec<&str> = chunk.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(names, Method::ALL.map(Method::name), "{rel}");
+        assert!(chunk
+            .iter()
+            .all(|r| r.relation == *rel && r.facts == chunk[0].facts));
+        let e = chunk[0].suppress_top_k.as_ref().unwrap();
+        assert_eq!(e.n, chunk[0].facts);
+    }
+    let per_rel: usize = ms
+        .by_relation
+        .iter()
+        .step_by(Method::ALL.len())
+        .map(|r| r.facts)
+        .sum();
+    assert_eq!(per_rel, ms.facts);
     // Seeded: the same comparison twice (timings aside).
     let r2 = report(&m, &d, &db, "methods", &opts, &mut |_| {}).unwrap();
     let strip = |r: &kn_shared::experiment::ExperimentReport| {
@@ -588,6 +610,7 @@ fn methods_compared_over_a_run() {
     markdown::write(&r, &dir.path().join("report")).unwrap();
     let md = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
     assert!(md.contains("## Attribution methods compared") && md.contains("| grad-x-act |"));
+    assert!(md.contains("Per relation, suppressing the refined set") && md.contains("| P36 |"));
     // Unknown methods are refused by the command line before any work.
     let out = kn_cmd(&[
         "experiment",

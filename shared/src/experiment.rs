@@ -23,6 +23,26 @@ pub struct MethodsAtScale {
     /// plan them: `Coverage::multi_token_included`).
     #[serde(default)]
     pub multi_token_facts: usize,
+    /// The same per relation (relations in the data's order, methods in the
+    /// rows' order within each).
+    #[serde(default)]
+    pub by_relation: Vec<MethodRelationRow>,
+}
+
+/// One method on one relation's compared facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MethodRelationRow {
+    pub method: String,
+    pub relation: String,
+    pub facts: usize,
+    /// The refined set ×0 and ×2, and the top-`k` ×0 (relative change of
+    /// mean P(answer), intervals over the relation's facts).
+    pub suppress: Option<Estimate>,
+    pub amplify: Option<Estimate>,
+    pub suppress_top_k: Option<Estimate>,
+    /// Matrix-product GFLOP of the scores per fact on this relation's prompts.
+    pub gflop_per_fact: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -936,6 +956,41 @@ pub fn markdown(r: &ExperimentReport) -> String {
                 m.k,
                 per.join(", ")
             );
+        }
+        if !m.by_relation.is_empty() {
+            let methods: Vec<&str> = m.rows.iter().map(|r| r.method.as_str()).collect();
+            let head = methods.join(" | ");
+            let rule = vec!["---"; methods.len()].join(" | ");
+            for (title, get) in [
+                (
+                    "suppressing the refined set",
+                    (|r: &MethodRelationRow| &r.suppress)
+                        as fn(&MethodRelationRow) -> &Option<Estimate>,
+                ),
+                ("amplifying the refined set", |r| &r.amplify),
+                ("suppressing the top k", |r| &r.suppress_top_k),
+            ] {
+                let _ = writeln!(
+                    s,
+                    "Per relation, {title} (relative change of mean P(answer), 95% intervals over the relation's facts; GFLOP per fact in the last column, in the methods' order):\n\n| relation | facts | {head} | GFLOP/fact |\n| --- | ---: | {rule} | --- |"
+                );
+                for chunk in m.by_relation.chunks(methods.len().max(1)) {
+                    let cells: Vec<String> = chunk.iter().map(|r| est(get(r), true)).collect();
+                    let gflop: Vec<String> = chunk
+                        .iter()
+                        .map(|r| format!("{:.0}", r.gflop_per_fact))
+                        .collect();
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {} |",
+                        chunk[0].relation,
+                        chunk[0].facts,
+                        cells.join(" | "),
+                        gflop.join(" / ")
+                    );
+                }
+                s.push('\n');
+            }
         }
     }
     let _ = writeln!(s, "## Charts\n");

@@ -18,7 +18,7 @@ use crate::engine::neurons::{coarse, refine};
 use crate::engine::{Neuron, Query};
 use crate::models::Model;
 use crate::Result;
-use kn_shared::experiment::{MethodScaleRow, MethodsAtScale};
+use kn_shared::experiment::{MethodRelationRow, MethodScaleRow, MethodsAtScale};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -48,6 +48,8 @@ struct Outcome {
     gflop: f64,
     /// Whether the fact's answer is several tokens.
     multi: bool,
+    /// The fact's relation (index into the data's relations).
+    rel: usize,
 }
 
 /// Indices into `done` of the facts to compare.
@@ -94,10 +96,11 @@ pub(super) struct Selection<'a> {
 }
 
 /// Compare `opts.methods` on a seeded subset of `done`; `ig_seconds` is the
-/// run's attribution seconds per fact.
+/// run's attribution seconds per fact, `relations` the data's relation ids.
 pub(super) fn methods_at_scale(
     model: &Model,
     done: &[Done],
+    relations: &[&str],
     sel: &Selection,
     opts: &MethodsOptions,
     ig_seconds: f64,
@@ -163,6 +166,7 @@ pub(super) fn methods_at_scale(
                 seconds: *seconds,
                 gflop: *gflop,
                 multi: qs.iter().any(Query::is_chain),
+                rel: d.rel,
             });
         }
     }
@@ -205,7 +209,29 @@ pub(super) fn methods_at_scale(
         .iter()
         .filter(|&&i| done[i].queries.iter().any(Query::is_chain))
         .count();
+    let mut by_relation = Vec::new();
+    let rels: std::collections::BTreeSet<usize> = facts.iter().map(|&i| done[i].rel).collect();
+    for rel in rels {
+        for (j, (m, outs)) in opts.methods.iter().zip(&per_method).enumerate() {
+            let mine: Vec<&Outcome> = outs.iter().filter(|o| o.rel == rel).collect();
+            let s = seed ^ (rel as u64).wrapping_mul(0x51) ^ (j as u64 + 1).wrapping_mul(101);
+            let col = |f: &dyn Fn(&Outcome) -> Option<f64>| -> Vec<f64> {
+                mine.iter().filter_map(|o| f(o)).collect()
+            };
+            by_relation.push(MethodRelationRow {
+                method: m.name().to_string(),
+                relation: relations.get(rel).copied().unwrap_or("?").to_string(),
+                facts: mine.len(),
+                suppress: estimate(&col(&|o| o.refined[0]), s ^ 1),
+                amplify: estimate(&col(&|o| o.refined[1]), s ^ 2),
+                suppress_top_k: estimate(&col(&|o| o.top[0]), s ^ 3),
+                gflop_per_fact: mine.iter().map(|o| o.gflop).sum::<f64>()
+                    / mine.len().max(1) as f64,
+            });
+        }
+    }
     Ok(Some(MethodsAtScale {
+        by_relation,
         multi_token_facts,
         facts: facts.len(),
         per_relation: opts.per_relation,

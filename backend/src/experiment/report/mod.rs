@@ -422,7 +422,8 @@ pub fn report(
             t: opts.t,
             min_prompts: opts.min_prompts,
         };
-        methods::methods_at_scale(model, &done, &sel, &m, ig_seconds, opts.seed)?
+        let relations: Vec<&str> = data.relations.iter().map(|r| r.id.as_str()).collect();
+        methods::methods_at_scale(model, &done, &relations, &sel, &m, ig_seconds, opts.seed)?
     };
 
     let (update, erase) = if opts.no_edits {
