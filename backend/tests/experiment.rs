@@ -607,6 +607,21 @@ fn methods_compared_over_a_run() {
         m
     };
     assert_eq!(strip(&r), strip(&r2));
+    // Each fact's outcomes went to the run file's cache as they were computed,
+    // and the second report read them back: even the timings are the first's.
+    assert_eq!(db.cached_count().unwrap(), ms.facts);
+    assert_eq!(r.methods, r2.methods);
+    // Other settings are other pieces.
+    let k2 = ReportOptions {
+        methods: MethodsOptions {
+            k: 2,
+            ..opts.methods.clone()
+        },
+        ..opts.clone()
+    };
+    let r3 = report(&m, &d, &db, "methods", &k2, &mut |_| {}).unwrap();
+    assert_eq!(r3.methods.as_ref().unwrap().k, 2);
+    assert_eq!(db.cached_count().unwrap(), 2 * ms.facts);
     markdown::write(&r, &dir.path().join("report")).unwrap();
     let md = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
     assert!(md.contains("## Attribution methods compared") && md.contains("| grad-x-act |"));

@@ -93,7 +93,8 @@ impl RunDb {
              CREATE TABLE IF NOT EXISTS report (
                  id INTEGER PRIMARY KEY CHECK (id = 1),
                  json TEXT NOT NULL
-             );",
+             );
+             CREATE TABLE IF NOT EXISTS report_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .map_err(|e| err(path, e))?;
         Ok(RunDb {
@@ -347,6 +348,48 @@ impl RunDb {
             )
             .map_err(|e| err(&self.path, e))?;
         Ok(())
+    }
+
+    /// A piece of a report computed before (`None`: not yet, or a run file
+    /// opened read-only that has no cache), under a key that names everything
+    /// it was computed from: a report killed half-way resumes from its pieces.
+    pub fn cached<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let v: Option<String> = match self.conn.query_row(
+            "SELECT value FROM report_cache WHERE key = ?1",
+            params![key],
+            |r| r.get(0),
+        ) {
+            Ok(v) => Some(v),
+            Err(rusqlite::Error::QueryReturnedNoRows) => None,
+            // A run file written before the cache existed, opened read-only.
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => None,
+            Err(e) => return Err(err(&self.path, e)),
+        };
+        v.map(|s| serde_json::from_str(&s).map_err(|e| err(&self.path, format!("cache: {e}"))))
+            .transpose()
+    }
+
+    /// Keep a piece of a report under `key` (one transaction: a kill loses at
+    /// most the piece in flight).
+    pub fn put_cached<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let s = serde_json::to_string(value).map_err(|e| err(&self.path, e))?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO report_cache (key, value) VALUES (?1, ?2)",
+                params![key, s],
+            )
+            .map_err(|e| err(&self.path, e))?;
+        Ok(())
+    }
+
+    /// How many pieces the report cache holds.
+    pub fn cached_count(&self) -> Result<usize> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM report_cache", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as usize)
+            .map_err(|e| err(&self.path, e))
     }
 
     pub fn report(&self) -> Result<Option<ExperimentReport>> {

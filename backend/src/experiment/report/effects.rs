@@ -26,12 +26,19 @@ pub fn effects(model: &Model, qs: &[Query], sets: &[(&[Neuron], f64)]) -> Result
 /// Every prompt of the next `UNRELATED_FACTS` sampled facts (round robin) of
 /// other relations than fact `i`'s.
 pub fn unrelated_prompts(done: &[Done], i: usize) -> Vec<Query> {
+    unrelated_facts(done, i)
+        .into_iter()
+        .flat_map(|o| done[o].queries.iter().cloned())
+        .collect()
+}
+
+/// The indices into `done` of the facts [`unrelated_prompts`] takes.
+pub fn unrelated_facts(done: &[Done], i: usize) -> Vec<usize> {
     let d = &done[i];
     (1..done.len())
-        .map(|k| &done[(i + k) % done.len()])
-        .filter(|o| o.rel != d.rel && o.in_sample)
+        .map(|k| (i + k) % done.len())
+        .filter(|&o| done[o].rel != d.rel && done[o].in_sample)
         .take(UNRELATED_FACTS)
-        .flat_map(|o| o.queries.iter().cloned())
         .collect()
 }
 

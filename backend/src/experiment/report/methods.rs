@@ -9,18 +9,20 @@
 //! its top-`k` comes from the stored scores, its cost is the run's. Every other
 //! method is computed here, from the fact's prompts.
 
-use super::effects::{effects, unrelated_prompts};
+use super::effects::{effects, unrelated_facts, unrelated_prompts};
 use super::stats::estimate;
 use super::Done;
 use crate::engine::attribution::Options;
 use crate::engine::methods::{scores, top_k, Method};
 use crate::engine::neurons::{coarse, refine};
 use crate::engine::{Neuron, Query};
+use crate::experiment::db::RunDb;
 use crate::models::Model;
 use crate::Result;
 use kn_shared::experiment::{MethodRelationRow, MethodScaleRow, MethodsAtScale};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -36,7 +38,8 @@ pub struct MethodsOptions {
     pub ig: Options,
 }
 
-/// One fact under one method.
+/// One fact under one method (kept in the run file's report cache).
+#[derive(Serialize, Deserialize)]
 struct Outcome {
     neurons: usize,
     /// `[suppress, amplify]` of the refined set (`None` when it is empty), then
@@ -87,6 +90,74 @@ fn stored_top_k(d: &Done, k: usize) -> Vec<Neuron> {
     v.into_iter().take(k).map(|(n, _)| n).collect()
 }
 
+/// Fact `i` of `done` under every method of `opts`: its scores, refined set
+/// and top-`k`, then every set's effects in one batched run on the fact's
+/// prompts and one on unrelated ones.
+fn fact_outcomes(
+    model: &Model,
+    done: &[Done],
+    i: usize,
+    sel: &Selection,
+    opts: &MethodsOptions,
+    p_rel: f64,
+    seed: u64,
+) -> Result<Vec<Outcome>> {
+    let d = &done[i];
+    let qs = &d.queries;
+    let mut chosen = Vec::new();
+    for m in &opts.methods {
+        let gflop = qs
+            .iter()
+            .map(|q| m.query_flops(model.config(), &opts.ig, q))
+            .sum::<f64>()
+            / 1e9;
+        let (refined, top, seconds) = if *m == Method::Ig {
+            // Its seconds are the run's, set by the caller.
+            (d.knowledge.clone(), stored_top_k(d, opts.k), 0.0)
+        } else {
+            let t0 = Instant::now();
+            let per_prompt = scores(model, qs, *m, &opts.ig, seed ^ i as u64)?;
+            let seconds = t0.elapsed().as_secs_f64();
+            let sets: Vec<Vec<Neuron>> = per_prompt.iter().map(|s| coarse(s, sel.t)).collect();
+            let refined = if *m == Method::Random {
+                // Uniform scores keep most neurons: no refined set to judge.
+                Vec::new()
+            } else {
+                refine(&sets, p_rel, sel.min_prompts)
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect()
+            };
+            let mean = tch::Tensor::stack(&per_prompt, 0).mean_dim(0, false, tch::Kind::Float);
+            (refined, top_k(&mean, opts.k)?, seconds)
+        };
+        chosen.push((refined, top, seconds, gflop));
+    }
+    let own: Vec<(&[Neuron], f64)> = chosen
+        .iter()
+        .flat_map(|(refined, top, _, _)| {
+            [(&refined[..], 0.0), (refined, 2.0), (top, 0.0), (top, 2.0)]
+        })
+        .collect();
+    let own = effects(model, qs, &own)?;
+    let tops: Vec<(&[Neuron], f64)> = chosen.iter().map(|c| (&c.1[..], 0.0)).collect();
+    let others = effects(model, &unrelated_prompts(done, i), &tops)?;
+    Ok(chosen
+        .iter()
+        .enumerate()
+        .map(|(j, (refined, _, seconds, gflop))| Outcome {
+            neurons: refined.len(),
+            refined: [own[4 * j], own[4 * j + 1]],
+            top: [own[4 * j + 2], own[4 * j + 3]],
+            unrelated: others[j],
+            seconds: *seconds,
+            gflop: *gflop,
+            multi: qs.iter().any(Query::is_chain),
+            rel: d.rel,
+        })
+        .collect())
+}
+
 /// The report's selection: each relation's adapted refining share `p`, the
 /// coarse threshold and the minimum number of prompts.
 pub(super) struct Selection<'a> {
@@ -95,17 +166,26 @@ pub(super) struct Selection<'a> {
     pub min_prompts: usize,
 }
 
-/// Compare `opts.methods` on a seeded subset of `done`; `ig_seconds` is the
-/// run's attribution seconds per fact, `relations` the data's relation ids.
+/// What the comparison reads of the run: its file (whose report cache keeps
+/// each fact's outcomes as they are computed, under a key naming all they
+/// depend on, so a killed report resumes), its facts, the data's relation ids
+/// and the run's attribution seconds per fact (IG's cost).
+pub(super) struct RunSide<'a> {
+    pub db: &'a RunDb,
+    pub done: &'a [Done],
+    pub relations: &'a [&'a str],
+    pub ig_seconds: f64,
+}
+
+/// Compare `opts.methods` on a seeded subset of the run's facts.
 pub(super) fn methods_at_scale(
     model: &Model,
-    done: &[Done],
-    relations: &[&str],
+    run: &RunSide,
     sel: &Selection,
     opts: &MethodsOptions,
-    ig_seconds: f64,
     seed: u64,
 ) -> Result<Option<MethodsAtScale>> {
+    let (db, done, relations) = (run.db, run.done, run.relations);
     let (p, t, min_prompts) = (sel.p, sel.t, sel.min_prompts);
     if opts.methods.is_empty() {
         return Ok(None);
@@ -114,62 +194,40 @@ pub(super) fn methods_at_scale(
     let mut per_method: Vec<Vec<Outcome>> = opts.methods.iter().map(|_| Vec::new()).collect();
     for &i in &facts {
         let d = &done[i];
-        let qs = &d.queries;
-        // Each method's refined and top-k sets, then every set's effects in
-        // one batched run on the fact's prompts and one on unrelated ones.
-        let mut chosen = Vec::new();
-        for m in &opts.methods {
-            let gflop = qs
-                .iter()
-                .map(|q| m.query_flops(model.config(), &opts.ig, q))
-                .sum::<f64>()
-                / 1e9;
-            let (refined, top, seconds) = if *m == Method::Ig {
-                (d.knowledge.clone(), stored_top_k(d, opts.k), ig_seconds)
-            } else {
-                let t0 = Instant::now();
-                let per_prompt = scores(model, qs, *m, &opts.ig, seed ^ i as u64)?;
-                let seconds = t0.elapsed().as_secs_f64();
-                let sets: Vec<Vec<Neuron>> = per_prompt.iter().map(|s| coarse(s, t)).collect();
-                let p_rel = p.get(&d.rel).copied().unwrap_or(0.7);
-                let refined = if *m == Method::Random {
-                    // Uniform scores keep most neurons: no refined set to judge.
-                    Vec::new()
-                } else {
-                    refine(&sets, p_rel, min_prompts)
-                        .into_iter()
-                        .map(|(n, _)| n)
-                        .collect()
-                };
-                let mean = tch::Tensor::stack(&per_prompt, 0).mean_dim(0, false, tch::Kind::Float);
-                (refined, top_k(&mean, opts.k)?, seconds)
-            };
-            chosen.push((refined, top, seconds, gflop));
-        }
-        let own: Vec<(&[Neuron], f64)> = chosen
-            .iter()
-            .flat_map(|(refined, top, _, _)| {
-                [(&refined[..], 0.0), (refined, 2.0), (top, 0.0), (top, 2.0)]
-            })
-            .collect();
-        let own = effects(model, qs, &own)?;
-        let tops: Vec<(&[Neuron], f64)> = chosen.iter().map(|c| (&c.1[..], 0.0)).collect();
-        let others = effects(model, &unrelated_prompts(done, i), &tops)?;
-        for (j, ((refined, _, seconds, gflop), out)) in
-            chosen.iter().zip(per_method.iter_mut()).enumerate()
-        {
-            out.push(Outcome {
-                neurons: refined.len(),
-                refined: [own[4 * j], own[4 * j + 1]],
-                top: [own[4 * j + 2], own[4 * j + 3]],
-                unrelated: others[j],
-                seconds: *seconds,
-                gflop: *gflop,
-                multi: qs.iter().any(Query::is_chain),
-                rel: d.rel,
-            });
+        let p_rel = p.get(&d.rel).copied().unwrap_or(0.7);
+        let fact_key = |j: usize| {
+            (
+                relations.get(done[j].rel).copied().unwrap_or("?"),
+                done[j].fact,
+            )
+        };
+        let key = serde_json::json!({
+            "what": "methods at scale, v1",
+            "model": model.fingerprint,
+            "fact": fact_key(i),
+            "unrelated": unrelated_facts(done, i).into_iter().map(fact_key).collect::<Vec<_>>(),
+            "methods": opts.methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            "t": t, "p": p_rel, "min_prompts": min_prompts, "k": opts.k,
+            "steps": opts.ig.steps, "riemann": format!("{:?}", opts.ig.riemann), "seed": seed,
+        })
+        .to_string();
+        let outs = match db.cached::<Vec<Outcome>>(&key)? {
+            Some(outs) if outs.len() == opts.methods.len() => outs,
+            _ => {
+                let outs = fact_outcomes(model, done, i, sel, opts, p_rel, seed)?;
+                db.put_cached(&key, &outs)?;
+                outs
+            }
+        };
+        for ((m, mut o), all) in opts.methods.iter().zip(outs).zip(per_method.iter_mut()) {
+            if *m == Method::Ig {
+                // IG's cost is the run's, which a grown run changes.
+                o.seconds = run.ig_seconds;
+            }
+            all.push(o);
         }
     }
+
     let rows = opts
         .methods
         .iter()

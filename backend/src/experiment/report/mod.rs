@@ -423,7 +423,13 @@ pub fn report(
             min_prompts: opts.min_prompts,
         };
         let relations: Vec<&str> = data.relations.iter().map(|r| r.id.as_str()).collect();
-        methods::methods_at_scale(model, &done, &relations, &sel, &m, ig_seconds, opts.seed)?
+        let run = methods::RunSide {
+            db,
+            done: &done,
+            relations: &relations,
+            ig_seconds,
+        };
+        methods::methods_at_scale(model, &run, &sel, &m, opts.seed)?
     };
 
     let (update, erase) = if opts.no_edits {
