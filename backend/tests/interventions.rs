@@ -143,3 +143,39 @@ fn llama_batched_interventions_match_one_at_a_time() {
 fn many_sets_take_several_passes() {
     check("tiny-llama", 400);
 }
+
+/// One one-token prompt (the trace's rows are a broadcast of one prompt).
+#[test]
+fn one_prompt_alone() {
+    let model = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let qs: Vec<Query> = queries(&model, "tiny-gpt2")
+        .into_iter()
+        .filter(|q| !q.is_chain())
+        .take(1)
+        .collect();
+    compare(
+        &model,
+        "tiny-gpt2 one prompt",
+        &qs,
+        &sets(model.config(), 12),
+    );
+}
+
+/// More prompts than one unscaled pass keeps (2,048 rows × tokens): the
+/// prompts are traced a group at a time and the means taken over all.
+#[test]
+fn long_lists_take_several_traces() {
+    for dir in ["tiny-llama", "tiny-bert"] {
+        let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+        let one = queries(&model, dir);
+        let qs: Vec<Query> = (0..60).flat_map(|_| one.iter().cloned()).collect();
+        let tokens: usize = qs.iter().map(|q| q.answer.len() * q.longest_step()).sum();
+        assert!(tokens > 2 * 2048, "{dir}: {tokens} rows × tokens");
+        compare(
+            &model,
+            &format!("{dir} long"),
+            &qs,
+            &sets(model.config(), 20),
+        );
+    }
+}

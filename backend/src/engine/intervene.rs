@@ -133,14 +133,15 @@ fn step_probabilities(
     let batch = Batch::new(&seqs, &blanks, model.net.device())?;
     hooks.validate(model.config(), queries.len())?;
     let logits = tch::no_grad(|| model.net.forward(&batch, hooks).logits);
-    read_targets(&logits, queries)
+    let targets: Vec<u32> = queries.iter().map(|q| q.target).collect();
+    read_targets(&logits, &targets)
 }
 
-/// From `[n, vocab]` logits at the blanks of `queries` (one row each): each
-/// query's `P(target)` and top-1 token, in one read per list.
-fn read_targets(logits: &Tensor, queries: &[Query]) -> Result<(Vec<f64>, Vec<u32>)> {
+/// From `[n, vocab]` logits (one row per blank): each row's probability of its
+/// target and its top-1 token, in one read per list.
+fn read_targets(logits: &Tensor, targets: &[u32]) -> Result<(Vec<f64>, Vec<u32>)> {
     let probs = logits.softmax(-1, Kind::Float);
-    let targets = Tensor::from_slice(&queries.iter().map(|q| q.target as i64).collect::<Vec<_>>())
+    let targets = Tensor::from_slice(&targets.iter().map(|&t| i64::from(t)).collect::<Vec<_>>())
         .to(probs.device());
     let p: Vec<f32> = Vec::try_from(
         probs
@@ -155,9 +156,10 @@ fn read_targets(logits: &Tensor, queries: &[Query]) -> Result<(Vec<f64>, Vec<u32
     ))
 }
 
-/// Most rows × tokens that one pass of [`scaled_changes`] holds (the
-/// attribution's budget for one pass, and the same reason: memory).
-const MAX_ROW_TOKENS: usize = 8_192;
+/// Most rows × tokens of one unscaled pass that [`scaled_changes`] keeps (a
+/// trace holds every layer's `h`, `a`, keys and values of every position:
+/// about 0.3 MB per row-token on SmolLM2, so this bounds it near 600 MB).
+const TRACE_ROW_TOKENS: usize = 2_048;
 
 /// [`scaled_change`] for many neuron sets at once: per `(neurons, factor)`, the
 /// relative change of mean P(answer) over `queries`; `None` for an empty set.
@@ -169,8 +171,11 @@ const MAX_ROW_TOKENS: usize = 8_192;
 /// blank reaches no earlier position, so their keys and values, and everything
 /// below the first scaled layer, are the unscaled pass's (a staircase over the
 /// sets' first layers, as attribution's fast mode). A masked model's copies run
-/// whole, each row with its set's scales. The numbers are [`scaled_change`]'s
-/// (tests/interventions.rs holds them to it on every architecture).
+/// whole, each row with its set's scales. Whole queries are taken
+/// [`TRACE_ROW_TOKENS`] at a time, copies at most
+/// [`attribution::MAX_ROW_TOKENS`](super::attribution::MAX_ROW_TOKENS) to a
+/// pass. The numbers are [`scaled_change`]'s (tests/interventions.rs holds
+/// them to it on every architecture).
 pub fn scaled_changes(
     model: &Model,
     queries: &[Query],
@@ -179,51 +184,77 @@ pub fn scaled_changes(
     if queries.is_empty() {
         return Err(Error::InvalidArgument("no prompts".into()));
     }
-    // (set index, hooks) of the non-empty sets, by their first scaled layer.
+    // (set index, hooks, first scaled layer) of the non-empty sets, by that layer.
     let mut scaled: Vec<(usize, Hooks, usize)> = Vec::new();
     for (k, (ns, f)) in sets.iter().enumerate() {
-        if !ns.is_empty() {
-            let h = scale_hooks(model, ns, *f)?;
-            let first = *h.ops.keys().next().expect("a set has a neuron");
-            scaled.push((k, h, first));
+        if let Some(&first) = ns.iter().map(|n| &n.layer).min() {
+            scaled.push((k, scale_hooks(model, ns, *f)?, first));
         }
     }
     scaled.sort_by_key(|s| s.2);
-    let chains = Chains::new(queries);
-    let steps = &chains.steps;
-    let causal = !model.config().arch.is_masked();
-    let traced = if causal {
-        Some(trace(model, steps)?)
-    } else {
-        None
-    };
-    let before = match &traced {
-        Some(t) => read_targets(&t.logits, steps)?.0,
-        None => step_probabilities(model, steps, &Hooks::default())?.0,
-    };
-    let before = chains.product(&before);
-    let seq = steps.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
-    let per_pass = (MAX_ROW_TOKENS / (steps.len() * seq).max(1)).max(1);
     let mut out = vec![None; sets.len()];
-    for chunk in scaled.chunks(per_pass) {
-        let rows = Rows::new(chunk, &chains.acted, model);
-        let logits = match &traced {
-            Some(t) => rows.resumed(model, t)?,
-            None => rows.whole(model, steps)?,
+    if scaled.is_empty() {
+        return Ok(out);
+    }
+    let mut before = Vec::with_capacity(queries.len());
+    let mut after: Vec<Vec<f64>> = vec![Vec::with_capacity(queries.len()); scaled.len()];
+    for group in groups(queries, TRACE_ROW_TOKENS) {
+        let chains = Chains::new(&queries[group]);
+        let steps = &chains.steps;
+        let n = steps.len();
+        // Resuming needs every blank at its row's last position, as every
+        // causal cloze has it.
+        let resume = !model.config().arch.is_masked()
+            && steps.iter().all(|q| q.cloze.blank + 1 == q.cloze.ids.len());
+        let traced = if resume {
+            Some(trace(model, steps)?)
+        } else {
+            None
         };
-        let copies: Vec<Query> = rows.of.iter().map(|&(_, s)| steps[s].clone()).collect();
-        let (p, _) = read_targets(&logits, &copies)?;
-        for (c, (k, _, _)) in chunk.iter().enumerate() {
-            let mut mine = vec![0.0; steps.len()];
-            for (r, &(rc, s)) in rows.of.iter().enumerate() {
-                if rc == c {
-                    mine[s] = p[r];
-                }
+        let targets: Vec<u32> = steps.iter().map(|q| q.target).collect();
+        let b = match &traced {
+            Some(t) => read_targets(&t.logits, &targets)?.0,
+            None => step_probabilities(model, steps, &Hooks::default())?.0,
+        };
+        before.extend(chains.product(&b));
+        let seq = steps.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
+        let per_pass = (super::attribution::MAX_ROW_TOKENS / (n * seq).max(1)).max(1);
+        for (ci, chunk) in scaled.chunks(per_pass).enumerate() {
+            let rows = Rows::new(chunk, &chains.acted, model);
+            let logits = match &traced {
+                Some(t) => rows.resumed(model, t)?,
+                None => rows.whole(model, steps)?,
+            };
+            let copies: Vec<u32> = rows.of.iter().map(|&(_, s)| targets[s]).collect();
+            let (p, _) = read_targets(&logits, &copies)?;
+            // Rows are set-major: set c's copies of the steps are p[c·n..(c+1)·n].
+            for (c, mine) in p.chunks(n).enumerate() {
+                after[ci * per_pass + c].extend(chains.product(mine));
             }
-            out[*k] = Some(relative_change(&before, &chains.product(&mine)));
         }
     }
+    for ((k, _, _), after) in scaled.iter().zip(&after) {
+        out[*k] = Some(relative_change(&before, after));
+    }
     Ok(out)
+}
+
+/// Ranges of whole queries whose steps, padded to the longest, hold at most
+/// `budget` rows × tokens (a query over it alone).
+fn groups(queries: &[Query], budget: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut rows, mut longest) = (0, 0, 0);
+    for (i, q) in queries.iter().enumerate() {
+        let (r, l) = (q.answer.len(), q.longest_step());
+        if i > start && (rows + r) * longest.max(l) > budget {
+            out.push(start..i);
+            (start, rows, longest) = (i, 0, 0);
+        }
+        rows += r;
+        longest = longest.max(l);
+    }
+    out.push(start..queries.len());
+    out
 }
 
 /// The copies of one pass of [`scaled_changes`]: one per (set, step), with

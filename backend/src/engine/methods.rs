@@ -13,11 +13,11 @@
 //! fact's prompts and on unrelated prompts, and the methods' refined sets and
 //! score rankings are compared pairwise.
 
-use super::attribution::{attribute_many, attribute_many_from, trace, Baseline, Options, Riemann};
+use super::attribution::{attribute_many, attribute_many_from, trace, Baseline, Options};
 use super::intervene::{probabilities, scaled_changes};
 use super::neurons::{coarse, refine, Thresholds};
 use super::{cost, host, Chains, Neuron, Query};
-use crate::models::{Hooks, Model, ModelConfig};
+use crate::models::{Batch, Hooks, Model, ModelConfig, NeuronOp};
 use crate::{Error, Result};
 use kn_shared::methods::{KEffect, MethodResult, MethodsReport};
 use rand::{Rng, SeedableRng};
@@ -75,7 +75,8 @@ impl Method {
             Method::IgMasked => {
                 cost::attribution(cfg, opts.mode, seq, opts.steps) + cost::forward(cfg, seq)
             }
-            Method::GradXAct => cost::attribution(cfg, opts.mode, seq, 1),
+            // One forward pass and one backward, which costs another's products.
+            Method::GradXAct => 2.0 * cost::forward(cfg, seq),
             Method::Activation => cost::forward(cfg, seq),
             Method::LogprobIncrease => cost::logprob_increase(cfg, seq),
             Method::Random => 0.0,
@@ -154,19 +155,7 @@ pub fn scores(
                     .collect(),
             )
         }
-        Method::GradXAct => {
-            // IG with one right Riemann step is a·∂P/∂a at α = 1: exactly the
-            // activation × gradient at the real activation.
-            let one = Options {
-                steps: 1,
-                riemann: Riemann::Right,
-                ..*opts
-            };
-            Ok(attribute_many(model, qs, &one, all, &mut |_| true)?
-                .into_iter()
-                .map(|a| a.scores)
-                .collect())
-        }
+        Method::GradXAct => grad_x_act(model, qs),
         Method::Activation => activations(model, qs),
         Method::LogprobIncrease => logprob_increase(model, qs),
         Method::Random => {
@@ -178,6 +167,82 @@ pub fn scores(
             Ok(qs.iter().map(|_| t.copy()).collect())
         }
     }
+}
+
+/// Most rows × tokens of one [`grad_x_act`] pass: a backward pass keeps every
+/// layer's activations of every position (about 1.2 MB per row-token on
+/// SmolLM2), so this bounds its memory near 1.2 GB.
+const GRAD_ROW_TOKENS: usize = 1_024;
+
+/// Activation × gradient at the real activations, every layer at once: one
+/// forward pass in which each layer's neurons at each blank are multiplied by
+/// a leaf of ones `s_l`, and one backward pass, since `∂F/∂s_l = a_l ⊙ ∂F/∂a_l`
+/// with `a_l` flowing on to the later layers as it is (the total derivative
+/// that IG with one right Riemann step also takes, layer by layer). `F` is
+/// P(answer): a chain's acted steps' probabilities times its held steps'
+/// (held as numbers, no gradient through them); a query's score is the sum over
+/// its acted steps. Whole queries share a pass, up to [`GRAD_ROW_TOKENS`].
+fn grad_x_act(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
+    let cfg = model.config();
+    let device = model.net.device();
+    let mut out = Vec::with_capacity(qs.len());
+    let mut next = 0;
+    while next < qs.len() {
+        let mut end = next;
+        let mut cost = 0;
+        while end < qs.len() {
+            let c: usize = (0..qs[end].answer.len()).map(|j| qs[end].step_len(j)).sum();
+            if end > next && cost + c > GRAD_ROW_TOKENS {
+                break;
+            }
+            cost += c;
+            end += 1;
+        }
+        let chains = Chains::new(&qs[next..end]);
+        let steps = &chains.steps;
+        let seqs: Vec<Vec<u32>> = steps.iter().map(|q| q.cloze.ids.clone()).collect();
+        let blanks: Vec<usize> = steps.iter().map(|q| q.cloze.blank).collect();
+        let batch = Batch::new(&seqs, &blanks, device)?;
+        let rows = steps.len() as i64;
+        let leaves: Vec<Tensor> = (0..cfg.n_layers)
+            .map(|_| {
+                Tensor::ones([rows, cfg.d_ff as i64], (Kind::Float, device)).set_requires_grad(true)
+            })
+            .collect();
+        let mut hooks = Hooks::default();
+        for (l, s) in leaves.iter().enumerate() {
+            hooks.ops.insert(l, NeuronOp::Scale(s.shallow_clone()));
+        }
+        let logits = model.net.forward(&batch, &hooks).logits;
+        let targets =
+            Tensor::from_slice(&steps.iter().map(|q| q.target as i64).collect::<Vec<_>>())
+                .to(device);
+        let logp = logits
+            .log_softmax(-1, Kind::Float)
+            .gather(1, &targets.unsqueeze(1), false)
+            .squeeze_dim(1);
+        // Held steps enter F as numbers.
+        let acted = Tensor::from_slice(&chains.acted).to(device);
+        let logp = logp.where_self(&acted, &logp.detach());
+        // F per query: exp of the sum of its steps' log-probabilities.
+        let owner: Vec<i64> = chains
+            .of
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| std::iter::repeat_n(i as i64, r.len()))
+            .collect();
+        let owner = Tensor::from_slice(&owner).to(device);
+        let per_query = Tensor::zeros([chains.of.len() as i64], (Kind::Float, device))
+            .index_add(0, &owner, &logp);
+        per_query.exp().sum(Kind::Float).backward();
+        let grads: Vec<Tensor> = leaves.iter().map(|s| s.grad()).collect();
+        let all = Tensor::stack(&grads, 1); // [steps, layers, d_ff]
+        let host = host::to_host(&all.to_kind(Kind::Float));
+        let per_step: Vec<Tensor> = (0..rows).map(|r| host.get(r)).collect();
+        out.extend(chains.over_acted(&per_step, false));
+        next = end;
+    }
+    Ok(out)
 }
 
 /// The activations at the blank, from one forward pass over all prompts (a
