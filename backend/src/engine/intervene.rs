@@ -241,7 +241,7 @@ pub fn scaled_changes(
 
 /// Ranges of whole queries whose steps, padded to the longest, hold at most
 /// `budget` rows × tokens (a query over it alone).
-fn groups(queries: &[Query], budget: usize) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn groups(queries: &[Query], budget: usize) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut rows, mut longest) = (0, 0, 0);
     for (i, q) in queries.iter().enumerate() {

@@ -93,10 +93,10 @@ impl Method {
                 match (q.acts_on(j), self) {
                     (true, _) => self.flops(cfg, opts, seq),
                     // Held steps: a forward pass reads their probability for
-                    // the integrated methods; the others never look at them.
-                    (false, Method::Ig | Method::IgMasked | Method::GradXAct) => {
-                        cost::forward(cfg, seq)
-                    }
+                    // the integrated methods (grad-x-act's ride its batched
+                    // backward too); the others never look at them.
+                    (false, Method::Ig | Method::IgMasked) => cost::forward(cfg, seq),
+                    (false, Method::GradXAct) => 2.0 * cost::forward(cfg, seq),
                     (false, _) => 0.0,
                 }
             })
@@ -185,20 +185,18 @@ const GRAD_ROW_TOKENS: usize = 1_024;
 fn grad_x_act(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
     let cfg = model.config();
     let device = model.net.device();
+    if let Some(t) = qs
+        .iter()
+        .flat_map(|q| &q.answer)
+        .find(|&&t| t as usize >= cfg.vocab_size)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "target id {t} is outside the vocabulary"
+        )));
+    }
     let mut out = Vec::with_capacity(qs.len());
-    let mut next = 0;
-    while next < qs.len() {
-        let mut end = next;
-        let mut cost = 0;
-        while end < qs.len() {
-            let c: usize = (0..qs[end].answer.len()).map(|j| qs[end].step_len(j)).sum();
-            if end > next && cost + c > GRAD_ROW_TOKENS {
-                break;
-            }
-            cost += c;
-            end += 1;
-        }
-        let chains = Chains::new(&qs[next..end]);
+    for group in super::intervene::groups(qs, GRAD_ROW_TOKENS) {
+        let chains = Chains::new(&qs[group]);
         let steps = &chains.steps;
         let seqs: Vec<Vec<u32>> = steps.iter().map(|q| q.cloze.ids.clone()).collect();
         let blanks: Vec<usize> = steps.iter().map(|q| q.cloze.blank).collect();
@@ -235,12 +233,23 @@ fn grad_x_act(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
         let per_query = Tensor::zeros([chains.of.len() as i64], (Kind::Float, device))
             .index_add(0, &owner, &logp);
         per_query.exp().sum(Kind::Float).backward();
-        let grads: Vec<Tensor> = leaves.iter().map(|s| s.grad()).collect();
+        let grads: Vec<Tensor> = leaves
+            .iter()
+            .map(|s| {
+                let g = s.grad();
+                // Every layer reaches the blank's logits; a leaf without a
+                // gradient would be a model that skips a layer.
+                if g.defined() {
+                    g
+                } else {
+                    s.zeros_like()
+                }
+            })
+            .collect();
         let all = Tensor::stack(&grads, 1); // [steps, layers, d_ff]
         let host = host::to_host(&all.to_kind(Kind::Float));
         let per_step: Vec<Tensor> = (0..rows).map(|r| host.get(r)).collect();
         out.extend(chains.over_acted(&per_step, false));
-        next = end;
     }
     Ok(out)
 }

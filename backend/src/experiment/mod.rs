@@ -262,7 +262,7 @@ fn answer_kind(model: &Model, template: &str, rel: &Relation, fact: usize) -> El
 }
 
 /// A stable 64-bit hash of a relation id, to give each relation its own sample.
-fn mix(seed: u64, id: &str) -> u64 {
+pub(crate) fn mix(seed: u64, id: &str) -> u64 {
     id.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

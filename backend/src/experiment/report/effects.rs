@@ -49,7 +49,7 @@ pub type FactEffects = [[Option<f64>; 4]; 2];
 /// The effects of fact `i` of `done` (which has knowledge neurons).
 pub fn fact_effects(model: &Model, done: &[Done], i: usize, seed: u64) -> Result<FactEffects> {
     let d = &done[i];
-    let rnd = random_like(model.config(), &d.knowledge, seed ^ i as u64);
+    let rnd = random_like(model.config(), &d.knowledge, d.seed(seed));
     let own: Vec<(&[Neuron], f64)> = [0.0, 2.0]
         .into_iter()
         .flat_map(|f| [(&d.knowledge[..], f), (&d.baseline[..], f), (&rnd[..], f)])

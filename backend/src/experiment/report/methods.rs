@@ -38,6 +38,26 @@ pub struct MethodsOptions {
     pub ig: Options,
 }
 
+/// The version of what [`fact_outcomes`] computes, in the report cache's keys:
+/// raised whenever a method's numbers or its cost change, so that no report
+/// reads another version's pieces.
+const CACHE_VERSION: u32 = 2;
+
+/// A digest of prompts as the engine reads them (tokens, blank, answer pieces,
+/// answer positions): a cached piece is for these prompts only.
+fn digest<'a>(qs: impl Iterator<Item = &'a Query>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for q in qs {
+        for t in q.cloze.ids.iter().chain([&u32::MAX]).chain(&q.answer) {
+            h.update(t.to_le_bytes());
+        }
+        h.update((q.cloze.blank as u64).to_le_bytes());
+        h.update(format!("{:?};", q.positions).as_bytes());
+    }
+    format!("{:x}", h.finalize())
+}
+
 /// One fact under one method (kept in the run file's report cache).
 #[derive(Serialize, Deserialize)]
 struct Outcome {
@@ -116,7 +136,7 @@ fn fact_outcomes(
             (d.knowledge.clone(), stored_top_k(d, opts.k), 0.0)
         } else {
             let t0 = Instant::now();
-            let per_prompt = scores(model, qs, *m, &opts.ig, seed ^ i as u64)?;
+            let per_prompt = scores(model, qs, *m, &opts.ig, d.seed(seed))?;
             let seconds = t0.elapsed().as_secs_f64();
             let sets: Vec<Vec<Neuron>> = per_prompt.iter().map(|s| coarse(s, sel.t)).collect();
             let refined = if *m == Method::Random {
@@ -201,21 +221,30 @@ pub(super) fn methods_at_scale(
                 done[j].fact,
             )
         };
+        let unrelated = unrelated_facts(done, i);
         let key = serde_json::json!({
-            "what": "methods at scale, v1",
+            "what": "methods at scale",
+            "version": CACHE_VERSION,
             "model": model.fingerprint,
+            "device": format!("{:?}", model.net.device()),
             "fact": fact_key(i),
-            "unrelated": unrelated_facts(done, i).into_iter().map(fact_key).collect::<Vec<_>>(),
+            "unrelated": unrelated.iter().map(|&j| fact_key(j)).collect::<Vec<_>>(),
+            "prompts": digest(std::iter::once(i).chain(unrelated).flat_map(|j| &done[j].queries)),
             "methods": opts.methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
             "t": t, "p": p_rel, "min_prompts": min_prompts, "k": opts.k,
-            "steps": opts.ig.steps, "riemann": format!("{:?}", opts.ig.riemann), "seed": seed,
+            "steps": opts.ig.steps, "riemann": format!("{:?}", opts.ig.riemann),
+            "mode": format!("{:?}", opts.ig.mode), "seed": seed,
         })
         .to_string();
-        let outs = match db.cached::<Vec<Outcome>>(&key)? {
-            Some(outs) if outs.len() == opts.methods.len() => outs,
+        // A piece that no longer reads (another version's) is computed anew; a
+        // piece that cannot be kept costs a resume, not the report.
+        let outs = match db.cached::<Vec<Outcome>>(&key) {
+            Ok(Some(outs)) if outs.len() == opts.methods.len() => outs,
             _ => {
                 let outs = fact_outcomes(model, done, i, sel, opts, p_rel, seed)?;
-                db.put_cached(&key, &outs)?;
+                if let Err(e) = db.put_cached(&key, &outs) {
+                    tracing::warn!("the report cache keeps nothing: {e}");
+                }
                 outs
             }
         };
@@ -224,6 +253,7 @@ pub(super) fn methods_at_scale(
                 // IG's cost is the run's, which a grown run changes.
                 o.seconds = run.ig_seconds;
             }
+            o.rel = d.rel;
             all.push(o);
         }
     }

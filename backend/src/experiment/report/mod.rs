@@ -159,6 +159,12 @@ pub(crate) struct Done {
 }
 
 impl Done {
+    /// A seed of this fact's own, from the report's: its random controls stay
+    /// the same whatever else the run holds (its index in the run would not).
+    pub fn seed(&self, seed: u64) -> u64 {
+        crate::experiment::mix(seed, &format!("{}:{}", self.rel, self.fact))
+    }
+
     /// The neuron's stored attribution scores summed over the fact's prompts
     /// (a prompt whose coarse set lacks it adds nothing).
     pub fn summed_score(&self, n: Neuron) -> f64 {

@@ -159,7 +159,7 @@ pub fn update_facts(
             let (intra_b, inter_b) = (ppl(&intra)?, ppl(&inter)?);
             let k = opts.update.k.min(neurons.len());
             *k_used.entry(k).or_default() += 1;
-            let control = random_like(cfg, &neurons[..k], opts.seed ^ i as u64);
+            let control = random_like(cfg, &neurons[..k], done[i].seed(opts.seed));
             for (acc, set) in [(&mut kn, &neurons[..k]), (&mut rnd, &control[..])] {
                 let e = update_fact(model, set, old, new, &opts.update, String::new())?;
                 let applied = Applied::new(model, std::slice::from_ref(&e))?;
