@@ -17,7 +17,8 @@ before(async () => {
   // tokenizer splits 2,104 of these relations' 2,343 answers.
   kn(['experiment', 'run', '--model', fixture('tiny-gpt2'), '--relations', 'P36,P19,P101',
     '--facts-per-relation', '3', '--one-token-answers', '--out', out, '--quiet', '--device', 'cpu']);
-  kn(['experiment', 'report', out, '--device', 'cpu']);
+  kn(['experiment', 'report', out, '--device', 'cpu', '--methods', 'ig,grad-x-act,activation,random',
+    '--methods-facts', '2']);
   // A second run without a report yet.
   kn(['experiment', 'run', '--model', fixture('tiny-gpt2'), '--relations', 'P36',
     '--facts-per-relation', '1', '--out', join(runs, 'unreported'), '--quiet', '--device', 'cpu']);
@@ -52,6 +53,20 @@ test('list runs, open a report, export a chart, share the link', async () => {
   for (const id of ['suppress', 'amplify', 'layers', 'bingrel', 'update', 'update_k', 'erase']) {
     await page.waitForSelector(`figure#${id} svg`);
   }
+  // The methods compared over the run, overall and per relation, as the report's JSON has them.
+  const ms = JSON.parse(readFileSync(join(out, 'report', 'report.json'), 'utf8')).methods;
+  assert.deepEqual(
+    await page.locator('#methods-at-scale tbody td:first-child').allInnerTexts(),
+    ms.rows.map((r) => r.method),
+  );
+  assert.ok(ms.by_relation.length >= ms.rows.length, 'at least one relation compared');
+  await page.click('#methods-by-relation summary');
+  const relRows = page.locator('#methods-by-relation tbody tr');
+  assert.equal(await relRows.count(), ms.by_relation.length / ms.rows.length);
+  const first = await relRows.first().locator('td').allInnerTexts();
+  assert.equal(first[0], ms.by_relation[0].relation);
+  assert.equal(Number(first[1]), ms.by_relation[0].facts);
+  assert.equal(first.length, 2 + ms.rows.length, 'one cell per method');
   await page.screenshot({ path: join(ARTIFACTS, 'experiments.png'), fullPage: true });
 
   const [svgDl] = await Promise.all([page.waitForEvent('download'), page.locator('#suppress a', { hasText: 'SVG' }).click()]);

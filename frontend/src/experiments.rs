@@ -139,6 +139,38 @@ fn Report(r: ExperimentReport) -> impl IntoView {
                     <th class="num">"suppress top k"</th><th class="num">"amplify top k"</th><th class="num">"top k, unrelated"</th><th class="num">"s/fact"</th><th class="num">"GFLOP/fact"</th></tr></thead>
                 <tbody>{rows}</tbody>
             </table></div>
+            {(!m.by_relation.is_empty()).then(|| {
+                let names: Vec<String> = m.rows.iter().map(|x| x.method.clone()).collect();
+                let head = names
+                    .iter()
+                    .map(|n| view! { <th class="num">{format!("{n}: suppress / amplify refined")}</th> })
+                    .collect_view();
+                let per = names.len().max(1);
+                let body = m
+                    .by_relation
+                    .chunks(per)
+                    .map(|chunk| {
+                        let cells = chunk
+                            .iter()
+                            .map(|x| view! {
+                                <td class="num">{format!("{} / {}", est(&x.suppress, true), est(&x.amplify, true))}</td>
+                            })
+                            .collect_view();
+                        view! {
+                            <tr><td>{chunk[0].relation.clone()}</td><td class="num">{chunk[0].facts}</td>{cells}</tr>
+                        }
+                    })
+                    .collect_view();
+                view! {
+                    <details id="methods-by-relation">
+                        <summary>"Per relation (95% intervals over the relation's facts)"</summary>
+                        <div class="scroll"><table>
+                            <thead><tr><th>"relation"</th><th class="num">"facts"</th>{head}</tr></thead>
+                            <tbody>{body}</tbody>
+                        </table></div>
+                    </details>
+                }
+            })}
             {(m.multi_token_facts > 0).then(|| view! {
                 <p id="methods-multi-token">{format!(
                     "{} of the {} facts have answers of several tokens (read piece by piece). Suppressing the top {} on those alone: {}.",
