@@ -438,6 +438,21 @@ pub fn attribute_many(
     attribute_many_from(model, qs, opts, layers, keep_going, Baseline::Zero)
 }
 
+/// Refuse answers with a token id outside the vocabulary (a libtorch
+/// exception otherwise, or a device-side assert on CUDA).
+pub(crate) fn check_targets(cfg: &crate::models::ModelConfig, qs: &[Query]) -> Result<()> {
+    match qs
+        .iter()
+        .flat_map(|q| &q.answer)
+        .find(|&&t| t as usize >= cfg.vocab_size)
+    {
+        Some(t) => Err(Error::InvalidArgument(format!(
+            "target id {t} is outside the vocabulary"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Where the integration path starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Baseline {
@@ -467,15 +482,7 @@ pub fn attribute_many_from(
             cfg.n_layers
         )));
     }
-    if let Some(t) = qs
-        .iter()
-        .flat_map(|q| &q.answer)
-        .find(|&&t| t as usize >= cfg.vocab_size)
-    {
-        return Err(Error::InvalidArgument(format!(
-            "target id {t} is outside the vocabulary"
-        )));
-    }
+    check_targets(&cfg, qs)?;
     if !qs.iter().any(Query::is_chain) {
         let seq_len = qs.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
         let plan = Plan::new(opts, layers.len(), qs.len(), seq_len);

@@ -185,15 +185,7 @@ const GRAD_ROW_TOKENS: usize = 1_024;
 fn grad_x_act(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
     let cfg = model.config();
     let device = model.net.device();
-    if let Some(t) = qs
-        .iter()
-        .flat_map(|q| &q.answer)
-        .find(|&&t| t as usize >= cfg.vocab_size)
-    {
-        return Err(Error::InvalidArgument(format!(
-            "target id {t} is outside the vocabulary"
-        )));
-    }
+    super::attribution::check_targets(cfg, qs)?;
     let mut out = Vec::with_capacity(qs.len());
     for group in super::intervene::groups(qs, GRAD_ROW_TOKENS) {
         let chains = Chains::new(&qs[group]);
