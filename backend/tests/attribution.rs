@@ -271,3 +271,88 @@ fn batches_of_prompts_keep_the_numbers() {
         }
     }
 }
+
+/// The resuming modes take the ends of the path from the traced pass (P and
+/// every layer's gradient at α = 1 from one backward, P at α = 0 without
+/// gradients), where naive mode runs a copy for each: the numbers are the
+/// same, for both sums, down to one step (no scaled copy at all for the right
+/// sum), for a range of layers as for all of them, and from the masked
+/// prompt's activations as from zero.
+#[test]
+fn the_ends_of_the_path_come_from_the_trace() {
+    use kn::engine::attribution::{attribute_layers, attribute_many_from, Baseline};
+    for dir in ["tiny-bert", "tiny-gpt2", "tiny-llama"] {
+        let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+        let q = query(&model, &golden(dir)["attribution"][0]);
+        let n = model.config().n_layers;
+        for steps in [1, 2, 7] {
+            for riemann in [Riemann::Right, Riemann::Left] {
+                for baseline in [Baseline::Zero, Baseline::Masked] {
+                    let naive = Options {
+                        steps,
+                        riemann,
+                        mode: Mode::Naive,
+                        ..Options::default()
+                    };
+                    let reference = attribute_many_from(
+                        &model,
+                        std::slice::from_ref(&q),
+                        &naive,
+                        0..n,
+                        &mut |_| true,
+                        baseline,
+                    )
+                    .unwrap()
+                    .remove(0);
+                    let want: Vec<f32> = Vec::try_from(reference.scores.flatten(0, -1)).unwrap();
+                    let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    assert!(max > 0.0, "{dir}: all scores are zero");
+                    for mode in [Mode::Resume, Mode::Fast] {
+                        let opts = Options { mode, ..naive };
+                        let got = attribute_many_from(
+                            &model,
+                            std::slice::from_ref(&q),
+                            &opts,
+                            0..n,
+                            &mut |_| true,
+                            baseline,
+                        )
+                        .unwrap()
+                        .remove(0);
+                        let label = format!("{dir} m={steps} {riemann:?} {baseline:?} {mode:?}");
+                        let got: Vec<f32> = Vec::try_from(got.scores.flatten(0, -1)).unwrap();
+                        for (i, (x, y)) in want.iter().zip(&got).enumerate() {
+                            assert!(
+                                (x - y).abs() <= 1e-5 * max,
+                                "{label}: score {i}: naive {x}, {y}"
+                            );
+                        }
+                        if baseline == Baseline::Masked {
+                            continue;
+                        }
+                        // Layers 1..n alone: the rows of the whole.
+                        let part = attribute_layers(&model, &q, &opts, 1..n, &mut || true).unwrap();
+                        let whole = attribute(&model, &q, &opts).unwrap();
+                        let (a, b): (Vec<f32>, Vec<f32>) = (
+                            Vec::try_from(whole.scores.narrow(0, 1, n as i64 - 1).flatten(0, -1))
+                                .unwrap(),
+                            Vec::try_from(part.scores.flatten(0, -1)).unwrap(),
+                        );
+                        for (x, y) in a.iter().zip(&b) {
+                            assert!(
+                                (x - y).abs() <= 1e-5 * max,
+                                "{label}: layers 1..: {x} vs {y}"
+                            );
+                        }
+                        for (l, (p, r)) in part.p_zero.iter().zip(&whole.p_zero[1..]).enumerate() {
+                            assert!((p - r).abs() < 1e-6, "{label}: P(0) of layer {}", l + 1);
+                        }
+                        for (x, y) in reference.residual.iter().zip(&whole.residual) {
+                            assert!((x - y).abs() < 1e-5, "{label}: residual {x} vs {y}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -72,22 +72,19 @@ pub fn run(
     let peak = kn::device::matmul_peak_of(device, dtype.kind());
     for &mode in modes {
         kn::device::reset_peak_memory();
+        let opts = Options {
+            mode,
+            ..ig.options(device)
+        };
         let flop: f64 = qs
             .iter()
-            .map(|q| kn::engine::cost::attribution(m.config(), mode, q.cloze.ids.len(), ig.steps))
+            .map(|q| kn::engine::cost::attribution(m.config(), &opts, q.cloze.ids.len()))
             .sum();
         let mut best = f64::INFINITY;
         let mut reads = 0;
         for _ in 0..repeat.max(1) {
             let (t0, r0) = (std::time::Instant::now(), kn::engine::host::reads());
-            let fa = attribute_fact(
-                &m,
-                qs.clone(),
-                &Options {
-                    mode,
-                    ..ig.options(device)
-                },
-            )?;
+            let fa = attribute_fact(&m, qs.clone(), &opts)?;
             let _ = fact_neurons(&m, &fa, &fact.target, &Thresholds::default())?;
             best = best.min(t0.elapsed().as_secs_f64());
             reads = kn::engine::host::reads() - r0;

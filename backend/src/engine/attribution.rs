@@ -16,8 +16,9 @@
 //!   the earlier positions are untouched by the change, so their keys and values
 //!   come from the trace and only the last position is recomputed per step.
 
+use super::trace::{plain_logits, scaled_logits, trace};
 use super::{Chains, Query};
-use crate::models::{At, Batch, Ctx, Hooks, Kv, Model, NeuronOp};
+use crate::models::Model;
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
@@ -115,6 +116,21 @@ impl Options {
         }
     }
 
+    /// The steps `k` of `α_k = k/m` (`k = 0..=m`) run as scaled copies, each
+    /// with its gradient. In the resuming modes the ends of the path need no
+    /// copy with a gradient: at `α = 1` the copy would be the traced pass
+    /// itself, whose P is known and whose gradient for every layer at once
+    /// comes from one backward pass ([`super::trace::plain_logits`]); at
+    /// `α = 0` the right sum needs P alone, from copies without gradients.
+    /// `Naive` copies all `m + 1`, as the public implementations do.
+    pub fn scaled_steps(&self) -> std::ops::Range<usize> {
+        match (self.mode, self.riemann) {
+            (Mode::Naive, _) => 0..self.steps + 1,
+            (_, Riemann::Right) => 1..self.steps,
+            (_, Riemann::Left) => 0..self.steps,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.steps == 0 || self.steps > MAX_STEPS {
             return Err(Error::InvalidArgument(format!(
@@ -143,188 +159,6 @@ pub struct Attribution {
     pub p_zero: Vec<f64>,
     /// Per layer, `Σ_i Attr(w_i) − (P(w̄) − P(0))` (SPEC's completeness law).
     pub residual: Vec<f64>,
-}
-
-/// The unscaled pass of a group of prompts (right-padded into one batch), kept
-/// so scaled passes can resume from it.
-pub(crate) struct Trace {
-    pub batch: Batch,
-    /// Each prompt's blank, as `batch` holds it (kept on the host so scaled
-    /// passes need no read-back).
-    pub blanks: Vec<i64>,
-    /// Per layer: the post-attention residual `h`, `[p, s, d]`.
-    pub h: Vec<Tensor>,
-    /// Per layer: the neurons `a` at every position, `[p, s, d_ff]`.
-    pub a: Vec<Tensor>,
-    /// Per layer: keys and values (used by causal `Fast` passes).
-    pub kv: Vec<Kv>,
-    /// `[p, vocab]` logits at the blanks.
-    pub logits: Tensor,
-}
-
-pub(crate) fn trace(model: &Model, qs: &[Query]) -> Result<Trace> {
-    let net = &model.net;
-    let ids: Vec<Vec<u32>> = qs.iter().map(|q| q.cloze.ids.clone()).collect();
-    let blanks: Vec<usize> = qs.iter().map(|q| q.cloze.blank).collect();
-    let batch = Batch::new(&ids, &blanks, net.device())?;
-    tch::no_grad(|| {
-        let ctx = net.context(&batch);
-        let mut x = net.embed(&batch);
-        let (mut hs, mut acts, mut kvs) = (Vec::new(), Vec::new(), Vec::new());
-        for l in 0..net.config().n_layers {
-            let (h, kv) = net.attention(l, &x, &ctx);
-            let a = net.ffn_act(l, &h);
-            x = net.ffn_out(l, &h, &a);
-            hs.push(h);
-            acts.push(a);
-            kvs.push(kv);
-        }
-        let logits = net.head(&batch.at_blank(&x));
-        Ok(Trace {
-            batch,
-            blanks: blanks.iter().map(|&b| b as i64).collect(),
-            h: hs,
-            a: acts,
-            kv: kvs,
-            logits,
-        })
-    })
-}
-
-impl Trace {
-    /// The rows of `x` (`[p, …]`, one per prompt) for scaled rows whose prompts
-    /// are `who`: a free broadcast when the trace holds one prompt, a gather
-    /// otherwise.
-    pub(crate) fn rows(&self, x: &Tensor, who: &[i64]) -> Tensor {
-        if self.blanks.len() == 1 {
-            let mut size = x.size();
-            size[0] = who.len() as i64;
-            x.expand(size.as_slice(), false)
-        } else {
-            x.index_select(0, &Tensor::from_slice(who).to(x.device()))
-        }
-    }
-}
-
-/// Logits at the blank for scaled rows of the traced prompts.
-///
-/// `acts[g]` (`[r_g, d_ff]`) replaces the blank activation of layer `first + g`
-/// in rows whose prompts are `who[g]` (indices into the trace). In the resuming
-/// modes the rows form a staircase: the rows of layer `first` start at its FFN
-/// output, and at every later layer `j` the rows of layer `j` join the batch,
-/// so one pass (and one backward) serves the whole group with larger matrix
-/// products. Rows come back in the order of `acts`.
-pub(crate) fn scaled_logits(
-    model: &Model,
-    t: &Trace,
-    first: usize,
-    acts: &[Tensor],
-    who: &[Vec<i64>],
-    mode: Mode,
-) -> Result<Tensor> {
-    let net = &model.net;
-    let n_layers = net.config().n_layers;
-    let causal = !net.config().arch.is_masked();
-    if mode == Mode::Naive {
-        // One full forward pass per layer, as the public implementations do.
-        let mut out = Vec::new();
-        for (g, act) in acts.iter().enumerate() {
-            let b = t.batch.select(&who[g]);
-            let mut hooks = Hooks::default();
-            hooks
-                .ops
-                .insert(first + g, NeuronOp::Replace(act.shallow_clone()));
-            out.push(net.forward(&b, &hooks).logits);
-        }
-        return Ok(Tensor::cat(&out, 0));
-    }
-    let last = first + acts.len() - 1;
-    let s = t.batch.seq_len as i64;
-    let mut x: Option<Tensor> = None;
-    // The prompt of each row of `x`, in its order.
-    let mut x_who: Vec<i64> = Vec::new();
-    if mode == Mode::Fast && causal {
-        // Causal blank = the last real position: only that position is
-        // recomputed; the earlier positions' keys and values come from the trace.
-        for j in first..n_layers {
-            if let Some(prev) = &x {
-                let pos: Vec<i64> = x_who.iter().map(|&p| t.blanks[p as usize]).collect();
-                let at = At::new(&pos, s, net.device());
-                let past = Kv {
-                    k: t.rows(&t.kv[j].k, &x_who),
-                    v: t.rows(&t.kv[j].v, &x_who),
-                };
-                let h = net.attention_at(j, prev, &past, &at);
-                x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
-            }
-            if j <= last {
-                let g = j - first;
-                let h = t.rows(&t.batch.at_blank(&t.h[j]), &who[g]).unsqueeze(1);
-                let entering = net.ffn_out(j, &h, &acts[g].unsqueeze(1));
-                // New rows go first, so that the final order is last..first; reversed below.
-                x = Some(match x {
-                    None => entering,
-                    Some(prev) => Tensor::cat(&[entering, prev], 0),
-                });
-                x_who.splice(0..0, who[g].iter().copied());
-            }
-        }
-        let logits = net.head(&x.expect("at least one layer").squeeze_dim(1));
-        return Ok(reorder(&logits, acts));
-    }
-    // Whole-sequence staircase (masked models, or `Resume`). The context is
-    // built once for the final row order (layers last..first); at layer `j` the
-    // batch holds the rows of layers first..=j, which are its tail.
-    let order: Vec<i64> = (0..acts.len())
-        .rev()
-        .flat_map(|g| who[g].iter().copied())
-        .collect();
-    let b = t.batch.select(&order);
-    let ctx: Ctx = net.context(&b);
-    let total = order.len() as i64;
-    let mut rows = 0i64;
-    for j in first..n_layers {
-        if let Some(prev) = &x {
-            let (h, _) = net.attention(j, prev, &ctx_tail(&ctx, total, rows));
-            x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
-        }
-        if j <= last {
-            let g = j - first;
-            let sub = t.batch.select(&who[g]);
-            let a = sub.put_at_blank(&t.rows(&t.a[j], &who[g]), &acts[g]);
-            let entering = net.ffn_out(j, &t.rows(&t.h[j], &who[g]), &a);
-            x = Some(match x {
-                None => entering,
-                Some(prev) => Tensor::cat(&[entering, prev], 0),
-            });
-            rows += who[g].len() as i64;
-        }
-    }
-    let logits = net.head(&b.at_blank(&x.expect("at least one layer")));
-    Ok(reorder(&logits, acts))
-}
-
-/// The last `rows` of `total` rows of a context built for the whole staircase.
-fn ctx_tail(ctx: &Ctx, total: i64, rows: i64) -> Ctx {
-    Ctx {
-        mask: ctx.mask.narrow(0, total - rows, rows),
-        rope: ctx
-            .rope
-            .as_ref()
-            .map(|(c, s)| (c.shallow_clone(), s.shallow_clone())),
-    }
-}
-
-/// The staircase stacks later layers' rows first; put them back in `acts` order.
-fn reorder(logits: &Tensor, acts: &[Tensor]) -> Tensor {
-    let mut parts = Vec::with_capacity(acts.len());
-    let mut end = logits.size()[0];
-    for a in acts {
-        let r = a.size()[0];
-        parts.push(logits.narrow(0, end - r, r));
-        end -= r;
-    }
-    Tensor::cat(&parts, 0)
 }
 
 /// Integrated gradients for every layer of one prompt.
@@ -366,7 +200,8 @@ pub struct Plan {
     pub prompts: usize,
     /// Layers whose rows share one staircase pass.
     pub layers: usize,
-    /// Steps per pass (`m + 1` unless one layer's rows alone exceed the budget).
+    /// Steps per pass (all of [`Options::scaled_steps`] unless one layer's rows
+    /// alone exceed the budget).
     pub steps: usize,
 }
 
@@ -374,9 +209,9 @@ impl Plan {
     /// The largest passes within `opts`' budgets (`max_batch` rows, and
     /// `max_row_tokens` rows × tokens for prompts up to `seq_len` tokens):
     /// whole layers first (the staircase), then more prompts per pass, and
-    /// when even one layer's `m + 1` rows are too many, chunks of steps.
+    /// when even one layer's scaled rows are too many, chunks of steps.
     pub fn new(opts: &Options, n_layers: usize, n_prompts: usize, seq_len: usize) -> Plan {
-        let per_layer = opts.steps + 1;
+        let per_layer = opts.scaled_steps().len().max(1);
         let max_rows = opts
             .max_batch
             .min((opts.max_row_tokens / seq_len.max(1)).max(1));
@@ -402,7 +237,7 @@ impl Plan {
     /// step per pass; a query with more acted steps than the budget's rows
     /// (8 pieces at most) still passes them together.
     pub fn for_rows(opts: &Options, n_layers: usize, rows: usize, seq_len: usize) -> Plan {
-        let per_layer = opts.steps + 1;
+        let per_layer = opts.scaled_steps().len().max(1);
         let rows = rows.max(1);
         let max_rows = opts
             .max_batch
@@ -645,20 +480,32 @@ fn attribute_chunk(
             .collect()
     });
     // Passes: (first layer, layers in the pass, first step, steps).
+    let scaled = opts.scaled_steps();
+    let (s0, s1) = (scaled.start as i64, scaled.end as i64);
     let mut units = Vec::new();
     let mut l = layers.start;
     while l < layers.end {
         let n = plan.layers.min(layers.end - l);
-        let mut start = 0i64;
-        while start <= m {
-            let steps = (plan.steps as i64).min(m + 1 - start);
+        let mut start = s0;
+        while start < s1 {
+            let steps = (plan.steps as i64).min(s1 - start);
             units.push((l, n, start, steps));
             start += steps;
         }
         l += n;
     }
+    // Per layer: the gradients and P of the scaled steps, `[p, steps]` pieces.
     let mut grads: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
     let mut probs: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
+    let row_p = |logits: &Tensor, rows_per_prompt: i64, layers: i64| {
+        let row_targets = targets
+            .repeat_interleave_self_int(rows_per_prompt, Some(0), None)
+            .repeat([layers]);
+        logits
+            .softmax(-1, Kind::Float)
+            .gather(1, &row_targets.unsqueeze(1), false)
+            .squeeze_dim(1)
+    };
     for (first, n, start, steps) in units {
         if !keep_going() {
             return Err(Error::Cancelled);
@@ -680,13 +527,7 @@ fn attribute_chunk(
             })
             .collect();
         let logits = scaled_logits(model, &t, first, &acts, &vec![who; n], opts.mode)?;
-        let row_targets = targets
-            .repeat_interleave_self_int(steps, Some(0), None)
-            .repeat([n as i64]);
-        let p = logits
-            .softmax(-1, Kind::Float)
-            .gather(1, &row_targets.unsqueeze(1), false)
-            .squeeze_dim(1);
+        let p = row_p(&logits, steps, n as i64);
         let leaves: Vec<&Tensor> = acts.iter().collect();
         let g = Tensor::run_backward(&[p.sum(Kind::Float)], &leaves, false, false);
         let p = p.detach();
@@ -696,10 +537,56 @@ fn attribute_chunk(
             probs[l].push(p.narrow(0, k as i64 * rows, rows).view([pn, steps]));
         }
     }
+    // The ends of the path that the scaled steps leave out (see
+    // `Options::scaled_steps`): at α = 0, P alone, from copies without
+    // gradients; at α = 1, the traced pass itself: its P, and the gradient of
+    // every layer from one backward pass.
+    if s0 > 0 {
+        let all: Vec<i64> = (0..pn).collect();
+        tch::no_grad(|| -> Result<()> {
+            let mut l = layers.start;
+            while l < layers.end {
+                let n = plan.layers.min(layers.end - l);
+                let acts: Vec<Tensor> = (l..l + n)
+                    .map(|l| match &origin {
+                        None => w[l].zeros_like(),
+                        Some(b) => b[l].shallow_clone(),
+                    })
+                    .collect();
+                let logits = scaled_logits(model, &t, l, &acts, &vec![all.clone(); n], opts.mode)?;
+                let p = row_p(&logits, 1, n as i64);
+                for (k, l) in (l..l + n).enumerate() {
+                    probs[l].insert(0, p.narrow(0, k as i64 * pn, pn).view([pn, 1]));
+                }
+                l += n;
+            }
+            Ok(())
+        })?;
+    }
+    if s1 <= m {
+        for l in layers.clone() {
+            probs[l].push(p_target.view([pn, 1]));
+        }
+        if opts.riemann == Riemann::Right {
+            let leaves: Vec<Tensor> = layers
+                .clone()
+                .map(|l| w[l].zeros_like().set_requires_grad(true))
+                .collect();
+            let logits = plain_logits(model, &t, layers.start, &leaves, opts.mode)?;
+            let p = row_p(&logits, 1, 1);
+            let refs: Vec<&Tensor> = leaves.iter().collect();
+            let g = Tensor::run_backward(&[p.sum(Kind::Float)], &refs, false, false);
+            for (k, l) in layers.clone().enumerate() {
+                grads[l].push(g[k].detach().view([pn, 1, d_ff]));
+            }
+        }
+    }
     let chained = groups.len() < qs.len() || groups.iter().any(|g| g.c != 1.0);
+    // The gradients held cover steps `s0..` (one more at the end when α = 1's
+    // came from the traced pass); the sum's window starts at 1 or 0.
     let window = |x: &Tensor| match opts.riemann {
-        Riemann::Right => x.narrow(1, 1, m),
-        Riemann::Left => x.narrow(1, 0, m),
+        Riemann::Right => x.narrow(1, 1 - s0, m),
+        Riemann::Left => x.narrow(1, -s0, m),
     };
     // Everything stays on the device until the prompts are done, then comes
     // back in one read: per layer and prompt `[scores | activations | P(0),
@@ -707,7 +594,7 @@ fn attribute_chunk(
     let packed: Vec<Tensor> = layers
         .clone()
         .map(|l| {
-            let grads = Tensor::cat(&grads[l], 1); // [p, m+1, d_ff]
+            let grads = Tensor::cat(&grads[l], 1); // [p, ≥ m, d_ff]
             let probs = Tensor::cat(&probs[l], 1); // [p, m+1]
             let span = match &origin {
                 None => w[l].shallow_clone(),
@@ -739,7 +626,11 @@ fn attribute_chunk(
                         .collect::<Vec<_>>(),
                     0,
                 ); // [n, m+1]
-                let weighted = (window(&grads.narrow(0, r0, n)) * window(&weights).unsqueeze(2))
+                let weights = match opts.riemann {
+                    Riemann::Right => weights.narrow(1, 1, m),
+                    Riemann::Left => weights.narrow(1, 0, m),
+                };
+                let weighted = (window(&grads.narrow(0, r0, n)) * weights.unsqueeze(2))
                     .sum_dim_intlist(1, false, Kind::Float); // [n, d_ff]
                 s.push(
                     (span.narrow(0, r0, n) * weighted / m as f64).sum_dim_intlist(

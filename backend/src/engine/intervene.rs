@@ -6,7 +6,7 @@
 //! random neurons (same layers, seeded), the baseline's neurons, and prompts of
 //! an unrelated fact.
 
-use super::attribution::{trace, Trace};
+use super::trace::{trace, Trace};
 use super::{Chains, Neuron, Query};
 use crate::models::{At, Batch, Hooks, Kv, Model, ModelConfig, NeuronOp};
 use crate::{Error, Result};
@@ -354,6 +354,7 @@ impl<'a> Rows<'a> {
                     let past = Kv {
                         k: t.rows(&t.kv[j].k, &who),
                         v: t.rows(&t.kv[j].v, &who),
+                        q: None,
                     };
                     let h = net.attention_at(j, prev, &past, &at);
                     let a = scale(net.ffn_act(j, &h), j, &joined);

@@ -13,9 +13,10 @@
 //! fact's prompts and on unrelated prompts, and the methods' refined sets and
 //! score rankings are compared pairwise.
 
-use super::attribution::{attribute_many, attribute_many_from, trace, Baseline, Options};
+use super::attribution::{attribute_many, attribute_many_from, Baseline, Options};
 use super::intervene::{probabilities, scaled_changes};
 use super::neurons::{coarse, refine, Thresholds};
+use super::trace::trace;
 use super::{cost, host, Chains, Neuron, Query};
 use crate::models::{Batch, Hooks, Model, ModelConfig, NeuronOp};
 use crate::{Error, Result};
@@ -68,13 +69,11 @@ impl Method {
     }
 
     /// FLOPs of scoring one prompt of `seq` tokens (from the shapes; only the
-    /// steps and mode of `opts` matter).
+    /// steps, sum and mode of `opts` matter).
     pub fn flops(self, cfg: &ModelConfig, opts: &Options, seq: usize) -> f64 {
         match self {
-            Method::Ig => cost::attribution(cfg, opts.mode, seq, opts.steps),
-            Method::IgMasked => {
-                cost::attribution(cfg, opts.mode, seq, opts.steps) + cost::forward(cfg, seq)
-            }
+            Method::Ig => cost::attribution(cfg, opts, seq),
+            Method::IgMasked => cost::attribution(cfg, opts, seq) + cost::forward(cfg, seq),
             // One forward pass and one backward, which costs another's products.
             Method::GradXAct => 2.0 * cost::forward(cfg, seq),
             Method::Activation => cost::forward(cfg, seq),

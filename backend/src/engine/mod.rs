@@ -7,6 +7,8 @@
 //! * [`intervene`]: suppress/amplify a neuron set at the blank, with controls.
 //! * [`edit`]: reversible weight edits (update a fact, erase a relation).
 //! * [`methods`]: other attribution methods beside IG, judged by intervention.
+//! * `trace`: the passes they are made of: the unscaled pass traced once, and
+//!   copies with the blank changed at a layer, resumed from it there.
 //! * [`host`]: device-to-host reads, counted.
 //! * [`precision`]: what bf16 or f16 costs a fact's attribution against f32.
 //! * `query`: a prompt with its answer; a multi-token answer as a chain of
@@ -24,6 +26,7 @@ pub mod neurons;
 pub mod precision;
 mod query;
 pub mod relation;
+mod trace;
 
 pub use kn_shared::{AnswerPositions, Neuron};
 pub(crate) use query::Chains;

@@ -7,7 +7,8 @@
 //! embeddings when `cls.predictions.decoder.weight` is absent.
 
 use super::{
-    attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
+    attend, attention_mask, split_heads, with_new, Arch, Batch, Config, ModelConfig, NeuronModel,
+    Weights,
 };
 use super::{At, Ctx, Kv, LayerNorm, Linear};
 use crate::Result;
@@ -164,8 +165,46 @@ impl NeuronModel for Bert {
         let c = attend(&q, &k, &v, Some(&ctx.mask));
         (
             ly.attn_ln.forward(&(ly.attn_out.forward(&c) + x)),
-            Kv { k, v },
+            Kv { k, v, q: Some(q) },
         )
+    }
+
+    fn attention_changed(
+        &self,
+        layer: usize,
+        x: &Tensor,
+        ctx: &Ctx,
+        traced: &Kv,
+        pos: &Tensor,
+    ) -> Tensor {
+        let Some(q) = &traced.q else {
+            return self.attention(layer, x, ctx).0;
+        };
+        let ly = &self.layers[layer];
+        let rows = Tensor::arange(x.size()[0], (tch::Kind::Int64, x.device()));
+        let here = x.index(&[Some(&rows), Some(pos)]).unsqueeze(1); // [b, 1, d]
+        let new = |w: &Linear, old: &Tensor| {
+            with_new(old, &split_heads(&w.forward(&here), self.heads), pos)
+        };
+        let c = attend(
+            &new(&ly.q, q),
+            &new(&ly.k, &traced.k),
+            &new(&ly.v, &traced.v),
+            Some(&ctx.mask),
+        );
+        ly.attn_ln.forward(&(ly.attn_out.forward(&c) + x))
+    }
+
+    fn attention_one(&self, layer: usize, x: &Tensor, ctx: &Ctx, pos: &Tensor) -> Tensor {
+        let ly = &self.layers[layer];
+        let rows = Tensor::arange(x.size()[0], (tch::Kind::Int64, x.device()));
+        let here = x.index(&[Some(&rows), Some(pos)]).unsqueeze(1); // [b, 1, d]
+        let q = split_heads(&ly.q.forward(&here), self.heads);
+        let k = split_heads(&ly.k.forward(x), self.heads);
+        let v = split_heads(&ly.v.forward(x), self.heads);
+        // The mask is bidirectional: every query row of it names the same keys.
+        let c = attend(&q, &k, &v, Some(&ctx.mask.narrow(2, 0, 1)));
+        ly.attn_ln.forward(&(ly.attn_out.forward(&c) + here))
     }
 
     fn attention_at(&self, _layer: usize, _x: &Tensor, _past: &Kv, _at: &At) -> Tensor {

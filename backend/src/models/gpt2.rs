@@ -161,7 +161,7 @@ impl NeuronModel for Gpt2 {
             .attn_proj
             .forward(&attend(&q, &k, &v, Some(&ctx.mask)))
             + x;
-        (h, Kv { k, v })
+        (h, Kv { k, v, q: None })
     }
 
     fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, at: &At) -> Tensor {

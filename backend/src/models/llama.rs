@@ -328,7 +328,7 @@ impl NeuronModel for Llama {
             .o
             .forward(&attend(&q, &k, &v, Some(&ctx.mask)))
             + x;
-        (h, Kv { k, v })
+        (h, Kv { k, v, q: None })
     }
 
     fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, at: &At) -> Tensor {

@@ -280,6 +280,9 @@ pub struct Ctx {
 pub struct Kv {
     pub k: Tensor,
     pub v: Tensor,
+    /// The queries, `[b, heads, s, head_dim]`, where the model can use them
+    /// again ([`NeuronModel::attention_changed`]; BERT); `None` otherwise.
+    pub q: Option<Tensor>,
 }
 
 /// A transformer as the knowledge-neuron engine sees it.
@@ -310,6 +313,35 @@ pub trait NeuronModel: Send {
     /// keys/values (`[r, …, s, …]`, row-aligned with `x`; the entry at `pos` is
     /// replaced by the row's own) up to and including `pos`.
     fn attention_at(&self, layer: usize, x: &Tensor, past: &Kv, at: &At) -> Tensor;
+
+    /// [`NeuronModel::attention`] at one position per row (`pos`, `[b]`):
+    /// `[b, 1, d]`, the post-attention residual there, attending to the whole
+    /// sequence. What the last layer of a pass needs when only the blank's
+    /// output is read. The default runs every position and keeps one; a model
+    /// whose queries can be computed alone overrides it (BERT: the keys and
+    /// values of every position, the query of one).
+    fn attention_one(&self, layer: usize, x: &Tensor, ctx: &Ctx, pos: &Tensor) -> Tensor {
+        let (h, _) = self.attention(layer, x, ctx);
+        let rows = Tensor::arange(h.size()[0], (Kind::Int64, h.device()));
+        h.index(&[Some(&rows), Some(pos)]).unsqueeze(1)
+    }
+
+    /// [`NeuronModel::attention`] of rows that equal a traced pass's input
+    /// but at one position per row (`pos`, `[b]`): `traced` holds that pass's
+    /// keys and values (and queries), row-aligned with `x`, which a model may
+    /// take for every other position, computing the changed one's alone. The
+    /// default computes them all again.
+    fn attention_changed(
+        &self,
+        layer: usize,
+        x: &Tensor,
+        ctx: &Ctx,
+        traced: &Kv,
+        pos: &Tensor,
+    ) -> Tensor {
+        let _ = (traced, pos);
+        self.attention(layer, x, ctx).0
+    }
 
     /// The neurons: `a = f(h·W_in)`, `[.., d] -> [.., d_ff]`.
     fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor;

@@ -1,0 +1,326 @@
+//! The passes attribution and interventions are made of: the unscaled pass of
+//! a group of prompts, traced once ([`Trace`]), and copies of it with the
+//! blank's neurons changed at some layer, resumed from the trace at that layer
+//! rather than run from the embeddings ([`scaled_logits`]).
+//!
+//! What makes a resumed copy cheap is what stays as the trace had it: every
+//! layer before the changed one; at the changed layer every position but the
+//! blank; in a causal model every position before the blank at every layer
+//! (their keys and values come from the trace); and at the top layer, whose
+//! output is read at the blank alone, everything but the blank's row and the
+//! keys and values it attends to.
+
+use super::attribution::Mode;
+use super::Query;
+use crate::models::{At, Batch, Ctx, Hooks, Kv, Model, NeuronOp};
+use crate::Result;
+use tch::Tensor;
+
+/// The unscaled pass of a group of prompts (right-padded into one batch), kept
+/// so scaled passes can resume from it.
+pub(crate) struct Trace {
+    pub batch: Batch,
+    /// Each prompt's blank, as `batch` holds it (kept on the host so scaled
+    /// passes need no read-back).
+    pub blanks: Vec<i64>,
+    /// Per layer: the post-attention residual `h`, `[p, s, d]`.
+    pub h: Vec<Tensor>,
+    /// Per layer: the neurons `a` at every position, `[p, s, d_ff]`.
+    pub a: Vec<Tensor>,
+    /// Per layer: keys and values (used by causal `Fast` passes).
+    pub kv: Vec<Kv>,
+    /// Per layer: its output `x'` (the next layer's input), `[p, s, d]`: a
+    /// scaled copy changes only the blank's row of it.
+    pub out: Vec<Tensor>,
+    /// `[p, vocab]` logits at the blanks.
+    pub logits: Tensor,
+}
+
+pub(crate) fn trace(model: &Model, qs: &[Query]) -> Result<Trace> {
+    let net = &model.net;
+    let ids: Vec<Vec<u32>> = qs.iter().map(|q| q.cloze.ids.clone()).collect();
+    let blanks: Vec<usize> = qs.iter().map(|q| q.cloze.blank).collect();
+    let batch = Batch::new(&ids, &blanks, net.device())?;
+    tch::no_grad(|| {
+        let ctx = net.context(&batch);
+        let mut x = net.embed(&batch);
+        let (mut hs, mut acts, mut kvs, mut outs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for l in 0..net.config().n_layers {
+            let (h, kv) = net.attention(l, &x, &ctx);
+            let a = net.ffn_act(l, &h);
+            x = net.ffn_out(l, &h, &a);
+            hs.push(h);
+            acts.push(a);
+            kvs.push(kv);
+            outs.push(x.shallow_clone());
+        }
+        let logits = net.head(&batch.at_blank(&x));
+        Ok(Trace {
+            batch,
+            blanks: blanks.iter().map(|&b| b as i64).collect(),
+            h: hs,
+            a: acts,
+            kv: kvs,
+            out: outs,
+            logits,
+        })
+    })
+}
+
+impl Trace {
+    /// The rows of `x` (`[p, …]`, one per prompt) for scaled rows whose prompts
+    /// are `who`: a free broadcast when the trace holds one prompt, a gather
+    /// otherwise.
+    pub(crate) fn rows(&self, x: &Tensor, who: &[i64]) -> Tensor {
+        if self.blanks.len() == 1 {
+            let mut size = x.size();
+            size[0] = who.len() as i64;
+            x.expand(size.as_slice(), false)
+        } else {
+            x.index_select(0, &Tensor::from_slice(who).to(x.device()))
+        }
+    }
+}
+
+/// Logits at the blank for scaled rows of the traced prompts.
+///
+/// `acts[g]` (`[r_g, d_ff]`) replaces the blank activation of layer `first + g`
+/// in rows whose prompts are `who[g]` (indices into the trace). In the resuming
+/// modes the rows form a staircase: the rows of layer `first` start at its FFN
+/// output, and at every later layer `j` the rows of layer `j` join the batch,
+/// so one pass (and one backward) serves the whole group with larger matrix
+/// products. Rows come back in the order of `acts`.
+pub(crate) fn scaled_logits(
+    model: &Model,
+    t: &Trace,
+    first: usize,
+    acts: &[Tensor],
+    who: &[Vec<i64>],
+    mode: Mode,
+) -> Result<Tensor> {
+    let net = &model.net;
+    let n_layers = net.config().n_layers;
+    let causal = !net.config().arch.is_masked();
+    if mode == Mode::Naive {
+        // One full forward pass per layer, as the public implementations do.
+        let mut out = Vec::new();
+        for (g, act) in acts.iter().enumerate() {
+            let b = t.batch.select(&who[g]);
+            let mut hooks = Hooks::default();
+            hooks
+                .ops
+                .insert(first + g, NeuronOp::Replace(act.shallow_clone()));
+            out.push(net.forward(&b, &hooks).logits);
+        }
+        return Ok(Tensor::cat(&out, 0));
+    }
+    let last = first + acts.len() - 1;
+    let s = t.batch.seq_len as i64;
+    let mut x: Option<Tensor> = None;
+    // The prompt of each row of `x`, in its order.
+    let mut x_who: Vec<i64> = Vec::new();
+    if mode == Mode::Fast && causal {
+        // Causal blank = the last real position: only that position is
+        // recomputed; the earlier positions' keys and values come from the trace.
+        for j in first..n_layers {
+            if let Some(prev) = &x {
+                let pos: Vec<i64> = x_who.iter().map(|&p| t.blanks[p as usize]).collect();
+                let at = At::new(&pos, s, net.device());
+                let past = Kv {
+                    k: t.rows(&t.kv[j].k, &x_who),
+                    v: t.rows(&t.kv[j].v, &x_who),
+                    q: None,
+                };
+                let h = net.attention_at(j, prev, &past, &at);
+                x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
+            }
+            if j <= last {
+                let g = j - first;
+                let h = t.rows(&t.batch.at_blank(&t.h[j]), &who[g]).unsqueeze(1);
+                let entering = net.ffn_out(j, &h, &acts[g].unsqueeze(1));
+                // New rows go first, so that the final order is last..first; reversed below.
+                x = Some(match x {
+                    None => entering,
+                    Some(prev) => Tensor::cat(&[entering, prev], 0),
+                });
+                x_who.splice(0..0, who[g].iter().copied());
+            }
+        }
+        let logits = net.head(&x.expect("at least one layer").squeeze_dim(1));
+        return Ok(reorder(&logits, acts));
+    }
+    // Whole-sequence staircase (masked models, or `Resume`). The context is
+    // built once for the final row order (layers last..first); at layer `j` the
+    // batch holds the rows of layers first..=j, which are its tail. A row
+    // entering at layer `j` differs from the trace only at the blank, so it is
+    // the trace's output of layer `j` with the blank's row recomputed; at
+    // layer `j + 1` its queries, keys and values are the trace's but at the
+    // blank (`attention_changed`); and since only the blank is read at the
+    // end, the top layer computes keys and values everywhere, the rest at the
+    // blank alone.
+    let order: Vec<i64> = (0..acts.len())
+        .rev()
+        .flat_map(|g| who[g].iter().copied())
+        .collect();
+    let b = t.batch.select(&order);
+    let ctx: Ctx = net.context(&b);
+    let total = order.len() as i64;
+    let top = n_layers - 1;
+    // At the top: `[rows, d]`, each row's output at its blank.
+    let mut at_top: Option<Tensor> = None;
+    let mut rows = 0i64;
+    for j in first..n_layers {
+        if let Some(prev) = x.take() {
+            let ctx_all = ctx_rows(&ctx, total - rows, rows);
+            let blank = b.blank.narrow(0, total - rows, rows);
+            if j == top {
+                let h = net.attention_one(j, &prev, &ctx_all, &blank);
+                at_top = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)).squeeze_dim(1));
+            } else {
+                // The rows that entered at `j - 1` lead the batch.
+                let g = j - 1 - first;
+                let fresh = if g < acts.len() {
+                    who[g].len() as i64
+                } else {
+                    0
+                };
+                let changed = (fresh > 0).then(|| {
+                    let traced = Kv {
+                        k: t.rows(&t.kv[j].k, &who[g]),
+                        v: t.rows(&t.kv[j].v, &who[g]),
+                        q: t.kv[j].q.as_ref().map(|q| t.rows(q, &who[g])),
+                    };
+                    net.attention_changed(
+                        j,
+                        &prev.narrow(0, 0, fresh),
+                        &ctx_rows(&ctx, total - rows, fresh),
+                        &traced,
+                        &blank.narrow(0, 0, fresh),
+                    )
+                });
+                let h = match changed {
+                    Some(h) if fresh == rows => h,
+                    Some(h) => {
+                        let rest = rows - fresh;
+                        let ctx_rest = ctx_rows(&ctx, total - rest, rest);
+                        let (old, _) = net.attention(j, &prev.narrow(0, fresh, rest), &ctx_rest);
+                        Tensor::cat(&[h, old], 0)
+                    }
+                    None => net.attention(j, &prev, &ctx_all).0,
+                };
+                x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
+            }
+        }
+        if j <= last {
+            let g = j - first;
+            let h = t.rows(&t.batch.at_blank(&t.h[j]), &who[g]);
+            let blank_out = net.ffn_out(j, &h, &acts[g]); // [r, d]
+            if j == top {
+                at_top = Some(match at_top {
+                    None => blank_out,
+                    Some(prev) => Tensor::cat(&[blank_out, prev], 0),
+                });
+            } else {
+                let sub = t.batch.select(&who[g]);
+                let entering = sub.put_at_blank(&t.rows(&t.out[j], &who[g]), &blank_out);
+                x = Some(match x {
+                    None => entering,
+                    Some(prev) => Tensor::cat(&[entering, prev], 0),
+                });
+            }
+            rows += who[g].len() as i64;
+        }
+    }
+    let logits = net.head(&at_top.expect("every row reaches the top layer"));
+    Ok(reorder(&logits, acts))
+}
+
+/// Logits at the blank of the traced pass itself, with a leaf added to the
+/// blank's neurons of layers `first..first + leaves.len()` (`[p, d_ff]` each,
+/// zeros: the numbers are the trace's). One backward from these logits gives
+/// the gradient of every one of those layers at the end of the integration
+/// path (`α = 1`), where IG would otherwise run a copy per layer. Resumed from
+/// the trace at `first` like [`scaled_logits`], one row per prompt.
+pub(crate) fn plain_logits(
+    model: &Model,
+    t: &Trace,
+    first: usize,
+    leaves: &[Tensor],
+    mode: Mode,
+) -> Result<Tensor> {
+    let net = &model.net;
+    let n_layers = net.config().n_layers;
+    let top = n_layers - 1;
+    let leaf = |j: usize| j.checked_sub(first).and_then(|g| leaves.get(g));
+    let h = t.batch.at_blank(&t.h[first]);
+    let a = t.batch.at_blank(&t.a[first]);
+    let a = match leaf(first) {
+        Some(e) => a + e,
+        None => a,
+    };
+    let blank_out = net.ffn_out(first, &h, &a); // [p, d]
+    if mode == Mode::Fast && !net.config().arch.is_masked() {
+        // The blank is the last position: recompute it alone, attending to
+        // the trace's keys and values of the earlier ones.
+        let at = At::new(&t.blanks, t.batch.seq_len as i64, net.device());
+        let mut x = blank_out.unsqueeze(1);
+        for j in first + 1..n_layers {
+            let h = net.attention_at(j, &x, &t.kv[j], &at);
+            let a = net.ffn_act(j, &h);
+            let a = match leaf(j) {
+                Some(e) => a + e.unsqueeze(1),
+                None => a,
+            };
+            x = net.ffn_out(j, &h, &a);
+        }
+        return Ok(net.head(&x.squeeze_dim(1)));
+    }
+    if first == top {
+        return Ok(net.head(&blank_out));
+    }
+    let ctx = net.context(&t.batch);
+    let mut x = t.batch.put_at_blank(&t.out[first], &blank_out);
+    for j in first + 1..top {
+        let h = if j == first + 1 {
+            net.attention_changed(j, &x, &ctx, &t.kv[j], &t.batch.blank)
+        } else {
+            net.attention(j, &x, &ctx).0
+        };
+        let mut a = net.ffn_act(j, &h);
+        if let Some(e) = leaf(j) {
+            a = t.batch.put_at_blank(&a, &(t.batch.at_blank(&a) + e));
+        }
+        x = net.ffn_out(j, &h, &a);
+    }
+    let h = net.attention_one(top, &x, &ctx, &t.batch.blank);
+    let a = net.ffn_act(top, &h);
+    let a = match leaf(top) {
+        Some(e) => a + e.unsqueeze(1),
+        None => a,
+    };
+    Ok(net.head(&net.ffn_out(top, &h, &a).squeeze_dim(1)))
+}
+
+/// Rows `start..start + len` of a context built for the whole staircase.
+fn ctx_rows(ctx: &Ctx, start: i64, len: i64) -> Ctx {
+    Ctx {
+        mask: ctx.mask.narrow(0, start, len),
+        rope: ctx
+            .rope
+            .as_ref()
+            .map(|(c, s)| (c.shallow_clone(), s.shallow_clone())),
+    }
+}
+
+/// The staircase stacks later layers' rows first; put them back in `acts` order.
+fn reorder(logits: &Tensor, acts: &[Tensor]) -> Tensor {
+    let mut parts = Vec::with_capacity(acts.len());
+    let mut end = logits.size()[0];
+    for a in acts {
+        let r = a.size()[0];
+        parts.push(logits.narrow(0, end - r, r));
+        end -= r;
+    }
+    Tensor::cat(&parts, 0)
+}
