@@ -83,6 +83,15 @@ pub struct Options {
     pub max_row_tokens: usize,
 }
 
+/// Most prompts × tokens traced together by [`attribute_many`] (their
+/// scaled copies still pass `Plan::prompts` at a time): a pass over few rows
+/// costs about as much as reading the weights, so the passes each prompt needs
+/// once (the trace, and the path's ends: [`Options::scaled_steps`]) are run
+/// for many prompts at once. Bounds what the trace keeps (every layer's
+/// activations, keys, values and outputs: under 200 MB for bert-base or
+/// SmolLM2-135M).
+pub const TRACE_ROW_TOKENS: usize = 512;
+
 /// Default of [`Options::max_row_tokens`]: prompts up to 32 tokens keep all
 /// 256 copies of `max_batch` in one pass.
 pub const MAX_ROW_TOKENS: usize = 8192;
@@ -322,7 +331,11 @@ pub fn attribute_many_from(
         let seq_len = qs.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
         let plan = Plan::new(opts, layers.len(), qs.len(), seq_len);
         let mut out = Vec::with_capacity(qs.len());
-        for chunk in qs.chunks(plan.prompts) {
+        // Prompts are traced together up to a budget, whatever `plan.prompts`:
+        // the passes every prompt needs once (the trace, and the path's ends)
+        // are bound by reading the weights when they hold few rows.
+        for range in super::intervene::groups(qs, TRACE_ROW_TOKENS) {
+            let chunk = &qs[range];
             let done = out.len();
             let groups: Vec<Group> = (0..chunk.len()).map(Group::one).collect();
             out.extend(attribute_chunk(
@@ -332,7 +345,7 @@ pub fn attribute_many_from(
                 opts,
                 &plan,
                 layers.clone(),
-                &mut || keep_going(done),
+                &mut |k| keep_going(done + k),
                 baseline,
             )?);
         }
@@ -422,7 +435,7 @@ fn attribute_chains(
             opts,
             &chunk_plan,
             layers.clone(),
-            &mut || keep_going(done),
+            &mut |k| keep_going(done + k),
             baseline,
         )?);
         next = end;
@@ -441,7 +454,7 @@ fn attribute_chunk(
     opts: &Options,
     plan: &Plan,
     layers: std::ops::Range<usize>,
-    keep_going: &mut dyn FnMut() -> bool,
+    keep_going: &mut dyn FnMut(usize) -> bool,
     baseline: Baseline,
 ) -> Result<Vec<Attribution>> {
     let cfg = model.config();
@@ -497,64 +510,97 @@ fn attribute_chunk(
     // Per layer: the gradients and P of the scaled steps, `[p, steps]` pieces.
     let mut grads: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
     let mut probs: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
-    let row_p = |logits: &Tensor, rows_per_prompt: i64, layers: i64| {
-        let row_targets = targets
-            .repeat_interleave_self_int(rows_per_prompt, Some(0), None)
-            .repeat([layers]);
-        logits
-            .softmax(-1, Kind::Float)
-            .gather(1, &row_targets.unsqueeze(1), false)
-            .squeeze_dim(1)
-    };
-    for (first, n, start, steps) in units {
-        if !keep_going() {
-            return Err(Error::Cancelled);
+    // P of each row's answer, for rows `rows_per_prompt` per prompt of
+    // `prompts`, repeated for `layers` layers.
+    let row_p =
+        |logits: &Tensor, prompts: &std::ops::Range<i64>, rows_per_prompt: i64, layers: i64| {
+            let row_targets = targets
+                .narrow(0, prompts.start, prompts.end - prompts.start)
+                .repeat_interleave_self_int(rows_per_prompt, Some(0), None)
+                .repeat([layers]);
+            logits
+                .softmax(-1, Kind::Float)
+                .gather(1, &row_targets.unsqueeze(1), false)
+                .squeeze_dim(1)
+        };
+    // The traced prompts pass `plan.prompts` at a time; each group's pieces
+    // are joined along the steps, then the groups along the prompts.
+    let mut start_p = 0i64;
+    while start_p < pn {
+        let prompts = start_p..(start_p + plan.prompts as i64).min(pn);
+        let np = prompts.end - prompts.start;
+        let mut g_part: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
+        let mut p_part: Vec<Vec<Tensor>> = (0..cfg.n_layers).map(|_| Vec::new()).collect();
+        for &(first, n, start, steps) in &units {
+            if !keep_going(start_p as usize) {
+                return Err(Error::Cancelled);
+            }
+            let alpha = alphas.narrow(0, start, steps).view([1, steps, 1]);
+            // Rows prompt-major within each layer: prompt p's `steps` scaled copies.
+            let who: Vec<i64> = prompts
+                .clone()
+                .flat_map(|p| std::iter::repeat_n(p, steps as usize))
+                .collect();
+            let acts: Vec<Tensor> = (first..first + n)
+                .map(|l| {
+                    let w = w[l].narrow(0, prompts.start, np).unsqueeze(1);
+                    match &origin {
+                        None => &alpha * w,
+                        Some(b) => {
+                            let b = b[l].narrow(0, prompts.start, np).unsqueeze(1);
+                            &b + &alpha * (w - &b)
+                        }
+                    }
+                    .reshape([np * steps, d_ff])
+                    .detach()
+                    .set_requires_grad(true)
+                })
+                .collect();
+            let logits = scaled_logits(model, &t, first, &acts, &vec![who; n], opts.mode)?;
+            let p = row_p(&logits, &prompts, steps, n as i64);
+            let leaves: Vec<&Tensor> = acts.iter().collect();
+            let g = Tensor::run_backward(&[p.sum(Kind::Float)], &leaves, false, false);
+            let p = p.detach();
+            let rows = np * steps;
+            for (k, l) in (first..first + n).enumerate() {
+                g_part[l].push(g[k].detach().view([np, steps, d_ff]));
+                p_part[l].push(p.narrow(0, k as i64 * rows, rows).view([np, steps]));
+            }
         }
-        let alpha = alphas.narrow(0, start, steps).view([1, steps, 1]);
-        // Rows prompt-major within each layer: prompt p's `steps` scaled copies.
-        let who: Vec<i64> = (0..pn)
-            .flat_map(|p| std::iter::repeat_n(p, steps as usize))
-            .collect();
-        let acts: Vec<Tensor> = (first..first + n)
-            .map(|l| {
-                match &origin {
-                    None => &alpha * w[l].unsqueeze(1),
-                    Some(b) => b[l].unsqueeze(1) + &alpha * (&w[l] - &b[l]).unsqueeze(1),
-                }
-                .reshape([pn * steps, d_ff])
-                .detach()
-                .set_requires_grad(true)
-            })
-            .collect();
-        let logits = scaled_logits(model, &t, first, &acts, &vec![who; n], opts.mode)?;
-        let p = row_p(&logits, steps, n as i64);
-        let leaves: Vec<&Tensor> = acts.iter().collect();
-        let g = Tensor::run_backward(&[p.sum(Kind::Float)], &leaves, false, false);
-        let p = p.detach();
-        let rows = pn * steps;
-        for (k, l) in (first..first + n).enumerate() {
-            grads[l].push(g[k].detach().view([pn, steps, d_ff]));
-            probs[l].push(p.narrow(0, k as i64 * rows, rows).view([pn, steps]));
+        for l in layers.clone().filter(|&l| !g_part[l].is_empty()) {
+            grads[l].push(Tensor::cat(&g_part[l], 1));
+            probs[l].push(Tensor::cat(&p_part[l], 1));
+        }
+        start_p = prompts.end;
+    }
+    for l in layers.clone() {
+        if grads[l].len() > 1 {
+            grads[l] = vec![Tensor::cat(&grads[l], 0)];
+            probs[l] = vec![Tensor::cat(&probs[l], 0)];
         }
     }
     // The ends of the path that the scaled steps leave out (see
     // `Options::scaled_steps`): at α = 0, P alone, from copies without
     // gradients; at α = 1, the traced pass itself: its P, and the gradient of
     // every layer from one backward pass.
+    let all = 0..pn;
     if s0 > 0 {
-        let all: Vec<i64> = (0..pn).collect();
+        let who: Vec<i64> = all.clone().collect();
+        // Every traced prompt at once, as many layers per pass as the
+        // rows × tokens budget allows (no gradients are kept).
+        let per_pass = (opts.max_row_tokens / (qs.len() * t.batch.seq_len).max(1)).max(1);
         tch::no_grad(|| -> Result<()> {
             let mut l = layers.start;
             while l < layers.end {
-                let n = plan.layers.min(layers.end - l);
+                let n = per_pass.min(layers.end - l);
                 let acts: Vec<Tensor> = (l..l + n)
                     .map(|l| match &origin {
                         None => w[l].zeros_like(),
                         Some(b) => b[l].shallow_clone(),
                     })
                     .collect();
-                let logits = scaled_logits(model, &t, l, &acts, &vec![all.clone(); n], opts.mode)?;
-                let p = row_p(&logits, 1, n as i64);
+                let logits = scaled_logits(model, &t, l, &acts, &vec![who.clone(); n], opts.mode)?;
+                let p = row_p(&logits, &all, 1, n as i64);
                 for (k, l) in (l..l + n).enumerate() {
                     probs[l].insert(0, p.narrow(0, k as i64 * pn, pn).view([pn, 1]));
                 }
@@ -573,7 +619,7 @@ fn attribute_chunk(
                 .map(|l| w[l].zeros_like().set_requires_grad(true))
                 .collect();
             let logits = plain_logits(model, &t, layers.start, &leaves, opts.mode)?;
-            let p = row_p(&logits, 1, 1);
+            let p = row_p(&logits, &all, 1, 1);
             let refs: Vec<&Tensor> = leaves.iter().collect();
             let g = Tensor::run_backward(&[p.sum(Kind::Float)], &refs, false, false);
             for (k, l) in layers.clone().enumerate() {

@@ -23,6 +23,8 @@ pub(crate) struct Trace {
     /// Each prompt's blank, as `batch` holds it (kept on the host so scaled
     /// passes need no read-back).
     pub blanks: Vec<i64>,
+    /// Each prompt's length in tokens (`batch` pads them to the longest).
+    pub lens: Vec<usize>,
     /// Per layer: the post-attention residual `h`, `[p, s, d]`.
     pub h: Vec<Tensor>,
     /// Per layer: the neurons `a` at every position, `[p, s, d_ff]`.
@@ -59,6 +61,7 @@ pub(crate) fn trace(model: &Model, qs: &[Query]) -> Result<Trace> {
         Ok(Trace {
             batch,
             blanks: blanks.iter().map(|&b| b as i64).collect(),
+            lens: ids.iter().map(Vec::len).collect(),
             h: hs,
             a: acts,
             kv: kvs,
@@ -73,13 +76,48 @@ impl Trace {
     /// are `who`: a free broadcast when the trace holds one prompt, a gather
     /// otherwise.
     pub(crate) fn rows(&self, x: &Tensor, who: &[i64]) -> Tensor {
-        if self.blanks.len() == 1 {
-            let mut size = x.size();
-            size[0] = who.len() as i64;
-            x.expand(size.as_slice(), false)
-        } else {
-            x.index_select(0, &Tensor::from_slice(who).to(x.device()))
+        let one = match who.first() {
+            Some(&p) if who.iter().all(|&q| q == p) => Some(p),
+            _ => None,
+        };
+        match one {
+            Some(p) => {
+                let mut size = x.size();
+                size[0] = who.len() as i64;
+                let x = if self.blanks.len() == 1 {
+                    x.shallow_clone()
+                } else {
+                    x.narrow(0, p, 1)
+                };
+                x.expand(size.as_slice(), false)
+            }
+            None => x.index_select(0, &Tensor::from_slice(who).to(x.device())),
         }
+    }
+
+    /// The longest of the prompts `who` in tokens: what their rows need of
+    /// the trace's padded length.
+    pub(crate) fn longest(&self, who: &[Vec<i64>]) -> usize {
+        who.iter()
+            .flatten()
+            .map(|&p| self.lens[p as usize])
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// [`Trace::rows`] of a tensor whose dimension `dim` is the positions,
+    /// cut to the first `s`.
+    pub(crate) fn rows_to(&self, x: &Tensor, who: &[i64], dim: usize, s: usize) -> Tensor {
+        if x.size()[dim] == s as i64 {
+            self.rows(x, who)
+        } else {
+            self.rows(&x.narrow(dim as i64, 0, s as i64), who)
+        }
+    }
+
+    /// The trace's batch for rows whose prompts are `who`, cut to `s` positions.
+    pub(crate) fn batch_of(&self, who: &[i64], s: usize) -> Batch {
+        self.batch.select(who).narrow_seq(s)
     }
 }
 
@@ -106,7 +144,7 @@ pub(crate) fn scaled_logits(
         // One full forward pass per layer, as the public implementations do.
         let mut out = Vec::new();
         for (g, act) in acts.iter().enumerate() {
-            let b = t.batch.select(&who[g]);
+            let b = t.batch_of(&who[g], t.longest(&who[g..=g]));
             let mut hooks = Hooks::default();
             hooks
                 .ops
@@ -116,7 +154,8 @@ pub(crate) fn scaled_logits(
         return Ok(Tensor::cat(&out, 0));
     }
     let last = first + acts.len() - 1;
-    let s = t.batch.seq_len as i64;
+    // The rows' positions: the trace's, cut to the longest of their prompts.
+    let s = t.longest(who);
     let mut x: Option<Tensor> = None;
     // The prompt of each row of `x`, in its order.
     let mut x_who: Vec<i64> = Vec::new();
@@ -126,10 +165,10 @@ pub(crate) fn scaled_logits(
         for j in first..n_layers {
             if let Some(prev) = &x {
                 let pos: Vec<i64> = x_who.iter().map(|&p| t.blanks[p as usize]).collect();
-                let at = At::new(&pos, s, net.device());
+                let at = At::new(&pos, s as i64, net.device());
                 let past = Kv {
-                    k: t.rows(&t.kv[j].k, &x_who),
-                    v: t.rows(&t.kv[j].v, &x_who),
+                    k: t.rows_to(&t.kv[j].k, &x_who, 2, s),
+                    v: t.rows_to(&t.kv[j].v, &x_who, 2, s),
                     q: None,
                 };
                 let h = net.attention_at(j, prev, &past, &at);
@@ -163,7 +202,7 @@ pub(crate) fn scaled_logits(
         .rev()
         .flat_map(|g| who[g].iter().copied())
         .collect();
-    let b = t.batch.select(&order);
+    let b = t.batch_of(&order, s);
     let ctx: Ctx = net.context(&b);
     let total = order.len() as i64;
     let top = n_layers - 1;
@@ -187,9 +226,9 @@ pub(crate) fn scaled_logits(
                 };
                 let changed = (fresh > 0).then(|| {
                     let traced = Kv {
-                        k: t.rows(&t.kv[j].k, &who[g]),
-                        v: t.rows(&t.kv[j].v, &who[g]),
-                        q: t.kv[j].q.as_ref().map(|q| t.rows(q, &who[g])),
+                        k: t.rows_to(&t.kv[j].k, &who[g], 2, s),
+                        v: t.rows_to(&t.kv[j].v, &who[g], 2, s),
+                        q: t.kv[j].q.as_ref().map(|q| t.rows_to(q, &who[g], 2, s)),
                     };
                     net.attention_changed(
                         j,
@@ -222,8 +261,8 @@ pub(crate) fn scaled_logits(
                     Some(prev) => Tensor::cat(&[blank_out, prev], 0),
                 });
             } else {
-                let sub = t.batch.select(&who[g]);
-                let entering = sub.put_at_blank(&t.rows(&t.out[j], &who[g]), &blank_out);
+                let sub = t.batch_of(&who[g], s);
+                let entering = sub.put_at_blank(&t.rows_to(&t.out[j], &who[g], 1, s), &blank_out);
                 x = Some(match x {
                     None => entering,
                     Some(prev) => Tensor::cat(&[entering, prev], 0),

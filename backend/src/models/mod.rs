@@ -134,6 +134,29 @@ impl Batch {
         }
     }
 
+    /// The first `s` positions of every row (at least each row's tokens, when
+    /// rows padded to a longer batch pass without it).
+    pub fn narrow_seq(&self, s: usize) -> Batch {
+        if s == self.seq_len {
+            return Batch {
+                ids: self.ids.shallow_clone(),
+                attention_mask: self.attention_mask.shallow_clone(),
+                blank: self.blank.shallow_clone(),
+                rows: self.rows.shallow_clone(),
+                len: self.len,
+                seq_len: s,
+            };
+        }
+        Batch {
+            ids: self.ids.narrow(1, 0, s as i64),
+            attention_mask: self.attention_mask.narrow(1, 0, s as i64),
+            blank: self.blank.shallow_clone(),
+            rows: self.rows.shallow_clone(),
+            len: self.len,
+            seq_len: s,
+        }
+    }
+
     /// `x[r, blank_r]` for every row: `[b, s, d] -> [b, d]`.
     pub fn at_blank(&self, x: &Tensor) -> Tensor {
         x.index(&[Some(&self.rows), Some(&self.blank)])
