@@ -4,7 +4,9 @@
 # implementation (EleutherAI knowledge-neurons 0.0.2) in the same run, on a
 # random-initialised bert-base-shaped checkpoint; and our engine on SmolLM2.
 # Prints the ratios; record them in BENCHMARKS.md with the machine.
-#   bash scripts/bench.sh [--quick]   (--quick: 3 prompts instead of 9)
+#   bash scripts/bench.sh [--quick] [--repeat N]
+#   --quick: 3 prompts instead of 9; --repeat N: every row is the best of N
+#   timed runs (ours and the peer alike), which a shared machine needs.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_test_python
@@ -36,19 +38,27 @@ CAUSAL=(
   "France's capital city, [MASK]." "France's capital is [MASK]." "France's capital city is [MASK]."
   "The capital of the French Republic is [MASK]." "The French capital is [MASK]." "France has its capital in [MASK]."
 )
-if [ "${1:-}" = "--quick" ]; then MASKED=("${MASKED[@]:0:3}"); CAUSAL=("${CAUSAL[@]:0:3}"); fi
+REPEAT=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) MASKED=("${MASKED[@]:0:3}"); CAUSAL=("${CAUSAL[@]:0:3}") ;;
+    --repeat) REPEAT="$2"; shift ;;
+    *) echo "usage: bench.sh [--quick] [--repeat N]" >&2; exit 2 ;;
+  esac
+  shift
+done
 args() { for p in "$@"; do printf -- '--prompt\n%s\n' "$p"; done; }
 
 mkdir -p "$ROOT/bench-results"
 OUT="$ROOT/bench-results/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 step "Ours on bert-base shapes (naive, resume, fast)"
 mapfile -t A < <(args "${MASKED[@]}")
-"$KN" bench --device cpu --model "$BERT" --target Paris "${A[@]}" --modes naive,resume,fast --json | tee -a "$OUT"
+"$KN" bench --device cpu --model "$BERT" --target Paris "${A[@]}" --modes naive,resume,fast --repeat "$REPEAT" --json | tee -a "$OUT"
 step "Peer on bert-base shapes"
-"$PY" scripts/bench_peer.py "$BERT" Paris "${MASKED[@]}" --peer-dir "$PEER" | tee -a "$OUT"
+"$PY" scripts/bench_peer.py "$BERT" Paris "${MASKED[@]}" --peer-dir "$PEER" --repeat "$REPEAT" | tee -a "$OUT"
 step "Ours on SmolLM2 (naive, resume, fast)"
 mapfile -t A < <(args "${CAUSAL[@]}")
-"$KN" bench --device cpu --model smollm2 --target Paris "${A[@]}" --modes naive,resume,fast --json | tee -a "$OUT"
+"$KN" bench --device cpu --model smollm2 --target Paris "${A[@]}" --modes naive,resume,fast --repeat "$REPEAT" --json | tee -a "$OUT"
 
 step "Ratios"
 "$PY" - "$OUT" <<'PY'

@@ -468,31 +468,6 @@ pub fn compare(
                 .map(|(n, _)| n)
                 .collect::<Vec<_>>()
         });
-        // Every k's suppress and amplify in one batched run per prompt list.
-        let sets: Vec<(&[Neuron], f64)> =
-            c.ks.iter()
-                .flat_map(|&k| [(&top[..k], 0.0), (&top[..k], 2.0)])
-                .collect();
-        let own = scaled_changes(model, c.queries, &sets)?;
-        let unrelated = if c.unrelated.is_empty() {
-            vec![None; sets.len()]
-        } else {
-            scaled_changes(model, c.unrelated, &sets)?
-        };
-        let by_k =
-            c.ks.iter()
-                .enumerate()
-                .map(|(j, &k)| match (own[2 * j], own[2 * j + 1]) {
-                    (Some(suppress), Some(amplify)) => Ok(KEffect {
-                        k,
-                        suppress,
-                        amplify,
-                        suppress_unrelated: unrelated[2 * j],
-                        amplify_unrelated: unrelated[2 * j + 1],
-                    }),
-                    _ => Err(Error::InvalidArgument(format!("{}: no top {k}", m.name()))),
-                })
-                .collect::<Result<Vec<_>>>()?;
         means.push(Vec::<f32>::try_from(mean.flatten(0, 1))?);
         results.push(MethodResult {
             method: m.name().to_string(),
@@ -500,8 +475,41 @@ pub fn compare(
             gflop,
             top,
             refined,
-            by_k,
+            by_k: Vec::new(),
         });
+    }
+    // Every method's every k, suppressed and amplified, in one batched run
+    // per prompt list (each list traced once).
+    let sets: Vec<(&[Neuron], f64)> = results
+        .iter()
+        .flat_map(|r| {
+            c.ks.iter()
+                .flat_map(|&k| [(&r.top[..k], 0.0), (&r.top[..k], 2.0)])
+        })
+        .collect();
+    let own = scaled_changes(model, c.queries, &sets)?;
+    let unrelated = if c.unrelated.is_empty() {
+        vec![None; sets.len()]
+    } else {
+        scaled_changes(model, c.unrelated, &sets)?
+    };
+    let per_method = 2 * c.ks.len();
+    for (i, r) in results.iter_mut().enumerate() {
+        let at = |j: usize| i * per_method + j;
+        r.by_k =
+            c.ks.iter()
+                .enumerate()
+                .map(|(j, &k)| match (own[at(2 * j)], own[at(2 * j + 1)]) {
+                    (Some(suppress), Some(amplify)) => Ok(KEffect {
+                        k,
+                        suppress,
+                        amplify,
+                        suppress_unrelated: unrelated[at(2 * j)],
+                        amplify_unrelated: unrelated[at(2 * j + 1)],
+                    }),
+                    _ => Err(Error::InvalidArgument(format!("{}: no top {k}", r.method))),
+                })
+                .collect::<Result<Vec<_>>>()?;
     }
     let n = results.len();
     let jaccard = (0..n)
