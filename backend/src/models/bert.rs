@@ -7,8 +7,8 @@
 //! embeddings when `cls.predictions.decoder.weight` is absent.
 
 use super::{
-    attend, attention_mask, split_heads, with_new, Arch, Batch, Config, ModelConfig, NeuronModel,
-    Weights,
+    at_positions, attend, attention_mask, split_heads, with_new, Arch, Batch, Config, ModelConfig,
+    NeuronModel, Weights,
 };
 use super::{At, Ctx, Kv, LayerNorm, Linear};
 use crate::Result;
@@ -181,8 +181,7 @@ impl NeuronModel for Bert {
             return self.attention(layer, x, ctx).0;
         };
         let ly = &self.layers[layer];
-        let rows = Tensor::arange(x.size()[0], (tch::Kind::Int64, x.device()));
-        let here = x.index(&[Some(&rows), Some(pos)]).unsqueeze(1); // [b, 1, d]
+        let here = at_positions(x, pos); // [b, 1, d]
         let new = |w: &Linear, old: &Tensor| {
             with_new(old, &split_heads(&w.forward(&here), self.heads), pos)
         };
@@ -197,8 +196,7 @@ impl NeuronModel for Bert {
 
     fn attention_one(&self, layer: usize, x: &Tensor, ctx: &Ctx, pos: &Tensor) -> Tensor {
         let ly = &self.layers[layer];
-        let rows = Tensor::arange(x.size()[0], (tch::Kind::Int64, x.device()));
-        let here = x.index(&[Some(&rows), Some(pos)]).unsqueeze(1); // [b, 1, d]
+        let here = at_positions(x, pos); // [b, 1, d]
         let q = split_heads(&ly.q.forward(&here), self.heads);
         let k = split_heads(&ly.k.forward(x), self.heads);
         let v = split_heads(&ly.v.forward(x), self.heads);

@@ -344,9 +344,7 @@ pub trait NeuronModel: Send {
     /// whose queries can be computed alone overrides it (BERT: the keys and
     /// values of every position, the query of one).
     fn attention_one(&self, layer: usize, x: &Tensor, ctx: &Ctx, pos: &Tensor) -> Tensor {
-        let (h, _) = self.attention(layer, x, ctx);
-        let rows = Tensor::arange(h.size()[0], (Kind::Int64, h.device()));
-        h.index(&[Some(&rows), Some(pos)]).unsqueeze(1)
+        at_positions(&self.attention(layer, x, ctx).0, pos)
     }
 
     /// [`NeuronModel::attention`] of rows that equal a traced pass's input
@@ -804,6 +802,12 @@ impl At {
         });
         At { pos: t, keys }
     }
+}
+
+/// `x[r, pos[r]]` of every row of `x` (`[b, s, d]`), as `[b, 1, d]`.
+pub(crate) fn at_positions(x: &Tensor, pos: &Tensor) -> Tensor {
+    let rows = Tensor::arange(x.size()[0], (Kind::Int64, x.device()));
+    x.index(&[Some(&rows), Some(pos)]).unsqueeze(1)
 }
 
 /// Row-aligned keys/values `past` (`[r, heads, s, dh]`) with each row's entry at
