@@ -5,8 +5,7 @@
 
 use super::stats::{estimate, mean};
 use super::Done;
-use crate::engine::attribution::rows;
-use crate::engine::Neuron;
+use crate::engine::{host, Neuron};
 use crate::models::{Batch, Hooks, Model};
 use crate::pararel::ParaRel;
 use crate::predict::{cloze, Cloze, BLANK};
@@ -16,24 +15,54 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use tch::{Kind, Tensor};
 
-/// Mean activation of each neuron set at the blank of each cloze, batched by 16.
+/// Most clozes × tokens in one pass (no gradients are kept).
+const PASS_ROW_TOKENS: usize = 2048;
+
+/// Mean activation of each neuron set at the blank of each cloze: the clozes
+/// pass in batches of at most [`PASS_ROW_TOKENS`] rows × tokens, and each
+/// batch's activations at the blanks come back in one read.
 fn activations(model: &Model, clozes: &[Cloze], neurons: &[&[Neuron]]) -> Result<Vec<Vec<f64>>> {
+    activations_in(model, clozes, neurons, PASS_ROW_TOKENS)
+}
+
+fn activations_in(
+    model: &Model,
+    clozes: &[Cloze],
+    neurons: &[&[Neuron]],
+    budget: usize,
+) -> Result<Vec<Vec<f64>>> {
     let mut out = vec![Vec::new(); neurons.len()];
-    for chunk in clozes.chunks(16) {
+    let d_ff = model.config().d_ff;
+    let mut start = 0;
+    while start < clozes.len() {
+        let mut end = start + 1;
+        let mut longest = clozes[start].ids.len();
+        while end < clozes.len() {
+            let l = longest.max(clozes[end].ids.len());
+            if (end + 1 - start) * l > budget {
+                break;
+            }
+            longest = l;
+            end += 1;
+        }
+        let chunk = &clozes[start..end];
         let seqs: Vec<Vec<u32>> = chunk.iter().map(|c| c.ids.clone()).collect();
         let blanks: Vec<usize> = chunk.iter().map(|c| c.blank).collect();
         let batch = Batch::new(&seqs, &blanks, model.net.device())?;
-        let acts = tch::no_grad(|| model.net.forward(&batch, &Hooks::capture()).activations);
-        let acts: Vec<Vec<Vec<f32>>> = acts
-            .iter()
-            .map(|a| rows(&a.to(tch::Device::Cpu)))
-            .collect::<Result<_>>()?;
+        let acts = tch::no_grad(|| {
+            let a = model.net.forward(&batch, &Hooks::capture()).activations;
+            Tensor::stack(&a, 0).to_kind(Kind::Float) // [layers, rows, d_ff]
+        });
+        let acts: Vec<f32> = Vec::try_from(host::to_host(&acts).view(-1))?;
+        let at = |n: &Neuron, row: usize| {
+            f64::from(acts[(n.layer * chunk.len() + row) * d_ff + n.index])
+        };
         for (set, out) in neurons.iter().zip(out.iter_mut()) {
-            out.extend((0..chunk.len()).filter_map(|row| {
-                mean(set.iter().map(|n| f64::from(acts[n.layer][row][n.index])))
-            }));
+            out.extend((0..chunk.len()).filter_map(|row| mean(set.iter().map(|n| at(n, row)))));
         }
+        start = end;
     }
     Ok(out)
 }
@@ -199,5 +228,47 @@ mod tests {
         assert_eq!(super::find_words("Romeo left Rome.", "Rome"), vec![11]);
         assert_eq!(super::find_words("Romeo", "Rome"), Vec::<usize>::new());
         assert_eq!(super::find_words("Rome, Rome", "Rome"), vec![0, 6]);
+    }
+
+    /// The batched, one-read activations are each cloze's own, whatever the
+    /// batches: held to a forward pass per cloze.
+    #[test]
+    fn activations_are_each_clozes_own() {
+        use crate::engine::Neuron;
+        use crate::models::{Batch, Hooks};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/models/tiny-bert");
+        let model = crate::load_model(dir, tch::Device::Cpu).unwrap();
+        let clozes: Vec<_> = [
+            "[MASK] is the capital of France.",
+            "The capital city of the French Republic is [MASK].",
+            "Paris is in [MASK].",
+            "In [MASK] the river runs through the capital of the country.",
+        ]
+        .iter()
+        .map(|p| crate::predict::cloze(&model, p).unwrap())
+        .collect();
+        let n = |layer, index| Neuron { layer, index };
+        let (a, b) = (vec![n(0, 1), n(2, 5), n(1, 7)], vec![n(2, 0)]);
+        let sets: Vec<&[Neuron]> = vec![&a, &b];
+        for budget in [1, 40, 4096] {
+            let got = super::activations_in(&model, &clozes, &sets, budget).unwrap();
+            for (row, c) in clozes.iter().enumerate() {
+                let batch = Batch::new(&[c.ids.clone()], &[c.blank], tch::Device::Cpu).unwrap();
+                let acts =
+                    tch::no_grad(|| model.net.forward(&batch, &Hooks::capture()).activations);
+                for (set, got) in sets.iter().zip(&got) {
+                    let want = set
+                        .iter()
+                        .map(|n| acts[n.layer].double_value(&[0, n.index as i64]))
+                        .sum::<f64>()
+                        / set.len() as f64;
+                    assert!(
+                        (got[row] - want).abs() < 1e-5,
+                        "budget {budget}, cloze {row}: {} vs {want}",
+                        got[row]
+                    );
+                }
+            }
+        }
     }
 }
