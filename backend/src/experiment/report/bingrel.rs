@@ -253,7 +253,8 @@ mod tests {
         for budget in [1, 40, 4096] {
             let got = super::activations_in(&model, &clozes, &sets, budget).unwrap();
             for (row, c) in clozes.iter().enumerate() {
-                let batch = Batch::new(&[c.ids.clone()], &[c.blank], tch::Device::Cpu).unwrap();
+                let batch =
+                    Batch::new(std::slice::from_ref(&c.ids), &[c.blank], tch::Device::Cpu).unwrap();
                 let acts =
                     tch::no_grad(|| model.net.forward(&batch, &Hooks::capture()).activations);
                 for (set, got) in sets.iter().zip(&got) {
