@@ -202,28 +202,23 @@ pub fn scaled_changes(
         let chains = Chains::new(&queries[group]);
         let steps = &chains.steps;
         let n = steps.len();
-        // Resuming needs every blank at its row's last position, as every
-        // causal cloze has it.
-        let resume = !model.config().arch.is_masked()
+        // Recomputing the blank alone needs every blank at its row's last
+        // position, as every causal cloze has it; otherwise (masked models)
+        // the copies run every position from their first scaled layer up.
+        let blank_only = !model.config().arch.is_masked()
             && steps.iter().all(|q| q.cloze.blank + 1 == q.cloze.ids.len());
-        let traced = if resume {
-            Some(trace(model, steps)?)
-        } else {
-            None
-        };
+        let t = trace(model, steps)?;
         let targets: Vec<u32> = steps.iter().map(|q| q.target).collect();
-        let b = match &traced {
-            Some(t) => read_targets(&t.logits, &targets)?.0,
-            None => step_probabilities(model, steps, &Hooks::default())?.0,
-        };
+        let b = read_targets(&t.logits, &targets)?.0;
         before.extend(chains.product(&b));
         let seq = steps.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
         let per_pass = (super::attribution::MAX_ROW_TOKENS / (n * seq).max(1)).max(1);
         for (ci, chunk) in scaled.chunks(per_pass).enumerate() {
             let rows = Rows::new(chunk, &chains.acted, model);
-            let logits = match &traced {
-                Some(t) => rows.resumed(model, t)?,
-                None => rows.whole(model, steps)?,
+            let logits = if blank_only {
+                rows.resumed(model, &t)?
+            } else {
+                rows.staircase(model, &t)?
             };
             let copies: Vec<u32> = rows.of.iter().map(|&(_, s)| targets[s]).collect();
             let (p, _) = read_targets(&logits, &copies)?;
@@ -306,24 +301,100 @@ impl<'a> Rows<'a> {
         Some(Tensor::stack(&table, 0).index_select(0, &idx))
     }
 
-    /// Masked models (or any): every copy whole, each row with its set's
-    /// scales; `[rows, vocab]` logits in the order of `self.of`.
-    fn whole(&self, model: &Model, steps: &[Query]) -> Result<Tensor> {
-        let seqs: Vec<Vec<u32>> = self
-            .of
-            .iter()
-            .map(|&(_, s)| steps[s].cloze.ids.clone())
-            .collect();
-        let blanks: Vec<usize> = self.of.iter().map(|&(_, s)| steps[s].cloze.blank).collect();
-        let batch = Batch::new(&seqs, &blanks, model.net.device())?;
-        let mut hooks = Hooks::default();
-        for layer in 0..model.config().n_layers {
-            if let Some(f) = self.scales(layer, &self.of) {
-                hooks.ops.insert(layer, NeuronOp::Scale(f));
+    /// Masked models (or any): each set's copies join at its first scaled
+    /// layer from the trace (its output there with the blank's row
+    /// recomputed), run every position of the later layers with each row's
+    /// scales at the blank, and the top layer only where the blank reads;
+    /// `[rows, vocab]` logits in the order of `self.of`.
+    fn staircase(&self, model: &Model, t: &Trace) -> Result<Tensor> {
+        let net = &model.net;
+        let n_steps = self.acted.len();
+        let top = net.config().n_layers - 1;
+        let first = self.sets.first().map_or(0, |x| x.2);
+        tch::no_grad(|| {
+            // Rows join in set order (the sets come sorted by first layer), so
+            // the rows at any layer are a prefix of the final order.
+            let joined_all: Vec<(usize, usize)> = (0..self.sets.len())
+                .flat_map(|c| (0..n_steps).map(move |st| (c, st)))
+                .collect();
+            let who_all: Vec<i64> = joined_all.iter().map(|&(_, st)| st as i64).collect();
+            let batch = t.batch.select(&who_all);
+            let ctx = net.context(&batch);
+            let (mut x, mut at_top): (Option<Tensor>, Option<Tensor>) = (None, None);
+            let mut rows = 0usize;
+            for j in first..=top {
+                let joined = &joined_all[..rows];
+                if let Some(prev) = x.take() {
+                    let r = rows as i64;
+                    let ctx_r = crate::models::Ctx {
+                        mask: ctx.mask.narrow(0, 0, r),
+                        rope: ctx
+                            .rope
+                            .as_ref()
+                            .map(|(c, s)| (c.shallow_clone(), s.shallow_clone())),
+                    };
+                    let blank = batch.blank.narrow(0, 0, r);
+                    if j == top {
+                        let h = net.attention_one(j, &prev, &ctx_r, &blank);
+                        let a = net.ffn_act(j, &h);
+                        let a = match self.scales(j, joined) {
+                            Some(f) => {
+                                let k = a.kind();
+                                a * f.to_kind(k).unsqueeze(1)
+                            }
+                            None => a,
+                        };
+                        at_top = Some(net.ffn_out(j, &h, &a).squeeze_dim(1));
+                    } else {
+                        let (h, _) = net.attention(j, &prev, &ctx_r);
+                        let a = net.ffn_act(j, &h);
+                        let a = match self.scales(j, joined) {
+                            Some(f) => {
+                                let idx = Tensor::arange(r, (Kind::Int64, a.device()));
+                                let at = [Some(&idx), Some(&blank)];
+                                let scaled = a.index(&at) * f.to_kind(a.kind());
+                                a.index_put(&at, &scaled, false)
+                            }
+                            None => a,
+                        };
+                        x = Some(net.ffn_out(j, &h, &a));
+                    }
+                }
+                let entering: Vec<(usize, usize)> = (0..self.sets.len())
+                    .filter(|&c| self.sets[c].2 == j)
+                    .flat_map(|c| (0..n_steps).map(move |st| (c, st)))
+                    .collect();
+                if entering.is_empty() {
+                    continue;
+                }
+                let who: Vec<i64> = entering.iter().map(|&(_, st)| st as i64).collect();
+                let h = t.rows(&t.batch.at_blank(&t.h[j]), &who);
+                let a = t.rows(&t.batch.at_blank(&t.a[j]), &who);
+                let a = match self.scales(j, &entering) {
+                    Some(f) => {
+                        let k = a.kind();
+                        a * f.to_kind(k)
+                    }
+                    None => a,
+                };
+                let blank_out = net.ffn_out(j, &h, &a); // [r, d]
+                if j == top {
+                    at_top = Some(match at_top {
+                        None => blank_out,
+                        Some(prev) => Tensor::cat(&[prev, blank_out], 0),
+                    });
+                } else {
+                    let sub = t.batch.select(&who);
+                    let new = sub.put_at_blank(&t.rows(&t.out[j], &who), &blank_out);
+                    x = Some(match x {
+                        None => new,
+                        Some(prev) => Tensor::cat(&[prev, new], 0),
+                    });
+                }
+                rows += entering.len();
             }
-        }
-        hooks.validate(model.config(), batch.len)?;
-        Ok(tch::no_grad(|| model.net.forward(&batch, &hooks).logits))
+            Ok(net.head(&at_top.expect("a set has a layer")))
+        })
     }
 
     /// Causal models: each set's copies join at its first scaled layer from
