@@ -212,9 +212,19 @@ pub fn scaled_changes(
         let b = read_targets(&t.logits, &targets)?.0;
         before.extend(chains.product(&b));
         let seq = steps.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
-        let per_pass = (super::attribution::MAX_ROW_TOKENS / (n * seq).max(1)).max(1);
+        // Only the steps the hooks act on get copies: the others (a
+        // multi-token answer's later pieces under `AnswerPositions::First`)
+        // keep their unscaled P.
+        let acted: Vec<usize> = (0..n).filter(|&s| chains.acted[s]).collect();
+        if acted.is_empty() {
+            for a in after.iter_mut() {
+                a.extend(chains.product(&b));
+            }
+            continue;
+        }
+        let per_pass = (super::attribution::MAX_ROW_TOKENS / (acted.len() * seq).max(1)).max(1);
         for (ci, chunk) in scaled.chunks(per_pass).enumerate() {
-            let rows = Rows::new(chunk, &chains.acted, model);
+            let rows = Rows::new(chunk, &acted, model);
             let logits = if blank_only {
                 rows.resumed(model, &t)?
             } else {
@@ -222,9 +232,14 @@ pub fn scaled_changes(
             };
             let copies: Vec<u32> = rows.of.iter().map(|&(_, s)| targets[s]).collect();
             let (p, _) = read_targets(&logits, &copies)?;
-            // Rows are set-major: set c's copies of the steps are p[c·n..(c+1)·n].
-            for (c, mine) in p.chunks(n).enumerate() {
-                after[ci * per_pass + c].extend(chains.product(mine));
+            // Rows are set-major: set c's copies of the acted steps are
+            // p[c·a..(c+1)·a].
+            for (c, mine) in p.chunks(acted.len()).enumerate() {
+                let mut all = b.clone();
+                for (&s, &x) in acted.iter().zip(mine) {
+                    all[s] = x;
+                }
+                after[ci * per_pass + c].extend(chains.product(&all));
             }
         }
     }
@@ -252,31 +267,40 @@ pub(crate) fn groups(queries: &[Query], budget: usize) -> Vec<std::ops::Range<us
     out
 }
 
-/// The copies of one pass of [`scaled_changes`]: one per (set, step), with
-/// each layer's scales as a table indexed per row.
+/// The copies of one pass of [`scaled_changes`]: one per (set, acted step),
+/// with each layer's scales as a table indexed per row.
 struct Rows<'a> {
-    /// `(set in the chunk, step)` of each row, in the order the pass needs.
+    /// `(set in the chunk, step)` of each row, set-major.
     of: Vec<(usize, usize)>,
     /// The chunk's sets, with their first scaled layer.
     sets: &'a [(usize, Hooks, usize)],
-    acted: &'a [bool],
+    /// The steps the hooks act on, which alone get copies.
+    steps: &'a [usize],
     /// `[d_ff]` ones: the scale of a row its set leaves alone at a layer.
     ones: Tensor,
 }
 
 impl<'a> Rows<'a> {
-    fn new(sets: &'a [(usize, Hooks, usize)], acted: &'a [bool], model: &Model) -> Self {
+    fn new(sets: &'a [(usize, Hooks, usize)], steps: &'a [usize], model: &Model) -> Self {
         let cfg = model.config();
         let ones = Tensor::ones([cfg.d_ff as i64], (Kind::Float, model.net.device()));
         let of = (0..sets.len())
-            .flat_map(|c| (0..acted.len()).map(move |s| (c, s)))
+            .flat_map(|c| steps.iter().map(move |&s| (c, s)))
             .collect();
         Rows {
             of,
             sets,
-            acted,
+            steps,
             ones,
         }
+    }
+
+    /// The rows of the sets whose first scaled layer is `layer`, set-major.
+    fn entering(&self, layer: usize) -> Vec<(usize, usize)> {
+        (0..self.sets.len())
+            .filter(|&c| self.sets[c].2 == layer)
+            .flat_map(|c| self.steps.iter().map(move |&st| (c, st)))
+            .collect()
     }
 
     /// The `[rows.len(), d_ff]` scales of layer `layer` for `rows`, or `None`
@@ -293,10 +317,7 @@ impl<'a> Rows<'a> {
         if table.len() == 1 {
             return None;
         }
-        let per_row: Vec<i64> = rows
-            .iter()
-            .map(|&(c, s)| if self.acted[s] { index[c] } else { 0 })
-            .collect();
+        let per_row: Vec<i64> = rows.iter().map(|&(c, _)| index[c]).collect();
         let idx = Tensor::from_slice(&per_row).to(self.ones.device());
         Some(Tensor::stack(&table, 0).index_select(0, &idx))
     }
@@ -308,15 +329,12 @@ impl<'a> Rows<'a> {
     /// `[rows, vocab]` logits in the order of `self.of`.
     fn staircase(&self, model: &Model, t: &Trace) -> Result<Tensor> {
         let net = &model.net;
-        let n_steps = self.acted.len();
         let top = net.config().n_layers - 1;
         let first = self.sets.first().map_or(0, |x| x.2);
         tch::no_grad(|| {
             // Rows join in set order (the sets come sorted by first layer), so
             // the rows at any layer are a prefix of the final order.
-            let joined_all: Vec<(usize, usize)> = (0..self.sets.len())
-                .flat_map(|c| (0..n_steps).map(move |st| (c, st)))
-                .collect();
+            let joined_all = &self.of;
             let who_all: Vec<i64> = joined_all.iter().map(|&(_, st)| st as i64).collect();
             let batch = t.batch.select(&who_all);
             let ctx = net.context(&batch);
@@ -360,10 +378,7 @@ impl<'a> Rows<'a> {
                         x = Some(net.ffn_out(j, &h, &a));
                     }
                 }
-                let entering: Vec<(usize, usize)> = (0..self.sets.len())
-                    .filter(|&c| self.sets[c].2 == j)
-                    .flat_map(|c| (0..n_steps).map(move |st| (c, st)))
-                    .collect();
+                let entering = self.entering(j);
                 if entering.is_empty() {
                     continue;
                 }
@@ -403,7 +418,6 @@ impl<'a> Rows<'a> {
     /// in the order of `self.of`.
     fn resumed(&self, model: &Model, t: &Trace) -> Result<Tensor> {
         let net = &model.net;
-        let n_steps = self.acted.len();
         let s = t.batch.seq_len as i64;
         let first = self.sets.first().map_or(0, |x| x.2);
         let scale =
@@ -431,10 +445,7 @@ impl<'a> Rows<'a> {
                     let a = scale(net.ffn_act(j, &h), j, &joined);
                     x = Some(net.ffn_out(j, &h, &a));
                 }
-                let entering: Vec<(usize, usize)> = (0..self.sets.len())
-                    .filter(|&c| self.sets[c].2 == j)
-                    .flat_map(|c| (0..n_steps).map(move |st| (c, st)))
-                    .collect();
+                let entering = self.entering(j);
                 if entering.is_empty() {
                     continue;
                 }
@@ -452,7 +463,12 @@ impl<'a> Rows<'a> {
             // Back to the order of `self.of` (set-major).
             let mut back = vec![0i64; joined.len()];
             for (r, &(c, st)) in joined.iter().enumerate() {
-                back[c * n_steps + st] = r as i64;
+                let k = self
+                    .steps
+                    .iter()
+                    .position(|&x| x == st)
+                    .expect("an acted step");
+                back[c * self.steps.len() + k] = r as i64;
             }
             Ok(logits.index_select(0, &Tensor::from_slice(&back).to(logits.device())))
         })
