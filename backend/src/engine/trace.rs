@@ -29,7 +29,8 @@ pub(crate) struct Trace {
     pub h: Vec<Tensor>,
     /// Per layer: the neurons `a` at every position, `[p, s, d_ff]`.
     pub a: Vec<Tensor>,
-    /// Per layer: keys and values (used by causal `Fast` passes).
+    /// Per layer: keys and values (and BERT's queries): causal `Fast` passes
+    /// attend to them, and the layer after a change takes them but at the blank.
     pub kv: Vec<Kv>,
     /// Per layer: its output `x'` (the next layer's input), `[p, s, d]`: a
     /// scaled copy changes only the blank's row of it.
