@@ -628,11 +628,12 @@ fn attribute_chunk(
         }
     }
     let chained = groups.len() < qs.len() || groups.iter().any(|g| g.c != 1.0);
-    // The gradients held cover steps `s0..` (one more at the end when α = 1's
-    // came from the traced pass); the sum's window starts at 1 or 0.
-    let window = |x: &Tensor| match opts.riemann {
-        Riemann::Right => x.narrow(1, 1 - s0, m),
-        Riemann::Left => x.narrow(1, -s0, m),
+    // The sum's `m` steps (from 1 or from 0) of a `[p, steps, …]` tensor
+    // whose steps start at `from`: the gradients held start at `s0` (with
+    // α = 1's at the end when it came from the traced pass), the P at 0.
+    let window = |x: &Tensor, from: i64| match opts.riemann {
+        Riemann::Right => x.narrow(1, 1 - from, m),
+        Riemann::Left => x.narrow(1, -from, m),
     };
     // Everything stays on the device until the prompts are done, then comes
     // back in one read: per layer and prompt `[scores | activations | P(0),
@@ -647,7 +648,7 @@ fn attribute_chunk(
                 Some(b) => &w[l] - &b[l],
             };
             if !chained {
-                let summed = window(&grads).sum_dim_intlist(1, false, Kind::Float);
+                let summed = window(&grads, s0).sum_dim_intlist(1, false, Kind::Float);
                 let s = span * summed / m as f64;
                 let ends = Tensor::stack(&[probs.select(1, 0), probs.select(1, m)], 1);
                 return Tensor::cat(&[s, w[l].to_kind(Kind::Float), ends], 1);
@@ -672,12 +673,9 @@ fn attribute_chunk(
                         .collect::<Vec<_>>(),
                     0,
                 ); // [n, m+1]
-                let weights = match opts.riemann {
-                    Riemann::Right => weights.narrow(1, 1, m),
-                    Riemann::Left => weights.narrow(1, 0, m),
-                };
-                let weighted = (window(&grads.narrow(0, r0, n)) * weights.unsqueeze(2))
-                    .sum_dim_intlist(1, false, Kind::Float); // [n, d_ff]
+                let weighted = (window(&grads.narrow(0, r0, n), s0)
+                    * window(&weights, 0).unsqueeze(2))
+                .sum_dim_intlist(1, false, Kind::Float); // [n, d_ff]
                 s.push(
                     (span.narrow(0, r0, n) * weighted / m as f64).sum_dim_intlist(
                         0,

@@ -6,7 +6,7 @@
 //! random neurons (same layers, seeded), the baseline's neurons, and prompts of
 //! an unrelated fact.
 
-use super::trace::{trace, Trace};
+use super::trace::{ctx_rows, trace, Trace};
 use super::{Chains, Neuron, Query};
 use crate::models::{At, Batch, Hooks, Kv, Model, ModelConfig, NeuronOp};
 use crate::{Error, Result};
@@ -344,13 +344,7 @@ impl<'a> Rows<'a> {
                 let joined = &joined_all[..rows];
                 if let Some(prev) = x.take() {
                     let r = rows as i64;
-                    let ctx_r = crate::models::Ctx {
-                        mask: ctx.mask.narrow(0, 0, r),
-                        rope: ctx
-                            .rope
-                            .as_ref()
-                            .map(|(c, s)| (c.shallow_clone(), s.shallow_clone())),
-                    };
+                    let ctx_r = ctx_rows(&ctx, 0, r);
                     let blank = batch.blank.narrow(0, 0, r);
                     if j == top {
                         let h = net.attention_one(j, &prev, &ctx_r, &blank);

@@ -74,25 +74,16 @@ pub(crate) fn trace(model: &Model, qs: &[Query]) -> Result<Trace> {
 
 impl Trace {
     /// The rows of `x` (`[p, …]`, one per prompt) for scaled rows whose prompts
-    /// are `who`: a free broadcast when the trace holds one prompt, a gather
+    /// are `who`: a free broadcast when they are all one prompt's, a gather
     /// otherwise.
     pub(crate) fn rows(&self, x: &Tensor, who: &[i64]) -> Tensor {
-        let one = match who.first() {
-            Some(&p) if who.iter().all(|&q| q == p) => Some(p),
-            _ => None,
-        };
-        match one {
-            Some(p) => {
+        match who.first() {
+            Some(&p) if who.iter().all(|&q| q == p) => {
                 let mut size = x.size();
                 size[0] = who.len() as i64;
-                let x = if self.blanks.len() == 1 {
-                    x.shallow_clone()
-                } else {
-                    x.narrow(0, p, 1)
-                };
-                x.expand(size.as_slice(), false)
+                x.narrow(0, p, 1).expand(size.as_slice(), false)
             }
-            None => x.index_select(0, &Tensor::from_slice(who).to(x.device())),
+            _ => x.index_select(0, &Tensor::from_slice(who).to(x.device())),
         }
     }
 
@@ -342,8 +333,8 @@ pub(crate) fn plain_logits(
     Ok(net.head(&net.ffn_out(top, &h, &a).squeeze_dim(1)))
 }
 
-/// Rows `start..start + len` of a context built for the whole staircase.
-fn ctx_rows(ctx: &Ctx, start: i64, len: i64) -> Ctx {
+/// Rows `start..start + len` of a context built for a whole staircase.
+pub(crate) fn ctx_rows(ctx: &Ctx, start: i64, len: i64) -> Ctx {
     Ctx {
         mask: ctx.mask.narrow(0, start, len),
         rope: ctx
