@@ -404,12 +404,18 @@ pub fn one_token(model: &impl crate::models::Vocab, queries: &[Query]) -> Result
 /// answer; a multi-token answer's P is the product of its pieces').
 pub fn perplexity(model: &Model, queries: &[Query]) -> Result<f64> {
     let (p, _) = probabilities(model, queries, &Hooks::default())?;
+    Ok(perplexity_of(&p))
+}
+
+/// The perplexity of answers with these probabilities: `exp` of their mean
+/// negative log (NaN for none).
+pub fn perplexity_of(p: &[f64]) -> f64 {
     let nll: f64 = p
         .iter()
         .map(|&x| -(x.max(f64::MIN_POSITIVE)).ln())
         .sum::<f64>()
         / p.len() as f64;
-    Ok(nll.exp())
+    nll.exp()
 }
 
 /// An edit's success on a fact's prompts, both readings of "changed".
@@ -442,17 +448,22 @@ pub fn known_before(model: &Model, queries: &[Query]) -> Result<Vec<bool>> {
 /// definition the web app and the experiments share.
 pub fn rates(model: &Model, queries: &[Query], new: u32, known: &[bool]) -> Result<Rates> {
     let (_, top) = probabilities(model, queries, &Hooks::default())?;
+    Ok(rates_of(&top, queries, new, known))
+}
+
+/// [`rates`] from the top-1 token of each of `queries` after the edit.
+pub fn rates_of(top: &[u32], queries: &[Query], new: u32, known: &[bool]) -> Rates {
     let n = top.len();
     let changed = |i: usize| top[i] != queries[i].target;
     let k = known.iter().filter(|&&x| x).count();
-    Ok(Rates {
+    Rates {
         change: (0..n).filter(|&i| changed(i)).count() as f64 / n as f64,
         change_known: (k > 0)
             .then(|| (0..n).filter(|&i| known[i] && changed(i)).count() as f64 / k as f64),
         success: top.iter().filter(|&&t| t == new).count() as f64 / n as f64,
         prompts: n,
         known: k,
-    })
+    }
 }
 
 /// An edit's effect: apply it, measure rates on `own` (old → new answers) and

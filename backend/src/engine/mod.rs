@@ -6,6 +6,8 @@
 //!   relation-level neurons.
 //! * [`intervene`]: suppress/amplify a neuron set at the blank, with controls.
 //! * [`edit`]: reversible weight edits (update a fact, erase a relation).
+//! * [`edited`]: many edits measured in the same passes, each on its own rows,
+//!   without writing them into the weights.
 //! * [`methods`]: other attribution methods beside IG, judged by intervention.
 //! * `trace`: the passes they are made of: the unscaled pass traced once, and
 //!   copies with the blank changed at a layer, resumed from it there.
@@ -18,6 +20,7 @@ pub mod analysis;
 pub mod attribution;
 pub mod cost;
 pub mod edit;
+pub mod edited;
 pub mod host;
 pub mod intervene;
 pub mod methods;

@@ -368,6 +368,8 @@ pub trait NeuronModel: Send {
     fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor;
 
     /// The FFN output and residual: `x' = h + a·W_out` (BERT then applies LayerNorm).
+    /// `h` must enter as that residual alone: `engine::edited` emulates a
+    /// value-slot edit by adding its change to `h`.
     fn ffn_out(&self, layer: usize, h: &Tensor, a: &Tensor) -> Tensor;
 
     /// Logits from the final hidden state at the blank, `[b, d] -> [b, vocab]`.

@@ -3,16 +3,19 @@
 
 use super::stats::estimate_with;
 use super::{Done, ReportOptions};
-use crate::engine::edit::{erase, Applied, EraseWith};
-use crate::engine::intervene::answers;
+use crate::engine::edit::{erase, EraseWith};
+use crate::engine::edited::{answers_under, Job};
+use crate::engine::intervene::Answer;
 use crate::engine::{Neuron, Query};
-use crate::models::{Hooks, Model};
+use crate::models::Model;
 use crate::pararel::ParaRel;
 use crate::Result;
 use kn_shared::experiment::{EraseRow, PplAcc};
+use kn_shared::EditSet;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// The `top` most frequent neurons of `facts` (the relation's knowledge
 /// neurons, one set per fact, each with its summed attribution in that fact),
@@ -51,13 +54,13 @@ pub fn most_frequent(facts: &[Vec<(Neuron, f64)>], top: usize) -> (Vec<Neuron>, 
     )
 }
 
-/// Per prompt: −log P(gold), and whether the model's greedy answer is the
+/// Per answer: −log P(gold), and whether the model's greedy answer is the
 /// gold answer (every piece of a multi-token one).
-fn nll_acc(model: &Model, qs: &[Query]) -> Result<Vec<(f64, bool)>> {
-    Ok(answers(model, qs, &Hooks::default())?
-        .iter()
+fn nll_acc<'a>(answers: impl IntoIterator<Item = &'a Answer>) -> Vec<(f64, bool)> {
+    answers
+        .into_iter()
         .map(|a| (-(a.p.max(f64::MIN_POSITIVE)).ln(), a.greedy))
-        .collect())
+        .collect()
 }
 
 /// Perplexity and accuracy before and after, with intervals that resample the
@@ -102,22 +105,52 @@ fn ppl_acc(before: &[(f64, bool)], after: &[(f64, bool)], owner: &[usize], seed:
     }
 }
 
-/// Erase each relation in turn (on its sampled facts).
+/// One relation's erasure, planned.
+struct Planned {
+    relation: String,
+    ri: usize,
+    neurons: usize,
+    candidates: usize,
+    tie_decided: usize,
+    /// `(owner, prompt)`: the erased relation's prompts (owner: the fact's
+    /// number) and a sample of other relations' (owner: its place in `done`),
+    /// prompts as indices into the run's list.
+    intra: Vec<(usize, usize)>,
+    inter: Vec<(usize, usize)>,
+    edit: EditSet,
+}
+
+/// Erase each relation (on its sampled facts), every erasure measured in one
+/// batched run: each on its own rows, the weights untouched
+/// (`edited::answers_under`).
 pub fn erase_relations(
     model: &Model,
     data: &ParaRel,
     done: &[Done],
     opts: &ReportOptions,
 ) -> Result<Vec<EraseRow>> {
-    let mut rows = Vec::new();
+    // Every sampled prompt once, in `done`'s order.
+    let mut prompts: Vec<Query> = Vec::new();
+    let mut at: Vec<Range<usize>> = Vec::with_capacity(done.len());
+    for d in done {
+        let start = prompts.len();
+        if d.in_sample {
+            prompts.extend(d.queries.iter().cloned());
+        }
+        at.push(start..prompts.len());
+    }
+    let mut plans = Vec::new();
     for (ri, rel) in data.relations.iter().enumerate() {
-        let mine: Vec<&Done> = done.iter().filter(|d| d.rel == ri && d.in_sample).collect();
+        let mine: Vec<usize> = (0..done.len())
+            .filter(|&i| done[i].rel == ri && done[i].in_sample)
+            .collect();
         if mine.is_empty() {
             continue;
         }
         let facts: Vec<Vec<(Neuron, f64)>> = mine
             .iter()
-            .map(|d| {
+            .map(|&i| {
+                let d = &done[i];
                 d.knowledge
                     .iter()
                     .map(|&n| (n, d.summed_score(n)))
@@ -130,55 +163,72 @@ pub fn erase_relations(
         }
         // The erased relation's prompts: every prompt of its sampled facts; the
         // others: a seeded sample of other relations' prompts.
-        let intra: Vec<(usize, Query)> = mine
+        let intra: Vec<(usize, usize)> = mine
             .iter()
-            .flat_map(|d| d.queries.iter().map(move |q| (d.fact, q.clone())))
+            .flat_map(|&i| at[i].clone().map(move |q| (done[i].fact, q)))
             .collect();
-        let mut inter: Vec<(usize, Query)> = done
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.rel != ri && d.in_sample)
-            .flat_map(|(i, d)| d.queries.iter().map(move |q| (i, q.clone())))
+        let mut inter: Vec<(usize, usize)> = (0..done.len())
+            .filter(|&i| done[i].rel != ri && done[i].in_sample)
+            .flat_map(|i| at[i].clone().map(move |q| (i, q)))
             .collect();
         inter.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
         inter.truncate(opts.eval_prompts);
-        let split =
-            |v: &[(usize, Query)]| -> (Vec<usize>, Vec<Query>) { v.iter().cloned().unzip() };
-        let ((io, iq), (eo, eq)) = (split(&intra), split(&inter));
-        let e = erase(
+        let edit = erase(
             model,
             &neurons,
             EraseWith::Zero,
             format!("erase {}", rel.id),
         )?;
-        let (ib, eb) = (
-            nll_acc(model, &iq)?,
-            if eq.is_empty() {
-                vec![]
-            } else {
-                nll_acc(model, &eq)?
-            },
-        );
-        let applied = Applied::new(model, std::slice::from_ref(&e))?;
-        let (ia, ea) = (
-            nll_acc(model, &iq)?,
-            if eq.is_empty() {
-                vec![]
-            } else {
-                nll_acc(model, &eq)?
-            },
-        );
-        drop(applied);
-        rows.push(EraseRow {
+        plans.push(Planned {
             relation: rel.id.clone(),
+            ri,
             neurons: neurons.len(),
             candidates,
             tie_decided,
-            intra: ppl_acc(&ib, &ia, &io, opts.seed ^ ri as u64),
-            inter: ppl_acc(&eb, &ea, &eo, opts.seed ^ (ri as u64) << 8),
+            intra,
+            inter,
+            edit,
         });
     }
-    Ok(rows)
+    if plans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let jobs: Vec<Job> = plans
+        .iter()
+        .map(|p| Job {
+            edit: &p.edit,
+            prompts: p.intra.iter().chain(&p.inter).map(|&(_, q)| q).collect(),
+        })
+        .collect();
+    let m = answers_under(model, &prompts, &jobs)?;
+    Ok(plans
+        .iter()
+        .zip(&m.after)
+        .map(|(p, after)| {
+            let owners = |v: &[(usize, usize)]| -> Vec<usize> { v.iter().map(|x| x.0).collect() };
+            let before = |v: &[(usize, usize)]| nll_acc(v.iter().map(|&(_, q)| &m.before[q]));
+            let n = p.intra.len();
+            let seed = opts.seed;
+            EraseRow {
+                relation: p.relation.clone(),
+                neurons: p.neurons,
+                candidates: p.candidates,
+                tie_decided: p.tie_decided,
+                intra: ppl_acc(
+                    &before(&p.intra),
+                    &nll_acc(&after[..n]),
+                    &owners(&p.intra),
+                    seed ^ p.ri as u64,
+                ),
+                inter: ppl_acc(
+                    &before(&p.inter),
+                    &nll_acc(&after[n..]),
+                    &owners(&p.inter),
+                    seed ^ (p.ri as u64) << 8,
+                ),
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

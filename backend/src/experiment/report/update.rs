@@ -5,8 +5,9 @@
 
 use super::stats::{estimate, mean};
 use super::{Done, ReportOptions};
-use crate::engine::edit::{self, known_before, rates, update_fact, Applied, UpdateOptions};
-use crate::engine::intervene::random_like;
+use crate::engine::edit::{perplexity_of, rates_of, update_fact, UpdateOptions};
+use crate::engine::edited::{answers_under, Job};
+use crate::engine::intervene::{random_like, Answer};
 use crate::engine::{Neuron, Query};
 use crate::models::Model;
 use crate::pararel::ParaRel;
@@ -16,6 +17,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 /// One edited fact: change (SPEC), change among known prompts, success, and
 /// perplexities intra before/after, inter before/after.
@@ -61,6 +63,27 @@ fn metrics(rows: &[Row], seed: u64) -> UpdateMetrics {
     }
 }
 
+/// One fact's update, planned: its prompts' place in the relation's list and
+/// its edits (the knowledge neurons', the random control's, then the sweep's).
+struct Planned {
+    fact: usize,
+    own: Range<usize>,
+    new: u32,
+    k: usize,
+    edits: Vec<kn_shared::EditSet>,
+    sweep_ks: Vec<usize>,
+}
+
+/// The perplexity of these answers (NaN for none).
+fn ppl<'a>(answers: impl IntoIterator<Item = &'a Answer>) -> f64 {
+    let p: Vec<f64> = answers.into_iter().map(|a| a.p).collect();
+    if p.is_empty() {
+        f64::NAN
+    } else {
+        perplexity_of(&p)
+    }
+}
+
 /// Up to `n` of `qs`, a seeded sample.
 fn sample(mut qs: Vec<Query>, n: usize, seed: u64) -> Vec<Query> {
     qs.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
@@ -84,7 +107,8 @@ pub fn update_facts(
     let mut k_used: BTreeMap<usize, usize> = BTreeMap::new();
     let sweep_k = opts.k_sweep.iter().copied().max().unwrap_or(1);
     let mut sweep: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
-    let (mut prompts, mut known_prompts, mut intra_sizes, mut inter_size) = (0, 0, Vec::new(), 0);
+    let (mut prompts_seen, mut known_prompts, mut intra_sizes, mut inter_size) =
+        (0, 0, Vec::new(), 0);
     for ri in 0..data.relations.len() {
         let shared = rel_shared.get(&ri).cloned().unwrap_or_default();
         let mut cands: Vec<usize> = (0..done.len())
@@ -114,6 +138,25 @@ pub fn update_facts(
             opts.seed ^ ri as u64,
         );
         inter_size = inter_size.max(inter.len());
+        // Every measurement of the relation in one batched run
+        // (`edited::answers_under`): the prompts are the relation's sampled
+        // facts' (the intra sets), the updated facts' own and the inter
+        // sample; each edit runs on its own rows, the weights untouched.
+        let mut prompts: Vec<Query> = Vec::new();
+        let mut own: BTreeMap<usize, Range<usize>> = BTreeMap::new();
+        let mut add = |prompts: &mut Vec<Query>, i: usize| {
+            own.entry(i)
+                .or_insert_with(|| {
+                    let start = prompts.len();
+                    prompts.extend(done[i].queries.iter().cloned());
+                    start..prompts.len()
+                })
+                .clone()
+        };
+        for o in (0..done.len()).filter(|&o| done[o].rel == ri && done[o].in_sample) {
+            add(&mut prompts, o);
+        }
+        let mut plans: Vec<Planned> = Vec::new();
         for &i in &cands {
             let d = &done[i];
             let neurons: Vec<Neuron> = d
@@ -140,52 +183,108 @@ pub fn update_facts(
                 continue;
             };
             let old = first.target;
-            let intra: Vec<Query> = done
-                .iter()
-                .filter(|o| o.rel == ri && o.fact != d.fact && o.in_sample)
-                .flat_map(|o| o.queries.iter().cloned())
-                .collect();
-            intra_sizes.push(intra.len() as f64);
-            let known = known_before(model, &d.queries)?;
-            prompts += known.len();
-            known_prompts += known.iter().filter(|&&k| k).count();
-            let ppl = |qs: &[Query]| -> Result<f64> {
-                if qs.is_empty() {
-                    Ok(f64::NAN)
-                } else {
-                    edit::perplexity(model, qs)
-                }
-            };
-            let (intra_b, inter_b) = (ppl(&intra)?, ppl(&inter)?);
             let k = opts.update.k.min(neurons.len());
-            *k_used.entry(k).or_default() += 1;
-            let control = random_like(cfg, &neurons[..k], done[i].seed(opts.seed));
-            for (acc, set) in [(&mut kn, &neurons[..k]), (&mut rnd, &control[..])] {
-                let e = update_fact(model, set, old, new, &opts.update, String::new())?;
-                let applied = Applied::new(model, std::slice::from_ref(&e))?;
-                let r = rates(model, &d.queries, new, &known)?;
-                let row = Row {
+            let control = random_like(cfg, &neurons[..k], d.seed(opts.seed));
+            let mut edits = Vec::new();
+            for set in [&neurons[..k], &control[..]] {
+                edits.push(update_fact(
+                    model,
+                    set,
+                    old,
+                    new,
+                    &opts.update,
+                    String::new(),
+                )?);
+            }
+            // The sweep: one fixed set, the facts with at least the largest k.
+            let sweep_ks: Vec<usize> = if neurons.len() >= sweep_k {
+                opts.k_sweep.clone()
+            } else {
+                Vec::new()
+            };
+            for &ks in &sweep_ks {
+                let u = UpdateOptions {
+                    k: ks,
+                    ..opts.update
+                };
+                edits.push(update_fact(model, &neurons, old, new, &u, String::new())?);
+            }
+            plans.push(Planned {
+                fact: i,
+                own: add(&mut prompts, i),
+                new,
+                k,
+                edits,
+                sweep_ks,
+            });
+        }
+        if plans.is_empty() {
+            continue;
+        }
+        let inter_at: Vec<usize> = (prompts.len()..prompts.len() + inter.len()).collect();
+        prompts.extend(inter);
+        // The intra set of fact `i`: the other sampled facts' prompts.
+        let intra_of = |i: usize| -> Vec<usize> {
+            own.iter()
+                .filter(|&(&o, _)| o != i && done[o].in_sample)
+                .flat_map(|(_, r)| r.clone())
+                .collect()
+        };
+        let mut jobs = Vec::new();
+        for p in &plans {
+            let eval: Vec<usize> = intra_of(p.fact)
+                .into_iter()
+                .chain(inter_at.iter().copied())
+                .chain(p.own.clone())
+                .collect();
+            for (e, edit) in p.edits.iter().enumerate() {
+                jobs.push(Job {
+                    edit,
+                    prompts: if e < 2 {
+                        eval.clone()
+                    } else {
+                        p.own.clone().collect()
+                    },
+                });
+            }
+        }
+        let m = answers_under(model, &prompts, &jobs)?;
+        let mut job = 0;
+        for p in &plans {
+            let d = &done[p.fact];
+            let intra = intra_of(p.fact);
+            intra_sizes.push(intra.len() as f64);
+            let known: Vec<bool> = p.own.clone().map(|q| m.before[q].greedy).collect();
+            prompts_seen += known.len();
+            known_prompts += known.iter().filter(|&&k| k).count();
+            let (intra_b, inter_b) = (
+                ppl(intra.iter().map(|&q| &m.before[q])),
+                ppl(inter_at.iter().map(|&q| &m.before[q])),
+            );
+            *k_used.entry(p.k).or_default() += 1;
+            let (n_intra, n_inter) = (intra.len(), inter_at.len());
+            for acc in [&mut kn, &mut rnd] {
+                let after = &m.after[job];
+                job += 1;
+                let top: Vec<u32> = after[n_intra + n_inter..].iter().map(|a| a.top1).collect();
+                let r = rates_of(&top, &d.queries, p.new, &known);
+                acc.push(Row {
                     change: r.change,
                     change_known: r.change_known,
                     success: r.success,
-                    ppl: [intra_b, ppl(&intra)?, inter_b, ppl(&inter)?],
-                };
-                drop(applied);
-                acc.push(row);
+                    ppl: [
+                        intra_b,
+                        ppl(&after[..n_intra]),
+                        inter_b,
+                        ppl(&after[n_intra..n_intra + n_inter]),
+                    ],
+                });
             }
-            // The sweep: one fixed set, the facts with at least the largest k.
-            if neurons.len() >= sweep_k {
-                for &ks in &opts.k_sweep {
-                    let u = UpdateOptions {
-                        k: ks,
-                        ..opts.update
-                    };
-                    let e = update_fact(model, &neurons, old, new, &u, String::new())?;
-                    let applied = Applied::new(model, std::slice::from_ref(&e))?;
-                    let r = rates(model, &d.queries, new, &known)?;
-                    drop(applied);
-                    sweep.entry(ks).or_default().push((r.change, r.success));
-                }
+            for &ks in &p.sweep_ks {
+                let top: Vec<u32> = m.after[job].iter().map(|a| a.top1).collect();
+                job += 1;
+                let r = rates_of(&top, &d.queries, p.new, &known);
+                sweep.entry(ks).or_default().push((r.change, r.success));
             }
         }
     }
@@ -194,7 +293,7 @@ pub fn update_facts(
     }
     Ok(Some(UpdateSummary {
         facts: kn.len(),
-        prompts,
+        prompts: prompts_seen,
         known_prompts,
         k: opts.update.k,
         lambda1: opts.update.lambda1,
