@@ -11,33 +11,10 @@ use common::*;
 use kn::engine::edit::{erase, update_fact, Applied, EraseWith, UpdateOptions};
 use kn::engine::edited::{answers_under, answers_under_with, Budgets, Job};
 use kn::engine::intervene::{answers, Answer};
-use kn::engine::{AnswerPositions, Neuron, Query};
+use kn::engine::{Neuron, Query};
 use kn::models::Hooks;
 use kn_shared::EditSet;
 use rand::{Rng, SeedableRng};
-
-fn queries(model: &kn::Model, dir: &str) -> Vec<Query> {
-    let g = golden(dir);
-    let mut qs: Vec<Query> = g["attribution"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| query(model, c))
-        .collect();
-    for c in g["chain"].as_array().unwrap() {
-        let positions: AnswerPositions = c["positions"].as_str().unwrap().parse().unwrap();
-        qs.push(
-            Query::new(
-                model,
-                c["prompt"].as_str().unwrap(),
-                c["target"].as_str().unwrap(),
-            )
-            .unwrap()
-            .with_positions(positions),
-        );
-    }
-    qs
-}
 
 /// Seeded edits: updates of 1 to 6 neurons in random layers and erasures, with
 /// one update at the first layer only and one erasure at the last.
@@ -134,7 +111,7 @@ fn compare(model: &kn::Model, dir: &str, qs: &[Query], jobs: &[Job], budgets: Bu
 
 fn check(dir: &str, n_edits: usize, copies: usize, budgets: Budgets) {
     let model = kn::load_model(&fixture(dir), cpu()).unwrap();
-    let mut qs = queries(&model, dir);
+    let mut qs = golden_queries(&model, dir);
     assert!(qs.iter().any(Query::is_chain) && qs.iter().any(|q| !q.is_chain()));
     let lens: Vec<usize> = qs.iter().map(|q| q.cloze.ids.len()).collect();
     assert!(
@@ -194,7 +171,7 @@ fn many_prompts_and_edits_take_several_traces_and_passes() {
 #[test]
 fn an_edit_that_does_not_fit_is_refused() {
     let model = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
-    let qs = queries(&model, "tiny-llama");
+    let qs = golden_queries(&model, "tiny-llama");
     let n = Neuron { layer: 1, index: 3 };
     let good = erase(&model, &[n], EraseWith::Zero, String::new()).unwrap();
     let err = |edit: &EditSet, prompts: Vec<usize>| {

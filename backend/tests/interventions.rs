@@ -12,31 +12,6 @@ use kn::engine::intervene::{scaled_change, scaled_changes};
 use kn::engine::{AnswerPositions, Neuron, Query};
 use rand::{Rng, SeedableRng};
 
-/// The fixture's golden prompts (their own one-token answers) and its
-/// multi-token cases, answer positions as the case says.
-fn queries(model: &kn::Model, dir: &str) -> Vec<Query> {
-    let g = golden(dir);
-    let mut qs: Vec<Query> = g["attribution"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| query(model, c))
-        .collect();
-    for c in g["chain"].as_array().unwrap() {
-        let positions: AnswerPositions = c["positions"].as_str().unwrap().parse().unwrap();
-        qs.push(
-            Query::new(
-                model,
-                c["prompt"].as_str().unwrap(),
-                c["target"].as_str().unwrap(),
-            )
-            .unwrap()
-            .with_positions(positions),
-        );
-    }
-    qs
-}
-
 /// Seeded sets of 1 to 6 neurons in random layers, factors among 0, 2, 0.5
 /// and 3; with an empty set, one at the first layer only and one at the last.
 fn sets(cfg: &kn::models::ModelConfig, n: usize) -> Vec<(Vec<Neuron>, f64)> {
@@ -70,7 +45,7 @@ fn sets(cfg: &kn::models::ModelConfig, n: usize) -> Vec<(Vec<Neuron>, f64)> {
 
 fn check(dir: &str, n_sets: usize) {
     let model = kn::load_model(&fixture(dir), cpu()).unwrap();
-    let qs = queries(&model, dir);
+    let qs = golden_queries(&model, dir);
     assert!(qs.iter().any(Query::is_chain) && qs.iter().any(|q| !q.is_chain()));
     let lens: Vec<usize> = qs.iter().map(|q| q.cloze.ids.len()).collect();
     assert!(
@@ -148,7 +123,7 @@ fn many_sets_take_several_passes() {
 #[test]
 fn one_prompt_alone() {
     let model = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
-    let qs: Vec<Query> = queries(&model, "tiny-gpt2")
+    let qs: Vec<Query> = golden_queries(&model, "tiny-gpt2")
         .into_iter()
         .filter(|q| !q.is_chain())
         .take(1)
@@ -167,7 +142,7 @@ fn one_prompt_alone() {
 fn long_lists_take_several_traces() {
     for dir in ["tiny-llama", "tiny-bert"] {
         let model = kn::load_model(&fixture(dir), cpu()).unwrap();
-        let one = queries(&model, dir);
+        let one = golden_queries(&model, dir);
         let qs: Vec<Query> = (0..60).flat_map(|_| one.iter().cloned()).collect();
         let tokens: usize = qs.iter().map(|q| q.answer.len() * q.longest_step()).sum();
         assert!(tokens > 2 * 2048, "{dir}: {tokens} rows × tokens");

@@ -215,3 +215,29 @@ pub fn query(model: &kn::Model, case: &serde_json::Value) -> kn::engine::Query {
     assert_eq!(q.cloze.ids, ids);
     q
 }
+
+/// The fixture's golden prompts (their own one-token answers) and its
+/// multi-token cases, answer positions as the case says.
+pub fn golden_queries(model: &kn::Model, dir: &str) -> Vec<kn::engine::Query> {
+    let g = golden(dir);
+    let mut qs: Vec<kn::engine::Query> = g["attribution"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| query(model, c))
+        .collect();
+    for c in g["chain"].as_array().unwrap() {
+        let positions: kn::engine::AnswerPositions =
+            c["positions"].as_str().unwrap().parse().unwrap();
+        qs.push(
+            kn::engine::Query::new(
+                model,
+                c["prompt"].as_str().unwrap(),
+                c["target"].as_str().unwrap(),
+            )
+            .unwrap()
+            .with_positions(positions),
+        );
+    }
+    qs
+}
