@@ -44,15 +44,7 @@ fn edits(model: &kn::Model, n: usize) -> Vec<EditSet> {
         .unwrap(),
     ];
     while out.len() < n {
-        let k = rng.random_range(1..=6);
-        let mut ns: Vec<Neuron> = (0..k)
-            .map(|_| Neuron {
-                layer: rng.random_range(0..cfg.n_layers),
-                index: rng.random_range(0..cfg.d_ff),
-            })
-            .collect();
-        ns.sort();
-        ns.dedup();
+        let ns = random_neurons(&mut rng, &cfg, 6);
         let e = if rng.random_bool(0.5) {
             update(&ns, &mut rng)
         } else {

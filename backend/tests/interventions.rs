@@ -29,15 +29,7 @@ fn sets(cfg: &kn::models::ModelConfig, n: usize) -> Vec<(Vec<Neuron>, f64)> {
         ),
     ];
     while out.len() < n {
-        let k = rng.random_range(1..=6);
-        let mut ns: Vec<Neuron> = (0..k)
-            .map(|_| Neuron {
-                layer: rng.random_range(0..cfg.n_layers),
-                index: rng.random_range(0..cfg.d_ff),
-            })
-            .collect();
-        ns.sort();
-        ns.dedup();
+        let ns = random_neurons(&mut rng, cfg, 6);
         out.push((ns, factors[rng.random_range(0..factors.len())]));
     }
     out

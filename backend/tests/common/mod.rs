@@ -241,3 +241,21 @@ pub fn golden_queries(model: &kn::Model, dir: &str) -> Vec<kn::engine::Query> {
     }
     qs
 }
+
+/// A seeded set of 1 to `max` distinct neurons in random layers, sorted.
+pub fn random_neurons(
+    rng: &mut impl rand::Rng,
+    cfg: &kn::models::ModelConfig,
+    max: usize,
+) -> Vec<kn::engine::Neuron> {
+    let k = rng.random_range(1..=max);
+    let mut ns: Vec<kn::engine::Neuron> = (0..k)
+        .map(|_| kn::engine::Neuron {
+            layer: rng.random_range(0..cfg.n_layers),
+            index: rng.random_range(0..cfg.d_ff),
+        })
+        .collect();
+    ns.sort();
+    ns.dedup();
+    ns
+}
