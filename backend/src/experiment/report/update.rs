@@ -13,6 +13,7 @@ use crate::models::Model;
 use crate::pararel::ParaRel;
 use crate::Result;
 use kn_shared::experiment::{KRates, UpdateCi, UpdateMetrics, UpdateSummary};
+use kn_shared::EditSet;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -64,14 +65,16 @@ fn metrics(rows: &[Row], seed: u64) -> UpdateMetrics {
 }
 
 /// One fact's update, planned: its prompts' place in the relation's list and
-/// its edits (the knowledge neurons', the random control's, then the sweep's).
+/// its edits.
 struct Planned {
     fact: usize,
     own: Range<usize>,
     new: u32,
     k: usize,
-    edits: Vec<kn_shared::EditSet>,
-    sweep_ks: Vec<usize>,
+    /// The edit of its top-k knowledge neurons, then the random control's.
+    pair: [EditSet; 2],
+    /// The sweep's `(k, edit)`, for facts with at least the largest k.
+    sweep: Vec<(usize, EditSet)>,
 }
 
 /// The perplexity of these answers (NaN for none).
@@ -185,37 +188,31 @@ pub fn update_facts(
             let old = first.target;
             let k = opts.update.k.min(neurons.len());
             let control = random_like(cfg, &neurons[..k], d.seed(opts.seed));
-            let mut edits = Vec::new();
-            for set in [&neurons[..k], &control[..]] {
-                edits.push(update_fact(
-                    model,
-                    set,
-                    old,
-                    new,
-                    &opts.update,
-                    String::new(),
-                )?);
-            }
-            // The sweep: one fixed set, the facts with at least the largest k.
-            let sweep_ks: Vec<usize> = if neurons.len() >= sweep_k {
-                opts.k_sweep.clone()
-            } else {
-                Vec::new()
+            let edit = |set: &[Neuron], u: &UpdateOptions| {
+                update_fact(model, set, old, new, u, String::new())
             };
-            for &ks in &sweep_ks {
-                let u = UpdateOptions {
-                    k: ks,
-                    ..opts.update
-                };
-                edits.push(update_fact(model, &neurons, old, new, &u, String::new())?);
+            let pair = [
+                edit(&neurons[..k], &opts.update)?,
+                edit(&control, &opts.update)?,
+            ];
+            // The sweep: one fixed set, the facts with at least the largest k.
+            let mut sweep = Vec::new();
+            if neurons.len() >= sweep_k {
+                for &ks in &opts.k_sweep {
+                    let u = UpdateOptions {
+                        k: ks,
+                        ..opts.update
+                    };
+                    sweep.push((ks, edit(&neurons, &u)?));
+                }
             }
             plans.push(Planned {
                 fact: i,
                 own: add(&mut prompts, i),
                 new,
                 k,
-                edits,
-                sweep_ks,
+                pair,
+                sweep,
             });
         }
         if plans.is_empty() {
@@ -223,36 +220,43 @@ pub fn update_facts(
         }
         let inter_at: Vec<usize> = (prompts.len()..prompts.len() + inter.len()).collect();
         prompts.extend(inter);
-        // The intra set of fact `i`: the other sampled facts' prompts.
-        let intra_of = |i: usize| -> Vec<usize> {
-            own.iter()
-                .filter(|&(&o, _)| o != i && done[o].in_sample)
-                .flat_map(|(_, r)| r.clone())
-                .collect()
-        };
+        // Each fact's intra set: the other sampled facts' prompts.
+        let intras: Vec<Vec<usize>> = plans
+            .iter()
+            .map(|p| {
+                own.iter()
+                    .filter(|&(&o, _)| o != p.fact && done[o].in_sample)
+                    .flat_map(|(_, r)| r.clone())
+                    .collect()
+            })
+            .collect();
+        // Jobs in the order they are read back below: per fact, the pair on
+        // intra, inter and its own prompts, then the sweep on its own.
         let mut jobs = Vec::new();
-        for p in &plans {
-            let eval: Vec<usize> = intra_of(p.fact)
-                .into_iter()
-                .chain(inter_at.iter().copied())
+        for (p, intra) in plans.iter().zip(&intras) {
+            let eval: Vec<usize> = intra
+                .iter()
+                .chain(&inter_at)
+                .copied()
                 .chain(p.own.clone())
                 .collect();
-            for (e, edit) in p.edits.iter().enumerate() {
+            for edit in &p.pair {
                 jobs.push(Job {
                     edit,
-                    prompts: if e < 2 {
-                        eval.clone()
-                    } else {
-                        p.own.clone().collect()
-                    },
+                    prompts: eval.clone(),
+                });
+            }
+            for (_, edit) in &p.sweep {
+                jobs.push(Job {
+                    edit,
+                    prompts: p.own.clone().collect(),
                 });
             }
         }
         let m = answers_under(model, &prompts, &jobs)?;
         let mut job = 0;
-        for p in &plans {
+        for (p, intra) in plans.iter().zip(&intras) {
             let d = &done[p.fact];
-            let intra = intra_of(p.fact);
             intra_sizes.push(intra.len() as f64);
             let known: Vec<bool> = p.own.clone().map(|q| m.before[q].greedy).collect();
             prompts_seen += known.len();
@@ -280,7 +284,7 @@ pub fn update_facts(
                     ],
                 });
             }
-            for &ks in &p.sweep_ks {
+            for &(ks, _) in &p.sweep {
                 let top: Vec<u32> = m.after[job].iter().map(|a| a.top1).collect();
                 job += 1;
                 let r = rates_of(&top, &d.queries, p.new, &known);
