@@ -17,7 +17,7 @@
 //! for their perplexities; tests/edited.rs holds it to writing each edit into
 //! the weights, one at a time, on every architecture.
 
-use super::intervene::{groups, Answer};
+use super::intervene::{groups, targets_and_top, Answer};
 use super::trace::ctx_rows;
 use super::{Chains, Query};
 use crate::models::{Batch, Model};
@@ -173,16 +173,6 @@ pub fn answers_under_with(
         })
         .collect();
     Ok(Measured { before, after })
-}
-
-/// `[n, 2]` f64: each row's P(target) and its top-1 token.
-fn targets_and_top(logits: &Tensor, targets: impl Iterator<Item = u32>) -> Tensor {
-    let probs = logits.softmax(-1, Kind::Float);
-    let t: Vec<i64> = targets.map(i64::from).collect();
-    let t = Tensor::from_slice(&t).to(probs.device()).unsqueeze(1);
-    let p = probs.gather(1, &t, false).to_kind(Kind::Double);
-    let top = probs.argmax(1, true).to_kind(Kind::Double);
-    Tensor::cat(&[p, top], 1)
 }
 
 /// Consecutive runs of `rows` of at most `budget` rows × tokens, each padded

@@ -140,20 +140,20 @@ fn step_probabilities(
 /// From `[n, vocab]` logits (one row per blank): each row's probability of its
 /// target and its top-1 token, in one read per list.
 fn read_targets(logits: &Tensor, targets: &[u32]) -> Result<(Vec<f64>, Vec<u32>)> {
+    let both = super::host::to_host(&targets_and_top(logits, targets.iter().copied()));
+    let both: Vec<f64> = Vec::try_from(both.view(-1))?;
+    Ok(both.chunks(2).map(|r| (r[0], r[1] as u32)).unzip())
+}
+
+/// `[n, 2]` f64, on the logits' device: each row's P(target) and its top-1
+/// token (exact in f64), for a caller to read when it has all it needs.
+pub(crate) fn targets_and_top(logits: &Tensor, targets: impl Iterator<Item = u32>) -> Tensor {
     let probs = logits.softmax(-1, Kind::Float);
-    let targets = Tensor::from_slice(&targets.iter().map(|&t| i64::from(t)).collect::<Vec<_>>())
-        .to(probs.device());
-    let p: Vec<f32> = Vec::try_from(
-        probs
-            .gather(1, &targets.unsqueeze(1), false)
-            .squeeze_dim(1)
-            .to(tch::Device::Cpu),
-    )?;
-    let top: Vec<i64> = Vec::try_from(probs.argmax(1, false).to(tch::Device::Cpu))?;
-    Ok((
-        p.into_iter().map(f64::from).collect(),
-        top.into_iter().map(|t| t as u32).collect(),
-    ))
+    let t: Vec<i64> = targets.map(i64::from).collect();
+    let t = Tensor::from_slice(&t).to(probs.device()).unsqueeze(1);
+    let p = probs.gather(1, &t, false).to_kind(Kind::Double);
+    let top = probs.argmax(1, true).to_kind(Kind::Double);
+    Tensor::cat(&[p, top], 1)
 }
 
 /// Most rows × tokens of one unscaled pass that [`scaled_changes`] keeps (a
