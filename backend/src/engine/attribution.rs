@@ -334,7 +334,7 @@ pub fn attribute_many_from(
         // Prompts are traced together up to a budget, whatever `plan.prompts`:
         // the passes every prompt needs once (the trace, and the path's ends)
         // are bound by reading the weights when they hold few rows.
-        for range in super::intervene::groups(qs, TRACE_ROW_TOKENS) {
+        for range in super::batching::by_query(qs, TRACE_ROW_TOKENS) {
             let chunk = &qs[range];
             let done = out.len();
             let groups: Vec<Group> = (0..chunk.len()).map(Group::one).collect();

@@ -17,7 +17,8 @@
 //! for their perplexities; tests/edited.rs holds it to writing each edit into
 //! the weights, one at a time, on every architecture.
 
-use super::intervene::{groups, targets_and_top, Answer};
+use super::batching::{by_query, runs};
+use super::intervene::{targets_and_top, Answer};
 use super::trace::ctx_rows;
 use super::{Chains, Query};
 use crate::models::{Batch, Model};
@@ -111,7 +112,7 @@ pub fn answers_under_with(
     let mut before_at: Vec<i64> = vec![0; chains.steps.len()];
     let mut after_at: BTreeMap<(usize, usize), i64> = BTreeMap::new();
     let mut offset = 0i64;
-    for group in groups(queries, budgets.trace) {
+    for group in by_query(queries, budgets.trace) {
         let first_step = chains.of[group.start].start;
         let steps = &chains.steps[first_step..chains.of[group.end - 1].end];
         // (job, step within the group): the rows of this group's copies, by
@@ -133,7 +134,8 @@ pub fn answers_under_with(
             *at = offset + s as i64;
         }
         offset += steps.len() as i64;
-        for pass in passes(&rows, &t.lens, budgets.pass) {
+        for run in runs(rows.iter().map(|&(_, s)| (1, t.lens[s])), budgets.pass) {
+            let pass = &rows[run];
             let logits = t.edited(model, pass, &deltas)?;
             read.push(targets_and_top(
                 &logits,
@@ -173,30 +175,6 @@ pub fn answers_under_with(
         })
         .collect();
     Ok(Measured { before, after })
-}
-
-/// Consecutive runs of `rows` of at most `budget` rows × tokens, each padded
-/// to its longest step (a row over it alone).
-fn passes<'r>(
-    rows: &'r [(usize, usize)],
-    lens: &[usize],
-    budget: usize,
-) -> Vec<&'r [(usize, usize)]> {
-    let mut out = Vec::new();
-    let (mut start, mut longest) = (0, 0);
-    for (i, &(_, s)) in rows.iter().enumerate() {
-        let l = lens[s].max(longest);
-        if i > start && (i + 1 - start) * l > budget {
-            out.push(&rows[start..i]);
-            (start, longest) = (i, lens[s]);
-        } else {
-            longest = l;
-        }
-    }
-    if start < rows.len() {
-        out.push(&rows[start..]);
-    }
-    out
 }
 
 /// An edit as the passes add it: per layer, the slots' indices and

@@ -6,6 +6,7 @@
 //! random neurons (same layers, seeded), the baseline's neurons, and prompts of
 //! an unrelated fact.
 
+use super::batching::by_query;
 use super::trace::{ctx_rows, trace, Trace};
 use super::{Chains, Neuron, Query};
 use crate::models::{At, Batch, Hooks, Kv, Model, ModelConfig, NeuronOp};
@@ -198,7 +199,7 @@ pub fn scaled_changes(
     }
     let mut before = Vec::with_capacity(queries.len());
     let mut after: Vec<Vec<f64>> = vec![Vec::with_capacity(queries.len()); scaled.len()];
-    for group in groups(queries, TRACE_ROW_TOKENS) {
+    for group in by_query(queries, TRACE_ROW_TOKENS) {
         let chains = Chains::new(&queries[group]);
         let steps = &chains.steps;
         let n = steps.len();
@@ -247,24 +248,6 @@ pub fn scaled_changes(
         out[*k] = Some(relative_change(&before, after));
     }
     Ok(out)
-}
-
-/// Ranges of whole queries whose steps, padded to the longest, hold at most
-/// `budget` rows × tokens (a query over it alone).
-pub(crate) fn groups(queries: &[Query], budget: usize) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut rows, mut longest) = (0, 0, 0);
-    for (i, q) in queries.iter().enumerate() {
-        let (r, l) = (q.answer.len(), q.longest_step());
-        if i > start && (rows + r) * longest.max(l) > budget {
-            out.push(start..i);
-            (start, rows, longest) = (i, 0, 0);
-        }
-        rows += r;
-        longest = longest.max(l);
-    }
-    out.push(start..queries.len());
-    out
 }
 
 /// The copies of one pass of [`scaled_changes`]: one per (set, acted step),

@@ -186,7 +186,7 @@ fn grad_x_act(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
     let device = model.net.device();
     super::attribution::check_targets(cfg, qs)?;
     let mut out = Vec::with_capacity(qs.len());
-    for group in super::intervene::groups(qs, GRAD_ROW_TOKENS) {
+    for group in super::batching::by_query(qs, GRAD_ROW_TOKENS) {
         let chains = Chains::new(&qs[group]);
         let steps = &chains.steps;
         let seqs: Vec<Vec<u32>> = steps.iter().map(|q| q.cloze.ids.clone()).collect();

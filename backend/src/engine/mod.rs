@@ -9,6 +9,7 @@
 //! * [`edited`]: many edits measured in the same passes, each on its own rows,
 //!   without writing them into the weights.
 //! * [`methods`]: other attribution methods beside IG, judged by intervention.
+//! * `batching`: cutting work into passes within a rows × tokens budget.
 //! * `trace`: the passes they are made of: the unscaled pass traced once, and
 //!   copies with the blank changed at a layer, resumed from it there.
 //! * [`host`]: device-to-host reads, counted.
@@ -18,6 +19,7 @@
 
 pub mod analysis;
 pub mod attribution;
+pub(crate) mod batching;
 pub mod cost;
 pub mod edit;
 pub mod edited;

@@ -35,19 +35,8 @@ fn activations_in(
 ) -> Result<Vec<Vec<f64>>> {
     let mut out = vec![Vec::new(); neurons.len()];
     let d_ff = model.config().d_ff;
-    let mut start = 0;
-    while start < clozes.len() {
-        let mut end = start + 1;
-        let mut longest = clozes[start].ids.len();
-        while end < clozes.len() {
-            let l = longest.max(clozes[end].ids.len());
-            if (end + 1 - start) * l > budget {
-                break;
-            }
-            longest = l;
-            end += 1;
-        }
-        let chunk = &clozes[start..end];
+    for run in crate::engine::batching::runs(clozes.iter().map(|c| (1, c.ids.len())), budget) {
+        let chunk = &clozes[run];
         let seqs: Vec<Vec<u32>> = chunk.iter().map(|c| c.ids.clone()).collect();
         let blanks: Vec<usize> = chunk.iter().map(|c| c.blank).collect();
         let batch = Batch::new(&seqs, &blanks, model.net.device())?;
@@ -62,7 +51,6 @@ fn activations_in(
         for (set, out) in neurons.iter().zip(out.iter_mut()) {
             out.extend((0..chunk.len()).filter_map(|row| mean(set.iter().map(|n| at(n, row)))));
         }
-        start = end;
     }
     Ok(out)
 }
