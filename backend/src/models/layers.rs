@@ -1,0 +1,129 @@
+//! The pieces every architecture is built of: attention masks, heads, attention
+//! over all positions or at given ones against cached keys and values, and the
+//! linear and normalisation layers.
+
+use super::{Batch, Weights};
+use crate::Result;
+use tch::{Device, Kind, Tensor};
+
+/// Bidirectional (`causal = false`) or causal attention mask, `[b, 1, s, s]`
+/// bool (true = may attend), from the `[b, s]` padding mask.
+pub(crate) fn attention_mask(batch: &Batch, causal: bool) -> Tensor {
+    let s = batch.seq_len as i64;
+    let keys = batch.attention_mask.view([batch.len as i64, 1, 1, s]);
+    if causal {
+        let tri = Tensor::ones([s, s], (Kind::Bool, batch.ids.device())).tril(0);
+        keys.logical_and(&tri.view([1, 1, s, s]))
+    } else {
+        keys.expand([batch.len as i64, 1, s, s], false)
+    }
+}
+
+/// `[b, s, n*dh] -> [b, n, s, dh]`.
+pub(crate) fn split_heads(x: &Tensor, n: i64) -> Tensor {
+    let (b, s, d) = x.size3().expect("[b, s, d] projection");
+    x.view([b, s, n, d / n]).transpose(1, 2)
+}
+
+/// Scaled dot-product attention on split heads; `k` and `v` may have fewer heads
+/// than `q` (grouped-query attention). Returns `[b, s, heads*dh]`.
+pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Tensor {
+    let (b, heads, s, dh) = q.size4().expect("[b, h, s, dh] queries");
+    let kv_heads = k.size()[1];
+    let (k, v) = if kv_heads != heads {
+        let r = heads / kv_heads;
+        (
+            k.repeat_interleave_self_int(r, 1, None),
+            v.repeat_interleave_self_int(r, 1, None),
+        )
+    } else {
+        (k.shallow_clone(), v.shallow_clone())
+    };
+    Tensor::scaled_dot_product_attention(q, &k, &v, mask, 0.0, false, None, false)
+        .transpose(1, 2)
+        .contiguous()
+        .view([b, s, heads * dh])
+}
+
+/// Where each row's one new position sits, for [`NeuronModel::attention_at`].
+pub struct At {
+    /// `[r]` int64: the position of each row's new entry.
+    pub pos: Tensor,
+    /// `[r, 1, 1, s]` bool: the keys each row may see (positions `0..=pos`);
+    /// `None` when every row's new entry is the last of the `s` positions.
+    pub keys: Option<Tensor>,
+}
+
+impl At {
+    /// Rows at positions `pos` among `s` past positions (on `device`).
+    pub fn new(pos: &[i64], s: i64, device: Device) -> At {
+        let t = Tensor::from_slice(pos).to(device);
+        let keys = (!pos.iter().all(|&p| p == s - 1)).then(|| {
+            Tensor::arange(s, (Kind::Int64, device))
+                .view([1, s])
+                .le_tensor(&t.view([-1, 1]))
+                .view([-1, 1, 1, s])
+        });
+        At { pos: t, keys }
+    }
+}
+
+/// `x[r, pos[r]]` of every row of `x` (`[b, s, d]`), as `[b, 1, d]`.
+pub(crate) fn at_positions(x: &Tensor, pos: &Tensor) -> Tensor {
+    let rows = Tensor::arange(x.size()[0], (Kind::Int64, x.device()));
+    x.index(&[Some(&rows), Some(pos)]).unsqueeze(1)
+}
+
+/// Row-aligned keys/values `past` (`[r, heads, s, dh]`) with each row's entry at
+/// `pos` replaced by its `new` one (`[r, heads, 1, dh]`); differentiable in `new`.
+pub(crate) fn with_new(past: &Tensor, new: &Tensor, pos: &Tensor) -> Tensor {
+    let s = past.size()[2];
+    let here = Tensor::arange(s, (Kind::Int64, past.device()))
+        .view([1, 1, s, 1])
+        .eq_tensor(&pos.view([-1, 1, 1, 1]));
+    new.where_self(&here, past)
+}
+
+/// `y = x·Wᵀ + b` with a PyTorch `Linear` weight `[out, in]` and optional bias.
+pub(crate) struct Linear {
+    pub w: Tensor,
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn load(ws: &mut Weights, name: &str, out: i64, inp: i64) -> Result<Self> {
+        Ok(Linear {
+            w: ws.take(&format!("{name}.weight"), &[out, inp])?,
+            b: ws.take_opt(&format!("{name}.bias"), &[out])?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.w, self.b.as_ref())
+    }
+}
+
+/// LayerNorm; old checkpoints name its parameters `gamma`/`beta`.
+pub(crate) struct LayerNorm {
+    w: Tensor,
+    b: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(ws: &mut Weights, name: &str, d: i64, eps: f64) -> Result<Self> {
+        let w = ws.take_any(&[format!("{name}.weight"), format!("{name}.gamma")], &[d])?;
+        let b = ws.take_any(&[format!("{name}.bias"), format!("{name}.beta")], &[d])?;
+        Ok(LayerNorm { w, b, eps })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm(
+            [self.w.size()[0]],
+            Some(&self.w),
+            Some(&self.b),
+            self.eps,
+            true,
+        )
+    }
+}

@@ -1,0 +1,196 @@
+//! Reading a checkpoint: `config.json` with errors that name the key, and the
+//! named tensors with their shapes checked as each architecture takes them.
+
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+pub(crate) fn read_config(dir: &Path) -> Result<serde_json::Value> {
+    crate::tokenizer::read_json_opt(&dir.join("config.json"))?
+        .ok_or_else(|| Error::bad_model(dir, "no config.json: not a Hugging Face model directory"))
+}
+
+/// Typed access to `config.json` with errors that name the key.
+pub(crate) struct Config<'a> {
+    pub json: &'a serde_json::Value,
+    pub path: &'a Path,
+}
+
+impl Config<'_> {
+    pub fn usize(&self, keys: &[&str]) -> Result<usize> {
+        keys.iter()
+            .find_map(|k| self.json.get(k).and_then(|v| v.as_u64()))
+            .map(|v| v as usize)
+            .filter(|&v| v > 0)
+            .ok_or_else(|| {
+                Error::bad_model(
+                    self.path,
+                    format!(
+                        "config.json: `{}` is missing or not a positive integer",
+                        keys[0]
+                    ),
+                )
+            })
+    }
+
+    pub fn usize_or(&self, keys: &[&str], default: usize) -> usize {
+        keys.iter()
+            .find_map(|k| self.json.get(k).and_then(|v| v.as_u64()))
+            .map_or(default, |v| v as usize)
+    }
+
+    pub fn f64_or(&self, key: &str, default: f64) -> f64 {
+        self.json
+            .get(key)
+            .and_then(|v| v.as_f64())
+            .unwrap_or(default)
+    }
+
+    pub fn str_or<'b>(&'b self, key: &str, default: &'b str) -> &'b str {
+        self.json
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or(default)
+    }
+
+    pub fn bool_or(&self, key: &str, default: bool) -> bool {
+        self.json
+            .get(key)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(default)
+    }
+}
+
+/// Named tensors read from safetensors files, handed out once each with a
+/// shape check, moved to the device as f32.
+pub(crate) struct Weights {
+    map: HashMap<String, Tensor>,
+    path: PathBuf,
+    device: Device,
+    /// What every tensor is converted to as it is taken (f32 unless
+    /// [`load_model_as`] asks for another dtype).
+    kind: Kind,
+}
+
+impl Weights {
+    /// The weight files of a Hugging Face directory: `model.safetensors`, or
+    /// the shards of its index in name order.
+    pub fn files(dir: &Path) -> Result<Vec<PathBuf>> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if single.exists() {
+            vec![single.clone()]
+        } else if index.exists() {
+            let idx = crate::tokenizer::read_json_opt(&index)?.unwrap_or_default();
+            let mut shards: Vec<PathBuf> = idx
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .map(|m| {
+                    m.values()
+                        .filter_map(|v| v.as_str())
+                        .map(|s| dir.join(s))
+                        .collect()
+                })
+                .unwrap_or_default();
+            shards.sort();
+            shards.dedup();
+            shards
+        } else if dir.join("pytorch_model.bin").exists() {
+            return Err(Error::bad_model(
+                dir,
+                "only pytorch_model.bin is present; kn reads safetensors (convert with transformers: model.save_pretrained(dir, safe_serialization=True))",
+            ));
+        } else {
+            return Err(Error::bad_model(
+                dir,
+                "no model.safetensors (or sharded index) found",
+            ));
+        };
+        if files.is_empty() {
+            return Err(Error::bad_model(&index, "the index lists no weight files"));
+        }
+        Ok(files)
+    }
+
+    /// Read every tensor of `files` (safetensors).
+    pub fn from_files(files: &[PathBuf], device: Device) -> Result<Self> {
+        let mut map = HashMap::new();
+        for f in files {
+            if !f.exists() {
+                return Err(Error::bad_model(
+                    f,
+                    "weight shard listed in the index is missing",
+                ));
+            }
+            let tensors = Tensor::read_safetensors(f)
+                .map_err(|e| Error::bad_model(f, format!("cannot read safetensors: {e}")))?;
+            map.extend(tensors);
+        }
+        Ok(Weights {
+            map,
+            path: files.first().cloned().unwrap_or_default(),
+            device,
+            kind: Kind::Float,
+        })
+    }
+
+    pub fn from_map(map: HashMap<String, Tensor>, path: PathBuf, device: Device) -> Self {
+        Weights {
+            map,
+            path,
+            device,
+            kind: Kind::Float,
+        }
+    }
+
+    /// Take every tensor as `kind` (weights and hence activations).
+    pub fn with_kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// Take tensor `name`, checking its shape.
+    pub fn take(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        let t = self
+            .map
+            .remove(name)
+            .ok_or_else(|| Error::bad_model(&self.path, format!("tensor `{name}` is missing")))?;
+        if t.size() != shape {
+            return Err(Error::bad_model(
+                &self.path,
+                format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    t.size()
+                ),
+            ));
+        }
+        Ok(t.to_kind(self.kind).to(self.device).detach())
+    }
+
+    /// Take the first of `names` that exists.
+    pub fn take_any(&mut self, names: &[String], shape: &[i64]) -> Result<Tensor> {
+        let found = names
+            .iter()
+            .find(|n| self.map.contains_key(n.as_str()))
+            .cloned();
+        self.take(found.as_deref().unwrap_or(&names[0]), shape)
+    }
+
+    /// Take tensor `name` if it exists (optional biases, tied heads).
+    pub fn take_opt(&mut self, name: &str, shape: &[i64]) -> Result<Option<Tensor>> {
+        if self.contains(name) {
+            self.take(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+}
