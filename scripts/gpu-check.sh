@@ -3,9 +3,12 @@
 #
 # Here, before the call: build `kn` against the full torch wheel with CUDA linked,
 #   KN_CUDA=1 cargo build --release -p kn-backend   (scripts/test.sh checks this link)
-# and carry it with the fixtures: with the device tool, carry
-#   ["target/release/kn", "fixtures/models"]
-# and run `bash scripts/gpu-check.sh` there. The binary's own library path points
+# and carry it with the fixtures and the peer's sources (scripts/bench.sh fetches
+# them into .tools/; or: python3 -m pip download --no-deps --no-binary :all:
+# knowledge-neurons==0.0.2 -d .tools && tar xzf .tools/knowledge-neurons-0.0.2.tar.gz -C .tools):
+# with the device tool, carry
+#   ["target/release/kn", "fixtures/models", ".tools/knowledge-neurons-0.0.2"]
+# and run `bash scripts/gpu-check.sh` there (the peer is skipped when absent). The binary's own library path points
 # at this machine's .venv, which the GPU machine lacks; this script points
 # LD_LIBRARY_PATH at the torch that machine has. It needs Python and torch only.
 #   bash scripts/gpu-check.sh [--cpu-only] [--quick]

@@ -18,6 +18,10 @@ torch. Needs only Python and torch (no network, no `transformers`). Steps:
    fraction of the peak and its device-to-host reads per fact.
 4. A precision check: attribution with TF32 against f32 on both shapes (scores'
    deviation, same top-10 neurons).
+5. The peer, EleutherAI's knowledge-neurons 0.0.2, on the same device, checkpoint,
+   prompts and answer (scripts/bench_peer.py), when its unpacked sdist is here
+   (`--peer`, default .tools/knowledge-neurons-0.0.2, which scripts/bench.sh
+   fetches; carry it) and `transformers` and `einops` import (the GPU image has both).
 
 It prints one table and writes gpu-check.json (into $OUT when set). `--cpu-only`
 compares the CPU with itself, to check the script on a machine without a GPU;
@@ -111,6 +115,8 @@ def main():
     ap.add_argument("--fixtures", default=os.path.join(ROOT, "fixtures", "models"))
     ap.add_argument("--cpu-only", action="store_true")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--peer", default=os.path.join(ROOT, ".tools", "knowledge-neurons-0.0.2"),
+                    help="the peer's unpacked sdist (skipped when absent)")
     args = ap.parse_args()
     started = time.time()
     report = {"checks": [], "bench": [], "ok": True}
@@ -167,11 +173,13 @@ def main():
         # A CPU has no f16 matrix kernels (about 2 GFLOP/s): minutes per prompt.
         variants = [v for v in variants if v[0] != "f16"]
     report["precision"] = []
+    targets = {}
     for path, label, prompts in ((os.path.join(shaped, "bert-base-shaped"), "bert-base shapes", MASKED),
                                  (os.path.join(shaped, "smollm2-shaped"), "SmolLM2 shapes", CAUSAL)):
         try:
             pred, _ = kn(["predict", "--device", dev, "--model", path, "--prompt", prompts[0], "--top-k", "20", "--json"], args.kn)
             target = target_for(pred, path, prompts[0], args.kn)
+            targets[label] = target
         except Exception as e:
             fail.append(f"bench {label}: {e}")
             continue
@@ -190,6 +198,26 @@ def main():
                                                 "same_refined_set": f["same_knowledge"]})
             except Exception as e:
                 fail.append(f"bench {label} {precision} {batching}: {e}")
+
+    # The peer on the same device, checkpoint, prompts and answer: a measurement
+    # beside ours, not a check (its absence or failure is reported, not failed).
+    report["peer"] = None
+    peer_ok = os.path.isdir(args.peer) and subprocess.run(
+        [sys.executable, "-c", "import transformers, einops"], capture_output=True).returncode == 0
+    if not peer_ok:
+        print(f"peer: skipped (no {args.peer}, or transformers/einops missing)", flush=True)
+    elif "bert-base shapes" in targets:
+        try:
+            r = subprocess.run([sys.executable, os.path.join(HERE, "bench_peer.py"), os.path.join(shaped, "bert-base-shaped"),
+                                targets["bert-base shapes"], *MASKED[:n], "--peer-dir", args.peer, "--device", dev],
+                               capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                raise RuntimeError(r.stderr.strip()[-800:])
+            report["peer"] = json.loads(r.stdout.strip().splitlines()[-1])
+            print(f"peer: {report['peer']}", flush=True)
+        except Exception as e:
+            report["peer"] = {"error": str(e)}
+            print(f"peer: failed: {e}", flush=True)
 
     # TF32 against f32 on the same weights and prompts (not a pass/fail check:
     # how far the cheaper precision moves the scores is a measurement).
@@ -214,6 +242,13 @@ def main():
     for r in report["bench"]:
         print(f"| {r['model']} | {r['precision']} | {r['batching']} | {r['mode']} | {r['prompts']} | {r['seconds_per_fact']:.3f} | "
               f"{r['gflops']:.0f} | {100 * r['fraction_of_peak']:.1f}% | {r['peak_gflops']:.0f} | {r['device_reads_per_fact']} |")
+    peer = report["peer"]
+    if peer and "seconds_per_fact" in peer:
+        ours = [r for r in report["bench"] if r["model"] == "bert-base shapes" and r["precision"] == "f32"]
+        print(f"\npeer (knowledge-neurons 0.0.2) on bert-base shapes, {dev}, {n} prompts: {peer['seconds_per_fact']:.3f} s/fact")
+        for r in ours:
+            print(f"  ours, f32 {r['batching']} {r['mode']}: {r['seconds_per_fact']:.3f} s/fact, "
+                  f"{peer['seconds_per_fact'] / r['seconds_per_fact']:.2f}x the peer")
     print("\n| model | CPU = device | P rel. diff | IG diff / max | top-10 equal | fingerprint equal |")
     print("| --- | --- | ---: | ---: | --- | --- |")
     for c in report["checks"]:
