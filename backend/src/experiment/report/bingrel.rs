@@ -20,36 +20,44 @@ use tch::{Kind, Tensor};
 /// Most clozes × tokens in one pass (no gradients are kept).
 const PASS_ROW_TOKENS: usize = 2048;
 
-/// Mean activation of each neuron set at the blank of each cloze: the clozes
-/// pass in batches of at most [`PASS_ROW_TOKENS`] rows × tokens, and each
-/// batch's activations at the blanks come back in one read.
-fn activations(model: &Model, clozes: &[Cloze], neurons: &[&[Neuron]]) -> Result<Vec<Vec<f64>>> {
-    activations_in(model, clozes, neurons, PASS_ROW_TOKENS)
+/// Per cloze, the mean activation of each of its two neuron sets at its blank
+/// (`None` for an empty set); `sets[i]` are cloze `i`'s. The clozes of every
+/// fact pass together, in batches of at most [`PASS_ROW_TOKENS`] rows × tokens,
+/// and each batch's activations at the blanks come back in one read.
+fn activations(
+    model: &Model,
+    clozes: &[Cloze],
+    sets: &[[&[Neuron]; 2]],
+) -> Result<Vec<[Option<f64>; 2]>> {
+    activations_in(model, clozes, sets, PASS_ROW_TOKENS)
 }
 
 fn activations_in(
     model: &Model,
     clozes: &[Cloze],
-    neurons: &[&[Neuron]],
+    sets: &[[&[Neuron]; 2]],
     budget: usize,
-) -> Result<Vec<Vec<f64>>> {
-    let mut out = vec![Vec::new(); neurons.len()];
+) -> Result<Vec<[Option<f64>; 2]>> {
     let d_ff = model.config().d_ff;
-    for run in crate::engine::batching::runs(clozes.iter().map(|c| (1, c.ids.len())), budget) {
-        let chunk = &clozes[run];
-        let seqs: Vec<Vec<u32>> = chunk.iter().map(|c| c.ids.clone()).collect();
-        let blanks: Vec<usize> = chunk.iter().map(|c| c.blank).collect();
+    // Shortest first, so that a pass pads its rows little.
+    let mut order: Vec<usize> = (0..clozes.len()).collect();
+    order.sort_by_key(|&i| clozes[i].ids.len());
+    let mut out = vec![[None, None]; clozes.len()];
+    let lens = order.iter().map(|&i| (1, clozes[i].ids.len()));
+    for run in crate::engine::batching::runs(lens, budget) {
+        let rows = &order[run];
+        let seqs: Vec<Vec<u32>> = rows.iter().map(|&i| clozes[i].ids.clone()).collect();
+        let blanks: Vec<usize> = rows.iter().map(|&i| clozes[i].blank).collect();
         let batch = Batch::new(&seqs, &blanks, model.net.device())?;
         let acts = tch::no_grad(|| {
             let a = model.net.forward(&batch, &Hooks::capture()).activations;
             Tensor::stack(&a, 0).to_kind(Kind::Float) // [layers, rows, d_ff]
         });
         let acts: Vec<f32> = Vec::try_from(host::to_host(&acts).view(-1))?;
-        let at = |n: &Neuron, row: usize| {
-            f64::from(acts[(n.layer * chunk.len() + row) * d_ff + n.index])
-        };
-        for (set, out) in neurons.iter().zip(out.iter_mut()) {
-            out.extend((0..chunk.len()).filter_map(|row| mean(set.iter().map(|n| at(n, row)))));
+        let at =
+            |n: &Neuron, row: usize| f64::from(acts[(n.layer * rows.len() + row) * d_ff + n.index]);
+        for (row, &i) in rows.iter().enumerate() {
+            out[i] = sets[i].map(|set| mean(set.iter().map(|n| at(n, row))));
         }
     }
     Ok(out)
@@ -163,6 +171,8 @@ pub fn bingrel(
     let mut out = BingRel::default();
     let (mut k, mut b) = ([vec![], vec![], vec![]], [vec![], vec![], vec![]]);
     let mut bags: BTreeMap<usize, Vec<serde_json::Value>> = BTreeMap::new();
+    // Every sentence and prompt to run, with its (fact, group).
+    let (mut all, mut owner): (Vec<Cloze>, Vec<(usize, usize)>) = (Vec::new(), Vec::new());
     for (i, d) in done.iter().enumerate() {
         if d.knowledge.is_empty() || !d.in_sample {
             continue;
@@ -187,15 +197,27 @@ pub fn bingrel(
         out.expressing_sentences += expressing.len();
         out.head_only_sentences += head_only.len();
         out.other_prompts += others.len();
-        for (g, group) in [expressing, head_only, others].iter().enumerate() {
-            if group.is_empty() {
-                continue;
+        for (g, group) in [expressing, head_only, others].into_iter().enumerate() {
+            if !group.is_empty() {
+                owner.extend(std::iter::repeat_n((i, g), group.len()));
+                all.extend(group);
             }
-            let sets: [&[Neuron]; 2] = [&d.knowledge, &d.baseline];
-            let acts = activations(model, group, &sets)?;
-            k[g].extend(mean(acts[0].iter().copied()));
-            b[g].extend(mean(acts[1].iter().copied()));
         }
+    }
+    // Every fact's sentences in the same passes; then, per fact and group in
+    // order, the mean over its sentences of each set's mean activation.
+    let sets: Vec<[&[Neuron]; 2]> = owner
+        .iter()
+        .map(|&(i, _)| [&done[i].knowledge[..], &done[i].baseline[..]])
+        .collect();
+    let acts = activations(model, &all, &sets)?;
+    let mut at = 0;
+    while at < owner.len() {
+        let (i, g) = owner[at];
+        let end = at + owner[at..].iter().take_while(|&&o| o == (i, g)).count();
+        k[g].extend(mean(acts[at..end].iter().filter_map(|a| a[0])));
+        b[g].extend(mean(acts[at..end].iter().filter_map(|a| a[1])));
+        at = end;
     }
     let groups = |v: &[Vec<f64>; 3]| ActivationGroups {
         expressing: mean(v[0].iter().copied()).unwrap_or(0.0),
@@ -237,7 +259,16 @@ mod tests {
         .collect();
         let n = |layer, index| Neuron { layer, index };
         let (a, b) = (vec![n(0, 1), n(2, 5), n(1, 7)], vec![n(2, 0)]);
-        let sets: Vec<&[Neuron]> = vec![&a, &b];
+        // Each cloze its own pair of sets: the first and last swap them.
+        let sets: Vec<[&[Neuron]; 2]> = (0..clozes.len())
+            .map(|i| {
+                if i == 0 || i == clozes.len() - 1 {
+                    [&b[..], &a[..]]
+                } else {
+                    [&a[..], &b[..]]
+                }
+            })
+            .collect();
         for budget in [1, 40, 4096] {
             let got = super::activations_in(&model, &clozes, &sets, budget).unwrap();
             for (row, c) in clozes.iter().enumerate() {
@@ -245,19 +276,22 @@ mod tests {
                     Batch::new(std::slice::from_ref(&c.ids), &[c.blank], tch::Device::Cpu).unwrap();
                 let acts =
                     tch::no_grad(|| model.net.forward(&batch, &Hooks::capture()).activations);
-                for (set, got) in sets.iter().zip(&got) {
+                for (set, got) in sets[row].iter().zip(got[row]) {
                     let want = set
                         .iter()
                         .map(|n| acts[n.layer].double_value(&[0, n.index as i64]))
                         .sum::<f64>()
                         / set.len() as f64;
+                    let got = got.unwrap();
                     assert!(
-                        (got[row] - want).abs() < 1e-5,
-                        "budget {budget}, cloze {row}: {} vs {want}",
-                        got[row]
+                        (got - want).abs() < 1e-5,
+                        "budget {budget}, cloze {row}: {got} vs {want}"
                     );
                 }
             }
         }
+        // An empty set has no mean; the other set of the same cloze still does.
+        let got = super::activations_in(&model, &clozes[..1], &[[&[], &a[..]]], 4096).unwrap();
+        assert!(got[0][0].is_none() && got[0][1].is_some(), "{got:?}");
     }
 }
