@@ -146,3 +146,72 @@ fn long_lists_take_several_traces() {
         );
     }
 }
+
+/// Each intervention on its own prompts (`scaled_changes_on`, which the report
+/// uses to measure every fact's sets on its own prompts and on other facts'
+/// in one run): the numbers of that intervention alone on that list, with the
+/// lists spread over several traces, a prompt named twice, one prompt alone,
+/// and no prompt or no neuron giving no effect; on every architecture.
+#[test]
+fn each_intervention_on_its_own_prompts() {
+    use kn::engine::intervene::{scaled_changes_on, Scaling};
+    for dir in ["tiny-bert", "tiny-gpt2", "tiny-llama"] {
+        let model = kn::load_model(&fixture(dir), cpu()).unwrap();
+        let one = golden_queries(&model, dir);
+        // Enough copies of the prompts to need several traces of 2,048 rows × tokens.
+        let qs: Vec<Query> = (0..60).flat_map(|_| one.iter().cloned()).collect();
+        let tokens: usize = qs.iter().map(|q| q.answer.len() * q.longest_step()).sum();
+        assert!(tokens > 2 * 2048, "{dir}: {tokens} rows × tokens");
+        let n = qs.len();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let sets = sets(model.config(), 14);
+        let lists: Vec<Vec<usize>> = (0..sets.len())
+            .map(|i| match i {
+                1 => vec![n - 1],          // one prompt, in the last trace
+                2 => vec![3, 3, n / 2, 0], // one named twice, out of order
+                3 => Vec::new(),           // no prompt
+                4 => (0..n).collect(),     // all
+                _ => (0..n).filter(|_| rng.random_bool(0.15)).collect(),
+            })
+            .collect();
+        let jobs: Vec<Scaling> = sets
+            .iter()
+            .zip(&lists)
+            .map(|((ns, f), prompts)| Scaling {
+                neurons: ns,
+                factor: *f,
+                prompts: prompts.clone(),
+            })
+            .collect();
+        let got = scaled_changes_on(&model, &qs, &jobs).unwrap();
+        assert_eq!(got[0], None, "{dir}: an empty set");
+        assert_eq!(got[3], None, "{dir}: no prompt");
+        let mut moved = 0;
+        for (i, ((ns, f), list)) in sets.iter().zip(&lists).enumerate().skip(1) {
+            if list.is_empty() {
+                continue;
+            }
+            let mine: Vec<Query> = list.iter().map(|&q| qs[q].clone()).collect();
+            let before =
+                kn::engine::intervene::probabilities(&model, &mine, &kn::models::Hooks::default())
+                    .unwrap()
+                    .0;
+            let want = scaled_change(&model, &mine, &before, ns, *f).unwrap();
+            let got = got[i].unwrap_or_else(|| panic!("{dir}: set {i} has neurons and prompts"));
+            assert!(
+                (got - want).abs() <= 1e-4 * want.abs() + 1e-5,
+                "{dir}: set {i} ({ns:?} ×{f}) on {} prompts: {got} vs {want} alone",
+                list.len()
+            );
+            moved += usize::from(want.abs() > 1e-3);
+        }
+        assert!(moved * 2 > sets.len(), "{dir}: only {moved} move P(answer)");
+        // A prompt out of range is refused.
+        let bad = [Scaling {
+            neurons: &sets[1].0,
+            factor: 0.0,
+            prompts: vec![n],
+        }];
+        assert!(scaled_changes_on(&model, &qs, &bad).is_err());
+    }
+}

@@ -164,45 +164,99 @@ const TRACE_ROW_TOKENS: usize = 2_048;
 
 /// [`scaled_change`] for many neuron sets at once: per `(neurons, factor)`, the
 /// relative change of mean P(answer) over `queries`; `None` for an empty set.
-///
-/// The unscaled pass runs once for every set, and the sets' copies of the
-/// queries' steps run together as the rows of a few large passes instead of one
-/// small pass per set. A causal model's copies start at their set's first
-/// scaled layer and recompute only the blank, its last position: a scale at the
-/// blank reaches no earlier position, so their keys and values, and everything
-/// below the first scaled layer, are the unscaled pass's (a staircase over the
-/// sets' first layers, as attribution's fast mode). A masked model's copies run
-/// whole, each row with its set's scales. Whole queries are taken
-/// [`TRACE_ROW_TOKENS`] at a time, copies at most
-/// [`attribution::MAX_ROW_TOKENS`](super::attribution::MAX_ROW_TOKENS) to a
-/// pass. The numbers are [`scaled_change`]'s (tests/interventions.rs holds
-/// them to it on every architecture).
+/// [`scaled_changes_on`] with every set on every query.
 pub fn scaled_changes(
     model: &Model,
     queries: &[Query],
     sets: &[(&[Neuron], f64)],
 ) -> Result<Vec<Option<f64>>> {
+    let all: Vec<usize> = (0..queries.len()).collect();
+    let jobs: Vec<Scaling> = sets
+        .iter()
+        .map(|&(neurons, factor)| Scaling {
+            neurons,
+            factor,
+            prompts: all.clone(),
+        })
+        .collect();
+    scaled_changes_on(model, queries, &jobs)
+}
+
+/// One intervention of [`scaled_changes_on`]: scale `neurons` by `factor` on
+/// some of the queries.
+pub struct Scaling<'a> {
+    pub neurons: &'a [Neuron],
+    pub factor: f64,
+    /// Indices into the query list (one named twice counts twice).
+    pub prompts: Vec<usize>,
+}
+
+/// Per job, the relative change of mean P(answer) over its own queries when
+/// its neurons are scaled by its factor; `None` for an empty set or no query.
+///
+/// The unscaled pass runs once for every job, and the jobs' copies of their
+/// queries' steps run together as the rows of a few large passes instead of
+/// one small pass per set. A causal model's copies start at their set's first
+/// scaled layer and recompute only the blank, its last position: a scale at
+/// the blank reaches no earlier position, so their keys and values, and
+/// everything below the first scaled layer, are the unscaled pass's (a
+/// staircase over the sets' first layers, as attribution's fast mode). A
+/// masked model's copies run whole, each row with its set's scales. Whole
+/// queries are taken [`TRACE_ROW_TOKENS`] at a time, so a query is traced once
+/// however many jobs name it (the report's facts each name their own prompts
+/// and other facts'); copies at most
+/// [`attribution::MAX_ROW_TOKENS`](super::attribution::MAX_ROW_TOKENS) to a
+/// pass. The numbers are [`scaled_change`]'s (tests/interventions.rs holds
+/// them to it on every architecture).
+pub fn scaled_changes_on(
+    model: &Model,
+    queries: &[Query],
+    jobs: &[Scaling],
+) -> Result<Vec<Option<f64>>> {
     if queries.is_empty() {
         return Err(Error::InvalidArgument("no prompts".into()));
     }
-    // (set index, hooks, first scaled layer) of the non-empty sets, by that layer.
+    if let Some(&i) = jobs
+        .iter()
+        .flat_map(|j| &j.prompts)
+        .find(|&&i| i >= queries.len())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "prompt {i} of an intervention's list: there are {} prompts",
+            queries.len()
+        )));
+    }
+    // (job index, hooks, first scaled layer) of the jobs with neurons and
+    // queries, by that layer.
     let mut scaled: Vec<(usize, Hooks, usize)> = Vec::new();
-    for (k, (ns, f)) in sets.iter().enumerate() {
-        if let Some(&first) = ns.iter().map(|n| &n.layer).min() {
-            scaled.push((k, scale_hooks(model, ns, *f)?, first));
+    for (k, j) in jobs.iter().enumerate() {
+        if j.prompts.is_empty() {
+            continue;
+        }
+        if let Some(&first) = j.neurons.iter().map(|n| &n.layer).min() {
+            scaled.push((k, scale_hooks(model, j.neurons, j.factor)?, first));
         }
     }
     scaled.sort_by_key(|s| s.2);
-    let mut out = vec![None; sets.len()];
+    let mut out = vec![None; jobs.len()];
     if scaled.is_empty() {
         return Ok(out);
     }
-    let mut before = Vec::with_capacity(queries.len());
-    let mut after: Vec<Vec<f64>> = vec![Vec::with_capacity(queries.len()); scaled.len()];
+    // Per query, the scaled jobs (indices into `scaled`) that name it.
+    let mut wanted: Vec<Vec<usize>> = vec![Vec::new(); queries.len()];
+    for (c, (k, _, _)) in scaled.iter().enumerate() {
+        for &qi in &jobs[*k].prompts {
+            if wanted[qi].last() != Some(&c) {
+                wanted[qi].push(c);
+            }
+        }
+    }
+    let mut before = vec![0.0; queries.len()];
+    // Per scaled job, P(answer) of each query it names, under its scaling.
+    let mut after: Vec<BTreeMap<usize, f64>> = vec![BTreeMap::new(); scaled.len()];
     for group in by_query(queries, TRACE_ROW_TOKENS) {
-        let chains = Chains::new(&queries[group]);
+        let chains = Chains::new(&queries[group.clone()]);
         let steps = &chains.steps;
-        let n = steps.len();
         // Recomputing the blank alone needs every blank at its row's last
         // position, as every causal cloze has it; otherwise (masked models)
         // the copies run every position from their first scaled layer up.
@@ -211,78 +265,97 @@ pub fn scaled_changes(
         let t = trace(model, steps)?;
         let targets: Vec<u32> = steps.iter().map(|q| q.target).collect();
         let b = read_targets(&t.logits, &targets)?.0;
-        before.extend(chains.product(&b));
-        let seq = steps.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
-        // Only the steps the hooks act on get copies: the others (a
-        // multi-token answer's later pieces under `AnswerPositions::First`)
-        // keep their unscaled P.
-        let acted: Vec<usize> = (0..n).filter(|&s| chains.acted[s]).collect();
-        if acted.is_empty() {
-            for a in after.iter_mut() {
-                a.extend(chains.product(&b));
-            }
-            continue;
+        for (qi, p) in group.clone().zip(chains.product(&b)) {
+            before[qi] = p;
         }
-        let per_pass = (super::attribution::MAX_ROW_TOKENS / (acted.len() * seq).max(1)).max(1);
-        for (ci, chunk) in scaled.chunks(per_pass).enumerate() {
-            let rows = Rows::new(chunk, &acted, model);
+        // The copies: (job, step) for the steps the hooks act on of every
+        // query a job names, job-major, so that the rows of a pass join in
+        // order of their first scaled layer. The other steps (a multi-token
+        // answer's later pieces under `AnswerPositions::First`) keep their
+        // unscaled P.
+        let mut rows: Vec<(usize, usize)> = Vec::new();
+        for (l, qi) in group.clone().enumerate() {
+            for &c in &wanted[qi] {
+                rows.extend(
+                    chains.of[l]
+                        .clone()
+                        .filter(|&s| chains.acted[s])
+                        .map(|s| (c, s)),
+                );
+            }
+        }
+        rows.sort_by_key(|&(c, _)| c);
+        let seq = steps.iter().map(|q| q.cloze.ids.len()).max().unwrap_or(1);
+        let per_pass = (super::attribution::MAX_ROW_TOKENS / seq).max(1);
+        let mut p_of: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+        for pass in rows.chunks(per_pass) {
+            let copies = Rows::new(pass, &scaled, model);
             let logits = if blank_only {
-                rows.resumed(model, &t)?
+                copies.resumed(model, &t)?
             } else {
-                rows.staircase(model, &t)?
+                copies.staircase(model, &t)?
             };
-            let copies: Vec<u32> = rows.of.iter().map(|&(_, s)| targets[s]).collect();
-            let (p, _) = read_targets(&logits, &copies)?;
-            // Rows are set-major: set c's copies of the acted steps are
-            // p[c·a..(c+1)·a].
-            for (c, mine) in p.chunks(acted.len()).enumerate() {
-                let mut all = b.clone();
-                for (&s, &x) in acted.iter().zip(mine) {
-                    all[s] = x;
-                }
-                after[ci * per_pass + c].extend(chains.product(&all));
+            let targets: Vec<u32> = pass.iter().map(|&(_, s)| targets[s]).collect();
+            let (p, _) = read_targets(&logits, &targets)?;
+            p_of.extend(pass.iter().copied().zip(p));
+        }
+        for (l, qi) in group.enumerate() {
+            for &c in &wanted[qi] {
+                let p = chains.of[l]
+                    .clone()
+                    .map(|s| p_of.get(&(c, s)).copied().unwrap_or(b[s]))
+                    .product();
+                after[c].insert(qi, p);
             }
         }
     }
-    for ((k, _, _), after) in scaled.iter().zip(&after) {
-        out[*k] = Some(relative_change(&before, after));
+    for (c, (k, _, _)) in scaled.iter().enumerate() {
+        let prompts = &jobs[*k].prompts;
+        let b: Vec<f64> = prompts.iter().map(|&qi| before[qi]).collect();
+        let a: Vec<f64> = prompts.iter().map(|&qi| after[c][&qi]).collect();
+        out[*k] = Some(relative_change(&b, &a));
     }
     Ok(out)
 }
 
-/// The copies of one pass of [`scaled_changes`]: one per (set, acted step),
-/// with each layer's scales as a table indexed per row.
+/// The copies of one pass of [`scaled_changes_on`]: one per (job, acted
+/// step), with each layer's scales as a table indexed per row.
 struct Rows<'a> {
-    /// `(set in the chunk, step)` of each row, set-major.
+    /// `(set in this pass, step)` of each row, in order of the sets' first
+    /// scaled layer.
     of: Vec<(usize, usize)>,
-    /// The chunk's sets, with their first scaled layer.
-    sets: &'a [(usize, Hooks, usize)],
-    /// The steps the hooks act on, which alone get copies.
-    steps: &'a [usize],
+    /// The pass's sets, with their first scaled layer.
+    sets: Vec<&'a (usize, Hooks, usize)>,
     /// `[d_ff]` ones: the scale of a row its set leaves alone at a layer.
     ones: Tensor,
 }
 
 impl<'a> Rows<'a> {
-    fn new(sets: &'a [(usize, Hooks, usize)], steps: &'a [usize], model: &Model) -> Self {
+    /// `rows` are `(index into scaled, step)`, sorted by that index; `scaled`
+    /// is sorted by first scaled layer.
+    fn new(rows: &[(usize, usize)], scaled: &'a [(usize, Hooks, usize)], model: &Model) -> Self {
         let cfg = model.config();
         let ones = Tensor::ones([cfg.d_ff as i64], (Kind::Float, model.net.device()));
-        let of = (0..sets.len())
-            .flat_map(|c| steps.iter().map(move |&s| (c, s)))
-            .collect();
-        Rows {
-            of,
-            sets,
-            steps,
-            ones,
+        let mut sets: Vec<&(usize, Hooks, usize)> = Vec::new();
+        let mut of = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for &(c, s) in rows {
+            if last != Some(c) {
+                sets.push(&scaled[c]);
+                last = Some(c);
+            }
+            of.push((sets.len() - 1, s));
         }
+        Rows { of, sets, ones }
     }
 
-    /// The rows of the sets whose first scaled layer is `layer`, set-major.
+    /// The rows of the sets whose first scaled layer is `layer`: a run of
+    /// `self.of`, which is in order of that layer.
     fn entering(&self, layer: usize) -> Vec<(usize, usize)> {
-        (0..self.sets.len())
-            .filter(|&c| self.sets[c].2 == layer)
-            .flat_map(|c| self.steps.iter().map(move |&st| (c, st)))
+        self.of
+            .iter()
+            .copied()
+            .filter(|&(c, _)| self.sets[c].2 == layer)
             .collect()
     }
 
@@ -291,7 +364,7 @@ impl<'a> Rows<'a> {
     fn scales(&self, layer: usize, rows: &[(usize, usize)]) -> Option<Tensor> {
         let mut table = vec![self.ones.shallow_clone()];
         let mut index = vec![0i64; self.sets.len()];
-        for (c, (_, h, _)) in self.sets.iter().enumerate() {
+        for (c, &(_, h, _)) in self.sets.iter().enumerate() {
             if let Some(NeuronOp::Scale(f)) = h.ops.get(&layer) {
                 index[c] = table.len() as i64;
                 table.push(f.shallow_clone());
@@ -436,18 +509,10 @@ impl<'a> Rows<'a> {
                 });
                 joined.extend(entering);
             }
-            let logits = net.head(&x.expect("a set has a layer").squeeze_dim(1));
-            // Back to the order of `self.of` (set-major).
-            let mut back = vec![0i64; joined.len()];
-            for (r, &(c, st)) in joined.iter().enumerate() {
-                let k = self
-                    .steps
-                    .iter()
-                    .position(|&x| x == st)
-                    .expect("an acted step");
-                back[c * self.steps.len() + k] = r as i64;
-            }
-            Ok(logits.index_select(0, &Tensor::from_slice(&back).to(logits.device())))
+            // `joined` is `self.of`: rows joined layer by layer, and `of` is
+            // in order of the layer they join at.
+            debug_assert_eq!(joined, self.of);
+            Ok(net.head(&x.expect("a set has a layer").squeeze_dim(1)))
         })
     }
 }

@@ -4,11 +4,13 @@
 
 use super::stats::{estimate, mean, median};
 use super::Done;
-use crate::engine::intervene::{random_like, scaled_changes};
+use crate::engine::intervene::{random_like, scaled_changes, scaled_changes_on, Scaling};
 use crate::engine::{Neuron, Query};
 use crate::models::Model;
 use crate::Result;
 use kn_shared::experiment::{Effects, EffectsCi};
+use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// How many other facts' prompts the specificity control uses.
 pub const UNRELATED_FACTS: usize = 3;
@@ -46,28 +48,68 @@ pub fn unrelated_facts(done: &[Done], i: usize) -> Vec<usize> {
 /// suppress and for amplify (`None` where a set is empty).
 pub type FactEffects = [[Option<f64>; 4]; 2];
 
-/// The effects of fact `i` of `done` (which has knowledge neurons).
-pub fn fact_effects(model: &Model, done: &[Done], i: usize, seed: u64) -> Result<FactEffects> {
-    let d = &done[i];
-    let rnd = random_like(model.config(), &d.knowledge, d.seed(seed));
-    let own: Vec<(&[Neuron], f64)> = [0.0, 2.0]
-        .into_iter()
-        .flat_map(|f| [(&d.knowledge[..], f), (&d.baseline[..], f), (&rnd[..], f)])
-        .collect();
-    let own = effects(model, &d.queries, &own)?;
-    let others = effects(
-        model,
-        &unrelated_prompts(done, i),
-        &[(&d.knowledge, 0.0), (&d.knowledge, 2.0)],
-    )?;
-    Ok([0, 1].map(|dir| {
-        [
-            own[3 * dir],
-            own[3 * dir + 1],
-            own[3 * dir + 2],
-            others[dir],
-        ]
-    }))
+/// The effects of facts `facts` of `done` (each with knowledge neurons), all
+/// in one batched run: every fact's sets on its own prompts and its knowledge
+/// neurons on its unrelated facts' prompts, each prompt list traced once
+/// however many facts name it (`intervene::scaled_changes_on`).
+pub fn facts_effects(
+    model: &Model,
+    done: &[Done],
+    facts: &[usize],
+    seed: u64,
+) -> Result<Vec<FactEffects>> {
+    // Each named fact's prompts once, and where they are.
+    let mut queries: Vec<Query> = Vec::new();
+    let mut at: BTreeMap<usize, Range<usize>> = BTreeMap::new();
+    let mut place = |o: usize, queries: &mut Vec<Query>| -> Range<usize> {
+        at.entry(o)
+            .or_insert_with(|| {
+                let start = queries.len();
+                queries.extend(done[o].queries.iter().cloned());
+                start..queries.len()
+            })
+            .clone()
+    };
+    let mut plans = Vec::with_capacity(facts.len());
+    for &i in facts {
+        let own: Vec<usize> = place(i, &mut queries).collect();
+        let others: Vec<usize> = unrelated_facts(done, i)
+            .into_iter()
+            .flat_map(|o| place(o, &mut queries))
+            .collect();
+        let rnd = random_like(model.config(), &done[i].knowledge, done[i].seed(seed));
+        plans.push((i, own, others, rnd));
+    }
+    if queries.is_empty() {
+        return Ok(vec![[[None; 4]; 2]; facts.len()]);
+    }
+    // Per fact, in this order: its knowledge, baseline and random sets ×0,
+    // the same ×2, on its own prompts; its knowledge ×0 and ×2 on the others.
+    let mut jobs = Vec::with_capacity(8 * facts.len());
+    for (i, own, others, rnd) in &plans {
+        let d = &done[*i];
+        for factor in [0.0, 2.0] {
+            for neurons in [&d.knowledge[..], &d.baseline[..], &rnd[..]] {
+                jobs.push(Scaling {
+                    neurons,
+                    factor,
+                    prompts: own.clone(),
+                });
+            }
+        }
+        for factor in [0.0, 2.0] {
+            jobs.push(Scaling {
+                neurons: &d.knowledge,
+                factor,
+                prompts: others.clone(),
+            });
+        }
+    }
+    let got = scaled_changes_on(model, &queries, &jobs)?;
+    Ok(got
+        .chunks(8)
+        .map(|g| [0, 1].map(|dir| [g[3 * dir], g[3 * dir + 1], g[3 * dir + 2], g[6 + dir]]))
+        .collect())
 }
 
 /// Means (and intervals) over facts of one direction (0 suppress, 1 amplify).

@@ -377,12 +377,14 @@ pub fn report(
     let baseline = set_stats(&pick(|d| &d.baseline), &rels, cfg.n_layers, opts.seed ^ 7);
 
     progress("suppress and amplify");
-    let mut per_fact: Vec<(usize, effects::FactEffects)> = Vec::new();
-    for (i, d) in done.iter().enumerate() {
-        if d.in_sample && !d.knowledge.is_empty() {
-            per_fact.push((d.rel, effects::fact_effects(model, &done, i, opts.seed)?));
-        }
-    }
+    let facts: Vec<usize> = (0..done.len())
+        .filter(|&i| done[i].in_sample && !done[i].knowledge.is_empty())
+        .collect();
+    let per_fact: Vec<(usize, effects::FactEffects)> = facts
+        .iter()
+        .map(|&i| done[i].rel)
+        .zip(effects::facts_effects(model, &done, &facts, opts.seed)?)
+        .collect();
     for row in rows.iter_mut() {
         let ri = data
             .relations
