@@ -206,8 +206,10 @@ pub struct Scaling<'a> {
 /// however many jobs name it (the report's facts each name their own prompts
 /// and other facts'); copies at most
 /// [`attribution::MAX_ROW_TOKENS`](super::attribution::MAX_ROW_TOKENS) to a
-/// pass. The numbers are [`scaled_change`]'s (tests/interventions.rs holds
-/// them to it on every architecture).
+/// pass. Every job's scales are held at once (a `[d_ff]` tensor per layer its
+/// set touches): callers bound the number of jobs. The numbers are
+/// [`scaled_change`]'s (tests/interventions.rs holds them to it on every
+/// architecture).
 pub fn scaled_changes_on(
     model: &Model,
     queries: &[Query],
