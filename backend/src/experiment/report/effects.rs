@@ -3,14 +3,12 @@
 //! knowledge neurons on other relations' prompts for specificity.
 
 use super::stats::{estimate, mean, median};
-use super::Done;
+use super::{Done, FactPrompts};
 use crate::engine::intervene::{random_like, scaled_changes, scaled_changes_on, Scaling};
 use crate::engine::{Neuron, Query};
 use crate::models::Model;
 use crate::Result;
 use kn_shared::experiment::{Effects, EffectsCi};
-use std::collections::BTreeMap;
-use std::ops::Range;
 
 /// How many other facts' prompts the specificity control uses.
 pub const UNRELATED_FACTS: usize = 3;
@@ -78,28 +76,19 @@ fn run_effects(
     facts: &[usize],
     seed: u64,
 ) -> Result<Vec<FactEffects>> {
-    // Each named fact's prompts once, and where they are.
-    let mut queries: Vec<Query> = Vec::new();
-    let mut at: BTreeMap<usize, Range<usize>> = BTreeMap::new();
-    let mut place = |o: usize, queries: &mut Vec<Query>| -> Range<usize> {
-        at.entry(o)
-            .or_insert_with(|| {
-                let start = queries.len();
-                queries.extend(done[o].queries.iter().cloned());
-                start..queries.len()
-            })
-            .clone()
-    };
+    // Each named fact's prompts once.
+    let mut prompts = FactPrompts::default();
     let mut plans = Vec::with_capacity(facts.len());
     for &i in facts {
-        let own: Vec<usize> = place(i, &mut queries).collect();
+        let own: Vec<usize> = prompts.place(done, i).collect();
         let others: Vec<usize> = unrelated_facts(done, i)
             .into_iter()
-            .flat_map(|o| place(o, &mut queries))
+            .flat_map(|o| prompts.place(done, o))
             .collect();
         let rnd = random_like(model.config(), &done[i].knowledge, done[i].seed(seed));
         plans.push((i, own, others, rnd));
     }
+    let queries = prompts.queries;
     if queries.is_empty() {
         return Ok(vec![[[None; 4]; 2]; facts.len()]);
     }

@@ -2,11 +2,11 @@
 //! then perplexity and accuracy on its prompts and on other relations'.
 
 use super::stats::estimate_with;
-use super::{Done, ReportOptions};
+use super::{Done, FactPrompts, ReportOptions};
 use crate::engine::edit::{erase, EraseWith};
 use crate::engine::edited::{answers_under, Job};
 use crate::engine::intervene::Answer;
-use crate::engine::{Neuron, Query};
+use crate::engine::Neuron;
 use crate::models::Model;
 use crate::pararel::ParaRel;
 use crate::Result;
@@ -15,7 +15,6 @@ use kn_shared::EditSet;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 /// The `top` most frequent neurons of `facts` (the relation's knowledge
 /// neurons, one set per fact, each with its summed attribution in that fact),
@@ -130,15 +129,14 @@ pub fn erase_relations(
     opts: &ReportOptions,
 ) -> Result<Vec<EraseRow>> {
     // Every sampled prompt once, in `done`'s order.
-    let mut prompts: Vec<Query> = Vec::new();
-    let mut at: Vec<Range<usize>> = Vec::with_capacity(done.len());
-    for d in done {
-        let start = prompts.len();
-        if d.in_sample {
-            prompts.extend(d.queries.iter().cloned());
-        }
-        at.push(start..prompts.len());
+    let mut prompts = FactPrompts::default();
+    for i in (0..done.len()).filter(|&i| done[i].in_sample) {
+        prompts.place(done, i);
     }
+    let FactPrompts {
+        queries: prompts,
+        at,
+    } = prompts;
     let mut plans = Vec::new();
     for (ri, rel) in data.relations.iter().enumerate() {
         let mine: Vec<usize> = (0..done.len())
@@ -165,11 +163,11 @@ pub fn erase_relations(
         // others: a seeded sample of other relations' prompts.
         let intra: Vec<(usize, usize)> = mine
             .iter()
-            .flat_map(|&i| at[i].clone().map(move |q| (done[i].fact, q)))
+            .flat_map(|&i| at[&i].clone().map(move |q| (done[i].fact, q)))
             .collect();
         let mut inter: Vec<(usize, usize)> = (0..done.len())
             .filter(|&i| done[i].rel != ri && done[i].in_sample)
-            .flat_map(|i| at[i].clone().map(move |q| (i, q)))
+            .flat_map(|i| at[&i].clone().map(move |q| (i, q)))
             .collect();
         inter.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
         inter.truncate(opts.eval_prompts);

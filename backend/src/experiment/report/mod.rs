@@ -29,6 +29,7 @@ use crate::{Error, Result};
 use kn_shared::experiment::*;
 use stats::{mean, set_stats};
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -140,6 +141,29 @@ impl ReportOptions {
             ));
         }
         Ok(())
+    }
+}
+
+/// One prompt list for a batched run, built from facts' prompts, each fact's
+/// once however often it is named; `at` says where each fact's prompts are.
+#[derive(Default)]
+pub(crate) struct FactPrompts {
+    pub queries: Vec<Query>,
+    pub at: BTreeMap<usize, Range<usize>>,
+}
+
+impl FactPrompts {
+    /// Where fact `i` of `done`'s prompts are, adding them the first time.
+    pub fn place(&mut self, done: &[Done], i: usize) -> Range<usize> {
+        let queries = &mut self.queries;
+        self.at
+            .entry(i)
+            .or_insert_with(|| {
+                let start = queries.len();
+                queries.extend(done[i].queries.iter().cloned());
+                start..queries.len()
+            })
+            .clone()
     }
 }
 

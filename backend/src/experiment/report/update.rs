@@ -4,7 +4,7 @@
 //! neurons, and as `k` grows on one fixed set of facts.
 
 use super::stats::{estimate, mean};
-use super::{Done, ReportOptions};
+use super::{Done, FactPrompts, ReportOptions};
 use crate::engine::edit::{perplexity_of, rates_of, update_fact, UpdateOptions};
 use crate::engine::edited::{answers_under, Job};
 use crate::engine::intervene::{random_like, Answer};
@@ -145,19 +145,9 @@ pub fn update_facts(
         // (`edited::answers_under`): the prompts are the relation's sampled
         // facts' (the intra sets), the updated facts' own and the inter
         // sample; each edit runs on its own rows, the weights untouched.
-        let mut prompts: Vec<Query> = Vec::new();
-        let mut own: BTreeMap<usize, Range<usize>> = BTreeMap::new();
-        let mut add = |prompts: &mut Vec<Query>, i: usize| {
-            own.entry(i)
-                .or_insert_with(|| {
-                    let start = prompts.len();
-                    prompts.extend(done[i].queries.iter().cloned());
-                    start..prompts.len()
-                })
-                .clone()
-        };
+        let mut prompts = FactPrompts::default();
         for o in (0..done.len()).filter(|&o| done[o].rel == ri && done[o].in_sample) {
-            add(&mut prompts, o);
+            prompts.place(done, o);
         }
         let mut plans: Vec<Planned> = Vec::new();
         for &i in &cands {
@@ -208,7 +198,7 @@ pub fn update_facts(
             }
             plans.push(Planned {
                 fact: i,
-                own: add(&mut prompts, i),
+                own: prompts.place(done, i),
                 new,
                 k,
                 pair,
@@ -218,6 +208,10 @@ pub fn update_facts(
         if plans.is_empty() {
             continue;
         }
+        let FactPrompts {
+            queries: mut prompts,
+            at: own,
+        } = prompts;
         let inter_at: Vec<usize> = (prompts.len()..prompts.len() + inter.len()).collect();
         prompts.extend(inter);
         // Each fact's intra set: the other sampled facts' prompts.
