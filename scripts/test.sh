@@ -22,6 +22,9 @@ cargo clippy -p kn-frontend --target wasm32-unknown-unknown -- -D warnings
 step "Rust tests"
 cargo build -p kn-backend
 cargo test
+# The few tests that read or set something of the whole process (device-read
+# counts, peak memory, libtorch's thread count, HF_HOME): alone, one at a time.
+cargo test -p kn-backend --test it -- --ignored --test-threads=1
 
 step "Browser tests (Playwright + Debian chromium)"
 KN_BIN="$ROOT/target/debug/kn" node --test e2e/

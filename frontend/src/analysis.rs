@@ -8,7 +8,9 @@ use crate::neuron::NeuronCardView;
 use crate::state::{lines, Page};
 use crate::ui::{self, Cell, Download, FieldError, Help, SortTable};
 use crate::{charts, Workbench};
-use kn_shared::{AnalyzeRequest, AnalyzeResponse, InterventionReport, ScoredNeuron};
+use kn_shared::{
+    AnalysisResult, AnalyzeRequest, AnalyzeResponse, InterventionReport, ScoredNeuron,
+};
 use leptos::html;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -51,7 +53,7 @@ pub fn AnalysisSection(page: Page, bench: Workbench, outcome: Outcome) -> impl I
             prompts: lines(&page.prompts.get_untracked()),
             answer_positions: page.answer_positions(),
             steps: page.steps.get_untracked().trim().parse().unwrap_or(0),
-            riemann: "right".into(),
+            riemann: Default::default(),
             t: page.t.get_untracked().trim().parse().unwrap_or(f64::NAN),
             p: page.p.get_untracked().trim().parse().unwrap_or(f64::NAN),
             min_prompts: 1,
@@ -181,6 +183,65 @@ fn neuron_table(ns: &[ScoredNeuron]) -> Vec<(Option<kn_shared::Neuron>, Vec<Cell
         .collect()
 }
 
+/// Rows of a sortable table: the neuron a row selects, and its cells.
+type Rows = Vec<(Option<kn_shared::Neuron>, Vec<Cell>)>;
+
+/// The 15 strongest neurons by mean attribution, whatever the thresholds.
+fn top_neurons(res: &AnalysisResult) -> Rows {
+    let mut top: Vec<(usize, usize, f32, f32)> = res
+        .mean_scores
+        .iter()
+        .enumerate()
+        .flat_map(|(l, row)| row.iter().enumerate().map(move |(i, &v)| (l, i, v)))
+        .map(|(l, i, v)| (l, i, v, res.mean_activations[l][i]))
+        .collect();
+    top.sort_by(|a, b| b.2.total_cmp(&a.2));
+    top.truncate(15);
+    top.into_iter()
+        .map(|(l, i, v, a)| {
+            (
+                Some(kn_shared::Neuron { layer: l, index: i }),
+                vec![
+                    Cell::num(l.to_string(), l as f64),
+                    Cell::num(i.to_string(), i as f64),
+                    Cell::num(ui::value(v as f64), v as f64),
+                    Cell::num(ui::value(a as f64), a as f64),
+                ],
+            )
+        })
+        .collect()
+}
+
+fn prompt_rows(res: &AnalysisResult) -> Rows {
+    res.prompts
+        .iter()
+        .map(|p| {
+            (
+                None,
+                vec![
+                    Cell::text(p.prompt.clone()),
+                    Cell::num(ui::prob(p.p_target), p.p_target),
+                    Cell::num(format!("{:.1e}", p.max_abs_residual), p.max_abs_residual),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Which model the numbers are of: as loaded, or which edit sets.
+fn edits_line(edits: &[String]) -> String {
+    if edits.is_empty() {
+        " · the model as loaded".to_string()
+    } else {
+        format!(
+            " · edited by {} edit set{}: {}",
+            edits.len(),
+            if edits.len() == 1 { "" } else { "s" },
+            edits.join(", ")
+        )
+    }
+}
+
 #[component]
 pub fn AnalysisView(r: AnalyzeResponse, page: Page, rerun: Callback<()>) -> impl IntoView {
     let res = r.result.clone();
@@ -201,6 +262,68 @@ pub fn AnalysisView(r: AnalyzeResponse, page: Page, rerun: Callback<()>) -> impl
         .iter()
         .map(|n| (n.layer, n.index))
         .collect();
+    let json = serde_json::to_string_pretty(&r).unwrap_or_default();
+    let overlap = res.neurons.overlap.len();
+    let permalink = format!("/r/{}", r.id);
+    let headers = vec![
+        "layer",
+        "neuron",
+        "prompts",
+        "mean score",
+        "mean activation",
+    ];
+    let analysis_id = r.id.clone();
+    view! {
+        <div id="analysis">
+            <h2>"Knowledge neurons of " <code>{format!("{:?}", res.request.target)}</code></h2>
+            <p class="meta">
+                {format!("{} · {} prompts · m = {} ({} Riemann sum) · t = {} · p = {} · {:.1} s{}",
+                    res.model.name, res.prompts.len(), res.request.steps, res.request.riemann,
+                    res.neurons.t, res.neurons.p, res.seconds, if r.cached { " · from the store" } else { "" })}
+                <span id="analysis-model-state">{edits_line(&res.request.edits)}</span>
+                " · permalink: " <a id="permalink" href=permalink.clone()>{permalink.clone()}</a>
+                " · " <Download label="all data (JSON)" file=format!("{name}.json") mime="application/json" content=json />
+            </p>
+            {move || stale.get().then(|| view! {
+                <p class="stale" id="stale-notice" role="status">
+                    "These numbers were computed on other edit sets than this page now runs on. "
+                    <button type="button" class="small" id="rerun" on:click=move |_| rerun.run(())>"Re-run on this page's edits"</button>
+                </p>
+            })}
+            <h3>"Prompts " <Help id="residual" text="P(answer): the probability the model gives the answer at the blank. Completeness residual: integrated gradients should sum to P(with the neurons) − P(with them zeroed); the residual is how far they miss, over the worst layer. It shrinks as m grows; a large one means m is too small." /></h3>
+            <SortTable id="prompt-table" headers=vec!["prompt", "P(answer)", "completeness residual"] rows=prompt_rows(&res) />
+            <HeatmapView map=res.mean_scores.clone() marks=kn_marks selected=selected data_name=format!("{name}-heatmap") stale=stale />
+            <NeuronCardView analysis=analysis_id selected=selected />
+            <div class="compare">
+                <div>
+                    <h3>{format!("Knowledge neurons ({})", res.neurons.knowledge.len())}</h3>
+                    <SortTable id="knowledge-table" headers=headers.clone() rows=neuron_table(&res.neurons.knowledge) selected=selected />
+                </div>
+                <div>
+                    <h3>{format!("Activation baseline ({}, t = {})", res.neurons.baseline.len(), ui::value(res.neurons.baseline_t))}
+                        " " <Help id="baseline" text="The paper's baseline: neurons selected from their activation at the blank instead of their attribution, with a threshold tuned so a fact gets 2–5 of them, then refined like the knowledge neurons." /></h3>
+                    <SortTable id="baseline-table" headers=headers.clone() rows=neuron_table(&res.neurons.baseline) selected=selected />
+                </div>
+            </div>
+            <p id="overlap">{format!("Overlap: {overlap} neuron(s) in both sets.")}</p>
+            <details id="top-details">
+                <summary>"Top 15 neurons by mean attribution"</summary>
+                <SortTable id="top-neurons" headers=vec!["layer", "neuron", "mean score", "mean activation"] rows=top_neurons(&res) selected=selected />
+            </details>
+            <EffectsAndLayers res=res name=name selected=selected stale=stale />
+        </div>
+    }
+}
+
+/// The suppress/amplify bars and the layer distribution (the selected
+/// neuron's layer marked), with their numbers in words.
+#[component]
+fn EffectsAndLayers(
+    res: AnalysisResult,
+    name: String,
+    selected: RwSignal<Option<kn_shared::Neuron>>,
+    stale: Signal<bool>,
+) -> impl IntoView {
     let sup = effects(&res.suppress);
     let amp = effects(&res.amplify);
     let groups: Vec<(String, f64, f64)> = sup
@@ -249,130 +372,31 @@ pub fn AnalysisView(r: AnalyzeResponse, page: Page, rerun: Callback<()>) -> impl
         neuron_rows("knowledge", &res.neurons.knowledge),
         neuron_rows("baseline", &res.neurons.baseline)
     );
-    let json = serde_json::to_string_pretty(&r).unwrap_or_default();
-    let overlap = res.neurons.overlap.len();
-    let permalink = format!("/r/{}", r.id);
-    // The 15 strongest neurons by mean attribution, whatever the thresholds.
-    let mut top: Vec<(usize, usize, f32, f32)> = res
-        .mean_scores
-        .iter()
-        .enumerate()
-        .flat_map(|(l, row)| row.iter().enumerate().map(move |(i, &v)| (l, i, v)))
-        .map(|(l, i, v)| (l, i, v, res.mean_activations[l][i]))
-        .collect();
-    top.sort_by(|a, b| b.2.total_cmp(&a.2));
-    top.truncate(15);
-    let top_rows: Vec<_> = top
-        .into_iter()
-        .map(|(l, i, v, a)| {
-            (
-                Some(kn_shared::Neuron { layer: l, index: i }),
-                vec![
-                    Cell::num(l.to_string(), l as f64),
-                    Cell::num(i.to_string(), i as f64),
-                    Cell::num(ui::value(v as f64), v as f64),
-                    Cell::num(ui::value(a as f64), a as f64),
-                ],
-            )
-        })
-        .collect();
-    let prompt_rows: Vec<_> = res
-        .prompts
-        .iter()
-        .map(|p| {
-            (
-                None,
-                vec![
-                    Cell::text(p.prompt.clone()),
-                    Cell::num(ui::prob(p.p_target), p.p_target),
-                    Cell::num(format!("{:.1e}", p.max_abs_residual), p.max_abs_residual),
-                ],
-            )
-        })
-        .collect();
-    let headers = vec![
-        "layer",
-        "neuron",
-        "prompts",
-        "mean score",
-        "mean activation",
-    ];
-    let edits_line = if res.request.edits.is_empty() {
-        " · the model as loaded".to_string()
-    } else {
-        format!(
-            " · edited by {} edit set{}: {}",
-            res.request.edits.len(),
-            if res.request.edits.len() == 1 {
-                ""
-            } else {
-                "s"
-            },
-            res.request.edits.join(", ")
-        )
-    };
-    let analysis_id = r.id.clone();
     let effect_json = serde_json::to_string(&(&res.suppress, &res.amplify)).unwrap_or_default();
     let layers_json = serde_json::to_string(&res.neurons).unwrap_or_default();
+    let effects_name = format!("{name}-effects");
     view! {
-        <div id="analysis">
-            <h2>"Knowledge neurons of " <code>{format!("{:?}", res.request.target)}</code></h2>
-            <p class="meta">
-                {format!("{} · {} prompts · m = {} ({} Riemann sum) · t = {} · p = {} · {:.1} s{}",
-                    res.model.name, res.prompts.len(), res.request.steps, res.request.riemann,
-                    res.neurons.t, res.neurons.p, res.seconds, if r.cached { " · from the store" } else { "" })}
-                <span id="analysis-model-state">{edits_line}</span>
-                " · permalink: " <a id="permalink" href=permalink.clone()>{permalink.clone()}</a>
-                " · " <Download label="all data (JSON)" file=format!("{name}.json") mime="application/json" content=json />
-            </p>
-            {move || stale.get().then(|| view! {
-                <p class="stale" id="stale-notice" role="status">
-                    "These numbers were computed on other edit sets than this page now runs on. "
-                    <button type="button" class="small" id="rerun" on:click=move |_| rerun.run(())>"Re-run on this page's edits"</button>
-                </p>
-            })}
-            <h3>"Prompts " <Help id="residual" text="P(answer): the probability the model gives the answer at the blank. Completeness residual: integrated gradients should sum to P(with the neurons) − P(with them zeroed); the residual is how far they miss, over the worst layer. It shrinks as m grows; a large one means m is too small." /></h3>
-            <SortTable id="prompt-table" headers=vec!["prompt", "P(answer)", "completeness residual"] rows=prompt_rows />
-            <HeatmapView map=res.mean_scores.clone() marks=kn_marks selected=selected data_name=format!("{name}-heatmap") stale=stale />
-            <NeuronCardView analysis=analysis_id selected=selected />
-            <div class="compare">
-                <div>
-                    <h3>{format!("Knowledge neurons ({})", res.neurons.knowledge.len())}</h3>
-                    <SortTable id="knowledge-table" headers=headers.clone() rows=neuron_table(&res.neurons.knowledge) selected=selected />
+        <div class="compare">
+            <figure class="chart" id="effects" class:stale=move || stale.get()>
+                <div class="svg" node_ref=effects_node inner_html=move || effect_plot.get().svg></div>
+                <figcaption>"Suppress and amplify, knowledge vs baseline vs random"
+                    {move || view! { <ui::Exports svg=effect_plot.get().svg data_name=effects_name.clone() csv=effect_csv.clone() json=effect_json.clone() /> }}
+                </figcaption>
+            </figure>
+            <figure class="chart" id="layers" class:stale=move || stale.get()>
+                <div class="plotbox">
+                    <div class="svg" node_ref=layers_node inner_html=move || layer_plot.get().svg></div>
+                    {move || layer_mark().map(|(l, x, y, w, h)| view! {
+                        <div id="layers-selection" class="selection" data-layer=l style=format!("left:{x:.0}px;top:{y:.0}px;width:{w:.0}px;height:{h:.0}px")></div>
+                    })}
                 </div>
-                <div>
-                    <h3>{format!("Activation baseline ({}, t = {})", res.neurons.baseline.len(), ui::value(res.neurons.baseline_t))}
-                        " " <Help id="baseline" text="The paper's baseline: neurons selected from their activation at the blank instead of their attribution, with a threshold tuned so a fact gets 2–5 of them, then refined like the knowledge neurons." /></h3>
-                    <SortTable id="baseline-table" headers=headers.clone() rows=neuron_table(&res.neurons.baseline) selected=selected />
-                </div>
-            </div>
-            <p id="overlap">{format!("Overlap: {overlap} neuron(s) in both sets.")}</p>
-            <details id="top-details">
-                <summary>"Top 15 neurons by mean attribution"</summary>
-                <SortTable id="top-neurons" headers=vec!["layer", "neuron", "mean score", "mean activation"] rows=top_rows selected=selected />
-            </details>
-            <div class="compare">
-                <figure class="chart" id="effects" class:stale=move || stale.get()>
-                    <div class="svg" node_ref=effects_node inner_html=move || effect_plot.get().svg></div>
-                    <figcaption>"Suppress and amplify, knowledge vs baseline vs random"
-                        {move || view! { <ui::Exports svg=effect_plot.get().svg data_name=format!("kn-{}-effects", r.id) csv=effect_csv.clone() json=effect_json.clone() /> }}
-                    </figcaption>
-                </figure>
-                <figure class="chart" id="layers" class:stale=move || stale.get()>
-                    <div class="plotbox">
-                        <div class="svg" node_ref=layers_node inner_html=move || layer_plot.get().svg></div>
-                        {move || layer_mark().map(|(l, x, y, w, h)| view! {
-                            <div id="layers-selection" class="selection" data-layer=l style=format!("left:{x:.0}px;top:{y:.0}px;width:{w:.0}px;height:{h:.0}px")></div>
-                        })}
-                    </div>
-                    <figcaption>"Distribution over layers"
-                        {move || view! { <ui::Exports svg=layer_plot.get().svg data_name=format!("{}-layers", name) csv=neurons_csv.clone() json=layers_json.clone() /> }}
-                    </figcaption>
-                </figure>
-            </div>
-            <p id="effect-numbers">
-                {groups.iter().map(|(n, s, a)| format!("{n}: suppress {s:+.2}%, amplify {a:+.2}%")).collect::<Vec<_>>().join(" · ")}
-            </p>
+                <figcaption>"Distribution over layers"
+                    {move || view! { <ui::Exports svg=layer_plot.get().svg data_name=format!("{}-layers", name) csv=neurons_csv.clone() json=layers_json.clone() /> }}
+                </figcaption>
+            </figure>
         </div>
+        <p id="effect-numbers">
+            {groups.iter().map(|(n, s, a)| format!("{n}: suppress {s:+.2}%, amplify {a:+.2}%")).collect::<Vec<_>>().join(" · ")}
+        </p>
     }
 }

@@ -96,13 +96,14 @@ pub async fn result(
 
 /// A stored analysis, as the analysis view shows it.
 pub fn as_analysis(r: kn_shared::StoredResult) -> Res<kn_shared::AnalyzeResponse> {
-    match r.result {
-        Some(result) => Ok(kn_shared::AnalyzeResponse {
-            id: r.id,
-            cached: r.cached,
-            result,
+    let (id, cached, kind) = (r.id.clone(), r.cached, r.kind());
+    match r.into_parts().1 {
+        kn_shared::ComputeOutput::Analysis(result) => Ok(kn_shared::AnalyzeResponse {
+            id,
+            cached,
+            result: *result,
         }),
-        None => Err(format!("result {} is a {}, not an analysis", r.id, r.kind).into()),
+        _ => Err(format!("result {id} is a {kind}, not an analysis").into()),
     }
 }
 
@@ -131,7 +132,7 @@ pub async fn analyze_job(
         .map_err(|e| Failure::from(e.to_string()))?;
     let status: kn_shared::JobStatus = read(r.send().await).await?;
     on_status(status.clone());
-    let computed = status.state != "done";
+    let computed = status.state != kn_shared::JobState::Done;
     if computed {
         succeeded(follow(&status.id, &on_status).await?)?;
     }
@@ -152,17 +153,14 @@ pub async fn methods_job(
         .map_err(|e| Failure::from(e.to_string()))?;
     let status: kn_shared::JobStatus = read(r.send().await).await?;
     on_status(status.clone());
-    if status.state != "done" {
+    if status.state != kn_shared::JobState::Done {
         succeeded(follow(&status.id, &on_status).await?)?;
     }
     let stored = result(&status.id, &on_status).await?;
-    match stored.methods {
-        Some(m) => Ok((stored.id, m)),
-        None => Err(format!(
-            "result {} is a {}, not a comparison",
-            stored.id, stored.kind
-        )
-        .into()),
+    let (id, kind) = (stored.id.clone(), stored.kind());
+    match stored.into_parts().1 {
+        kn_shared::ComputeOutput::Methods(m) => Ok((id, *m)),
+        _ => Err(format!("result {id} is a {kind}, not a comparison").into()),
     }
 }
 
@@ -193,7 +191,7 @@ async fn follow(id: &str, on_status: &impl Fn(kn_shared::JobStatus)) -> Res<kn_s
 
 /// A final status, or its error in words.
 fn succeeded(s: kn_shared::JobStatus) -> Res<kn_shared::JobStatus> {
-    if s.state == "done" {
+    if s.state == kn_shared::JobState::Done {
         Ok(s)
     } else {
         Err(s
@@ -274,7 +272,8 @@ async fn edit_job(
         // Already stored: the outcome is in the store.
         None => result(&done.id, &on_status)
             .await?
-            .edit
+            .edit()
+            .cloned()
             .ok_or_else(|| Failure::from("the finished job carries no edit")),
     }
 }

@@ -585,22 +585,7 @@ pub fn heatmap(
             .y_desc("layer")
             .draw();
         (out.plot.x, out.plot.y) = geometry(&chart, (lo as f64, hi as f64), y);
-        let cells = (0..layers).flat_map(|l| {
-            let mut b = lo;
-            let mut v = Vec::new();
-            while b < hi {
-                let e = (b + per_bin).min(hi);
-                if let Some(c) = cell(map, l, b, e) {
-                    v.push(Rectangle::new(
-                        [(b as f64, l as f64 - 0.5), (e as f64, l as f64 + 0.5)],
-                        diverging(c.max as f64 / scale).filled(),
-                    ));
-                }
-                b = e;
-            }
-            v
-        });
-        let _ = chart.draw_series(cells);
+        let _ = chart.draw_series(heat_cells(map, (lo, hi), per_bin, scale));
         for l in (0..layers).filter(|l| l % ystep == 0 || l + 1 == layers) {
             let (px, py) = out.plot.to_px(lo as f64, l as f64);
             label(
@@ -618,39 +603,78 @@ pub fn heatmap(
                 Circle::new((x, l as f64), 6, ShapeStyle::from(&BLACK).stroke_width(2))
             },
         ));
-        // The colour bar: −scale (blue) … 0 (white) … +scale (red).
-        let (y0, y1) = (out.plot.y.0 as i32, out.plot.y.1 as i32);
-        let steps = 48;
-        for k in 0..steps {
-            let v = 1.0 - 2.0 * (k as f64 + 0.5) / steps as f64;
-            let a = y0 + (y1 - y0) * k / steps;
-            let b = y0 + (y1 - y0) * (k + 1) / steps;
-            let _ = right.draw(&Rectangle::new(
-                [(8, a), (24, b + 1)],
-                diverging(v).filled(),
-            ));
-        }
-        let _ = right.draw(&Rectangle::new([(8, y0), (24, y1)], BLACK.stroke_width(1)));
-        for (v, at) in [(scale, y0), (0.0, (y0 + y1) / 2), (-scale, y1)] {
-            label(
-                &right,
-                &format_value(v),
-                (28, at),
-                Pos::new(HPos::Left, VPos::Center),
-                TEXT - 1,
-            );
-        }
-        label(
+        colour_bar(
             &right,
+            (out.plot.y.0 as i32, out.plot.y.1 as i32),
+            scale,
             units,
-            (4, y1 + 20),
-            Pos::new(HPos::Left, VPos::Top),
-            TEXT - 1,
         );
         let _ = root.present();
     }
     out.plot.svg = svg;
     out
+}
+
+/// Every layer's cells over neurons `lo..hi`, `per_bin` neurons to a cell,
+/// coloured by the cell's value of largest magnitude against `scale`.
+fn heat_cells(
+    map: &[Vec<f32>],
+    (lo, hi): (usize, usize),
+    per_bin: usize,
+    scale: f64,
+) -> Vec<Rectangle<(f64, f64)>> {
+    let mut out = Vec::new();
+    for l in 0..map.len() {
+        let mut b = lo;
+        while b < hi {
+            let e = (b + per_bin).min(hi);
+            if let Some(c) = cell(map, l, b, e) {
+                out.push(Rectangle::new(
+                    [(b as f64, l as f64 - 0.5), (e as f64, l as f64 + 0.5)],
+                    diverging(c.max as f64 / scale).filled(),
+                ));
+            }
+            b = e;
+        }
+    }
+    out
+}
+
+/// The colour bar from the plot's top `y0` to its bottom `y1`: +scale (red)
+/// … 0 (white) … −scale (blue), its three values and its units.
+fn colour_bar(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    (y0, y1): (i32, i32),
+    scale: f64,
+    units: &str,
+) {
+    let steps = 48;
+    for k in 0..steps {
+        let v = 1.0 - 2.0 * (k as f64 + 0.5) / steps as f64;
+        let a = y0 + (y1 - y0) * k / steps;
+        let b = y0 + (y1 - y0) * (k + 1) / steps;
+        let _ = area.draw(&Rectangle::new(
+            [(8, a), (24, b + 1)],
+            diverging(v).filled(),
+        ));
+    }
+    let _ = area.draw(&Rectangle::new([(8, y0), (24, y1)], BLACK.stroke_width(1)));
+    for (v, at) in [(scale, y0), (0.0, (y0 + y1) / 2), (-scale, y1)] {
+        label(
+            area,
+            &format_value(v),
+            (28, at),
+            Pos::new(HPos::Left, VPos::Center),
+            TEXT - 1,
+        );
+    }
+    label(
+        area,
+        units,
+        (4, y1 + 20),
+        Pos::new(HPos::Left, VPos::Top),
+        TEXT - 1,
+    );
 }
 
 /// A number in a fixed, readable form: 4 significant digits, without an

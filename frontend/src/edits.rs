@@ -39,160 +39,55 @@ fn eval_lines(text: &str) -> Result<Vec<EvalPrompt>, Failure> {
         .collect()
 }
 
-#[component]
-pub fn Edits(page: Page, bench: Workbench, outcome: Outcome) -> impl IntoView {
-    let busy = RwSignal::new(None::<&'static str>);
-    let job = RwSignal::new(None::<kn_shared::JobStatus>);
-    let model_name = move || Some(page.model.get_untracked()).filter(|m| !m.is_empty());
-    // A new edit was made on top of the page's edits: it joins them.
-    let made = move |form: &'static str, r: Result<EditResponse, Failure>| {
+/// The edit forms' shared state: which form is working, its job's progress,
+/// and the last outcome (shown under the form it came from).
+#[derive(Clone, Copy)]
+struct EditForms {
+    page: Page,
+    outcome: Outcome,
+    busy: RwSignal<Option<&'static str>>,
+    job: RwSignal<Option<kn_shared::JobStatus>>,
+}
+
+impl EditForms {
+    fn model_name(self) -> Option<String> {
+        Some(self.page.model.get_untracked()).filter(|m| !m.is_empty())
+    }
+
+    fn disabled(self) -> bool {
+        self.busy.get().is_some()
+    }
+
+    fn start(self, form: &'static str) {
+        self.busy.set(Some(form));
+        self.outcome.set(None);
+        ui::scroll_to(&format!("{form}-result"));
+    }
+
+    fn failed(self, form: &'static str, e: Failure) {
+        self.outcome.set(Some((form, Err(e))));
+    }
+
+    /// A new edit was made on top of the page's edits: it joins them.
+    fn made(self, form: &'static str, r: Result<EditResponse, Failure>) {
         if let Ok(e) = &r {
             let edit = e.edit.clone();
-            page.edits.update(|list| {
+            self.page.edits.update(|list| {
                 if !list.iter().any(|x| x.id == edit.id) {
                     list.push(edit);
                 }
             });
         }
-        outcome.set(Some((form, r)));
-        busy.set(None);
+        self.outcome.set(Some((form, r)));
+        self.busy.set(None);
         ui::scroll_to(&format!("{form}-result"));
-    };
-    let start = move |form: &'static str| {
-        busy.set(Some(form));
-        outcome.set(None);
-        ui::scroll_to(&format!("{form}-result"));
-    };
-    let num = |s: RwSignal<String>| s.get_untracked().trim().parse::<f64>().unwrap_or(f64::NAN);
+    }
 
-    let update = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let target = page.target.get_untracked().trim().to_string();
-        if target.is_empty() {
-            bench.target_error.set(Some(
-                "Give the current answer t above: the update replaces it.".into(),
-            ));
-            ui::scroll_to("fact-bar");
-            return;
-        }
-        let eval = match eval_lines(&page.eval.get_untracked()) {
-            Ok(e) => e,
-            Err(e) => return outcome.set(Some(("update", Err(e)))),
-        };
-        let req = UpdateFactRequest {
-            model: model_name(),
-            target,
-            new_target: page.new_target.get_untracked().trim().into(),
-            prompts: lines(&page.prompts.get_untracked()),
-            k: page.k.get_untracked().trim().parse().unwrap_or(0),
-            lambda1: num(page.lambda1),
-            lambda2: num(page.lambda2),
-            norm_scaled: page.norm_scaled.get_untracked() == "1",
-            steps: page.steps.get_untracked().trim().parse().unwrap_or(20),
-            eval,
-            edits: page.edit_ids(),
-        };
-        if req.new_target.is_empty() {
-            return outcome.set(Some(("update", Err("Give the new answer t′.".into()))));
-        }
-        start("update");
-        spawn_local(async move {
-            let r = api::update_fact_job(&req, move |s| job.set(Some(s))).await;
-            job.set(None);
-            made("update", r);
-        });
-    };
-    let erase = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let neurons: Result<Vec<Neuron>, String> = page
-            .erase_neurons
-            .get_untracked()
-            .split([',', ' '])
-            .filter(|s| !s.trim().is_empty())
-            .map(str::parse)
-            .collect();
-        let neurons = match neurons {
-            Ok(n) => n,
-            Err(e) => return outcome.set(Some(("erase", Err(e.into())))),
-        };
-        let eval = match eval_lines(&page.eval.get_untracked()) {
-            Ok(e) => e,
-            Err(e) => return outcome.set(Some(("erase", Err(e)))),
-        };
-        let req = EraseRequest {
-            model: model_name(),
-            neurons,
-            with: page.erase_with.get_untracked(),
-            eval,
-            edits: page.edit_ids(),
-        };
-        start("erase");
-        spawn_local(async move {
-            let r = api::erase(&req).await;
-            made("erase", r);
-        });
-    };
-    let erase_rel = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let req = EraseRelationRequest {
-            model: model_name(),
-            relation: page.erase_relation.get_untracked().trim().to_string(),
-            facts: page.erase_facts.get_untracked().trim().parse().unwrap_or(0),
-            seed: 0,
-            top: page.erase_top.get_untracked().trim().parse().unwrap_or(0),
-            steps: 20,
-            with: page.erase_with.get_untracked(),
-            edits: page.edit_ids(),
-        };
-        start("erase-relation");
-        spawn_local(async move {
-            let r = api::erase_relation_job(&req, move |s| job.set(Some(s))).await;
-            job.set(None);
-            made("erase-relation", r);
-        });
-    };
-    // Undo: the page stops naming the set (and the sets made on top of it,
-    // which expect its values under them).
-    let undo = move |id: String| {
-        page.edits.update(|list| {
-            if let Some(i) = list.iter().position(|e| e.id == id) {
-                list.truncate(i);
-            }
-        })
-    };
-    let upload = move |ev: leptos::ev::Event| {
-        use wasm_bindgen::JsCast;
-        let Some(input) = ev
-            .target()
-            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
-        else {
-            return;
-        };
-        let Some(file) = input.files().and_then(|f| f.get(0)) else {
-            return;
-        };
-        input.set_value("");
-        spawn_local(async move {
-            let text = wasm_bindgen_futures::JsFuture::from(file.text())
-                .await
-                .ok()
-                .and_then(|v| v.as_string());
-            let r = match text {
-                Some(t) => api::upload_edit_set(t).await,
-                None => Err("could not read the file".into()),
-            };
-            match r {
-                Ok(e) => page.edits.update(|list| {
-                    if !list.iter().any(|x| x.id == e.id) {
-                        list.push(e);
-                    }
-                }),
-                Err(e) => outcome.set(Some(("upload", Err(format!("upload: {e}").into())))),
-            }
-        });
-    };
-    // The progress and the result of `form`, shown directly under it.
-    let under = move |form: &'static str| {
+    /// The progress and the result of `form`, shown directly under it.
+    fn under(self, form: &'static str) -> impl IntoView {
+        let EditForms {
+            outcome, busy, job, ..
+        } = self;
         view! {
             <div id=format!("{form}-result") class="under">
                 {move || (busy.get() == Some(form)).then(|| {
@@ -206,78 +101,264 @@ pub fn Edits(page: Page, bench: Workbench, outcome: Outcome) -> impl IntoView {
                 })}
             </div>
         }
+    }
+}
+
+fn number(s: RwSignal<String>) -> f64 {
+    s.get_untracked().trim().parse::<f64>().unwrap_or(f64::NAN)
+}
+
+/// The update form's request, or what to fix (an empty answer is the fact
+/// bar's to say).
+fn update_request(forms: EditForms, target: String) -> Result<UpdateFactRequest, Failure> {
+    let page = forms.page;
+    let req = UpdateFactRequest {
+        model: forms.model_name(),
+        target,
+        new_target: page.new_target.get_untracked().trim().into(),
+        prompts: lines(&page.prompts.get_untracked()),
+        k: page.k.get_untracked().trim().parse().unwrap_or(0),
+        lambda1: number(page.lambda1),
+        lambda2: number(page.lambda2),
+        norm_scaled: page.norm_scaled.get_untracked() == "1",
+        steps: page.steps.get_untracked().trim().parse().unwrap_or(20),
+        eval: eval_lines(&page.eval.get_untracked())?,
+        edits: page.edit_ids(),
     };
-    let disabled = move || busy.get().is_some();
+    if req.new_target.is_empty() {
+        return Err("Give the new answer t′.".into());
+    }
+    Ok(req)
+}
+
+fn erase_request(forms: EditForms) -> Result<EraseRequest, Failure> {
+    let page = forms.page;
+    let neurons: Vec<Neuron> = page
+        .erase_neurons
+        .get_untracked()
+        .split([',', ' '])
+        .filter(|s| !s.trim().is_empty())
+        .map(str::parse)
+        .collect::<Result<_, String>>()?;
+    Ok(EraseRequest {
+        model: forms.model_name(),
+        neurons,
+        with: page.erase_with.get_untracked(),
+        eval: eval_lines(&page.eval.get_untracked())?,
+        edits: page.edit_ids(),
+    })
+}
+
+fn erase_relation_request(forms: EditForms) -> EraseRelationRequest {
+    let page = forms.page;
+    EraseRelationRequest {
+        model: forms.model_name(),
+        relation: page.erase_relation.get_untracked().trim().to_string(),
+        facts: page.erase_facts.get_untracked().trim().parse().unwrap_or(0),
+        seed: 0,
+        top: page.erase_top.get_untracked().trim().parse().unwrap_or(0),
+        steps: 20,
+        with: page.erase_with.get_untracked(),
+        edits: page.edit_ids(),
+    }
+}
+
+#[component]
+pub fn Edits(page: Page, bench: Workbench, outcome: Outcome) -> impl IntoView {
+    let forms = EditForms {
+        page,
+        outcome,
+        busy: RwSignal::new(None),
+        job: RwSignal::new(None),
+    };
     view! {
         <section class="panel wide" id="edit-section" aria-labelledby="edit-title">
             <h2 id="edit-title">"Edit"</h2>
             <div class="compare">
-                <form id="update-form" novalidate on:submit=update>
-                    <h3>"Update the fact (answer → new answer)"</h3>
-                    <p class="hint">"Uses the answer and the paraphrases above; edits the value slots of the top-k knowledge neurons: v := v − λ1·e(t) + λ2·e(t′)."</p>
-                    <label for="new-target">"New answer t′"</label>
-                    <input id="new-target" type="text" placeholder="e.g. London" prop:value=move || page.new_target.get() on:input=move |ev| page.new_target.set(event_target_value(&ev)) />
-                    <div class="row3">
-                        <div><label for="k">"k " <Help id="k" text="How many of the fact's knowledge neurons are edited, strongest first (the paper: 4)." /></label><input id="k" type="number" min="1" prop:value=move || page.k.get() on:input=move |ev| page.k.set(event_target_value(&ev)) /></div>
-                        <div><label for="lambda1">"λ1"</label><input id="lambda1" type="number" step="any" prop:value=move || page.lambda1.get() on:input=move |ev| page.lambda1.set(event_target_value(&ev)) /></div>
-                        <div><label for="lambda2">"λ2 " <Help id="lambda" text="How much of the old answer's embedding is taken out (λ1) and of the new one's put in (λ2). The paper uses λ1 = 1, λ2 = 8, which can wreck a small model's perplexity: try λ2 = 1, or the norm-scaled option." /></label><input id="lambda2" type="number" step="any" prop:value=move || page.lambda2.get() on:input=move |ev| page.lambda2.set(event_target_value(&ev)) /></div>
-                    </div>
-                    <label class="check"><input id="norm-scaled" type="checkbox" prop:checked=move || page.norm_scaled.get() == "1"
-                        on:change=move |ev| page.norm_scaled.set(if event_target_checked(&ev) { "1".into() } else { String::new() }) />" rescale embeddings to the slot's norm (the authors' code)"</label>
-                    <label for="eval">"Side-effect prompts for perplexity (prompt | answer, one per line)"</label>
-                    <textarea id="eval" rows="3" prop:value=move || page.eval.get() on:input=move |ev| page.eval.set(event_target_value(&ev)) on:keydown=ui::submit_on_ctrl_enter></textarea>
-                    <button id="update" type="submit" disabled=disabled>"Update fact"</button>
-                    {under("update")}
-                </form>
-                <form id="erase-form" novalidate on:submit=erase>
-                    <h3>"Erase neurons"</h3>
-                    <label for="erase-neurons">"Neurons (LAYER:INDEX, comma-separated)"</label>
-                    <input id="erase-neurons" type="text" placeholder="e.g. L29:1066, L29:1285" prop:value=move || page.erase_neurons.get() on:input=move |ev| page.erase_neurons.set(event_target_value(&ev)) />
-                    <label for="erase-with">"Set their value slots to"</label>
-                    <select id="erase-with" prop:value=move || page.erase_with.get() on:change=move |ev| page.erase_with.set(event_target_value(&ev))>
-                        <option value="zero">"zero (the paper)"</option>
-                        <option value="unk">"the [UNK] embedding"</option>
-                    </select>
-                    <p class="hint">"Perplexity is measured on the side-effect prompts of the update form."</p>
-                    <button id="erase" type="submit" disabled=disabled>"Erase"</button>
-                    {under("erase")}
-                </form>
+                <UpdateForm forms=forms bench=bench />
+                <EraseForm forms=forms />
             </div>
-            <form id="erase-relation-form" novalidate on:submit=erase_rel>
-                <h3>"Erase a relation"</h3>
-                <p class="hint">"Finds the knowledge neurons of a seeded sample of the relation's facts and erases the most frequent (20 in the paper), as a job; reports perplexity and accuracy on the relation and on others."</p>
-                <div class="row3">
-                    <div><label for="erase-relation">"Relation"</label><input id="erase-relation" type="text" prop:value=move || page.erase_relation.get() on:input=move |ev| page.erase_relation.set(event_target_value(&ev)) /></div>
-                    <div><label for="erase-facts">"Facts sampled"</label><input id="erase-facts" type="number" min="1" max="50" prop:value=move || page.erase_facts.get() on:input=move |ev| page.erase_facts.set(event_target_value(&ev)) /></div>
-                    <div><label for="erase-top">"Neurons erased"</label><input id="erase-top" type="number" min="1" prop:value=move || page.erase_top.get() on:input=move |ev| page.erase_top.set(event_target_value(&ev)) /></div>
-                </div>
-                <button id="erase-relation-run" type="submit" disabled=disabled>"Erase relation"</button>
-                {under("erase-relation")}
-            </form>
-            <h3>"This page's edits"</h3>
-            <p class="hint">"Every request of this page runs on these edit sets, in order; they live in the page's address, so a link carries them and other pages never see them."</p>
-            <ul id="edits">
-                {move || {
-                    let list = page.edits.get();
-                    if list.is_empty() {
-                        return view! { <li class="muted">"None: the model is as loaded."</li> }.into_any();
-                    }
-                    list.into_iter().map(|e| {
-                        let id = e.id.clone();
-                        view! {
-                            <li>
-                                {e.description.clone()} " "
-                                <a href=format!("/api/edit-sets/{}", e.id) download=format!("edit-{}.json", e.id)>"download"</a> " "
-                                <button type="button" class="undo" on:click=move |_| undo(id.clone())>"Undo"</button>
-                            </li>
-                        }
-                    }).collect_view().into_any()
-                }}
-            </ul>
-            <label for="edit-upload">"Add a saved edit set (JSON)"</label>
-            <input id="edit-upload" type="file" accept="application/json,.json" on:change=upload />
-            {under("upload")}
+            <EraseRelationForm forms=forms />
+            <EditList forms=forms />
         </section>
+    }
+}
+
+#[component]
+fn UpdateForm(forms: EditForms, bench: Workbench) -> impl IntoView {
+    let page = forms.page;
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let target = page.target.get_untracked().trim().to_string();
+        if target.is_empty() {
+            bench.target_error.set(Some(
+                "Give the current answer t above: the update replaces it.".into(),
+            ));
+            ui::scroll_to("fact-bar");
+            return;
+        }
+        let req = match update_request(forms, target) {
+            Ok(r) => r,
+            Err(e) => return forms.failed("update", e),
+        };
+        forms.start("update");
+        spawn_local(async move {
+            let r = api::update_fact_job(&req, move |s| forms.job.set(Some(s))).await;
+            forms.job.set(None);
+            forms.made("update", r);
+        });
+    };
+    view! {
+        <form id="update-form" novalidate on:submit=submit>
+            <h3>"Update the fact (answer → new answer)"</h3>
+            <p class="hint">"Uses the answer and the paraphrases above; edits the value slots of the top-k knowledge neurons: v := v − λ1·e(t) + λ2·e(t′)."</p>
+            <label for="new-target">"New answer t′"</label>
+            <input id="new-target" type="text" placeholder="e.g. London" prop:value=move || page.new_target.get() on:input=move |ev| page.new_target.set(event_target_value(&ev)) />
+            <div class="row3">
+                <div><label for="k">"k " <Help id="k" text="How many of the fact's knowledge neurons are edited, strongest first (the paper: 4)." /></label><input id="k" type="number" min="1" prop:value=move || page.k.get() on:input=move |ev| page.k.set(event_target_value(&ev)) /></div>
+                <div><label for="lambda1">"λ1"</label><input id="lambda1" type="number" step="any" prop:value=move || page.lambda1.get() on:input=move |ev| page.lambda1.set(event_target_value(&ev)) /></div>
+                <div><label for="lambda2">"λ2 " <Help id="lambda" text="How much of the old answer's embedding is taken out (λ1) and of the new one's put in (λ2). The paper uses λ1 = 1, λ2 = 8, which can wreck a small model's perplexity: try λ2 = 1, or the norm-scaled option." /></label><input id="lambda2" type="number" step="any" prop:value=move || page.lambda2.get() on:input=move |ev| page.lambda2.set(event_target_value(&ev)) /></div>
+            </div>
+            <label class="check"><input id="norm-scaled" type="checkbox" prop:checked=move || page.norm_scaled.get() == "1"
+                on:change=move |ev| page.norm_scaled.set(if event_target_checked(&ev) { "1".into() } else { String::new() }) />" rescale embeddings to the slot's norm (the authors' code)"</label>
+            <label for="eval">"Side-effect prompts for perplexity (prompt | answer, one per line)"</label>
+            <textarea id="eval" rows="3" prop:value=move || page.eval.get() on:input=move |ev| page.eval.set(event_target_value(&ev)) on:keydown=ui::submit_on_ctrl_enter></textarea>
+            <button id="update" type="submit" disabled=move || forms.disabled()>"Update fact"</button>
+            {forms.under("update")}
+        </form>
+    }
+}
+
+#[component]
+fn EraseForm(forms: EditForms) -> impl IntoView {
+    let page = forms.page;
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let req = match erase_request(forms) {
+            Ok(r) => r,
+            Err(e) => return forms.failed("erase", e),
+        };
+        forms.start("erase");
+        spawn_local(async move {
+            let r = api::erase(&req).await;
+            forms.made("erase", r);
+        });
+    };
+    view! {
+        <form id="erase-form" novalidate on:submit=submit>
+            <h3>"Erase neurons"</h3>
+            <label for="erase-neurons">"Neurons (LAYER:INDEX, comma-separated)"</label>
+            <input id="erase-neurons" type="text" placeholder="e.g. L29:1066, L29:1285" prop:value=move || page.erase_neurons.get() on:input=move |ev| page.erase_neurons.set(event_target_value(&ev)) />
+            <label for="erase-with">"Set their value slots to"</label>
+            <select id="erase-with" prop:value=move || page.erase_with.get() on:change=move |ev| page.erase_with.set(event_target_value(&ev))>
+                <option value="zero">"zero (the paper)"</option>
+                <option value="unk">"the [UNK] embedding"</option>
+            </select>
+            <p class="hint">"Perplexity is measured on the side-effect prompts of the update form."</p>
+            <button id="erase" type="submit" disabled=move || forms.disabled()>"Erase"</button>
+            {forms.under("erase")}
+        </form>
+    }
+}
+
+#[component]
+fn EraseRelationForm(forms: EditForms) -> impl IntoView {
+    let page = forms.page;
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let req = erase_relation_request(forms);
+        forms.start("erase-relation");
+        spawn_local(async move {
+            let r = api::erase_relation_job(&req, move |s| forms.job.set(Some(s))).await;
+            forms.job.set(None);
+            forms.made("erase-relation", r);
+        });
+    };
+    view! {
+        <form id="erase-relation-form" novalidate on:submit=submit>
+            <h3>"Erase a relation"</h3>
+            <p class="hint">"Finds the knowledge neurons of a seeded sample of the relation's facts and erases the most frequent (20 in the paper), as a job; reports perplexity and accuracy on the relation and on others."</p>
+            <div class="row3">
+                <div><label for="erase-relation">"Relation"</label><input id="erase-relation" type="text" prop:value=move || page.erase_relation.get() on:input=move |ev| page.erase_relation.set(event_target_value(&ev)) /></div>
+                <div><label for="erase-facts">"Facts sampled"</label><input id="erase-facts" type="number" min="1" max="50" prop:value=move || page.erase_facts.get() on:input=move |ev| page.erase_facts.set(event_target_value(&ev)) /></div>
+                <div><label for="erase-top">"Neurons erased"</label><input id="erase-top" type="number" min="1" prop:value=move || page.erase_top.get() on:input=move |ev| page.erase_top.set(event_target_value(&ev)) /></div>
+            </div>
+            <button id="erase-relation-run" type="submit" disabled=move || forms.disabled()>"Erase relation"</button>
+            {forms.under("erase-relation")}
+        </form>
+    }
+}
+
+/// Read a chosen edit-set file and add it to the page's edits.
+fn upload(forms: EditForms, ev: leptos::ev::Event) {
+    use wasm_bindgen::JsCast;
+    let Some(input) = ev
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+    else {
+        return;
+    };
+    let Some(file) = input.files().and_then(|f| f.get(0)) else {
+        return;
+    };
+    input.set_value("");
+    spawn_local(async move {
+        let text = wasm_bindgen_futures::JsFuture::from(file.text())
+            .await
+            .ok()
+            .and_then(|v| v.as_string());
+        let r = match text {
+            Some(t) => api::upload_edit_set(t).await,
+            None => Err("could not read the file".into()),
+        };
+        match r {
+            Ok(e) => forms.page.edits.update(|list| {
+                if !list.iter().any(|x| x.id == e.id) {
+                    list.push(e);
+                }
+            }),
+            Err(e) => forms.failed("upload", format!("upload: {e}").into()),
+        }
+    });
+}
+
+/// The page's edit sets, with download and undo, and an upload.
+#[component]
+fn EditList(forms: EditForms) -> impl IntoView {
+    let page = forms.page;
+    // Undo: the page stops naming the set (and the sets made on top of it,
+    // which expect its values under them).
+    let undo = move |id: String| {
+        page.edits.update(|list| {
+            if let Some(i) = list.iter().position(|e| e.id == id) {
+                list.truncate(i);
+            }
+        })
+    };
+    view! {
+        <h3>"This page's edits"</h3>
+        <p class="hint">"Every request of this page runs on these edit sets, in order; they live in the page's address, so a link carries them and other pages never see them."</p>
+        <ul id="edits">
+            {move || {
+                let list = page.edits.get();
+                if list.is_empty() {
+                    return view! { <li class="muted">"None: the model is as loaded."</li> }.into_any();
+                }
+                list.into_iter().map(|e| {
+                    let id = e.id.clone();
+                    view! {
+                        <li>
+                            {e.description.clone()} " "
+                            <a href=format!("/api/edit-sets/{}", e.id) download=format!("edit-{}.json", e.id)>"download"</a> " "
+                            <button type="button" class="undo" on:click=move |_| undo(id.clone())>"Undo"</button>
+                        </li>
+                    }
+                }).collect_view().into_any()
+            }}
+        </ul>
+        <label for="edit-upload">"Add a saved edit set (JSON)"</label>
+        <input id="edit-upload" type="file" accept="application/json,.json" on:change=move |ev| upload(forms, ev) />
+        {forms.under("upload")}
     }
 }
 

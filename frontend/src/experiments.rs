@@ -110,75 +110,10 @@ fn Report(r: ExperimentReport) -> impl IntoView {
             }
         })
         .collect_view();
-    let est = kn_shared::experiment::estimate_text;
-    let methods = r.methods.clone().map(|m| {
-        let rows = m
-            .rows
-            .iter()
-            .map(|x| {
-                view! {
-                    <tr>
-                        <td>{x.method.clone()}</td>
-                        <td class="num">{format!("{} ({})", est(&x.neurons_per_fact, false), x.empty)}</td>
-                        <td class="num">{est(&x.suppress, true)}</td>
-                        <td class="num">{est(&x.amplify, true)}</td>
-                        <td class="num">{est(&x.suppress_top_k, true)}</td>
-                        <td class="num">{est(&x.amplify_top_k, true)}</td>
-                        <td class="num">{est(&x.unrelated_top_k, true)}</td>
-                        <td class="num">{format!("{:.2}", x.seconds_per_fact)}</td>
-                        <td class="num">{format!("{:.1}", x.gflop_per_fact)}</td>
-                    </tr>
-                }
-            })
-            .collect_view();
-        view! {
-            <h3>"Attribution methods compared"</h3>
-            <p>{format!("{} facts ({} per relation); top {} neurons by mean score; 95% intervals over facts.", m.facts, m.per_relation, m.k)}</p>
-            <div class="scroll"><table id="methods-at-scale">
-                <thead><tr><th>"method"</th><th class="num">"refined neurons/fact (empty)"</th><th class="num">"suppress refined"</th><th class="num">"amplify refined"</th>
-                    <th class="num">"suppress top k"</th><th class="num">"amplify top k"</th><th class="num">"top k, unrelated"</th><th class="num">"s/fact"</th><th class="num">"GFLOP/fact"</th></tr></thead>
-                <tbody>{rows}</tbody>
-            </table></div>
-            {(!m.by_relation.is_empty()).then(|| {
-                let names: Vec<String> = m.rows.iter().map(|x| x.method.clone()).collect();
-                let head = names
-                    .iter()
-                    .map(|n| view! { <th class="num">{format!("{n}: suppress / amplify refined")}</th> })
-                    .collect_view();
-                let per = names.len().max(1);
-                let body = m
-                    .by_relation
-                    .chunks(per)
-                    .map(|chunk| {
-                        let cells = chunk
-                            .iter()
-                            .map(|x| view! {
-                                <td class="num">{format!("{} / {}", est(&x.suppress, true), est(&x.amplify, true))}</td>
-                            })
-                            .collect_view();
-                        view! {
-                            <tr><td>{chunk[0].relation.clone()}</td><td class="num">{chunk[0].facts}</td>{cells}</tr>
-                        }
-                    })
-                    .collect_view();
-                view! {
-                    <details id="methods-by-relation">
-                        <summary>"Per relation (95% intervals over the relation's facts)"</summary>
-                        <div class="scroll"><table>
-                            <thead><tr><th>"relation"</th><th class="num">"facts"</th>{head}</tr></thead>
-                            <tbody>{body}</tbody>
-                        </table></div>
-                    </details>
-                }
-            })}
-            {(m.multi_token_facts > 0).then(|| view! {
-                <p id="methods-multi-token">{format!(
-                    "{} of the {} facts have answers of several tokens (read piece by piece). Suppressing the top {} on those alone: {}.",
-                    m.multi_token_facts, m.facts, m.k,
-                    m.rows.iter().map(|x| format!("{} {}", x.method, est(&x.suppress_top_k_multi_token, true))).collect::<Vec<_>>().join(", "))}</p>
-            })}
-        }
-    });
+    let methods = r
+        .methods
+        .clone()
+        .map(|m| view! { <MethodsAtScaleView m=m /> });
     let charts = report_charts(&r)
         .into_iter()
         .map(|ch| {
@@ -227,5 +162,84 @@ fn Report(r: ExperimentReport) -> impl IntoView {
             <h3>"Charts"</h3>
             {charts}
         </section>
+    }
+}
+
+/// The methods lab over the run's facts: one row per method.
+#[component]
+fn MethodsAtScaleView(m: kn_shared::experiment::MethodsAtScale) -> impl IntoView {
+    let est = kn_shared::experiment::estimate_text;
+
+    let rows = m
+        .rows
+        .iter()
+        .map(|x| {
+            view! {
+                <tr>
+                    <td>{x.method.clone()}</td>
+                    <td class="num">{format!("{} ({})", est(&x.neurons_per_fact, false), x.empty)}</td>
+                    <td class="num">{est(&x.suppress, true)}</td>
+                    <td class="num">{est(&x.amplify, true)}</td>
+                    <td class="num">{est(&x.suppress_top_k, true)}</td>
+                    <td class="num">{est(&x.amplify_top_k, true)}</td>
+                    <td class="num">{est(&x.unrelated_top_k, true)}</td>
+                    <td class="num">{format!("{:.2}", x.seconds_per_fact)}</td>
+                    <td class="num">{format!("{:.1}", x.gflop_per_fact)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <h3>"Attribution methods compared"</h3>
+        <p>{format!("{} facts ({} per relation); top {} neurons by mean score; 95% intervals over facts.", m.facts, m.per_relation, m.k)}</p>
+        <div class="scroll"><table id="methods-at-scale">
+            <thead><tr><th>"method"</th><th class="num">"refined neurons/fact (empty)"</th><th class="num">"suppress refined"</th><th class="num">"amplify refined"</th>
+                <th class="num">"suppress top k"</th><th class="num">"amplify top k"</th><th class="num">"top k, unrelated"</th><th class="num">"s/fact"</th><th class="num">"GFLOP/fact"</th></tr></thead>
+            <tbody>{rows}</tbody>
+        </table></div>
+        {(!m.by_relation.is_empty()).then(|| view! { <MethodsByRelation m=m.clone() /> })}
+        {(m.multi_token_facts > 0).then(|| view! {
+            <p id="methods-multi-token">{format!(
+                "{} of the {} facts have answers of several tokens (read piece by piece). Suppressing the top {} on those alone: {}.",
+                m.multi_token_facts, m.facts, m.k,
+                m.rows.iter().map(|x| format!("{} {}", x.method, est(&x.suppress_top_k_multi_token, true))).collect::<Vec<_>>().join(", "))}</p>
+        })}
+    }
+}
+
+/// The methods' effects per relation, in a fold-out.
+#[component]
+fn MethodsByRelation(m: kn_shared::experiment::MethodsAtScale) -> impl IntoView {
+    let est = kn_shared::experiment::estimate_text;
+
+    let names: Vec<String> = m.rows.iter().map(|x| x.method.clone()).collect();
+    let head = names
+        .iter()
+        .map(|n| view! { <th class="num">{format!("{n}: suppress / amplify refined")}</th> })
+        .collect_view();
+    let per = names.len().max(1);
+    let body = m
+        .by_relation
+        .chunks(per)
+        .map(|chunk| {
+            let cells = chunk
+                .iter()
+                .map(|x| view! {
+                    <td class="num">{format!("{} / {}", est(&x.suppress, true), est(&x.amplify, true))}</td>
+                })
+                .collect_view();
+            view! {
+                <tr><td>{chunk[0].relation.clone()}</td><td class="num">{chunk[0].facts}</td>{cells}</tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <details id="methods-by-relation">
+            <summary>"Per relation (95% intervals over the relation's facts)"</summary>
+            <div class="scroll"><table>
+                <thead><tr><th>"relation"</th><th class="num">"facts"</th>{head}</tr></thead>
+                <tbody>{body}</tbody>
+            </table></div>
+        </details>
     }
 }

@@ -54,26 +54,7 @@ pub fn HeatmapView(
         if let Some((start, _)) = brush.get_untracked() {
             brush.set(Some((start, x)));
         }
-        let text = map.with_value(|m| h.cell(m, x, y)).map(|c| {
-            if c.hi - c.lo == 1 {
-                format!(
-                    "layer {} · neuron {} · score {}",
-                    c.layer,
-                    c.lo,
-                    ui::value(c.max as f64)
-                )
-            } else {
-                format!(
-                    "layer {} · neurons {}–{} · max {} (neuron {}) · mean {}",
-                    c.layer,
-                    c.lo,
-                    c.hi - 1,
-                    ui::value(c.max as f64),
-                    c.argmax,
-                    ui::value(c.mean as f64)
-                )
-            }
-        });
+        let text = map.with_value(|m| h.cell(m, x, y)).map(|c| describe(&c));
         tooltip.set(text.map(|t| (ox + 14.0, oy + 14.0, t)));
     };
     let on_down = move |ev: leptos::ev::MouseEvent| {
@@ -107,60 +88,16 @@ pub fn HeatmapView(
         }
         brush.set(None);
     };
-    let zoom_selected = move |_| {
-        if let Some(n) = selected.get_untracked() {
-            let lo = n.index.saturating_sub(32);
-            zoom.set((lo, (lo + 64).min(d_ff)));
-        }
-    };
-    let csv: String = map.with_value(|m| {
-        std::iter::once("layer,neuron,score\n".to_string())
-            .chain(m.iter().enumerate().flat_map(|(l, row)| {
-                row.iter()
-                    .enumerate()
-                    .map(move |(i, v)| format!("{l},{i},{v}\n"))
-            }))
-            .collect()
-    });
+    let csv: String = map.with_value(|m| map_csv(m));
     let json = map.with_value(|m| serde_json::to_string(m).unwrap_or_default());
     // Where the selected neuron is drawn, in px of the displayed SVG.
     let selection = move || {
         let n = selected.get()?;
-        let h = drawn.get();
-        if n.index < h.lo || n.index >= h.hi || n.layer >= h.layers {
-            return None;
-        }
-        let b = h.lo + (n.index - h.lo) / h.per_bin * h.per_bin;
-        let (x0, y0) = h.plot.to_px(b as f64, n.layer as f64 + 0.5);
-        let (x1, y1) = h
-            .plot
-            .to_px((b + h.per_bin).min(h.hi) as f64, n.layer as f64 - 0.5);
-        let k = width.get() as f64 / h.plot.width.max(1) as f64;
-        Some((
-            n,
-            x0 * k,
-            y0 * k,
-            (x1 - x0).max(2.0) * k,
-            (y1 - y0).max(2.0) * k,
-        ))
+        selection_box(&drawn.get(), n, width.get()).map(|b| (n, b))
     };
     view! {
         <figure class="chart heatmap" id="heatmap" class:stale=move || stale.get()>
-            <div class="zoombar">
-                <span id="heatmap-range">{move || {
-                    let h = drawn.get();
-                    format!("neurons {}–{} of {d_ff}{}", h.lo, h.hi.saturating_sub(1),
-                        if h.per_bin > 1 { format!(", {} per cell", h.per_bin) } else { ", one per cell".into() })
-                }}</span>
-                " "
-                <ui::Help id="heatmap" text="Each cell shows the largest-magnitude integrated-gradients score (averaged over the prompts) among the neurons it covers; red raises P(answer), blue lowers it. Hover a cell for its layer, neurons, max and mean; click to select its strongest neuron; drag across to zoom in." />
-                {move || (zoom.get() != (0, d_ff)).then(|| view! {
-                    <button type="button" class="small" id="heatmap-reset" on:click=move |_| zoom.set((0, d_ff))>"Show all neurons"</button>
-                })}
-                {move || selected.get().map(|_| view! {
-                    <button type="button" class="small" id="heatmap-zoom-selected" on:click=zoom_selected>"Zoom to the selected neuron"</button>
-                })}
-            </div>
+            <ZoomBar drawn=drawn zoom=zoom selected=selected d_ff=d_ff />
             <div class="plotbox">
             <div class="svg interactive" node_ref=node inner_html=move || drawn.get().plot.svg
                 on:mousemove=on_move on:mouseleave=move |_| { tooltip.set(None); brush.set(None); }
@@ -169,13 +106,10 @@ pub fn HeatmapView(
                 <div id="heatmap-tooltip" class="tooltip" style=format!("left:{x:.0}px;top:{y:.0}px")>{t}</div>
             })}
             {move || brush.get().filter(|(a, b)| (a - b).abs() >= 1.0).map(|(a, b)| {
-                let h = drawn.get_untracked();
-                let k = width.get_untracked() as f64 / h.plot.width.max(1) as f64;
-                let (x0, y0) = h.plot.to_px(a.min(b), h.layers as f64 - 0.5);
-                let (x1, y1) = h.plot.to_px(a.max(b), -0.5);
-                view! { <div id="heatmap-brush" class="brush" style=format!("left:{:.0}px;top:{:.0}px;width:{:.0}px;height:{:.0}px", x0 * k, y0 * k, (x1 - x0) * k, (y1 - y0) * k)></div> }
+                let (x, y, w, h) = brush_box(&drawn.get_untracked(), (a, b), width.get_untracked());
+                view! { <div id="heatmap-brush" class="brush" style=format!("left:{x:.0}px;top:{y:.0}px;width:{w:.0}px;height:{h:.0}px")></div> }
             })}
-            {move || selection().map(|(n, x, y, w, h)| view! {
+            {move || selection().map(|(n, (x, y, w, h))| view! {
                 <div id="heatmap-selection" class="selection" data-layer=n.layer data-index=n.index
                     style=format!("left:{x:.0}px;top:{y:.0}px;width:{w:.0}px;height:{h:.0}px")></div>
             })}
@@ -185,4 +119,100 @@ pub fn HeatmapView(
             </figcaption>
         </figure>
     }
+}
+
+/// A cell's tooltip: its layer and neurons, its largest score (and where) and
+/// its mean.
+fn describe(c: &charts::Cell) -> String {
+    if c.hi - c.lo == 1 {
+        format!(
+            "layer {} · neuron {} · score {}",
+            c.layer,
+            c.lo,
+            ui::value(c.max as f64)
+        )
+    } else {
+        format!(
+            "layer {} · neurons {}–{} · max {} (neuron {}) · mean {}",
+            c.layer,
+            c.lo,
+            c.hi - 1,
+            ui::value(c.max as f64),
+            c.argmax,
+            ui::value(c.mean as f64)
+        )
+    }
+}
+
+/// The map as `layer,neuron,score` rows.
+fn map_csv(m: &[Vec<f32>]) -> String {
+    std::iter::once("layer,neuron,score\n".to_string())
+        .chain(m.iter().enumerate().flat_map(|(l, row)| {
+            row.iter()
+                .enumerate()
+                .map(move |(i, v)| format!("{l},{i},{v}\n"))
+        }))
+        .collect()
+}
+
+/// Where neuron `n` is drawn (left, top, width, height in px of the
+/// displayed SVG, `width` px wide), when it is in view.
+fn selection_box(h: &Heatmap, n: Neuron, width: u32) -> Option<(f64, f64, f64, f64)> {
+    if n.index < h.lo || n.index >= h.hi || n.layer >= h.layers {
+        return None;
+    }
+    let b = h.lo + (n.index - h.lo) / h.per_bin * h.per_bin;
+    let (x0, y0) = h.plot.to_px(b as f64, n.layer as f64 + 0.5);
+    let (x1, y1) = h
+        .plot
+        .to_px((b + h.per_bin).min(h.hi) as f64, n.layer as f64 - 0.5);
+    let k = width as f64 / h.plot.width.max(1) as f64;
+    Some((
+        x0 * k,
+        y0 * k,
+        (x1 - x0).max(2.0) * k,
+        (y1 - y0).max(2.0) * k,
+    ))
+}
+
+/// The neuron range shown, and the buttons that change it.
+#[component]
+fn ZoomBar(
+    drawn: Memo<Heatmap>,
+    zoom: RwSignal<(usize, usize)>,
+    selected: RwSignal<Option<Neuron>>,
+    d_ff: usize,
+) -> impl IntoView {
+    let zoom_selected = move |_| {
+        if let Some(n) = selected.get_untracked() {
+            let lo = n.index.saturating_sub(32);
+            zoom.set((lo, (lo + 64).min(d_ff)));
+        }
+    };
+    view! {
+        <div class="zoombar">
+            <span id="heatmap-range">{move || {
+                let h = drawn.get();
+                format!("neurons {}–{} of {d_ff}{}", h.lo, h.hi.saturating_sub(1),
+                    if h.per_bin > 1 { format!(", {} per cell", h.per_bin) } else { ", one per cell".into() })
+            }}</span>
+            " "
+            <ui::Help id="heatmap" text="Each cell shows the largest-magnitude integrated-gradients score (averaged over the prompts) among the neurons it covers; red raises P(answer), blue lowers it. Hover a cell for its layer, neurons, max and mean; click to select its strongest neuron; drag across to zoom in." />
+            {move || (zoom.get() != (0, d_ff)).then(|| view! {
+                <button type="button" class="small" id="heatmap-reset" on:click=move |_| zoom.set((0, d_ff))>"Show all neurons"</button>
+            })}
+            {move || selected.get().map(|_| view! {
+                <button type="button" class="small" id="heatmap-zoom-selected" on:click=zoom_selected>"Zoom to the selected neuron"</button>
+            })}
+        </div>
+    }
+}
+
+/// The box a drag from `a` to `b` (neuron coordinates) covers, in px of the
+/// displayed SVG.
+fn brush_box(h: &Heatmap, (a, b): (f64, f64), width: u32) -> (f64, f64, f64, f64) {
+    let k = width as f64 / h.plot.width.max(1) as f64;
+    let (x0, y0) = h.plot.to_px(a.min(b), h.layers as f64 - 0.5);
+    let (x1, y1) = h.plot.to_px(a.max(b), -0.5);
+    (x0 * k, y0 * k, (x1 - x0) * k, (y1 - y0) * k)
 }

@@ -14,9 +14,10 @@ mod dataset;
 mod edits;
 mod experiments;
 mod heatmap;
-mod methods;
+mod methods_view;
 mod neuron;
 mod png;
+mod restore;
 mod state;
 mod ui;
 
@@ -105,104 +106,43 @@ fn load_edits(edits: RwSignal<Vec<ActiveEdit>>, ids: Vec<String>) {
     }
 }
 
-/// Fill the forms from a stored result's request (a permalink).
-fn restore(page: Page, kind: &str, req: &serde_json::Value) {
-    let text = |k: &str| req.get(k).and_then(|v| v.as_str()).map(String::from);
-    let num = |k: &str| req.get(k).filter(|v| v.is_number()).map(|v| v.to_string());
-    for (key, sig) in [("model", page.model), ("target", page.target)] {
-        if let Some(v) = text(key) {
-            sig.set(v);
+/// Where the studio shows each kind of result.
+#[derive(Clone, Copy)]
+struct Outcomes {
+    analysis: analysis::Outcome,
+    edit: edits::Outcome,
+    methods: methods_view::Outcome,
+}
+
+/// Show a stored result where its kind belongs, its request in the forms;
+/// returns the edit sets the page continues on (those it ran on, and a
+/// shared edit's own).
+fn open_stored(page: Page, views: Outcomes, r: kn_shared::StoredResult) -> Vec<String> {
+    restore::restore(page, r.request());
+    let mut ran_on = r.request().edits().to_vec();
+    let id = r.id.clone();
+    let (_, output) = r.into_parts();
+    match output {
+        kn_shared::ComputeOutput::Analysis(result) => {
+            views.analysis.set(Some(Ok(kn_shared::AnalyzeResponse {
+                id,
+                cached: true,
+                result: *result,
+            })));
+            ui::scroll_to("analysis");
+        }
+        kn_shared::ComputeOutput::Methods(m) => {
+            views.methods.set(Some(Ok((id, *m))));
+            ui::scroll_to("methods-result");
+        }
+        kn_shared::ComputeOutput::Edit(e) => {
+            // A shared edit: the page continues on the edited model.
+            ran_on.push(e.edit.id.clone());
+            views.edit.set(Some(("link", Ok(*e))));
+            ui::scroll_to("update-result");
         }
     }
-    if let Some(ps) = req.get("prompts").and_then(|v| v.as_array()) {
-        let lines: Vec<&str> = ps.iter().filter_map(|p| p.as_str()).collect();
-        page.prompts.set(lines.join("\n"));
-        if let Some(first) = lines.first() {
-            page.prompt.set(first.to_string());
-        }
-    }
-    let numbers: &[(&str, RwSignal<String>)] = match kind {
-        "analyze" => &[("steps", page.steps), ("t", page.t), ("p", page.p)],
-        "update" => &[
-            ("steps", page.steps),
-            ("k", page.k),
-            ("lambda1", page.lambda1),
-            ("lambda2", page.lambda2),
-        ],
-        "erase-relation" => &[("facts", page.erase_facts), ("top", page.erase_top)],
-        "methods" => &[("steps", page.steps), ("t", page.t), ("p", page.p)],
-        _ => &[],
-    };
-    for (key, sig) in numbers {
-        if let Some(v) = num(key) {
-            sig.set(v);
-        }
-    }
-    if let Some(v) = text("new_target") {
-        page.new_target.set(v);
-    }
-    if matches!(kind, "analyze" | "methods") {
-        // Left out of stored requests when it is the default.
-        page.positions
-            .set(text("answer_positions").unwrap_or_else(|| "all".into()));
-    }
-    if let Some(v) = req.get("norm_scaled").and_then(|v| v.as_bool()) {
-        page.norm_scaled
-            .set(if v { "1".into() } else { String::new() });
-    }
-    if kind == "methods" {
-        let list = |k: &str| -> Option<Vec<String>> {
-            Some(
-                req.get(k)?
-                    .as_array()?
-                    .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .map(String::from)
-                            .unwrap_or_else(|| v.to_string())
-                    })
-                    .collect(),
-            )
-        };
-        if let Some(ms) = list("methods") {
-            page.methods.set(ms.join(","));
-        }
-        if let Some(ks) = list("ks") {
-            page.ks.set(ks.join(","));
-        }
-        page.unrelated_target
-            .set(text("unrelated_target").unwrap_or_default());
-        if let Some(ps) = list("unrelated_prompts") {
-            page.unrelated_prompts.set(ps.join("\n"));
-        }
-    }
-    if let Some(v) = text("relation") {
-        page.erase_relation.set(v);
-    }
-    if let Some(v) = text("with") {
-        page.erase_with.set(v);
-    }
-    if let Some(ns) = req.get("neurons").and_then(|v| v.as_array()) {
-        let list: Vec<String> = ns
-            .iter()
-            .filter_map(|n| serde_json::from_value::<kn_shared::Neuron>(n.clone()).ok())
-            .map(|n| n.to_string())
-            .collect();
-        page.erase_neurons.set(list.join(", "));
-    }
-    if let Some(ev) = req.get("eval").and_then(|v| v.as_array()) {
-        let list: Vec<String> = ev
-            .iter()
-            .filter_map(|e| {
-                Some(format!(
-                    "{} | {}",
-                    e.get("prompt")?.as_str()?,
-                    e.get("target")?.as_str()?
-                ))
-            })
-            .collect();
-        page.eval.set(list.join("\n"));
-    }
+    ran_on
 }
 
 #[component]
@@ -216,7 +156,7 @@ fn App() -> impl IntoView {
     let models_error = RwSignal::new(None::<String>);
     let analysis: analysis::Outcome = RwSignal::new(None);
     let edit_outcome: edits::Outcome = RwSignal::new(None);
-    let methods_outcome: methods::Outcome = RwSignal::new(None);
+    let methods_outcome: methods_view::Outcome = RwSignal::new(None);
     let url_edits = Page::url_edits();
     load_edits(page.edits, url_edits.clone());
     page.sync_url();
@@ -227,33 +167,16 @@ fn App() -> impl IntoView {
         .and_then(|p| p.strip_prefix("/r/").map(str::to_string))
     {
         let keep_url_edits = !url_edits.is_empty();
+        let views = Outcomes {
+            analysis,
+            edit: edit_outcome,
+            methods: methods_outcome,
+        };
         spawn_local(async move {
             match api::result(&id, |_| {}).await {
                 Err(e) => analysis.set(Some(Err(e))),
                 Ok(r) => {
-                    restore(page, &r.kind, &r.request);
-                    let mut ran_on: Vec<String> = r
-                        .request
-                        .get("edits")
-                        .and_then(|v| v.as_array())
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|x| x.as_str().map(String::from))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    if r.kind == "analyze" {
-                        analysis.set(Some(api::as_analysis(r)));
-                        ui::scroll_to("analysis");
-                    } else if let Some(m) = r.methods {
-                        methods_outcome.set(Some(Ok((r.id.clone(), m))));
-                        ui::scroll_to("methods-result");
-                    } else if let Some(e) = r.edit {
-                        // A shared edit: the page continues on the edited model.
-                        ran_on.push(e.edit.id.clone());
-                        edit_outcome.set(Some(("link", Ok(e))));
-                        ui::scroll_to("update-result");
-                    }
+                    let ran_on = open_stored(page, views, r);
                     if !keep_url_edits {
                         load_edits(page.edits, ran_on);
                     }
@@ -339,7 +262,7 @@ fn App() -> impl IntoView {
             <ask::Ask page=page bench=bench />
             <dataset::Dataset form=page causal=Signal::derive(move || bench.selected().is_some_and(|m| !m.masked)) />
             <analysis::AnalysisSection page=page bench=bench outcome=analysis />
-            <methods::MethodsSection page=page bench=bench outcome=methods_outcome />
+            <methods_view::MethodsSection page=page bench=bench outcome=methods_outcome />
             <edits::Edits page=page bench=bench outcome=edit_outcome />
         </main>
     }

@@ -13,45 +13,73 @@ pub const DEFAULT_METHODS: &str =
 pub const DEFAULT_UNRELATED: &str =
     "The capital of Germany is [MASK].\nGermany's capital is [MASK].";
 
-/// Every form field as a signal (text, as the inputs hold it).
-#[derive(Clone, Copy)]
-pub struct Page {
-    pub model: RwSignal<String>,
+/// Declares the page's text fields once: each field's signal, its key in the
+/// address and its default. `Page`, [`Page::fields`] and [`Page::from_url`]
+/// come from the one list, so a new field is one line.
+macro_rules! page_fields {
+    ($( $(#[doc = $doc:expr])* $field:ident : $key:literal = $default:expr ),* $(,)?) => {
+        /// Every form field as a signal (text, as the inputs hold it), the
+        /// page's edit sets and the selected neuron.
+        #[derive(Clone, Copy)]
+        pub struct Page {
+            $( $(#[doc = $doc])* pub $field: RwSignal<String>, )*
+            /// The edit sets this page runs on, oldest first (`edits=id,id`).
+            pub edits: RwSignal<Vec<ActiveEdit>>,
+            /// The neuron selected in a table or the heatmap (`neuron=L3:12`).
+            pub neuron: RwSignal<Option<Neuron>>,
+        }
+
+        impl Page {
+            /// `(url key, default, signal)` of every text field.
+            pub fn fields(&self) -> Vec<(&'static str, &'static str, RwSignal<String>)> {
+                vec![ $( ($key, $default, self.$field), )* ]
+            }
+
+            /// The page as its address describes it.
+            pub fn from_url() -> Page {
+                Page {
+                    $( $field: RwSignal::new(param($key).unwrap_or_else(|| $default.to_string())), )*
+                    edits: RwSignal::new(Vec::new()),
+                    neuron: RwSignal::new(param("neuron").and_then(|n| n.parse().ok())),
+                }
+            }
+        }
+    };
+}
+
+page_fields! {
+    model: "model" = "",
     /// The answer every action uses (predict, analyse, update).
-    pub target: RwSignal<String>,
+    target: "target" = "Paris",
     /// Where a multi-token answer's neurons are read: `all` or `first`.
-    pub positions: RwSignal<String>,
-    pub prompt: RwSignal<String>,
-    pub top_k: RwSignal<String>,
-    pub prompts: RwSignal<String>,
-    pub steps: RwSignal<String>,
-    pub t: RwSignal<String>,
-    pub p: RwSignal<String>,
-    pub new_target: RwSignal<String>,
-    pub k: RwSignal<String>,
-    pub lambda1: RwSignal<String>,
-    pub lambda2: RwSignal<String>,
+    positions: "positions" = "all",
+    prompt: "prompt" = "The capital of France is [MASK].",
+    top_k: "top_k" = "10",
+    prompts: "prompts" = DEFAULT_PROMPTS,
+    steps: "steps" = "20",
+    t: "t" = "0.2",
+    p: "p" = "0.7",
+    new_target: "new_target" = "",
+    k: "k" = "4",
+    lambda1: "lambda1" = "1",
+    lambda2: "lambda2" = "8",
     /// `1` when checked.
-    pub norm_scaled: RwSignal<String>,
-    pub eval: RwSignal<String>,
-    pub erase_neurons: RwSignal<String>,
-    pub erase_with: RwSignal<String>,
-    pub erase_relation: RwSignal<String>,
-    pub erase_facts: RwSignal<String>,
-    pub erase_top: RwSignal<String>,
+    norm_scaled: "norm_scaled" = "",
+    eval: "eval" = "",
+    erase_neurons: "erase_neurons" = "",
+    erase_with: "erase_with" = "zero",
+    erase_relation: "erase_relation" = "P36",
+    erase_facts: "erase_facts" = "10",
+    erase_top: "erase_top" = "20",
     /// The dataset browser's relation and search.
-    pub relation: RwSignal<String>,
-    pub search: RwSignal<String>,
+    relation: "relation" = "P36",
+    search: "q" = "",
     /// The methods lab: methods (comma-separated), k values, and an unrelated
     /// fact (answer and prompts) for specificity.
-    pub methods: RwSignal<String>,
-    pub ks: RwSignal<String>,
-    pub unrelated_target: RwSignal<String>,
-    pub unrelated_prompts: RwSignal<String>,
-    /// The edit sets this page runs on, oldest first (`edits=id,id`).
-    pub edits: RwSignal<Vec<ActiveEdit>>,
-    /// The neuron selected in a table or the heatmap (`neuron=L3:12`).
-    pub neuron: RwSignal<Option<Neuron>>,
+    methods: "methods" = DEFAULT_METHODS,
+    ks: "ks" = "1,2,5,10,20",
+    unrelated_target: "unrelated_target" = "Berlin",
+    unrelated_prompts: "unrelated_prompts" = DEFAULT_UNRELATED,
 }
 
 fn param(key: &str) -> Option<String> {
@@ -62,81 +90,6 @@ fn param(key: &str) -> Option<String> {
 }
 
 impl Page {
-    /// `(url key, default, signal)` of every text field.
-    pub fn fields(&self) -> [(&'static str, &'static str, RwSignal<String>); 26] {
-        [
-            ("model", "", self.model),
-            ("target", "Paris", self.target),
-            ("positions", "all", self.positions),
-            ("prompt", "The capital of France is [MASK].", self.prompt),
-            ("top_k", "10", self.top_k),
-            ("prompts", DEFAULT_PROMPTS, self.prompts),
-            ("steps", "20", self.steps),
-            ("t", "0.2", self.t),
-            ("p", "0.7", self.p),
-            ("new_target", "", self.new_target),
-            ("k", "4", self.k),
-            ("lambda1", "1", self.lambda1),
-            ("lambda2", "8", self.lambda2),
-            ("norm_scaled", "", self.norm_scaled),
-            ("eval", "", self.eval),
-            ("erase_neurons", "", self.erase_neurons),
-            ("erase_with", "zero", self.erase_with),
-            ("erase_relation", "P36", self.erase_relation),
-            ("erase_facts", "10", self.erase_facts),
-            ("erase_top", "20", self.erase_top),
-            ("relation", "P36", self.relation),
-            ("q", "", self.search),
-            ("methods", DEFAULT_METHODS, self.methods),
-            ("ks", "1,2,5,10,20", self.ks),
-            ("unrelated_target", "Berlin", self.unrelated_target),
-            (
-                "unrelated_prompts",
-                DEFAULT_UNRELATED,
-                self.unrelated_prompts,
-            ),
-        ]
-    }
-
-    /// The page as its address describes it.
-    pub fn from_url() -> Page {
-        let s = || RwSignal::new(String::new());
-        let page = Page {
-            model: s(),
-            target: s(),
-            positions: s(),
-            prompt: s(),
-            top_k: s(),
-            prompts: s(),
-            steps: s(),
-            t: s(),
-            p: s(),
-            new_target: s(),
-            k: s(),
-            lambda1: s(),
-            lambda2: s(),
-            norm_scaled: s(),
-            eval: s(),
-            erase_neurons: s(),
-            erase_with: s(),
-            erase_relation: s(),
-            erase_facts: s(),
-            erase_top: s(),
-            relation: s(),
-            search: s(),
-            methods: s(),
-            ks: s(),
-            unrelated_target: s(),
-            unrelated_prompts: s(),
-            edits: RwSignal::new(Vec::new()),
-            neuron: RwSignal::new(param("neuron").and_then(|n| n.parse().ok())),
-        };
-        for (key, default, sig) in page.fields() {
-            sig.set(param(key).unwrap_or_else(|| default.to_string()));
-        }
-        page
-    }
-
     /// The answer positions the form names (`all` unless it says `first`).
     pub fn answer_positions(&self) -> kn_shared::AnswerPositions {
         self.positions.get_untracked().parse().unwrap_or_default()

@@ -147,41 +147,55 @@ fn chart(
 
 /// The report's charts, in the order the report shows them.
 pub fn report_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart> {
+    let mut out = vec![
+        effect_chart(r, "suppress", |x| &x.suppress),
+        effect_chart(r, "amplify", |x| &x.amplify),
+        layers_chart(r),
+    ];
+    out.extend(bingrel_chart(r));
+    out.extend(update_charts(r));
+    out.extend(erase_chart(r));
+    out
+}
+
+/// Suppress or amplify per relation: knowledge, baseline and random neurons.
+fn effect_chart(
+    r: &crate::experiment::ExperimentReport,
+    name: &'static str,
+    pick: fn(&crate::experiment::RelationRow) -> &crate::experiment::Effects,
+) -> ReportChart {
     let pct = |v: Option<f64>| v.map(|x| 100.0 * x);
     let rel_names: Vec<String> = r.relations.iter().map(|x| x.id.clone()).collect();
-    let effect_chart =
-        |name, pick: fn(&crate::experiment::RelationRow) -> &crate::experiment::Effects| {
-            chart(
-                name,
-                "change of P(answer) (%)",
-                rel_names.clone(),
-                vec![
-                    Series {
-                        name: "knowledge",
-                        values: r.relations.iter().map(|x| pct(pick(x).knowledge)).collect(),
-                    },
-                    Series {
-                        name: "baseline",
-                        values: r.relations.iter().map(|x| pct(pick(x).baseline)).collect(),
-                    },
-                    Series {
-                        name: "random",
-                        values: r.relations.iter().map(|x| pct(pick(x).random)).collect(),
-                    },
-                ],
-            )
-        };
-    let mut out = vec![
-        effect_chart("suppress", |x| &x.suppress),
-        effect_chart("amplify", |x| &x.amplify),
-    ];
+    chart(
+        name,
+        "change of P(answer) (%)",
+        rel_names,
+        vec![
+            Series {
+                name: "knowledge",
+                values: r.relations.iter().map(|x| pct(pick(x).knowledge)).collect(),
+            },
+            Series {
+                name: "baseline",
+                values: r.relations.iter().map(|x| pct(pick(x).baseline)).collect(),
+            },
+            Series {
+                name: "random",
+                values: r.relations.iter().map(|x| pct(pick(x).random)).collect(),
+            },
+        ],
+    )
+}
+
+/// Each layer's share of the knowledge and baseline neurons.
+fn layers_chart(r: &crate::experiment::ExperimentReport) -> ReportChart {
     let share = |v: &[usize]| {
         let total = v.iter().sum::<usize>().max(1) as f64;
         v.iter()
             .map(|&c| Some(100.0 * c as f64 / total))
             .collect::<Vec<_>>()
     };
-    out.push(chart(
+    chart(
         "layers",
         "share of neurons (%)",
         (0..r.layers).map(|l| l.to_string()).collect(),
@@ -195,98 +209,103 @@ pub fn report_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart
                 values: share(&r.baseline.per_layer),
             },
         ],
-    ));
-    if let Some(b) = &r.bingrel {
-        let g = |a: &crate::experiment::ActivationGroups| {
-            vec![Some(a.expressing), Some(a.head_only), Some(a.other_prompts)]
-        };
-        out.push(chart(
-            "bingrel",
-            "activation",
-            vec![
-                "knowledge-expressing".into(),
-                "head only".into(),
-                "other prompts".into(),
-            ],
-            vec![
-                Series {
-                    name: "knowledge",
-                    values: g(&b.knowledge),
-                },
-                Series {
-                    name: "baseline",
-                    values: g(&b.baseline),
-                },
-            ],
-        ));
-    }
-    if let Some(u) = &r.update {
-        out.push(chart(
+    )
+}
+
+fn bingrel_chart(r: &crate::experiment::ExperimentReport) -> Option<ReportChart> {
+    let b = r.bingrel.as_ref()?;
+    let g = |a: &crate::experiment::ActivationGroups| {
+        vec![Some(a.expressing), Some(a.head_only), Some(a.other_prompts)]
+    };
+    Some(chart(
+        "bingrel",
+        "activation",
+        vec![
+            "knowledge-expressing".into(),
+            "head only".into(),
+            "other prompts".into(),
+        ],
+        vec![
+            Series {
+                name: "knowledge",
+                values: g(&b.knowledge),
+            },
+            Series {
+                name: "baseline",
+                values: g(&b.baseline),
+            },
+        ],
+    ))
+}
+
+/// The updates' rates, and their sweep over k.
+fn update_charts(r: &crate::experiment::ExperimentReport) -> Vec<ReportChart> {
+    let Some(u) = &r.update else {
+        return Vec::new();
+    };
+    let rates = |m: &crate::experiment::UpdateMetrics| {
+        vec![Some(100.0 * m.change_rate), Some(100.0 * m.success_rate)]
+    };
+    let sweep = |f: fn(&crate::experiment::KRates) -> f64| {
+        u.k_sweep.iter().map(|k| Some(100.0 * f(k))).collect()
+    };
+    vec![
+        chart(
             "update",
             "rate (%)",
             vec!["change rate".into(), "success rate".into()],
             vec![
                 Series {
                     name: "knowledge",
-                    values: vec![
-                        Some(100.0 * u.knowledge.change_rate),
-                        Some(100.0 * u.knowledge.success_rate),
-                    ],
+                    values: rates(&u.knowledge),
                 },
                 Series {
                     name: "random",
-                    values: vec![
-                        Some(100.0 * u.random.change_rate),
-                        Some(100.0 * u.random.success_rate),
-                    ],
+                    values: rates(&u.random),
                 },
             ],
-        ));
-        out.push(chart(
+        ),
+        chart(
             "update_k",
             "rate (%)",
             u.k_sweep.iter().map(|k| format!("k = {}", k.k)).collect(),
             vec![
                 Series {
                     name: "change",
-                    values: u
-                        .k_sweep
-                        .iter()
-                        .map(|k| Some(100.0 * k.change_rate))
-                        .collect(),
+                    values: sweep(|k| k.change_rate),
                 },
                 Series {
                     name: "success",
-                    values: u
-                        .k_sweep
-                        .iter()
-                        .map(|k| Some(100.0 * k.success_rate))
-                        .collect(),
+                    values: sweep(|k| k.success_rate),
                 },
             ],
-        ));
+        ),
+    ]
+}
+
+/// Each erasure's perplexity ratio on its relation and on the others.
+fn erase_chart(r: &crate::experiment::ExperimentReport) -> Option<ReportChart> {
+    if r.erase.is_empty() {
+        return None;
     }
-    if !r.erase.is_empty() {
-        let ratio = |p: &crate::experiment::PplAcc| {
-            (p.prompts > 0 && p.ppl_before > 0.0).then(|| p.ppl_after / p.ppl_before)
-        };
-        out.push(chart(
-            "erase",
-            "perplexity ratio",
-            r.erase.iter().map(|e| e.relation.clone()).collect(),
-            vec![
-                Series {
-                    name: "erased relation",
-                    values: r.erase.iter().map(|e| ratio(&e.intra)).collect(),
-                },
-                Series {
-                    name: "other relations",
-                    values: r.erase.iter().map(|e| ratio(&e.inter)).collect(),
-                },
-            ],
-        ));
-    }
-    out
+    let ratio = |p: &crate::experiment::PplAcc| {
+        (p.prompts > 0 && p.ppl_before > 0.0).then(|| p.ppl_after / p.ppl_before)
+    };
+    Some(chart(
+        "erase",
+        "perplexity ratio",
+        r.erase.iter().map(|e| e.relation.clone()).collect(),
+        vec![
+            Series {
+                name: "erased relation",
+                values: r.erase.iter().map(|e| ratio(&e.intra)).collect(),
+            },
+            Series {
+                name: "other relations",
+                values: r.erase.iter().map(|e| ratio(&e.inter)).collect(),
+            },
+        ],
+    ))
 }
 
 #[cfg(test)]

@@ -12,6 +12,108 @@ use serde::{Deserialize, Serialize};
 pub mod charts;
 pub mod experiment;
 pub mod methods;
+pub mod stored;
+
+pub use stored::{
+    ComputeOutput, ComputeRequest, KindMismatch, ResultKind, StoredResult, StoredResultJson,
+};
+
+/// The architectures `kn` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// BERT masked LM: the blank is the `[MASK]` token.
+    Bert,
+    /// GPT-2 causal LM: the blank is the next token after the prompt.
+    Gpt2,
+    /// Llama family causal LM (Llama, Mistral, Qwen2, SmolLM).
+    Llama,
+}
+
+impl Arch {
+    /// Masked LMs read the blank at the mask token; causal LMs after the last token.
+    pub fn is_masked(self) -> bool {
+        match self {
+            Arch::Bert => true,
+            Arch::Gpt2 | Arch::Llama => false,
+        }
+    }
+
+    /// The name in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Bert => "bert",
+            Arch::Gpt2 => "gpt2",
+            Arch::Llama => "llama",
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which end of each step's interval the Riemann sum of integrated gradients
+/// evaluates: SPEC's `k = 1..m` (`right`, the paper) or `k = 0..m−1` (`left`,
+/// the authors' code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Riemann {
+    /// `k = 1..m`, the paper's.
+    #[default]
+    Right,
+    /// `k = 0..m−1`, the authors' code.
+    Left,
+}
+
+impl Riemann {
+    pub fn name(self) -> &'static str {
+        match self {
+            Riemann::Right => "right",
+            Riemann::Left => "left",
+        }
+    }
+}
+
+impl std::fmt::Display for Riemann {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Riemann {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "right" => Ok(Riemann::Right),
+            "left" => Ok(Riemann::Left),
+            _ => Err(format!("riemann is `{}`; use `right` or `left`", clip(s))),
+        }
+    }
+}
+
+/// Read from its name, with an error that names the field (serde's own says
+/// only "unknown variant").
+impl<'de> Deserialize<'de> for Riemann {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// At most 40 characters of user input, for error messages.
+pub fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(40).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
 
 /// A loaded model, as `GET /api/models` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,8 +121,7 @@ pub mod methods;
 pub struct ModelSummary {
     /// The name to pass as `model` in requests.
     pub name: String,
-    /// `bert`, `gpt2` or `llama`.
-    pub arch: String,
+    pub arch: Arch,
     /// True for masked LMs (the blank is `[MASK]` anywhere); false for causal LMs
     /// (the blank must end the prompt).
     pub masked: bool,
@@ -463,8 +564,8 @@ pub struct AnalyzeRequest {
     #[serde(default = "default_steps")]
     pub steps: usize,
     /// `right` (the paper) or `left` (the authors' code).
-    #[serde(default = "default_riemann")]
-    pub riemann: String,
+    #[serde(default)]
+    pub riemann: Riemann,
     #[serde(default = "default_t")]
     pub t: f64,
     #[serde(default = "default_p")]
@@ -479,9 +580,6 @@ pub struct AnalyzeRequest {
 
 pub fn default_steps() -> usize {
     20
-}
-pub fn default_riemann() -> String {
-    "right".into()
 }
 pub fn default_t() -> f64 {
     0.2
@@ -583,8 +681,7 @@ pub struct FactEntry {
 pub struct JobStatus {
     /// Also the id of the result it produces.
     pub id: String,
-    /// `queued`, `running`, `done`, `failed` or `cancelled`.
-    pub state: String,
+    pub state: JobState,
     /// Prompts attributed so far, of `total`.
     pub done: usize,
     pub total: usize,
@@ -598,7 +695,45 @@ pub struct JobStatus {
 
 impl JobStatus {
     pub fn is_terminal(&self) -> bool {
-        matches!(self.state.as_str(), "done" | "failed" | "cancelled")
+        self.state.is_terminal()
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job has ended (its status no longer changes).
+    pub fn is_terminal(self) -> bool {
+        match self {
+            JobState::Queued | JobState::Running => false,
+            JobState::Done | JobState::Failed | JobState::Cancelled => true,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -738,28 +873,6 @@ pub fn default_sample() -> usize {
 }
 pub fn default_erase_top() -> usize {
     20
-}
-
-/// `GET /api/results/{id}`: any stored result, with the request that made it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct StoredResult {
-    pub id: String,
-    /// `analyze`, `update`, `erase`, `erase-relation` or `methods`.
-    pub kind: String,
-    pub cached: bool,
-    /// The canonical request (its `edits` name the edit sets it ran on).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub request: serde_json::Value,
-    /// When `kind` is `analyze`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<AnalysisResult>,
-    /// When `kind` is an edit: the edit set made and its effect.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edit: Option<EditResponse>,
-    /// When `kind` is `methods`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub methods: Option<methods::MethodsReport>,
 }
 
 /// `POST /api/neuron`: one neuron of a stored analysis, looked at closely.

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use kn::engine::attribution::{Mode, Options, Riemann};
-use kn::engine::neurons::Thresholds;
+use kn::engine::selection::Thresholds;
 use kn::engine::Query;
 use kn::source::DEFAULT_MODEL;
 
@@ -62,7 +62,8 @@ pub struct IgArgs {
     /// Riemann steps m.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
-    #[arg(long, value_enum, default_value = "right")]
+    /// right (k = 1..m, the paper) or left (k = 0..m−1, the authors' code).
+    #[arg(long, default_value = "right")]
     pub riemann: Riemann,
     /// naive = one full pass per layer (the public implementations).
     #[arg(long, value_enum, default_value = "fast")]

@@ -6,7 +6,7 @@
 
 use super::args::{queries, FactArgs, IgArgs};
 use kn::engine::attribution::{attribute, Mode, Options};
-use kn::engine::neurons::{attribute_fact, fact_neurons, Thresholds};
+use kn::engine::selection::{attribute_fact, fact_neurons, Thresholds};
 
 /// The dtype of a benchmarked model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,33 +74,11 @@ pub fn run(
     // put the work above it.
     let peak_before = kn::device::matmul_peak_of(device, dtype.kind());
     for &mode in modes {
-        kn::device::reset_peak_memory();
         let opts = Options {
             mode,
             ..ig.options(device)
         };
-        let flop: f64 = qs
-            .iter()
-            .map(|q| kn::engine::cost::attribution(m.config(), &opts, q.cloze.ids.len()))
-            .sum();
-        let mut best = f64::INFINITY;
-        let mut reads = 0;
-        for _ in 0..repeat.max(1) {
-            let (t0, r0) = (std::time::Instant::now(), kn::engine::host::reads());
-            let fa = attribute_fact(&m, qs.clone(), &opts)?;
-            let _ = fact_neurons(&m, &fa, &fact.target, &Thresholds::default())?;
-            best = best.min(t0.elapsed().as_secs_f64());
-            reads = kn::engine::host::reads() - r0;
-        }
-        rows.push(serde_json::json!({
-            "mode": format!("{mode:?}").to_lowercase(),
-            "seconds_per_fact": best,
-            "seconds_per_prompt": best / qs.len() as f64,
-            "peak_rss_mib": kn::device::peak_memory_mib(),
-            "gflop": flop / 1e9,
-            "gflops": flop / best / 1e9,
-            "device_reads_per_fact": reads,
-        }));
+        rows.push(time_mode(&m, &qs, &fact.target, &opts, repeat)?);
     }
     let peak_after = kn::device::matmul_peak_of(device, dtype.kind());
     let peak = peak_before.max(peak_after);
@@ -128,35 +106,96 @@ pub fn run(
     if json {
         println!("{out}");
     } else {
-        println!(
-            "{} ({} layers x {} neurons), {} prompts, m = {}, {} threads on {}",
-            fact.model,
-            m.config().n_layers,
-            m.config().d_ff,
-            qs.len(),
-            ig.steps,
-            tch::get_num_threads(),
-            kn::device::describe(device)
-        );
-        let first = rows
-            .first()
-            .and_then(|r| r["seconds_per_fact"].as_f64())
-            .unwrap_or(1.0);
-        for r in &rows {
-            let s = r["seconds_per_fact"].as_f64().unwrap_or(0.0);
-            println!("  {:<7} {:>9.2} s/fact  {:>8.3} s/prompt  peak RSS {:>6.0} MiB  {:>5.2}x vs first  {:>7.1} GFLOP/s = {:>5.1}% of the {:.0} GFLOP/s matmul peak  {} device reads", r["mode"].as_str().unwrap_or(""), s, r["seconds_per_prompt"].as_f64().unwrap_or(0.0), r["peak_rss_mib"].as_f64().unwrap_or(0.0), first / s, r["gflops"].as_f64().unwrap_or(0.0), 100.0 * r["fraction_of_peak"].as_f64().unwrap_or(0.0), peak / 1e9, r["device_reads_per_fact"]);
-        }
+        let shape = Shape {
+            model: &fact.model,
+            layers: m.config().n_layers,
+            d_ff: m.config().d_ff,
+            prompts: qs.len(),
+            steps: ig.steps,
+            device,
+        };
+        print_table(&shape, &rows, peak);
         if let Some(f) = &fidelity {
-            println!(
-                "  {} against f32: scores move by at most {:.2}% of a prompt's largest, top-10 overlap {:.0}%, refined knowledge neurons {} ({} vs {})",
-                dtype.name(),
-                100.0 * f.worst_deviation,
-                100.0 * f.top10_overlap,
-                if f.same_knowledge { "the same" } else { "differ" },
-                f.knowledge.0,
-                f.knowledge.1
-            );
+            print_fidelity(dtype, f);
         }
     }
     Ok(())
+}
+
+/// Attribute the fact `repeat` times in one mode and keep the fastest: s/fact,
+/// s/prompt, peak RSS, the work counted from the shapes and its rate, and the
+/// device reads.
+fn time_mode(
+    m: &kn::Model,
+    qs: &[kn::engine::Query],
+    target: &str,
+    opts: &Options,
+    repeat: usize,
+) -> anyhow::Result<serde_json::Value> {
+    kn::device::reset_peak_memory();
+    let flop: f64 = qs
+        .iter()
+        .map(|q| kn::engine::cost::attribution(m.config(), opts, q.cloze.ids.len()))
+        .sum();
+    let mut best = f64::INFINITY;
+    let mut reads = 0;
+    for _ in 0..repeat.max(1) {
+        let (t0, r0) = (std::time::Instant::now(), kn::engine::host::reads());
+        let fa = attribute_fact(m, qs.to_vec(), opts)?;
+        let _ = fact_neurons(m, &fa, target, &Thresholds::default())?;
+        best = best.min(t0.elapsed().as_secs_f64());
+        reads = kn::engine::host::reads() - r0;
+    }
+    Ok(serde_json::json!({
+        "mode": format!("{:?}", opts.mode).to_lowercase(),
+        "seconds_per_fact": best,
+        "seconds_per_prompt": best / qs.len() as f64,
+        "peak_rss_mib": kn::device::peak_memory_mib(),
+        "gflop": flop / 1e9,
+        "gflops": flop / best / 1e9,
+        "device_reads_per_fact": reads,
+    }))
+}
+
+/// What was benchmarked, for the text table's header.
+struct Shape<'a> {
+    model: &'a str,
+    layers: usize,
+    d_ff: usize,
+    prompts: usize,
+    steps: usize,
+    device: tch::Device,
+}
+
+fn print_table(shape: &Shape, rows: &[serde_json::Value], peak: f64) {
+    println!(
+        "{} ({} layers x {} neurons), {} prompts, m = {}, {} threads on {}",
+        shape.model,
+        shape.layers,
+        shape.d_ff,
+        shape.prompts,
+        shape.steps,
+        tch::get_num_threads(),
+        kn::device::describe(shape.device)
+    );
+    let first = rows
+        .first()
+        .and_then(|r| r["seconds_per_fact"].as_f64())
+        .unwrap_or(1.0);
+    for r in rows {
+        let s = r["seconds_per_fact"].as_f64().unwrap_or(0.0);
+        println!("  {:<7} {:>9.2} s/fact  {:>8.3} s/prompt  peak RSS {:>6.0} MiB  {:>5.2}x vs first  {:>7.1} GFLOP/s = {:>5.1}% of the {:.0} GFLOP/s matmul peak  {} device reads", r["mode"].as_str().unwrap_or(""), s, r["seconds_per_prompt"].as_f64().unwrap_or(0.0), r["peak_rss_mib"].as_f64().unwrap_or(0.0), first / s, r["gflops"].as_f64().unwrap_or(0.0), 100.0 * r["fraction_of_peak"].as_f64().unwrap_or(0.0), peak / 1e9, r["device_reads_per_fact"]);
+    }
+}
+
+fn print_fidelity(dtype: Dtype, f: &kn::engine::precision::Fidelity) {
+    println!(
+        "  {} against f32: scores move by at most {:.2}% of a prompt's largest, top-10 overlap {:.0}%, refined knowledge neurons {} ({} vs {})",
+        dtype.name(),
+        100.0 * f.worst_deviation,
+        100.0 * f.top10_overlap,
+        if f.same_knowledge { "the same" } else { "differ" },
+        f.knowledge.0,
+        f.knowledge.1
+    );
 }

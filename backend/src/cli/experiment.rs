@@ -3,6 +3,7 @@
 use super::args::IgArgs;
 use anyhow::Context;
 use clap::Subcommand;
+use kn::engine::attribution::Riemann;
 use kn::engine::edit::UpdateOptions;
 use kn::experiment::db::{merge, RunDb};
 use kn::experiment::report::ReportOptions;
@@ -55,32 +56,7 @@ pub enum ExperimentCmd {
     },
     /// Attribute every planned fact of this shard into OUT/<shard>.sqlite,
     /// committing each fact as it finishes; run it again to resume.
-    Run {
-        #[command(flatten)]
-        plan: PlanArgs,
-        #[command(flatten)]
-        ig: IgArgs,
-        /// The run's folder (its SQLite files, later the report).
-        #[arg(long)]
-        out: PathBuf,
-        /// This process's shard, `i/n` with 0 ≤ i < n. Default: from
-        /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX, else all.
-        #[arg(long)]
-        shard: Option<String>,
-        /// The shard count when the index comes from JOB_COMPLETION_INDEX (Kubernetes).
-        #[arg(long)]
-        shards: Option<usize>,
-        /// Stop after this many facts (for time-boxed jobs; run again to go on).
-        #[arg(long)]
-        max_facts: Option<usize>,
-        /// Facts whose prompts are attributed together (default 1 on the CPU,
-        /// 8 on CUDA; passes stay within --max-batch and --max-row-tokens).
-        #[arg(long)]
-        batch_facts: Option<usize>,
-        /// No progress bar or progress lines.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Run(RunArgs),
     /// Join OUT/shard-*-of-*.sqlite into OUT/run.sqlite.
     Merge {
         /// The run's folder.
@@ -88,69 +64,102 @@ pub enum ExperimentCmd {
     },
     /// Write OUT/report/{report.md, report.json, *.svg, *.csv} from OUT/run.sqlite
     /// and keep the report in the store for the web app.
-    Report {
-        /// The run's folder.
-        out: PathBuf,
-        /// Default: the model the run used.
-        #[arg(long)]
-        model: Option<String>,
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Coarse threshold (≥ 0.1, the stored one).
-        #[arg(long, default_value_t = 0.2)]
-        t: f64,
-        /// The baseline's coarse threshold, a fraction of the prompt's largest
-        /// activation (≥ 0.3, the stored one; the official code: 0.5).
-        #[arg(long, default_value_t = 0.5)]
-        base_t: f64,
-        /// Starting refining share, adapted per relation (both kinds).
-        #[arg(long, default_value_t = 0.7)]
-        p: f64,
-        /// A knowledge neuron must be in at least this many prompts' coarse
-        /// sets, besides more than p·n (the official code: 3).
-        #[arg(long, default_value_t = 3)]
-        min_prompts: usize,
-        /// Facts updated per relation.
-        #[arg(long, default_value_t = 10)]
-        update_facts: usize,
-        #[arg(long, default_value_t = 4)]
-        k: usize,
-        #[arg(long, default_value_t = 1.0)]
-        lambda1: f64,
-        #[arg(long, default_value_t = 8.0)]
-        lambda2: f64,
-        /// Rescale embeddings to the value slot's norm (the authors' code).
-        #[arg(long)]
-        norm_scaled: bool,
-        /// Neurons erased per relation.
-        #[arg(long, default_value_t = 20)]
-        erase_top: usize,
-        /// Leave out the BingRel measurement.
-        #[arg(long)]
-        no_bingrel: bool,
-        /// Leave out the fact updates and the relation erasures.
-        #[arg(long)]
-        no_edits: bool,
-        /// Compare these attribution methods over the run's facts
-        /// (comma-separated; see `kn methods` and docs/methods.md).
-        #[arg(long, value_delimiter = ',')]
-        methods: Vec<String>,
-        /// Facts per relation the methods are compared on (seeded).
-        #[arg(long, default_value_t = 3)]
-        methods_facts: usize,
-        /// Top-k neurons of each method suppressed and amplified.
-        #[arg(long, default_value_t = 5)]
-        methods_k: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Write the files here instead of OUT/report; the store (and the web
-        /// app) keeps only reports written to OUT/report.
-        #[arg(long)]
-        report_out: Option<PathBuf>,
-        /// Print the report JSON instead of the file list.
-        #[arg(long)]
-        json: bool,
-    },
+    Report(ReportArgs),
+}
+
+/// `kn experiment run`'s settings.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    #[command(flatten)]
+    ig: IgArgs,
+    /// The run's folder (its SQLite files, later the report).
+    #[arg(long)]
+    out: PathBuf,
+    /// This process's shard, `i/n` with 0 ≤ i < n. Default: from
+    /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX, else all.
+    #[arg(long)]
+    shard: Option<String>,
+    /// The shard count when the index comes from JOB_COMPLETION_INDEX (Kubernetes).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Stop after this many facts (for time-boxed jobs; run again to go on).
+    #[arg(long)]
+    max_facts: Option<usize>,
+    /// Facts whose prompts are attributed together (default 1 on the CPU,
+    /// 8 on CUDA; passes stay within --max-batch and --max-row-tokens).
+    #[arg(long)]
+    batch_facts: Option<usize>,
+    /// No progress bar or progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `kn experiment report`'s settings.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The run's folder.
+    out: PathBuf,
+    /// Default: the model the run used.
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Coarse threshold (≥ 0.1, the stored one).
+    #[arg(long, default_value_t = 0.2)]
+    t: f64,
+    /// The baseline's coarse threshold, a fraction of the prompt's largest
+    /// activation (≥ 0.3, the stored one; the official code: 0.5).
+    #[arg(long, default_value_t = 0.5)]
+    base_t: f64,
+    /// Starting refining share, adapted per relation (both kinds).
+    #[arg(long, default_value_t = 0.7)]
+    p: f64,
+    /// A knowledge neuron must be in at least this many prompts' coarse
+    /// sets, besides more than p·n (the official code: 3).
+    #[arg(long, default_value_t = 3)]
+    min_prompts: usize,
+    /// Facts updated per relation.
+    #[arg(long, default_value_t = 10)]
+    update_facts: usize,
+    #[arg(long, default_value_t = 4)]
+    k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    lambda1: f64,
+    #[arg(long, default_value_t = 8.0)]
+    lambda2: f64,
+    /// Rescale embeddings to the value slot's norm (the authors' code).
+    #[arg(long)]
+    norm_scaled: bool,
+    /// Neurons erased per relation.
+    #[arg(long, default_value_t = 20)]
+    erase_top: usize,
+    /// Leave out the BingRel measurement.
+    #[arg(long)]
+    no_bingrel: bool,
+    /// Leave out the fact updates and the relation erasures.
+    #[arg(long)]
+    no_edits: bool,
+    /// Compare these attribution methods over the run's facts
+    /// (comma-separated; see `kn methods` and docs/methods.md).
+    #[arg(long, value_delimiter = ',')]
+    methods: Vec<String>,
+    /// Facts per relation the methods are compared on (seeded).
+    #[arg(long, default_value_t = 3)]
+    methods_facts: usize,
+    /// Top-k neurons of each method suppressed and amplified.
+    #[arg(long, default_value_t = 5)]
+    methods_k: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the files here instead of OUT/report; the store (and the web
+    /// app) keeps only reports written to OUT/report.
+    #[arg(long)]
+    report_out: Option<PathBuf>,
+    /// Print the report JSON instead of the file list.
+    #[arg(long)]
+    json: bool,
 }
 
 fn load_data(dir: &Option<PathBuf>) -> anyhow::Result<ParaRel> {
@@ -166,9 +175,7 @@ fn settings(p: &PlanArgs, m: &kn::Model, ig: Option<&IgArgs>) -> Settings {
         model: p.model.clone(),
         fingerprint: kn::engine::edit::fingerprint(m),
         steps: ig.map_or(20, |g| g.steps),
-        riemann: ig.map_or("right".into(), |g| {
-            format!("{:?}", g.riemann).to_lowercase()
-        }),
+        riemann: ig.map_or(Riemann::Right, |g| g.riemann),
         seed: p.seed,
         facts_per_relation: p.facts_per_relation,
         relations,
@@ -194,175 +201,175 @@ fn shard_files(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result<()> {
     match cmd {
-        ExperimentCmd::Plan { plan: p, json } => {
-            let data = load_data(&p.data)?;
-            let m = kn::load_model(&p.model, device)?;
-            let pl = plan(&m, &data, &settings(&p, &m, None))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&pl.coverage)?);
-            } else {
-                let c = &pl.coverage;
-                println!(
-                    "{} relations, {} facts, {} prompts; {} prompts usable by this {} model\n\
-                     {} facts whose answer is several tokens ({}); skipped: {} without a usable template\n\
-                     eligible: {} facts, {} prompts; planned: {} facts",
-                    c.relations,
-                    c.facts,
-                    c.prompts,
-                    c.usable_prompts,
-                    if m.config().arch.is_masked() { "masked" } else { "causal" },
-                    c.multi_token,
-                    if c.multi_token_included { "included" } else { "skipped" },
-                    c.no_template,
-                    c.eligible_facts,
-                    c.eligible_prompts,
-                    c.planned
-                );
-            }
-        }
-        ExperimentCmd::Run {
-            plan: p,
-            ig,
-            out,
-            shard,
-            shards,
-            max_facts,
-            batch_facts,
-            quiet,
-        } => {
-            let shard = Shard::resolve(shard.as_deref(), shards, &|k| std::env::var(k).ok())?;
-            let data = load_data(&p.data)?;
-            let m = kn::load_model(&p.model, device)
-                .with_context(|| format!("loading model `{}`", p.model))?;
-            let s = settings(&p, &m, Some(&ig));
-            let o = run(
-                &m,
-                &data,
-                &s,
-                shard,
-                &out,
-                &RunOptions {
-                    ig: ig.options(device),
-                    progress: !quiet,
-                    max_facts,
-                    batch_facts: batch_facts.unwrap_or(RunOptions::batch_facts_for(device)),
-                },
-            )?;
-            println!(
-                "{}: shard {}/{} holds {} of {} planned facts; {} were stored before, {} now ({} failed)",
-                o.path.display(),
-                shard.index,
-                shard.count,
-                o.shard_facts,
-                o.planned,
-                o.already,
-                o.stored,
-                o.failed
-            );
-        }
-        ExperimentCmd::Merge { out } => {
-            let files = shard_files(&out)?;
-            let target = out.join(Shard::ALL.file_name());
-            let found = merge(&target, &files)?;
-            for (p, n) in &found {
-                println!("{}: {n} facts", p.display());
-            }
-            let db = RunDb::open_existing(&target)?;
-            let planned = db.coverage()?.map_or(0, |c| c.planned);
-            println!(
-                "{}: {} of {planned} planned facts",
-                target.display(),
-                db.count()?
-            );
-        }
-        ExperimentCmd::Report {
-            out,
-            model,
-            data,
-            t,
-            p,
-            min_prompts,
-            update_facts,
-            k,
-            lambda1,
-            lambda2,
-            norm_scaled,
-            erase_top,
-            no_bingrel,
-            no_edits,
-            methods,
-            methods_facts,
-            methods_k,
-            seed,
-            report_out,
-            json,
-            base_t,
-        } => {
-            let methods = methods
-                .iter()
-                .map(|m| m.parse::<kn::engine::methods::Method>())
-                .collect::<Result<Vec<_>, _>>()?;
-            let path = out.join(Shard::ALL.file_name());
-            if !path.is_file() && !shard_files(&out).unwrap_or_default().is_empty() {
-                anyhow::bail!(
-                    "{} holds shard files but no run.sqlite: run `kn experiment merge {}` first",
-                    out.display(),
-                    out.display()
-                );
-            }
-            let db = RunDb::open_existing(&path)?;
-            let s = db
-                .settings()?
-                .with_context(|| format!("{}: not a run file", path.display()))?;
-            let data = load_data(&data)?;
-            let bingrel = data.dir.join("bingrel");
-            let opts = ReportOptions {
-                t,
-                base_t,
-                p,
-                min_prompts,
-                update_facts,
-                update: UpdateOptions {
-                    k,
-                    lambda1,
-                    lambda2,
-                    norm_scaled,
-                },
-                erase_top,
-                bingrel: (!no_bingrel).then_some(bingrel),
-                no_edits,
-                methods: kn::experiment::report::methods::MethodsOptions {
-                    methods,
-                    per_relation: methods_facts,
-                    k: methods_k,
-                    ig: kn::engine::attribution::Options::for_device(device),
-                },
-                seed,
-                ..ReportOptions::default()
-            };
-            opts.validate()?;
-            let model = model.unwrap_or(s.model.clone());
-            let m = kn::load_model(&model, device)
-                .with_context(|| format!("loading model `{model}`"))?;
-            let name = out
-                .canonicalize()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_else(|| "run".into());
-            let r = kn::experiment::report::report(&m, &data, &db, &name, &opts, &mut |stage| {
-                tracing::info!("report: {stage}")
-            })?;
-            if report_out.is_none() {
-                db.put_report(&r)?;
-            }
-            let files = markdown::write(&r, &report_out.unwrap_or_else(|| out.join("report")))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                for f in files {
-                    println!("{}", f.display());
-                }
-            }
+        ExperimentCmd::Plan { plan: p, json } => plan_cmd(&p, json, device),
+        ExperimentCmd::Run(a) => run_cmd(a, device),
+        ExperimentCmd::Merge { out } => merge_cmd(&out),
+        ExperimentCmd::Report(a) => report_cmd(a, device),
+    }
+}
+
+/// `kn experiment plan`: what a run would cover.
+fn plan_cmd(p: &PlanArgs, json: bool, device: tch::Device) -> anyhow::Result<()> {
+    let data = load_data(&p.data)?;
+    let m = kn::load_model(&p.model, device)?;
+    let pl = plan(&m, &data, &settings(p, &m, None))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&pl.coverage)?);
+        return Ok(());
+    }
+    let c = &pl.coverage;
+    println!(
+        "{} relations, {} facts, {} prompts; {} prompts usable by this {} model\n\
+         {} facts whose answer is several tokens ({}); skipped: {} without a usable template\n\
+         eligible: {} facts, {} prompts; planned: {} facts",
+        c.relations,
+        c.facts,
+        c.prompts,
+        c.usable_prompts,
+        if m.config().arch.is_masked() {
+            "masked"
+        } else {
+            "causal"
+        },
+        c.multi_token,
+        if c.multi_token_included {
+            "included"
+        } else {
+            "skipped"
+        },
+        c.no_template,
+        c.eligible_facts,
+        c.eligible_prompts,
+        c.planned
+    );
+    Ok(())
+}
+
+/// `kn experiment run`: attribute this shard's facts.
+fn run_cmd(a: RunArgs, device: tch::Device) -> anyhow::Result<()> {
+    let shard = Shard::resolve(a.shard.as_deref(), a.shards, &|k| std::env::var(k).ok())?;
+    let data = load_data(&a.plan.data)?;
+    let m = kn::load_model(&a.plan.model, device)
+        .with_context(|| format!("loading model `{}`", a.plan.model))?;
+    let s = settings(&a.plan, &m, Some(&a.ig));
+    let opts = RunOptions {
+        ig: a.ig.options(device),
+        progress: !a.quiet,
+        max_facts: a.max_facts,
+        batch_facts: a.batch_facts.unwrap_or(RunOptions::batch_facts_for(device)),
+    };
+    let o = run(&m, &data, &s, shard, &a.out, &opts)?;
+    println!(
+        "{}: shard {}/{} holds {} of {} planned facts; {} were stored before, {} now ({} failed)",
+        o.path.display(),
+        shard.index,
+        shard.count,
+        o.shard_facts,
+        o.planned,
+        o.already,
+        o.stored,
+        o.failed
+    );
+    Ok(())
+}
+
+/// `kn experiment merge`: join the shard files.
+fn merge_cmd(out: &Path) -> anyhow::Result<()> {
+    let files = shard_files(out)?;
+    let target = out.join(Shard::ALL.file_name());
+    let found = merge(&target, &files)?;
+    for (p, n) in &found {
+        println!("{}: {n} facts", p.display());
+    }
+    let db = RunDb::open_existing(&target)?;
+    let planned = db.coverage()?.map_or(0, |c| c.planned);
+    println!(
+        "{}: {} of {planned} planned facts",
+        target.display(),
+        db.count()?
+    );
+    Ok(())
+}
+
+impl ReportArgs {
+    /// The report's options (`bingrel`: the data's BingRel folder).
+    fn options(&self, bingrel: PathBuf, device: tch::Device) -> anyhow::Result<ReportOptions> {
+        let methods = self
+            .methods
+            .iter()
+            .map(|m| m.parse::<kn::engine::methods_lab::Method>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let opts = ReportOptions {
+            t: self.t,
+            base_t: self.base_t,
+            p: self.p,
+            min_prompts: self.min_prompts,
+            update_facts: self.update_facts,
+            update: UpdateOptions {
+                k: self.k,
+                lambda1: self.lambda1,
+                lambda2: self.lambda2,
+                norm_scaled: self.norm_scaled,
+            },
+            erase_top: self.erase_top,
+            bingrel: (!self.no_bingrel).then_some(bingrel),
+            no_edits: self.no_edits,
+            methods: kn::experiment::report::methods_at_scale::MethodsOptions {
+                methods,
+                per_relation: self.methods_facts,
+                k: self.methods_k,
+                ig: kn::engine::attribution::Options::for_device(device),
+            },
+            seed: self.seed,
+            ..ReportOptions::default()
+        };
+        opts.validate()?;
+        Ok(opts)
+    }
+}
+
+/// The run file of a run's folder, refused with what to do when only its
+/// shards are there.
+fn run_file(out: &Path) -> anyhow::Result<RunDb> {
+    let path = out.join(Shard::ALL.file_name());
+    if !path.is_file() && !shard_files(out).unwrap_or_default().is_empty() {
+        anyhow::bail!(
+            "{} holds shard files but no run.sqlite: run `kn experiment merge {}` first",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(RunDb::open_existing(&path)?)
+}
+
+/// `kn experiment report`: the paper's figures from a run.
+fn report_cmd(a: ReportArgs, device: tch::Device) -> anyhow::Result<()> {
+    let db = run_file(&a.out)?;
+    let s = db
+        .settings()?
+        .with_context(|| format!("{}: not a run file", db.path.display()))?;
+    let data = load_data(&a.data)?;
+    let opts = a.options(data.dir.join("bingrel"), device)?;
+    let model = a.model.clone().unwrap_or(s.model.clone());
+    let m = kn::load_model(&model, device).with_context(|| format!("loading model `{model}`"))?;
+    let name = a
+        .out
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "run".into());
+    let r = kn::experiment::report::report(&m, &data, &db, &name, &opts, &mut |stage| {
+        tracing::info!("report: {stage}")
+    })?;
+    if a.report_out.is_none() {
+        db.put_report(&r)?;
+    }
+    let files = markdown::write(&r, &a.report_out.unwrap_or_else(|| a.out.join("report")))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        for f in files {
+            println!("{}", f.display());
         }
     }
     Ok(())

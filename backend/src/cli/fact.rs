@@ -4,7 +4,7 @@
 use super::args::{queries, FactArgs, IgArgs, SelectArgs, UnrelatedArgs};
 use kn::engine::attribution;
 use kn::engine::intervene::{self as iv, random_like};
-use kn::engine::neurons::{attribute_fact, fact_neurons};
+use kn::engine::selection::{attribute_fact, fact_neurons};
 
 #[derive(clap::Args)]
 pub struct AttributeArgs {

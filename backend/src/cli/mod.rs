@@ -6,6 +6,6 @@ pub mod bench;
 pub mod edit;
 pub mod experiment;
 pub mod fact;
-pub mod methods;
+pub mod methods_cmd;
 pub mod predict;
 pub mod serve;

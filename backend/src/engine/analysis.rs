@@ -2,9 +2,9 @@
 //! it: attribution of every prompt, refined knowledge and baseline neurons, and
 //! suppressing and amplifying each set (and random neurons) on the fact's prompts.
 
-use super::attribution::{rows, Options, Riemann};
+use super::attribution::{rows, Options};
 use super::intervene::{intervene, random_like};
-use super::neurons::{
+use super::selection::{
     attribute_fact_with, fact_neurons, mean_activations, mean_scores, Thresholds,
 };
 use super::{Neuron, Query};
@@ -37,15 +37,6 @@ pub fn analyze_with(
             req.prompts.len()
         )));
     }
-    let riemann = match req.riemann.as_str() {
-        "right" => Riemann::Right,
-        "left" => Riemann::Left,
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "riemann is `{other}`; use `right` or `left`"
-            )))
-        }
-    };
     let queries = req
         .prompts
         .iter()
@@ -58,7 +49,7 @@ pub fn analyze_with(
         .collect::<Result<Vec<_>>>()?;
     let opts = Options {
         steps: req.steps,
-        riemann,
+        riemann: req.riemann,
         ..Options::default()
     };
     let th = Thresholds {

@@ -9,6 +9,10 @@
 use super::Query;
 use std::ops::Range;
 
+/// Default of [`super::attribution::Options::max_row_tokens`]: prompts up to 32 tokens keep all
+/// 256 copies of `max_batch` in one pass.
+pub const MAX_ROW_TOKENS: usize = 8192;
+
 /// Consecutive runs of `items`, each `(rows, tokens)`, whose rows padded to the
 /// run's longest hold at most `budget` rows × tokens; an item over the budget
 /// runs alone. The runs cover the items in order; none for no items.

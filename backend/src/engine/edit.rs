@@ -6,9 +6,10 @@
 //! restored bit for bit; the files on disk are never written. Each set carries
 //! the model's fingerprint, and applying one to another model is an error.
 
-use super::{Neuron, Query};
-use crate::engine::intervene::{probabilities, random_like, validate};
-use crate::engine::neurons::{fact_neurons, FactAttribution, Thresholds};
+use super::{one_token, Neuron, Query};
+use crate::engine::intervene::{random_like, validate};
+use crate::engine::readout::probabilities;
+use crate::engine::selection::{fact_neurons, FactAttribution, Thresholds};
 use crate::models::{Hooks, Model};
 use crate::{Error, Result};
 use kn_shared::{EditSet, SlotEdit};
@@ -380,26 +381,6 @@ pub fn erase(
     })
 }
 
-/// Refuse multi-token answers where an edit's measure is defined on one token
-/// (a fact update moves a value slot from the old answer's embedding to the
-/// new one's, and its ranks are read at one blank).
-pub fn one_token(model: &impl crate::models::Vocab, queries: &[Query]) -> Result<()> {
-    match queries.iter().find(|q| q.is_chain()) {
-        None => Ok(()),
-        Some(q) => {
-            let pieces: Vec<String> = q
-                .answer
-                .iter()
-                .map(|&i| model.tokenizer().token_text(i))
-                .collect();
-            Err(Error::MultiTokenTarget {
-                target: pieces.concat(),
-                pieces,
-            })
-        }
-    }
-}
-
 /// `exp(mean −log P(gold))` over `queries` (each query's target is its gold
 /// answer; a multi-token answer's P is the product of its pieces').
 pub fn perplexity(model: &Model, queries: &[Query]) -> Result<f64> {
@@ -435,12 +416,10 @@ pub struct Rates {
 /// Which of `queries` the model answers with their target now (before an
 /// edit): its greedy answer is the whole answer.
 pub fn known_before(model: &Model, queries: &[Query]) -> Result<Vec<bool>> {
-    Ok(
-        super::intervene::answers(model, queries, &Hooks::default())?
-            .iter()
-            .map(|a| a.greedy)
-            .collect(),
-    )
+    Ok(super::readout::answers(model, queries, &Hooks::default())?
+        .iter()
+        .map(|a| a.greedy)
+        .collect())
 }
 
 /// Rates of the model as it is now (after an edit) on a fact's prompts, whose
@@ -544,22 +523,40 @@ pub struct PlannedUpdate {
     pub random: kn_shared::EditMetrics,
 }
 
+/// What a fact update asks for.
+pub struct FactUpdate<'a> {
+    /// The current answer t and the new one t′ (one token each).
+    pub target: &'a str,
+    pub new_target: &'a str,
+    /// How the fact's knowledge neurons are selected.
+    pub thresholds: Thresholds,
+    /// Neurons never edited (e.g. those its relation's facts share).
+    pub exclude: &'a [Neuron],
+    pub opts: UpdateOptions,
+    /// Prompts of other facts, for the perplexity side effect.
+    pub eval: &'a [Query],
+    /// What the edit set says it does.
+    pub description: String,
+}
+
 /// SPEC's fact update from an attributed fact: its refined knowledge neurons
 /// (without `exclude`, e.g. relation-shared ones), strongest first, the top `k`
 /// edited towards `new_target`; measured on the fact's prompts and `eval`, with
 /// the random-neuron control. The model is left as it was.
-#[allow(clippy::too_many_arguments)]
 pub fn plan_update(
     model: &Model,
     fact: &FactAttribution,
-    target: &str,
-    new_target: &str,
-    th: &Thresholds,
-    exclude: &[Neuron],
-    opts: &UpdateOptions,
-    eval: &[Query],
-    description: String,
+    update: &FactUpdate,
 ) -> Result<PlannedUpdate> {
+    let FactUpdate {
+        target,
+        new_target,
+        thresholds: ref th,
+        exclude,
+        ref opts,
+        eval,
+        ref description,
+    } = *update;
     let qs = &fact.queries;
     let first = qs
         .first()
@@ -567,7 +564,7 @@ pub fn plan_update(
     one_token(model, qs)?;
     let (old, new) = (
         first.target,
-        crate::predict::target_id(model, &first.cloze, new_target)?,
+        crate::cloze::target_id(model, &first.cloze, new_target)?,
     );
     let mut chosen = fact_neurons(model, fact, target, th)?.knowledge;
     chosen.retain(|n| !exclude.contains(&n.neuron()));

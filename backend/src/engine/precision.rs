@@ -6,8 +6,8 @@
 //! f32 stays the default until a cheaper dtype keeps the sets.
 
 use super::attribution::Options;
-use super::methods::top_k;
-use super::neurons::{attribute_fact, fact_neurons, Thresholds};
+use super::methods_lab::top_k;
+use super::selection::{attribute_fact, fact_neurons, Thresholds};
 use super::{Neuron, Query};
 use crate::models::Model;
 use crate::Result;

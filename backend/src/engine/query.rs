@@ -13,8 +13,8 @@
 //! chain adds is which steps are acted on ([`AnswerPositions`]) and how the
 //! steps' numbers combine ([`Chains`]).
 
+use crate::cloze::{answer_ids, cloze, Cloze};
 use crate::models::Vocab;
-use crate::predict::{answer_ids, cloze, Cloze};
 use crate::{Error, Result};
 use kn_shared::AnswerPositions;
 use std::ops::Range;
@@ -287,5 +287,25 @@ impl Chains {
                 }
             })
             .collect()
+    }
+}
+
+/// Refuse multi-token answers where an edit's measure is defined on one token
+/// (a fact update moves a value slot from the old answer's embedding to the
+/// new one's, and its ranks are read at one blank).
+pub fn one_token(model: &impl Vocab, queries: &[Query]) -> Result<()> {
+    match queries.iter().find(|q| q.is_chain()) {
+        None => Ok(()),
+        Some(q) => {
+            let pieces: Vec<String> = q
+                .answer
+                .iter()
+                .map(|&i| model.tokenizer().token_text(i))
+                .collect();
+            Err(Error::MultiTokenTarget {
+                target: pieces.concat(),
+                pieces,
+            })
+        }
     }
 }

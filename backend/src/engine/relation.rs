@@ -6,7 +6,7 @@
 //! queueing any work; the attribution then runs on the model's thread.
 
 use super::attribution::Options;
-use super::neurons::{attribute_fact_with, refine, Thresholds};
+use super::selection::{attribute_fact_with, refine, Thresholds};
 use super::{Neuron, Query};
 use crate::experiment::fact_queries;
 use crate::models::{Model, Vocab};

@@ -10,11 +10,33 @@
 //! output is read at the blank alone, everything but the blank's row and the
 //! keys and values it attends to.
 
-use super::attribution::Mode;
 use super::Query;
 use crate::models::{At, Batch, Ctx, Hooks, Kv, Model, NeuronOp};
 use crate::Result;
 use tch::Tensor;
+
+/// How scaled passes are computed (all give the same numbers).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A full forward and backward per layer (the public implementations).
+    Naive,
+    /// Start each layer's scaled copies at that layer.
+    Resume,
+    /// `Resume`, plus reuse of earlier positions' keys/values in causal models.
+    #[default]
+    Fast,
+}
 
 /// The unscaled pass of a group of prompts (right-padded into one batch), kept
 /// so scaled passes can resume from it.
@@ -129,32 +151,60 @@ pub(crate) fn scaled_logits(
     who: &[Vec<i64>],
     mode: Mode,
 ) -> Result<Tensor> {
-    let net = &model.net;
-    let n_layers = net.config().n_layers;
-    let causal = !net.config().arch.is_masked();
-    if mode == Mode::Naive {
-        // One full forward pass per layer, as the public implementations do.
+    let rows = Scaled {
+        model,
+        t,
+        first,
+        acts,
+        who,
+    };
+    let causal = !model.net.config().arch.is_masked();
+    Ok(match mode {
+        Mode::Naive => rows.naive(),
+        Mode::Fast if causal => rows.at_the_blank(),
+        Mode::Fast | Mode::Resume => rows.staircase(),
+    })
+}
+
+/// Scaled rows of a trace: `acts[g]` replaces the blank activation of layer
+/// `first + g` in the rows of prompts `who[g]`.
+struct Scaled<'a> {
+    model: &'a Model,
+    t: &'a Trace,
+    first: usize,
+    acts: &'a [Tensor],
+    who: &'a [Vec<i64>],
+}
+
+impl Scaled<'_> {
+    fn last(&self) -> usize {
+        self.first + self.acts.len() - 1
+    }
+
+    /// One full forward pass per layer, as the public implementations do.
+    fn naive(&self) -> Tensor {
+        let (net, t) = (&self.model.net, self.t);
         let mut out = Vec::new();
-        for (g, act) in acts.iter().enumerate() {
-            let b = t.batch_of(&who[g], t.longest(&who[g..=g]));
+        for (g, act) in self.acts.iter().enumerate() {
+            let b = t.batch_of(&self.who[g], t.longest(&self.who[g..=g]));
             let mut hooks = Hooks::default();
             hooks
                 .ops
-                .insert(first + g, NeuronOp::Replace(act.shallow_clone()));
+                .insert(self.first + g, NeuronOp::Replace(act.shallow_clone()));
             out.push(net.forward(&b, &hooks).logits);
         }
-        return Ok(Tensor::cat(&out, 0));
+        Tensor::cat(&out, 0)
     }
-    let last = first + acts.len() - 1;
-    // The rows' positions: the trace's, cut to the longest of their prompts.
-    let s = t.longest(who);
-    let mut x: Option<Tensor> = None;
-    // The prompt of each row of `x`, in its order.
-    let mut x_who: Vec<i64> = Vec::new();
-    if mode == Mode::Fast && causal {
-        // Causal blank = the last real position: only that position is
-        // recomputed; the earlier positions' keys and values come from the trace.
-        for j in first..n_layers {
+
+    /// Causal blank = the last real position: only that position is
+    /// recomputed; the earlier positions' keys and values come from the trace.
+    fn at_the_blank(&self) -> Tensor {
+        let (net, t, who) = (&self.model.net, self.t, self.who);
+        let s = t.longest(who);
+        let mut x: Option<Tensor> = None;
+        // The prompt of each row of `x`, in its order.
+        let mut x_who: Vec<i64> = Vec::new();
+        for j in self.first..net.config().n_layers {
             if let Some(prev) = &x {
                 let pos: Vec<i64> = x_who.iter().map(|&p| t.blanks[p as usize]).collect();
                 let at = At::new(&pos, s as i64, net.device());
@@ -166,10 +216,10 @@ pub(crate) fn scaled_logits(
                 let h = net.attention_at(j, prev, &past, &at);
                 x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
             }
-            if j <= last {
-                let g = j - first;
+            if j <= self.last() {
+                let g = j - self.first;
                 let h = t.rows(&t.batch.at_blank(&t.h[j]), &who[g]).unsqueeze(1);
-                let entering = net.ffn_out(j, &h, &acts[g].unsqueeze(1));
+                let entering = net.ffn_out(j, &h, &self.acts[g].unsqueeze(1));
                 // New rows go first, so that the final order is last..first; reversed below.
                 x = Some(match x {
                     None => entering,
@@ -179,92 +229,125 @@ pub(crate) fn scaled_logits(
             }
         }
         let logits = net.head(&x.expect("at least one layer").squeeze_dim(1));
-        return Ok(reorder(&logits, acts));
+        reorder(&logits, self.acts)
     }
-    // Whole-sequence staircase (masked models, or `Resume`). The context is
-    // built once for the final row order (layers last..first); at layer `j` the
-    // batch holds the rows of layers first..=j, which are its tail. A row
-    // entering at layer `j` differs from the trace only at the blank, so it is
-    // the trace's output of layer `j` with the blank's row recomputed; at
-    // layer `j + 1` its queries, keys and values are the trace's but at the
-    // blank (`attention_changed`); and since only the blank is read at the
-    // end, the top layer computes keys and values everywhere, the rest at the
-    // blank alone.
-    let order: Vec<i64> = (0..acts.len())
-        .rev()
-        .flat_map(|g| who[g].iter().copied())
-        .collect();
-    let b = t.batch_of(&order, s);
-    let ctx: Ctx = net.context(&b);
-    let total = order.len() as i64;
-    let top = n_layers - 1;
-    // At the top: `[rows, d]`, each row's output at its blank.
-    let mut at_top: Option<Tensor> = None;
-    let mut rows = 0i64;
-    for j in first..n_layers {
-        if let Some(prev) = x.take() {
-            let ctx_all = ctx_rows(&ctx, total - rows, rows);
-            let blank = b.blank.narrow(0, total - rows, rows);
-            if j == top {
-                let h = net.attention_one(j, &prev, &ctx_all, &blank);
-                at_top = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)).squeeze_dim(1));
-            } else {
-                // The rows that entered at `j - 1` lead the batch.
-                let g = j - 1 - first;
-                let fresh = if g < acts.len() {
-                    who[g].len() as i64
+
+    /// Whole-sequence staircase (masked models, or `Resume`). The context is
+    /// built once for the final row order (layers last..first); at layer `j` the
+    /// batch holds the rows of layers first..=j, which are its tail. A row
+    /// entering at layer `j` differs from the trace only at the blank, so it is
+    /// the trace's output of layer `j` with the blank's row recomputed; at
+    /// layer `j + 1` its queries, keys and values are the trace's but at the
+    /// blank (`attention_changed`); and since only the blank is read at the
+    /// end, the top layer computes keys and values everywhere, the rest at the
+    /// blank alone.
+    fn staircase(&self) -> Tensor {
+        let (net, t, who) = (&self.model.net, self.t, self.who);
+        let n_layers = net.config().n_layers;
+        let s = t.longest(who);
+        let order: Vec<i64> = (0..self.acts.len())
+            .rev()
+            .flat_map(|g| who[g].iter().copied())
+            .collect();
+        let b = t.batch_of(&order, s);
+        let stair = Stair {
+            ctx: net.context(&b),
+            blank: b.blank.shallow_clone(),
+            total: order.len() as i64,
+            s,
+        };
+        let top = n_layers - 1;
+        let mut x: Option<Tensor> = None;
+        // At the top: `[rows, d]`, each row's output at its blank.
+        let mut at_top: Option<Tensor> = None;
+        let mut rows = 0i64;
+        for j in self.first..n_layers {
+            if let Some(prev) = x.take() {
+                let ctx_all = ctx_rows(&stair.ctx, stair.total - rows, rows);
+                let blank = stair.blank.narrow(0, stair.total - rows, rows);
+                if j == top {
+                    let h = net.attention_one(j, &prev, &ctx_all, &blank);
+                    at_top = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)).squeeze_dim(1));
                 } else {
-                    0
-                };
-                let changed = (fresh > 0).then(|| {
-                    let traced = Kv {
-                        k: t.rows_to(&t.kv[j].k, &who[g], 2, s),
-                        v: t.rows_to(&t.kv[j].v, &who[g], 2, s),
-                        q: t.kv[j].q.as_ref().map(|q| t.rows_to(q, &who[g], 2, s)),
-                    };
-                    net.attention_changed(
-                        j,
-                        &prev.narrow(0, 0, fresh),
-                        &ctx_rows(&ctx, total - rows, fresh),
-                        &traced,
-                        &blank.narrow(0, 0, fresh),
-                    )
-                });
-                let h = match changed {
-                    Some(h) if fresh == rows => h,
-                    Some(h) => {
-                        let rest = rows - fresh;
-                        let ctx_rest = ctx_rows(&ctx, total - rest, rest);
-                        let (old, _) = net.attention(j, &prev.narrow(0, fresh, rest), &ctx_rest);
-                        Tensor::cat(&[h, old], 0)
-                    }
-                    None => net.attention(j, &prev, &ctx_all).0,
-                };
-                x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
+                    let h = self.stair_attention(&stair, j, &prev, rows);
+                    x = Some(net.ffn_out(j, &h, &net.ffn_act(j, &h)));
+                }
+            }
+            if j <= self.last() {
+                let g = j - self.first;
+                let h = t.rows(&t.batch.at_blank(&t.h[j]), &who[g]);
+                let blank_out = net.ffn_out(j, &h, &self.acts[g]); // [r, d]
+                if j == top {
+                    at_top = Some(match at_top {
+                        None => blank_out,
+                        Some(prev) => Tensor::cat(&[blank_out, prev], 0),
+                    });
+                } else {
+                    let sub = t.batch_of(&who[g], s);
+                    let entering =
+                        sub.put_at_blank(&t.rows_to(&t.out[j], &who[g], 1, s), &blank_out);
+                    x = Some(match x {
+                        None => entering,
+                        Some(prev) => Tensor::cat(&[entering, prev], 0),
+                    });
+                }
+                rows += who[g].len() as i64;
             }
         }
-        if j <= last {
-            let g = j - first;
-            let h = t.rows(&t.batch.at_blank(&t.h[j]), &who[g]);
-            let blank_out = net.ffn_out(j, &h, &acts[g]); // [r, d]
-            if j == top {
-                at_top = Some(match at_top {
-                    None => blank_out,
-                    Some(prev) => Tensor::cat(&[blank_out, prev], 0),
-                });
-            } else {
-                let sub = t.batch_of(&who[g], s);
-                let entering = sub.put_at_blank(&t.rows_to(&t.out[j], &who[g], 1, s), &blank_out);
-                x = Some(match x {
-                    None => entering,
-                    Some(prev) => Tensor::cat(&[entering, prev], 0),
-                });
+        let logits = net.head(&at_top.expect("every row reaches the top layer"));
+        reorder(&logits, self.acts)
+    }
+
+    /// The attention of layer `j` (below the top) over the staircase's `rows`
+    /// rows `prev`: the rows that entered at `j − 1` lead the batch and differ
+    /// from the trace only at the blank (`attention_changed`); the others are
+    /// computed whole.
+    fn stair_attention(&self, stair: &Stair, j: usize, prev: &Tensor, rows: i64) -> Tensor {
+        let (net, t) = (&self.model.net, self.t);
+        let (s, total) = (stair.s, stair.total);
+        let ctx_all = ctx_rows(&stair.ctx, total - rows, rows);
+        let blank = stair.blank.narrow(0, total - rows, rows);
+        let g = j - 1 - self.first;
+        let fresh = if g < self.acts.len() {
+            self.who[g].len() as i64
+        } else {
+            0
+        };
+        let changed = (fresh > 0).then(|| {
+            let who = &self.who[g];
+            let traced = Kv {
+                k: t.rows_to(&t.kv[j].k, who, 2, s),
+                v: t.rows_to(&t.kv[j].v, who, 2, s),
+                q: t.kv[j].q.as_ref().map(|q| t.rows_to(q, who, 2, s)),
+            };
+            net.attention_changed(
+                j,
+                &prev.narrow(0, 0, fresh),
+                &ctx_rows(&stair.ctx, total - rows, fresh),
+                &traced,
+                &blank.narrow(0, 0, fresh),
+            )
+        });
+        match changed {
+            Some(h) if fresh == rows => h,
+            Some(h) => {
+                let rest = rows - fresh;
+                let ctx_rest = ctx_rows(&stair.ctx, total - rest, rest);
+                let (old, _) = net.attention(j, &prev.narrow(0, fresh, rest), &ctx_rest);
+                Tensor::cat(&[h, old], 0)
             }
-            rows += who[g].len() as i64;
+            None => net.attention(j, prev, &ctx_all).0,
         }
     }
-    let logits = net.head(&at_top.expect("every row reaches the top layer"));
-    Ok(reorder(&logits, acts))
+}
+
+/// The staircase's batch: the context and blanks of its rows in their final
+/// order (`total` rows, `s` positions), each layer's rows its tail.
+struct Stair {
+    ctx: Ctx,
+    blank: Tensor,
+    total: i64,
+    s: usize,
 }
 
 /// Logits at the blank of the traced pass itself, with a leaf added to the

@@ -18,6 +18,7 @@ pub mod markdown;
 pub mod report;
 pub mod run;
 
+use crate::engine::attribution::Riemann;
 use crate::engine::{AnswerPositions, Query};
 use crate::models::{Model, Vocab};
 use crate::pararel::{fill, ParaRel, Relation};
@@ -36,7 +37,7 @@ pub struct Settings {
     /// [`crate::engine::edit::fingerprint`] of its weights.
     pub fingerprint: String,
     pub steps: usize,
-    pub riemann: String,
+    pub riemann: Riemann,
     pub seed: u64,
     pub facts_per_relation: Option<usize>,
     /// Empty: all 34.
@@ -233,7 +234,7 @@ pub fn fact_queries(
         })
         .collect::<Result<Vec<_>>>()?;
     if multi_token.is_none() {
-        crate::engine::edit::one_token(model, &qs)?;
+        crate::engine::one_token(model, &qs)?;
     }
     Ok(qs)
 }
@@ -297,48 +298,10 @@ pub fn plan_with(
         if !settings.relations.is_empty() && !settings.relations.contains(&rel.id) {
             continue;
         }
-        cov.relations += 1;
-        cov.facts += rel.facts.len();
-        cov.prompts += rel.facts.len() * rel.templates.len();
-        let templates = usable_templates(model, rel);
-        cov.usable_prompts += rel.facts.len() * templates.len();
-        let Some(first) = templates.first() else {
-            cov.no_template += rel.facts.len();
+        let Some((eligible, one_token)) = eligible_facts(model, rel, settings, &mut cov) else {
             continue;
         };
-        if templates.len() < MIN_TEMPLATES {
-            cov.unrefinable.push(kn_shared::experiment::Unrefinable {
-                relation: rel.id.clone(),
-                usable_templates: templates.len(),
-                facts: rel.facts.len(),
-            });
-            continue;
-        }
-        // Every planned fact, and those of one-token answers (the updates'
-        // known facts: an update is defined on one token).
-        let (mut eligible, mut one_token) = (Vec::new(), Vec::new());
-        for fact in 0..rel.facts.len() {
-            match answer_kind(model, first, rel, fact) {
-                Eligible::OneToken => {
-                    eligible.push(fact);
-                    one_token.push(fact);
-                }
-                Eligible::MultiToken => {
-                    cov.multi_token += 1;
-                    if settings.multi_token.is_some() {
-                        eligible.push(fact);
-                    }
-                }
-                Eligible::TooManyPieces => cov.too_many_pieces += 1,
-                Eligible::Unusable(e) => {
-                    tracing::warn!("{} #{fact}: skipped: {e}", rel.id);
-                    cov.unusable += 1;
-                }
-            }
-        }
-        cov.eligible_facts += eligible.len();
-        cov.eligible_prompts += eligible.len() * templates.len();
-        let mut chosen = eligible.clone();
+        let mut chosen = eligible;
         if let Some(n) = settings.facts_per_relation {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix(settings.seed, &rel.id));
             chosen.shuffle(&mut rng);
@@ -354,48 +317,8 @@ pub fn plan_with(
                     .map(|&(_, f)| item(f)),
             );
         } else if settings.known_facts_per_relation > 0 {
-            // A seeded order of its own, scanned until enough known facts.
-            let mut order = one_token;
-            order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(mix(
-                settings.seed ^ 0x6b6e_6f77_6e00,
-                &rel.id,
-            )));
-            // In batches of facts (one forward pass each), at most
-            // KNOWN_SCAN facts per relation.
-            let mut found = 0;
-            'scan: for chunk in order[..order.len().min(KNOWN_SCAN)].chunks(16) {
-                // One-token answers on every template (an update needs one);
-                // a fact whose answer some template splits is passed over.
-                let facts: Vec<(usize, Vec<Query>)> = chunk
-                    .iter()
-                    .filter_map(|&f| fact_queries(model, rel, f, None).ok().map(|q| (f, q)))
-                    .collect();
-                if facts.is_empty() {
-                    continue;
-                }
-                let all: Vec<Query> = facts.iter().flat_map(|(_, q)| q.iter().cloned()).collect();
-                let (_, top) = crate::engine::intervene::probabilities(
-                    model,
-                    &all,
-                    &crate::models::Hooks::default(),
-                )?;
-                let mut at = 0;
-                for (fact, qs) in &facts {
-                    let hit = top[at..at + qs.len()]
-                        .iter()
-                        .zip(qs)
-                        .any(|(&t, q)| t == q.target);
-                    at += qs.len();
-                    cov.known_scanned += 1;
-                    if hit {
-                        known.insert(item(*fact));
-                        found += 1;
-                        if found == settings.known_facts_per_relation {
-                            break 'scan;
-                        }
-                    }
-                }
-            }
+            let found = scan_known(model, rel, one_token, settings, &mut cov)?;
+            known.extend(found.into_iter().map(item));
         }
     }
     let items: Vec<Item> = sample.union(&known).copied().collect();
@@ -411,6 +334,105 @@ pub fn plan_with(
         known,
         coverage: cov,
     })
+}
+
+/// A relation's plannable facts, and those of them whose answer is one token
+/// (the updates' candidates), counted into `cov`; `None` when the relation
+/// has no usable template or too few to refine.
+fn eligible_facts(
+    model: &Model,
+    rel: &Relation,
+    settings: &Settings,
+    cov: &mut Coverage,
+) -> Option<(Vec<usize>, Vec<usize>)> {
+    cov.relations += 1;
+    cov.facts += rel.facts.len();
+    cov.prompts += rel.facts.len() * rel.templates.len();
+    let templates = usable_templates(model, rel);
+    cov.usable_prompts += rel.facts.len() * templates.len();
+    let Some(first) = templates.first() else {
+        cov.no_template += rel.facts.len();
+        return None;
+    };
+    if templates.len() < MIN_TEMPLATES {
+        cov.unrefinable.push(kn_shared::experiment::Unrefinable {
+            relation: rel.id.clone(),
+            usable_templates: templates.len(),
+            facts: rel.facts.len(),
+        });
+        return None;
+    }
+    let (mut eligible, mut one_token) = (Vec::new(), Vec::new());
+    for fact in 0..rel.facts.len() {
+        match answer_kind(model, first, rel, fact) {
+            Eligible::OneToken => {
+                eligible.push(fact);
+                one_token.push(fact);
+            }
+            Eligible::MultiToken => {
+                cov.multi_token += 1;
+                if settings.multi_token.is_some() {
+                    eligible.push(fact);
+                }
+            }
+            Eligible::TooManyPieces => cov.too_many_pieces += 1,
+            Eligible::Unusable(e) => {
+                tracing::warn!("{} #{fact}: skipped: {e}", rel.id);
+                cov.unusable += 1;
+            }
+        }
+    }
+    cov.eligible_facts += eligible.len();
+    cov.eligible_prompts += eligible.len() * templates.len();
+    Some((eligible, one_token))
+}
+
+/// Up to `known_facts_per_relation` facts of `rel` (among `one_token`, in a
+/// seeded order of the relation's own) that the model answers correctly on at
+/// least one prompt, scanning at most [`KNOWN_SCAN`] facts in batches of 16
+/// (one forward pass each).
+fn scan_known(
+    model: &Model,
+    rel: &Relation,
+    mut order: Vec<usize>,
+    settings: &Settings,
+    cov: &mut Coverage,
+) -> Result<Vec<usize>> {
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(mix(
+        settings.seed ^ 0x6b6e_6f77_6e00,
+        &rel.id,
+    )));
+    let mut found = Vec::new();
+    for chunk in order[..order.len().min(KNOWN_SCAN)].chunks(16) {
+        // One-token answers on every template (an update needs one); a fact
+        // whose answer some template splits is passed over.
+        let facts: Vec<(usize, Vec<Query>)> = chunk
+            .iter()
+            .filter_map(|&f| fact_queries(model, rel, f, None).ok().map(|q| (f, q)))
+            .collect();
+        if facts.is_empty() {
+            continue;
+        }
+        let all: Vec<Query> = facts.iter().flat_map(|(_, q)| q.iter().cloned()).collect();
+        let (_, top) =
+            crate::engine::readout::probabilities(model, &all, &crate::models::Hooks::default())?;
+        let mut at = 0;
+        for (fact, qs) in &facts {
+            let hit = top[at..at + qs.len()]
+                .iter()
+                .zip(qs)
+                .any(|(&t, q)| t == q.target);
+            at += qs.len();
+            cov.known_scanned += 1;
+            if hit {
+                found.push(*fact);
+                if found.len() == settings.known_facts_per_relation {
+                    return Ok(found);
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -501,7 +523,7 @@ mod tests {
             model: "bert-base-cased".into(),
             fingerprint: "f".into(),
             steps: 20,
-            riemann: "right".into(),
+            riemann: Riemann::Right,
             seed: 0,
             facts_per_relation: Some(3),
             relations: vec!["P36".into(), "P19".into()],

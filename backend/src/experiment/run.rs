@@ -4,7 +4,7 @@
 use super::db::{FactRecord, PromptRecord, RunDb, Scored, StoredFact, STORE_BASE_T, STORE_T};
 use super::{fact_queries, plan_with, Settings, Shard};
 use crate::engine::attribution::{attribute_many, rows, Options};
-use crate::engine::neurons::{
+use crate::engine::selection::{
     attribute_fact_with, coarse, tune_baseline_t, FactAttribution, Thresholds,
 };
 use crate::engine::{AnswerPositions, Query};

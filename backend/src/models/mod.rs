@@ -38,24 +38,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
-/// The architectures we run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    /// BERT masked LM: the blank is the `[MASK]` token.
-    Bert,
-    /// GPT-2 causal LM: the blank is the next token after the prompt.
-    Gpt2,
-    /// Llama family causal LM (Llama, Mistral, Qwen2, SmolLM).
-    Llama,
-}
-
-impl Arch {
-    /// Masked LMs read the blank at the mask token; causal LMs after the last token.
-    pub fn is_masked(self) -> bool {
-        matches!(self, Arch::Bert)
-    }
-}
+/// The architectures we run (the API's type: `GET /api/models` names it).
+pub use kn_shared::Arch;
 
 /// Shapes a caller needs to address neurons.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -376,7 +360,7 @@ pub trait NeuronModel: Send {
     fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor;
 
     /// The FFN output and residual: `x' = h + a·W_out` (BERT then applies LayerNorm).
-    /// `h` must enter as that residual alone: `engine::edited` emulates a
+    /// `h` must enter as that residual alone: `engine::edit_overlay` emulates a
     /// value-slot edit by adding its change to `h`.
     fn ffn_out(&self, layer: usize, h: &Tensor, a: &Tensor) -> Tensor;
 

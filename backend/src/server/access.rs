@@ -205,7 +205,7 @@ pub async fn check(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
                     "cross_origin",
                     format!(
                         "requests from other origins are refused (Origin: {})",
-                        super::results::clip(origin)
+                        kn_shared::clip(origin)
                     ),
                 );
             }

@@ -1,11 +1,14 @@
 //! Reading the model: `POST /api/predict`, and a fact's analysis
 //! (`POST /api/analyze`, or `POST /api/jobs/analyze` as a job).
 
-use super::results::{identify, run_now, Outcome, Planned};
-use super::{budget, edits, parse, ApiFail, AppState};
+use super::edit_sets;
+use super::plan::{Outcome, Planned, Progress};
+use super::run::run_now;
+use super::{budget, parse, ApiFail, AppState};
+use crate::cloze::cloze;
 use crate::engine::analysis::analyze_with;
-use crate::engine::neurons::Thresholds;
-use crate::predict::cloze;
+use crate::engine::selection::Thresholds;
+use crate::models::Model;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -13,8 +16,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kn_shared::{
-    AnalyzeRequest, AnalyzeResponse, ApiError, JobStatus, NeuronCard, NeuronRequest,
-    PredictRequest, PredictResponse,
+    clip, AnalyzeRequest, AnalyzeResponse, ApiError, ComputeRequest, JobStatus, NeuronCard,
+    NeuronRequest, PredictRequest, PredictResponse,
 };
 use std::sync::Arc;
 
@@ -38,8 +41,8 @@ pub async fn predict_route(
         // The answer's pieces (a multi-token answer adds its steps' tokens).
         budget::query(&st, worker, &req.prompt, t, "the prompt")?;
     }
-    edits::check_ids(&st, &req.edits)?;
-    let sets = edits::resolve(&st, index, &req.edits).await?;
+    edit_sets::check_ids(&st, &req.edits)?;
+    let sets = edit_sets::resolve(&st, index, &req.edits).await?;
     let resp = worker.predict(sets, req).await?;
     Ok(Json(resp).into_response())
 }
@@ -47,7 +50,7 @@ pub async fn predict_route(
 /// Check an analysis request and plan it.
 pub(super) fn plan(st: &AppState, mut req: AnalyzeRequest) -> Result<Planned, ApiFail> {
     let (index, worker) = st.worker(req.model.as_deref())?;
-    edits::check_ids(st, &req.edits)?;
+    edit_sets::check_ids(st, &req.edits)?;
     let queries = budget::queries(st, worker, &req.prompts, &req.target, req.answer_positions)?;
     if !queries.iter().any(|q| q.is_chain()) {
         // One-token answers: the positions change nothing, so one id.
@@ -55,39 +58,20 @@ pub(super) fn plan(st: &AppState, mut req: AnalyzeRequest) -> Result<Planned, Ap
     }
     budget::steps(st, req.steps)?;
     budget::work(st, worker, &queries, req.steps)?;
-    if !matches!(req.riemann.as_str(), "right" | "left") {
-        return Err(ApiFail::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_argument",
-            format!(
-                "riemann is `{}`; use `right` or `left`",
-                super::results::clip(&req.riemann)
-            ),
-        ));
-    }
     Thresholds {
         t: req.t,
         p: req.p,
         min_prompts: req.min_prompts,
     }
     .validate()?;
-    req.model = None;
-    let (canonical, id) = identify("analyze", &worker.fingerprint, &req)?;
+    let request = ComputeRequest::Analyze(req.clone());
     req.model = Some(worker.summary.name.clone());
     let summary = worker.summary.clone();
-    Ok(Planned {
-        kind: "analyze",
-        id,
-        worker: index,
-        request: canonical,
-        edits: req.edits.clone(),
-        total: req.prompts.len(),
-        work: Box::new(move |m, progress| {
-            Ok(Outcome::Analysis(Box::new(analyze_with(
-                m, &req, summary, progress,
-            )?)))
-        }),
-    })
+    let total = req.prompts.len();
+    let work = Box::new(move |m: &Model, progress: Progress| {
+        Ok(Outcome::analysis(analyze_with(m, &req, summary, progress)?))
+    });
+    Planned::new(request, &worker.fingerprint, index, total, work)
 }
 
 #[utoipa::path(post, path = "/api/analyze", request_body = AnalyzeRequest, responses((status = 200, body = AnalyzeResponse, description = "computed, or from the store"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
@@ -98,7 +82,8 @@ pub async fn analyze_route(
     let planned = plan(&st, parse(body)?)?;
     let done = run_now(&st, planned).await?;
     let result = done
-        .result
+        .analysis()
+        .cloned()
         .ok_or_else(|| ApiFail::internal("store", "an analysis id holds another kind of result"))?;
     Ok(Json(AnalyzeResponse {
         id: done.id,
@@ -135,20 +120,20 @@ pub async fn neuron_route(
             "bad_id",
             format!(
                 "`{}` is not a result id (20 hex digits)",
-                super::results::clip(&req.analysis)
+                clip(&req.analysis)
             ),
         ));
     }
-    let analysis = super::results::stored(&st, &req.analysis)
+    let analysis = super::stored::stored(&st, &req.analysis)
         .await?
-        .and_then(|found| found.result)
+        .and_then(|found| found.analysis().cloned())
         .ok_or_else(|| {
             ApiFail::new(
                 StatusCode::NOT_FOUND,
                 "result_not_found",
                 format!(
                     "no stored analysis has id {}: open the analysis first",
-                    super::results::clip(&req.analysis)
+                    clip(&req.analysis)
                 ),
             )
         })?;
@@ -161,21 +146,17 @@ pub async fn neuron_route(
     crate::engine::intervene::validate(&worker.text.config, &[neuron])?;
     let queries = budget::queries(&st, worker, &a.prompts, &a.target, a.answer_positions)?;
     budget::steps(&st, a.steps)?;
-    let sets = edits::resolve(&st, index, &a.edits).await?;
+    let sets = edit_sets::resolve(&st, index, &a.edits).await?;
     let opts = crate::engine::attribution::Options {
         steps: a.steps,
-        riemann: if a.riemann == "left" {
-            crate::engine::attribution::Riemann::Left
-        } else {
-            crate::engine::attribution::Riemann::Right
-        },
+        riemann: a.riemann,
         ..Default::default()
     };
     let max_scores: Vec<Option<f64>> = analysis.prompts.iter().map(|p| p.max_score).collect();
     let t = analysis.neurons.t;
     let (prompts, (promotes, suppresses)) = worker
         .run(sets, move |m, cancel| {
-            let on = crate::engine::neuron::on_prompts(
+            let on = crate::engine::neuron_card::on_prompts(
                 m,
                 &queries,
                 &opts,
@@ -184,7 +165,7 @@ pub async fn neuron_route(
                 t,
                 &mut super::worker::until_cancelled(cancel),
             )?;
-            Ok((on, crate::engine::neuron::vocabulary(m, neuron, 10)?))
+            Ok((on, crate::engine::neuron_card::vocabulary(m, neuron, 10)?))
         })
         .await?;
     let is_in = |set: &[kn_shared::ScoredNeuron]| set.iter().any(|n| n.neuron() == neuron);

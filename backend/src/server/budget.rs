@@ -8,7 +8,7 @@
 //! with; on the 2-core development CPU one unit costs roughly a millisecond on
 //! SmolLM2 or bert-base, so the default budget of 600,000 units bounds one
 //! request at about ten minutes there. Memory is bounded separately: the
-//! engine puts at most [`crate::engine::attribution::MAX_ROW_TOKENS`]
+//! engine puts at most [`crate::engine::batching::MAX_ROW_TOKENS`]
 //! `copies × tokens` into one pass, and prompts are at most `max_tokens` long.
 
 use super::{ApiFail, AppState, ModelWorker};

@@ -1,205 +1,30 @@
-//! Edits as values. An edit set (the exact before/after contents of the value
-//! slots it changes) is stored once under the hash of its contents; requests
-//! name the edit sets they run on. Making an edit (update a fact, erase
-//! neurons, erase a relation) stores the new set and its measured outcome and
+//! Making edits: update a fact, erase neurons, erase a relation. Each stores
+//! the new edit set (see [`super::edit_sets`]) and its measured outcome and
 //! changes nothing for anyone else: the caller adds the new id to the `edits`
 //! of its later requests (the web app keeps that list in the page's URL).
 
-use super::results::{identify, run_now, Outcome, Planned};
-use super::{blocking, budget, parse, ApiFail, AppState};
+use super::edit_sets::{check_ids, describe};
+use super::plan::{Outcome, Planned};
+use super::run::run_now;
+use super::{budget, parse, ApiFail, AppState};
 use crate::engine::attribution::Options;
 use crate::engine::edit::{self, Applied, UpdateOptions};
-use crate::engine::intervene::{probabilities, probabilities_and_ranks, prompt_effects};
-use crate::engine::neurons::{attribute_fact_with, Thresholds};
-use crate::engine::{relation, Neuron, Query};
+use crate::engine::readout::{probabilities, probabilities_and_ranks, prompt_effects};
+use crate::engine::selection::{attribute_fact_with, Thresholds};
+use crate::engine::{relation, Query};
 use crate::models::{Hooks, Model};
-use crate::store::{is_id, Store};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kn_shared::{
-    ActiveEdit, AnswerChange, ApiError, EditMetrics, EditResponse, EditSet, EraseRelationRequest,
-    EraseRequest, JobStatus, PerplexityChange, PromptEffect, UpdateFactRequest,
+    AnswerChange, ApiError, ComputeRequest, EditMetrics, EditResponse, EditSet,
+    EraseRelationRequest, EraseRequest, JobStatus, PerplexityChange, PromptEffect,
+    UpdateFactRequest,
 };
 use std::sync::Arc;
-
-/// An edit set's id: a hash of its canonical JSON (which includes the
-/// fingerprint of the model it was made for).
-pub fn edit_set_id(set: &EditSet) -> String {
-    let v = serde_json::to_value(set).unwrap_or_default();
-    Store::id("edit-set", &set.model, &v)
-}
-
-/// How requests and the web app show an edit set.
-pub fn describe(set: &EditSet) -> ActiveEdit {
-    ActiveEdit {
-        id: edit_set_id(set),
-        model: set.model.clone(),
-        description: set.description.clone(),
-        neurons: set
-            .slots
-            .iter()
-            .map(|s| Neuron {
-                layer: s.layer,
-                index: s.index,
-            })
-            .collect(),
-    }
-}
-
-/// The `edits` of a request: not too many, each shaped like an id.
-pub fn check_ids(st: &AppState, ids: &[String]) -> Result<(), ApiFail> {
-    budget::at_most(
-        "edit sets in one request",
-        ids.len(),
-        st.limits.max_edit_sets,
-        "",
-    )?;
-    if let Some(bad) = ids.iter().find(|id| !is_id(id)) {
-        return Err(ApiFail::new(
-            StatusCode::BAD_REQUEST,
-            "bad_edit_id",
-            format!(
-                "`{}` is not an edit-set id (20 hex digits)",
-                super::results::clip(bad)
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Read and check the edit sets `ids` for the model of worker `index`.
-pub async fn resolve(
-    st: &Arc<AppState>,
-    index: usize,
-    ids: &[String],
-) -> Result<Vec<EditSet>, ApiFail> {
-    check_ids(st, ids)?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (store, ids) = (st.store.clone(), ids.to_vec());
-    let worker = &st.models[index];
-    let (fp, cfg) = (worker.fingerprint.clone(), worker.text.config.clone());
-    blocking(move || {
-        ids.iter()
-            .map(|id| {
-                let body = store.edit_set(id)?.ok_or_else(|| {
-                    ApiFail::new(
-                        StatusCode::NOT_FOUND,
-                        "edit_set_not_found",
-                        format!("no edit set has id {id}: upload its file again (POST /api/edit-sets); a full store drops the least recently used sets"),
-                    )
-                })?;
-                let set: EditSet = serde_json::from_str(&body)
-                    .map_err(|e| ApiFail::internal("store", format!("edit set {id}: {e}")))?;
-                edit::check_set(&cfg, &fp, &set)
-                    .map_err(|e| ApiFail::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_model", format!("edit set {id}: {e}")))?;
-                Ok(set)
-            })
-            .collect()
-    })
-    .await
-}
-
-#[utoipa::path(post, path = "/api/edit-sets", request_body = EditSet, responses((status = 200, body = ActiveEdit, description = "stored (or already there); its id goes in requests' `edits`"), (status = 400, body = ApiError), (status = 413, body = ApiError), (status = 422, body = ApiError, description = "made for a model that is not loaded, or values out of range")))]
-pub async fn upload_route(
-    State(st): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ActiveEdit>, ApiFail> {
-    let st2 = st.clone();
-    let body = body.map_err(super::body_error)?;
-    blocking(move || {
-        let set: EditSet = parse(Ok(body))?;
-        let worker = st2
-            .models
-            .iter()
-            .find(|w| w.fingerprint == set.model)
-            .ok_or_else(|| {
-                ApiFail::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "wrong_model",
-                    format!(
-                        "this edit set was made for model `{}`, which is not loaded here (loaded: {})",
-                        super::results::clip(&set.model),
-                        st2.models
-                            .iter()
-                            .map(|w| format!("{} = {}", w.summary.name, w.fingerprint))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-            })?;
-        edit::check_set(&worker.text.config, &worker.fingerprint, &set)?;
-        let info = describe(&set);
-        let text = serde_json::to_string(&set).map_err(|e| ApiFail::internal("internal", e))?;
-        st2.store.put_edit_set(&info.id, &set.model, &text)?;
-        Ok(Json(info))
-    })
-    .await
-}
-
-async fn find_set(st: &Arc<AppState>, id: &str) -> Result<String, ApiFail> {
-    if !is_id(id) {
-        return Err(ApiFail::new(
-            StatusCode::BAD_REQUEST,
-            "bad_edit_id",
-            format!(
-                "`{}` is not an edit-set id (20 hex digits)",
-                super::results::clip(id)
-            ),
-        ));
-    }
-    let (store, key) = (st.store.clone(), id.to_string());
-    blocking(move || store.edit_set(&key).map_err(ApiFail::from))
-        .await?
-        .ok_or_else(|| {
-            ApiFail::new(
-                StatusCode::NOT_FOUND,
-                "edit_set_not_found",
-                format!("no edit set has id {id}"),
-            )
-        })
-}
-
-#[utoipa::path(get, path = "/api/edit-sets/{id}", params(("id" = String, Path)), responses((status = 200, body = EditSet, description = "the edit set, to save and upload again"), (status = 404, body = ApiError)))]
-pub async fn download_route(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiFail> {
-    let body = find_set(&st, &id).await?;
-    Ok((
-        [
-            (
-                axum::http::header::CONTENT_TYPE,
-                "application/json".to_string(),
-            ),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"edit-{id}.json\""),
-            ),
-        ],
-        body,
-    )
-        .into_response())
-}
-
-#[utoipa::path(get, path = "/api/edit-sets/{id}/summary", params(("id" = String, Path)), responses((status = 200, body = ActiveEdit), (status = 404, body = ApiError)))]
-pub async fn summary_route(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<ActiveEdit>, ApiFail> {
-    let body = find_set(&st, &id).await?;
-    blocking(move || {
-        let set: EditSet = serde_json::from_str(&body)
-            .map_err(|e| ApiFail::internal("store", format!("edit set: {e}")))?;
-        Ok(Json(describe(&set)))
-    })
-    .await
-}
 
 /// Per prompt, before and after applying `set` on top of the model as it is:
 /// `P(answer)`, its rank and the top-1; with `new`, the same for a fact
@@ -245,35 +70,33 @@ fn before_after(
     Ok(effects)
 }
 
+/// An edit's outcome (its permalink id is filled in when it is stored).
 fn edit_outcome(
-    id: String,
     set: EditSet,
     metrics: EditMetrics,
     random: Option<EditMetrics>,
     predictions: Vec<PromptEffect>,
 ) -> Outcome {
-    Outcome::Edit {
-        response: Box::new(EditResponse {
-            id,
-            edit: describe(&set),
-            metrics,
-            random,
-            predictions,
-        }),
-        set: Box::new(set),
-    }
+    let response = EditResponse {
+        id: String::new(),
+        edit: describe(&set),
+        metrics,
+        random,
+        predictions,
+    };
+    Outcome::edit(response, set)
 }
 
 /// Check a fact update and plan it.
-pub(super) fn plan_update(st: &AppState, mut req: UpdateFactRequest) -> Result<Planned, ApiFail> {
+pub(super) fn plan_update(st: &AppState, req: UpdateFactRequest) -> Result<Planned, ApiFail> {
     let (index, worker) = st.worker(req.model.as_deref())?;
     check_ids(st, &req.edits)?;
     let qs = budget::queries(st, worker, &req.prompts, &req.target, Default::default())?;
     // The old and the new answer must be one token (on every prompt).
-    crate::engine::edit::one_token(&worker.text, &qs)?;
+    crate::engine::one_token(&worker.text, &qs)?;
     let new_ids = qs
         .iter()
-        .map(|q| crate::predict::target_id(&worker.text, &q.cloze, &req.new_target))
+        .map(|q| crate::cloze::target_id(&worker.text, &q.cloze, &req.new_target))
         .collect::<crate::Result<Vec<u32>>>()?;
     let eval = budget::eval_queries(st, worker, &req.eval)?;
     budget::steps(st, req.steps)?;
@@ -281,59 +104,52 @@ pub(super) fn plan_update(st: &AppState, mut req: UpdateFactRequest) -> Result<P
     budget::count("k", req.k, st.limits.max_k, "")?;
     budget::finite("λ1", req.lambda1, st.limits.max_lambda)?;
     budget::finite("λ2", req.lambda2, st.limits.max_lambda)?;
-    req.model = None;
-    let (canonical, id) = identify("update", &worker.fingerprint, &req)?;
-    let id2 = id.clone();
-    Ok(Planned {
-        kind: "update",
-        id,
-        worker: index,
-        request: canonical,
-        edits: req.edits.clone(),
-        total: req.prompts.len(),
-        work: Box::new(move |m, progress| {
-            let opts = Options {
-                steps: req.steps,
-                ..Options::default()
-            };
-            let fact = attribute_fact_with(m, qs.clone(), &opts, progress)?;
-            let uo = UpdateOptions {
-                k: req.k,
-                lambda1: req.lambda1,
-                lambda2: req.lambda2,
-                norm_scaled: req.norm_scaled,
-            };
-            let desc = format!(
-                "update {:?} -> {:?} (k = {}, λ1 = {}, λ2 = {}{})",
-                req.target,
-                req.new_target,
-                req.k,
-                req.lambda1,
-                req.lambda2,
-                if req.norm_scaled { ", norm-scaled" } else { "" }
-            );
-            let plan = edit::plan_update(
-                m,
-                &fact,
-                &req.target,
-                &req.new_target,
-                &Thresholds::default(),
-                &[],
-                &uo,
-                &eval,
-                desc,
-            )?;
-            let new = (req.new_target.trim(), new_ids.as_slice());
-            let predictions = before_after(m, &plan.edit, &qs, Some(new))?;
-            Ok(edit_outcome(
-                id2,
-                plan.edit,
-                plan.metrics,
-                Some(plan.random),
-                predictions,
-            ))
-        }),
-    })
+    let request = ComputeRequest::Update(req.clone());
+    let total = req.prompts.len();
+    let work = Box::new(move |m: &Model, progress: super::plan::Progress| {
+        let fact = attribute_fact_with(m, qs.clone(), &Options::with_steps(req.steps), progress)?;
+        let update = edit::FactUpdate {
+            target: &req.target,
+            new_target: &req.new_target,
+            thresholds: Thresholds::default(),
+            exclude: &[],
+            opts: update_options(&req),
+            eval: &eval,
+            description: update_description(&req),
+        };
+        let plan = edit::plan_update(m, &fact, &update)?;
+        let new = (req.new_target.trim(), new_ids.as_slice());
+        let predictions = before_after(m, &plan.edit, &qs, Some(new))?;
+        Ok(edit_outcome(
+            plan.edit,
+            plan.metrics,
+            Some(plan.random),
+            predictions,
+        ))
+    });
+    Planned::new(request, &worker.fingerprint, index, total, work)
+}
+
+fn update_options(req: &UpdateFactRequest) -> UpdateOptions {
+    UpdateOptions {
+        k: req.k,
+        lambda1: req.lambda1,
+        lambda2: req.lambda2,
+        norm_scaled: req.norm_scaled,
+    }
+}
+
+/// How the edit set describes itself.
+fn update_description(req: &UpdateFactRequest) -> String {
+    format!(
+        "update {:?} -> {:?} (k = {}, λ1 = {}, λ2 = {}{})",
+        req.target,
+        req.new_target,
+        req.k,
+        req.lambda1,
+        req.lambda2,
+        if req.norm_scaled { ", norm-scaled" } else { "" }
+    )
 }
 
 #[utoipa::path(post, path = "/api/edits/update", request_body = UpdateFactRequest, responses((status = 200, body = EditResponse, description = "the new edit set (stored; name it in later requests' `edits`) and its effect"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
@@ -347,7 +163,7 @@ pub async fn update_route(
 
 fn edit_response(done: kn_shared::StoredResult) -> Result<Response, ApiFail> {
     let edit = done
-        .edit
+        .edit()
         .ok_or_else(|| ApiFail::internal("store", "an edit's id holds another kind of result"))?;
     Ok(Json(edit).into_response())
 }
@@ -364,7 +180,7 @@ pub async fn update_job_route(
 }
 
 /// Check an erase and plan it.
-pub(super) fn plan_erase(st: &AppState, mut req: EraseRequest) -> Result<Planned, ApiFail> {
+pub(super) fn plan_erase(st: &AppState, req: EraseRequest) -> Result<Planned, ApiFail> {
     let (index, worker) = st.worker(req.model.as_deref())?;
     check_ids(st, &req.edits)?;
     budget::count(
@@ -376,29 +192,20 @@ pub(super) fn plan_erase(st: &AppState, mut req: EraseRequest) -> Result<Planned
     crate::engine::intervene::validate(&worker.text.config, &req.neurons)?;
     let with: edit::EraseWith = req.with.parse()?;
     let eval = budget::eval_queries(st, worker, &req.eval)?;
-    req.model = None;
-    let (canonical, id) = identify("erase", &worker.fingerprint, &req)?;
-    let id2 = id.clone();
-    Ok(Planned {
-        kind: "erase",
-        id,
-        worker: index,
-        request: canonical,
-        edits: req.edits.clone(),
-        total: 1,
-        work: Box::new(move |m, _| {
-            let fp = edit::fingerprint(m);
-            let es = edit::erase(
-                m,
-                &req.neurons,
-                with,
-                format!("erase {} neurons ({})", req.neurons.len(), req.with),
-            )?;
-            let metrics = edit::measure(m, &es, &fp, &[], None, &eval)?;
-            let predictions = before_after(m, &es, &eval, None)?;
-            Ok(edit_outcome(id2, es, metrics, None, predictions))
-        }),
-    })
+    let request = ComputeRequest::Erase(req.clone());
+    let work = Box::new(move |m: &Model, _: super::plan::Progress| {
+        let fp = edit::fingerprint(m);
+        let es = edit::erase(
+            m,
+            &req.neurons,
+            with,
+            format!("erase {} neurons ({})", req.neurons.len(), req.with),
+        )?;
+        let metrics = edit::measure(m, &es, &fp, &[], None, &eval)?;
+        let predictions = before_after(m, &es, &eval, None)?;
+        Ok(edit_outcome(es, metrics, None, predictions))
+    });
+    Planned::new(request, &worker.fingerprint, index, 1, work)
 }
 
 #[utoipa::path(post, path = "/api/edits/erase", request_body = EraseRequest, responses((status = 200, body = EditResponse, description = "the new edit set (stored; name it in later requests' `edits`) and its effect"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
@@ -410,11 +217,24 @@ pub async fn erase_route(
     edit_response(run_now(&st, planned).await?)
 }
 
+/// A relation erasure's inputs, all built while planning.
+struct RelationErasure {
+    rel_id: String,
+    rel_label: String,
+    /// The sampled facts' prompts, per fact.
+    sample: Vec<Vec<Query>>,
+    /// The same, flat: the erased relation's prompts.
+    prompts: Vec<Query>,
+    /// Prompts of the other relations (the side effects).
+    side: Vec<Query>,
+    with: edit::EraseWith,
+}
+
 /// Check a relation erasure and plan it: the sampled facts' prompts and the
 /// side-effect prompts are built here, so the whole cost is known up front.
 pub(super) fn plan_erase_relation(
     st: &AppState,
-    mut req: EraseRelationRequest,
+    req: EraseRelationRequest,
 ) -> Result<Planned, ApiFail> {
     let (index, worker) = st.worker(req.model.as_deref())?;
     check_ids(st, &req.edits)?;
@@ -444,82 +264,94 @@ pub(super) fn plan_erase_relation(
         &worker.text,
         data.relations.iter().filter(|r| r.id != rel.id),
     );
-    let (rel_id, rel_label) = (rel.id.clone(), rel.label.clone());
-    req.model = None;
-    let (canonical, id) = identify("erase-relation", &worker.fingerprint, &req)?;
-    let id2 = id.clone();
-    let total = sample.len();
-    Ok(Planned {
-        kind: "erase-relation",
-        id,
-        worker: index,
-        request: canonical,
-        edits: req.edits.clone(),
-        total,
-        work: Box::new(move |m, progress| {
-            let opts = Options {
-                steps: req.steps,
-                ..Options::default()
-            };
-            let neurons = relation::erase_neurons(m, &sample, req.top, &opts, progress)?;
-            let es = edit::erase(
-                m,
-                &neurons,
-                with,
-                format!(
-                    "erase {rel_id} ({rel_label}): {} neurons from {} facts",
-                    neurons.len(),
-                    sample.len()
+    let erasure = RelationErasure {
+        rel_id: rel.id.clone(),
+        rel_label: rel.label.clone(),
+        sample,
+        prompts,
+        side,
+        with,
+    };
+    let total = erasure.sample.len();
+    let request = ComputeRequest::EraseRelation(req.clone());
+    let work = Box::new(move |m: &Model, progress: super::plan::Progress| {
+        erase_relation(m, &req, &erasure, progress)
+    });
+    Planned::new(request, &worker.fingerprint, index, total, work)
+}
+
+/// A relation erasure: its facts' most frequent knowledge neurons erased, and
+/// the accuracy and perplexity of the relation and of the others before and
+/// after.
+fn erase_relation(
+    m: &Model,
+    req: &EraseRelationRequest,
+    e: &RelationErasure,
+    progress: super::plan::Progress,
+) -> crate::Result<Outcome> {
+    let neurons = relation::erase_neurons(
+        m,
+        &e.sample,
+        req.top,
+        &Options::with_steps(req.steps),
+        progress,
+    )?;
+    let es = edit::erase(
+        m,
+        &neurons,
+        e.with,
+        format!(
+            "erase {} ({}): {} neurons from {} facts",
+            e.rel_id,
+            e.rel_label,
+            neurons.len(),
+            e.sample.len()
+        ),
+    )?;
+    // (accuracy, perplexity) on each set, before and after.
+    let mut sets = vec![(format!("{} (erased relation)", e.rel_id), &e.prompts)];
+    if !e.side.is_empty() {
+        sets.push(("other relations".to_string(), &e.side));
+    }
+    let measure = |m: &Model| -> crate::Result<Vec<(f64, f64)>> {
+        sets.iter()
+            .map(|(_, qs)| Ok((accuracy(m, qs)?, edit::perplexity(m, qs)?)))
+            .collect()
+    };
+    let before = measure(m)?;
+    let applied = Applied::new(m, std::slice::from_ref(&es))?;
+    let after = measure(m)?;
+    drop(applied);
+    let metrics = EditMetrics {
+        // Share of the erased relation's prompts no longer answered correctly.
+        change_rate: 1.0 - after[0].0,
+        success_rate: 0.0,
+        change_rate_known: None,
+        prompts: e.prompts.len(),
+        known_prompts: (before[0].0 * e.prompts.len() as f64).round() as usize,
+        perplexity: sets
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|((name, qs), (b, a))| PerplexityChange {
+                set: format!(
+                    "{name}, accuracy {:.0}% -> {:.0}%",
+                    100.0 * b.0,
+                    100.0 * a.0
                 ),
-            )?;
-            let acc = |qs: &[Query]| -> crate::Result<f64> {
-                let (_, top) = probabilities(m, qs, &Hooks::default())?;
-                Ok(
-                    top.iter().zip(qs).filter(|(t, q)| **t == q.target).count() as f64
-                        / qs.len() as f64,
-                )
-            };
-            // (accuracy, perplexity) on each set, before and after.
-            let mut sets = vec![(format!("{rel_id} (erased relation)"), &prompts)];
-            if !side.is_empty() {
-                sets.push(("other relations".to_string(), &side));
-            }
-            let mut before = Vec::new();
-            for (_, qs) in &sets {
-                before.push((acc(qs)?, edit::perplexity(m, qs)?));
-            }
-            let applied = Applied::new(m, std::slice::from_ref(&es))?;
-            let mut after = Vec::new();
-            for (_, qs) in &sets {
-                after.push((acc(qs)?, edit::perplexity(m, qs)?));
-            }
-            drop(applied);
-            let metrics = EditMetrics {
-                // Share of the erased relation's prompts no longer answered correctly.
-                change_rate: 1.0 - after[0].0,
-                success_rate: 0.0,
-                change_rate_known: None,
-                prompts: prompts.len(),
-                known_prompts: (before[0].0 * prompts.len() as f64).round() as usize,
-                perplexity: sets
-                    .iter()
-                    .zip(before.iter().zip(&after))
-                    .map(|((name, qs), (b, a))| PerplexityChange {
-                        set: format!(
-                            "{name}, accuracy {:.0}% -> {:.0}%",
-                            100.0 * b.0,
-                            100.0 * a.0
-                        ),
-                        prompts: qs.len(),
-                        before: b.1,
-                        after: a.1,
-                    })
-                    .collect(),
-            };
-            let predictions = before_after(m, &es, &prompts, None)?;
-            Ok(edit_outcome(id2, es, metrics, None, predictions))
-        }),
-    })
+                prompts: qs.len(),
+                before: b.1,
+                after: a.1,
+            })
+            .collect(),
+    };
+    let predictions = before_after(m, &es, &e.prompts, None)?;
+    Ok(edit_outcome(es, metrics, None, predictions))
+}
+
+/// Share of `qs` whose top-1 is the answer.
+fn accuracy(m: &Model, qs: &[Query]) -> crate::Result<f64> {
+    let (_, top) = probabilities(m, qs, &Hooks::default())?;
+    Ok(top.iter().zip(qs).filter(|(t, q)| **t == q.target).count() as f64 / qs.len() as f64)
 }
 
 /// `POST /api/jobs/erase-relation`: SPEC's relation erasure as a job. The final

@@ -37,7 +37,7 @@ fn run_file(dir: &std::path::Path, name: &str) -> Result<PathBuf, ApiFail> {
             "unknown_experiment",
             format!(
                 "no experiment run `{}` in the experiments folder",
-                super::results::clip(name)
+                kn_shared::clip(name)
             ),
         ));
     }

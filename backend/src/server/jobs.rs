@@ -5,13 +5,15 @@
 //! finished job is answered from the store. Finished jobs leave the map after
 //! [`JOB_TTL`]; the map never holds more than [`MAX_JOBS`].
 
-use super::results::{save, Outcome, Planned};
+use super::edit_sets;
+use super::plan::Planned;
+use super::stored::{finished, save};
 use super::{ApiFail, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kn_shared::{ApiError, EditSet, JobStatus};
+use kn_shared::{ApiError, ComputeOutput, EditSet, JobState, JobStatus};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -70,10 +72,10 @@ impl Jobs {
     }
 }
 
-fn status(id: &str, state: &str, done: usize, total: usize) -> JobStatus {
+fn status(id: &str, state: JobState, done: usize, total: usize) -> JobStatus {
     JobStatus {
         id: id.to_string(),
-        state: state.into(),
+        state,
         done,
         total,
         error: None,
@@ -84,16 +86,20 @@ fn status(id: &str, state: &str, done: usize, total: usize) -> JobStatus {
 /// Start `planned` as a job (202), join the same job in flight (202), or
 /// answer from the store (200, `done`).
 pub async fn launch(st: &Arc<AppState>, planned: Planned) -> Result<Response, ApiFail> {
-    if let Some(done) = super::results::finished(st, &planned.id).await? {
+    if let Some(done) = finished(st, &planned.id).await? {
         return Ok((StatusCode::OK, Json(done)).into_response());
     }
     if let Some((rx, _)) = st.jobs.get(&planned.id) {
         let s = rx.borrow().clone();
-        if !matches!(s.state.as_str(), "failed" | "cancelled") {
-            return Ok((StatusCode::ACCEPTED, Json(s)).into_response());
+        match s.state {
+            JobState::Queued | JobState::Running | JobState::Done => {
+                return Ok((StatusCode::ACCEPTED, Json(s)).into_response())
+            }
+            // Ended without a result: run it again.
+            JobState::Failed | JobState::Cancelled => {}
         }
     }
-    let sets = super::edits::resolve(st, planned.worker, &planned.edits).await?;
+    let sets = edit_sets::resolve(st, planned.worker, planned.edits()).await?;
     let queued = start(st, planned, sets)?;
     Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
 }
@@ -102,23 +108,21 @@ pub async fn launch(st: &Arc<AppState>, planned: Planned) -> Result<Response, Ap
 /// channel, its result to the store.
 fn start(st: &Arc<AppState>, planned: Planned, sets: Vec<EditSet>) -> Result<JobStatus, ApiFail> {
     let Planned {
-        kind,
+        request,
         id,
         worker,
-        request,
         total,
         work,
-        ..
     } = planned;
-    let queued = status(&id, "queued", 0, total);
+    let queued = status(&id, JobState::Queued, 0, total);
     let (tx, rx) = watch::channel(queued.clone());
     let cancel = Arc::new(AtomicBool::new(false));
     let (tx2, id2) = (tx.clone(), id.clone());
     let pending = st.models[worker].submit(sets, cancel.clone(), move |m, cancel| {
         let mut progress = |done: usize, total: usize| {
             tx2.send_if_modified(|s| {
-                let changed = s.state != "running" || s.done != done || s.total != total;
-                *s = status(&id2, "running", done, total);
+                let changed = s.state != JobState::Running || s.done != done || s.total != total;
+                *s = status(&id2, JobState::Running, done, total);
                 changed
             });
             !cancel.load(Ordering::Relaxed)
@@ -136,8 +140,8 @@ fn start(st: &Arc<AppState>, planned: Planned, sets: Vec<EditSet>) -> Result<Job
     let st = st.clone();
     let model = st.models[worker].summary.name.clone();
     tokio::spawn(async move {
-        let end = |state: &str, error: Option<ApiError>| JobStatus {
-            done: if state == "done" {
+        let end = |state: JobState, error: Option<ApiError>| JobStatus {
+            done: if state == JobState::Done {
                 total
             } else {
                 tx.borrow().done
@@ -147,20 +151,21 @@ fn start(st: &Arc<AppState>, planned: Planned, sets: Vec<EditSet>) -> Result<Job
         };
         let final_status = match pending.await {
             Ok(outcome) => {
-                let edit = match &outcome {
-                    Outcome::Edit { response, .. } => Some((**response).clone()),
-                    Outcome::Analysis(_) | Outcome::Methods(_) => None,
+                let outcome = outcome.named(&id);
+                let edit = match &outcome.output {
+                    ComputeOutput::Edit(response) => Some((**response).clone()),
+                    ComputeOutput::Analysis(_) | ComputeOutput::Methods(_) => None,
                 };
-                match save(&st, kind, &id, &model, &request, outcome).await {
+                match save(&st, &request, &id, &model, outcome).await {
                     Ok(()) => JobStatus {
                         edit,
-                        ..end("done", None)
+                        ..end(JobState::Done, None)
                     },
-                    Err(fail) => end("failed", Some(fail.body)),
+                    Err(fail) => end(JobState::Failed, Some(fail.body)),
                 }
             }
-            Err(fail) if fail.code() == "cancelled" => end("cancelled", Some(fail.body)),
-            Err(fail) => end("failed", Some(fail.body)),
+            Err(fail) if fail.code() == "cancelled" => end(JobState::Cancelled, Some(fail.body)),
+            Err(fail) => end(JobState::Failed, Some(fail.body)),
         };
         tx.send_replace(final_status);
     });
@@ -175,7 +180,7 @@ async fn find(
     if let Some((rx, cancel)) = st.jobs.get(id) {
         return Ok((rx, Some(cancel)));
     }
-    if let Some(done) = super::results::finished(st, id).await? {
+    if let Some(done) = finished(st, id).await? {
         return Ok((watch::channel(done).1, None));
     }
     Err(ApiFail::new(

@@ -17,18 +17,26 @@
 //!   state-changing request must be JSON from our own origin, and a server
 //!   reachable from the network requires a token.
 //!
-//! Routes are grouped by concern: [`analysis`] (predict, analyze), [`edits`],
-//! [`dataset`], [`experiments`] and [`results`].
+//! Routes are grouped by concern: [`analysis`] (predict, analyze, a neuron),
+//! [`methods_route`], [`edits`] (making edits), [`edit_sets`] (the sets as values),
+//! [`dataset`], [`experiments`] and [`results`] (permalinks). A stored
+//! computation is a [`plan::Planned`], run by [`run`] or [`jobs`] and kept by
+//! [`stored`]; the graph between these files runs one way: routes → runners →
+//! plan, and only [`results`] knows every route's planner.
 
 pub mod access;
 mod analysis;
 pub mod budget;
 mod dataset;
+mod edit_sets;
 mod edits;
 mod experiments;
 pub mod jobs;
-mod methods;
+mod methods_route;
+mod plan;
 mod results;
+mod run;
+mod stored;
 pub mod worker;
 
 pub use access::Access;
@@ -110,7 +118,7 @@ impl AppState {
                         "model_not_found",
                         format!(
                             "model `{}` is not loaded; loaded: {}",
-                            results::clip(n),
+                            kn_shared::clip(n),
                             known.join(", ")
                         ),
                     )
@@ -271,11 +279,11 @@ async fn limits(State(st): State<Arc<AppState>>) -> Json<Limits> {
         analysis::predict_route,
         analysis::analyze_route,
         analysis::analyze_job_route,
-        methods::methods_job_route,
+        methods_route::methods_job_route,
         analysis::neuron_route,
-        edits::upload_route,
-        edits::download_route,
-        edits::summary_route,
+        edit_sets::upload_route,
+        edit_sets::download_route,
+        edit_sets::summary_route,
         edits::update_route,
         edits::update_job_route,
         edits::erase_route,
@@ -332,7 +340,7 @@ async fn api_not_found() -> ApiFail {
 /// The application router: the API, and the web client from `static_dir`.
 pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
     let upload = Router::new()
-        .route("/edit-sets", post(edits::upload_route))
+        .route("/edit-sets", post(edit_sets::upload_route))
         .layer(DefaultBodyLimit::max(state.limits.max_upload_bytes));
     let api = Router::new()
         .route("/openapi.json", get(openapi))
@@ -343,7 +351,7 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/analyze", post(analysis::analyze_route))
         .route("/results/{id}", get(results::result_route))
         .route("/jobs/analyze", post(analysis::analyze_job_route))
-        .route("/jobs/methods", post(methods::methods_job_route))
+        .route("/jobs/methods", post(methods_route::methods_job_route))
         .route("/neuron", post(analysis::neuron_route))
         .route("/jobs/erase-relation", post(edits::erase_relation_route))
         .route("/jobs/update-fact", post(edits::update_job_route))
@@ -352,8 +360,8 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
             get(jobs::job_route).delete(jobs::cancel_job_route),
         )
         .route("/jobs/{id}/events", get(jobs::job_events_route))
-        .route("/edit-sets/{id}", get(edits::download_route))
-        .route("/edit-sets/{id}/summary", get(edits::summary_route))
+        .route("/edit-sets/{id}", get(edit_sets::download_route))
+        .route("/edit-sets/{id}/summary", get(edit_sets::summary_route))
         .route("/edits/update", post(edits::update_route))
         .route("/edits/erase", post(edits::erase_route))
         .route("/dataset", get(dataset::dataset_route))

@@ -160,10 +160,7 @@ pub fn summary(model: &Model) -> ModelSummary {
     let cfg = model.config();
     ModelSummary {
         name: model.name.clone(),
-        arch: serde_json::to_value(cfg.arch)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
+        arch: cfg.arch,
         masked: cfg.arch.is_masked(),
         n_layers: cfg.n_layers,
         d_model: cfg.d_model,

@@ -187,11 +187,29 @@ pub fn ours(r: &ExperimentReport) -> Vec<(String, String)> {
 }
 
 /// The report as Markdown: coverage, the paper's table beside ours (with
-/// intervals), per-relation effects, BingRel, updates, erasure, and links to
-/// the charts' SVG files.
+/// intervals), per-relation effects, BingRel, updates, erasure, the methods,
+/// and links to the charts' SVG files.
 pub fn markdown(r: &ExperimentReport) -> String {
+    let sections: [fn(&mut String, &ExperimentReport); 9] = [
+        header,
+        coverage,
+        beside_the_paper,
+        per_relation,
+        bingrel,
+        updates,
+        erasures,
+        methods,
+        charts,
+    ];
     let mut s = String::new();
-    let c = &r.coverage;
+    for section in sections {
+        section(&mut s, r);
+    }
+    s
+}
+
+/// The title and the settings the figures rest on.
+fn header(s: &mut String, r: &ExperimentReport) {
     let _ = writeln!(s, "# Knowledge neurons on ParaRel: `{}`\n", r.name);
     let _ = writeln!(
         s,
@@ -221,6 +239,11 @@ pub fn markdown(r: &ExperimentReport) -> String {
             ),
         }
     );
+}
+
+/// What the run covers and skips, and what it cost.
+fn coverage(s: &mut String, r: &ExperimentReport) {
+    let c = &r.coverage;
     let _ = writeln!(s, "## Coverage\n\n| | count |\n| --- | ---: |");
     for (k, v) in [
         ("relations", c.relations),
@@ -274,6 +297,10 @@ pub fn markdown(r: &ExperimentReport) -> String {
         r.attribution_seconds / (c.done + c.failed).max(1) as f64,
         r.report_seconds
     );
+}
+
+/// SPEC's table of the paper's figures beside ours.
+fn beside_the_paper(s: &mut String, r: &ExperimentReport) {
     let _ = writeln!(
         s,
         "## Beside the paper (BERT-base-cased, SPEC's table)\n\n| what | paper: knowledge neurons | paper: baseline | ours: knowledge neurons | ours: baseline / control |\n| --- | --- | --- | --- | --- |"
@@ -292,6 +319,10 @@ pub fn markdown(r: &ExperimentReport) -> String {
         pct(r.suppress.ci.as_ref().and_then(|c| c.knowledge_median)),
         pct(r.amplify.ci.as_ref().and_then(|c| c.knowledge_median)),
     );
+}
+
+/// Suppress and amplify per relation, with the overall row.
+fn per_relation(s: &mut String, r: &ExperimentReport) {
     let _ = writeln!(
         s,
         "## Per relation\n\nSuppress and amplify: mean relative change of P(answer) over the relation's facts, with its interval; columns are knowledge neurons | baseline | random | knowledge neurons on the prompts of three facts of other relations.\n\n| relation | type | facts | p | neurons/fact (KN / base) | shared ≥10% | suppress: KN | base | random | unrelated | amplify: KN | base | random | unrelated |\n| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -321,6 +352,10 @@ pub fn markdown(r: &ExperimentReport) -> String {
         effects_cells(&r.suppress),
         effects_cells(&r.amplify)
     );
+}
+
+/// BingRel: the neurons' activation on knowledge-expressing text.
+fn bingrel(s: &mut String, r: &ExperimentReport) {
     if let Some(b) = &r.bingrel {
         let _ = writeln!(
             s,
@@ -330,6 +365,10 @@ pub fn markdown(r: &ExperimentReport) -> String {
             b.baseline.expressing, b.baseline.head_only, b.baseline.other_prompts
         );
     }
+}
+
+/// The fact updates and their sweep over k.
+fn updates(s: &mut String, r: &ExperimentReport) {
     if let Some(u) = &r.update {
         let ks = u
             .k_used
@@ -402,6 +441,10 @@ pub fn markdown(r: &ExperimentReport) -> String {
         }
         s.push('\n');
     }
+}
+
+/// The relation erasures.
+fn erasures(s: &mut String, r: &ExperimentReport) {
     if !r.erase.is_empty() {
         let short = r.erase.iter().filter(|e| e.candidates < 20).count();
         let tied: usize = r.erase.iter().map(|e| e.tie_decided).sum();
@@ -423,6 +466,10 @@ pub fn markdown(r: &ExperimentReport) -> String {
         }
         s.push('\n');
     }
+}
+
+/// The attribution methods compared over the run's facts.
+fn methods(s: &mut String, r: &ExperimentReport) {
     if let Some(m) = &r.methods {
         let _ = writeln!(
             s,
@@ -504,11 +551,14 @@ pub fn markdown(r: &ExperimentReport) -> String {
             }
         }
     }
+}
+
+/// Links to the charts' SVG files.
+fn charts(s: &mut String, r: &ExperimentReport) {
     let _ = writeln!(s, "## Charts\n");
     for (name, title) in CHARTS {
         if r.has_chart(name) {
             let _ = writeln!(s, "![{title}]({name}.svg)\n");
         }
     }
-    s
 }

@@ -121,7 +121,7 @@ pub struct ExperimentReport {
 pub struct ExperimentSettings {
     /// Integrated-gradients steps m.
     pub steps: usize,
-    pub riemann: String,
+    pub riemann: crate::Riemann,
     /// Coarse threshold t.
     pub t: f64,
     /// Starting refining share p (adapted per relation).

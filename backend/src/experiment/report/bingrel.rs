@@ -5,10 +5,10 @@
 
 use super::stats::{estimate, mean};
 use super::Done;
+use crate::cloze::{cloze, Cloze, BLANK};
 use crate::engine::{host, Neuron};
 use crate::models::{Batch, Hooks, Model};
 use crate::pararel::ParaRel;
-use crate::predict::{cloze, Cloze, BLANK};
 use crate::{Error, Result};
 use kn_shared::experiment::{ActivationGroups, BingRel};
 use rand::{Rng, SeedableRng};
@@ -255,7 +255,7 @@ mod tests {
             "In [MASK] the river runs through the capital of the country.",
         ]
         .iter()
-        .map(|p| crate::predict::cloze(&model, p).unwrap())
+        .map(|p| crate::cloze::cloze(&model, p).unwrap())
         .collect();
         let n = |layer, index| Neuron { layer, index };
         let (a, b) = (vec![n(0, 1), n(2, 5), n(1, 7)], vec![n(2, 0)]);

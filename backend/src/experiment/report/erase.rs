@@ -4,8 +4,8 @@
 use super::stats::estimate_with;
 use super::{Done, FactPrompts, ReportOptions};
 use crate::engine::edit::{erase, EraseWith};
-use crate::engine::edited::{answers_under, Job};
-use crate::engine::intervene::Answer;
+use crate::engine::edit_overlay::{answers_under, Job};
+use crate::engine::readout::Answer;
 use crate::engine::Neuron;
 use crate::models::Model;
 use crate::pararel::ParaRel;

@@ -14,20 +14,20 @@
 mod bingrel;
 mod effects;
 mod erase;
-pub mod methods;
+pub mod methods_at_scale;
+mod refine;
 pub mod stats;
 mod update;
 
 use super::db::{FactRecord, RunDb, STORE_BASE_T, STORE_T};
-use super::{fact_queries, plan_with, Item};
+use super::plan_with;
 use crate::engine::edit::{fingerprint, UpdateOptions};
-use crate::engine::neurons::{adaptive_refine, refine, relation_neurons};
 use crate::engine::{Neuron, Query};
 use crate::models::Model;
 use crate::pararel::ParaRel;
 use crate::{Error, Result};
 use kn_shared::experiment::*;
-use stats::{mean, set_stats};
+use stats::set_stats;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -64,7 +64,7 @@ pub struct ReportOptions {
     /// Leave out the fact updates and the relation erasures.
     pub no_edits: bool,
     /// The methods lab over the run's facts; no methods leaves it out.
-    pub methods: methods::MethodsOptions,
+    pub methods: methods_at_scale::MethodsOptions,
     pub seed: u64,
 }
 
@@ -84,7 +84,7 @@ impl Default for ReportOptions {
             eval_prompts: 200,
             bingrel: None,
             no_edits: false,
-            methods: methods::MethodsOptions {
+            methods: methods_at_scale::MethodsOptions {
                 methods: Vec::new(),
                 per_relation: 3,
                 k: 5,
@@ -202,42 +202,11 @@ impl Done {
     }
 }
 
-fn neuron(l: u32, i: u32) -> Neuron {
+pub(crate) fn neuron(l: u32, i: u32) -> Neuron {
     Neuron {
         layer: l as usize,
         index: i as usize,
     }
-}
-
-/// A fact's coarse sets per prompt: knowledge (score above `t ×` the prompt's
-/// largest) and baseline (activation above `base_t ×` its largest; runs made
-/// before that was stored kept the set at a tuned threshold, used as is).
-fn coarse_sets(r: &FactRecord, opts: &ReportOptions) -> (Vec<Vec<Neuron>>, Vec<Vec<Neuron>>) {
-    let k = r
-        .prompts
-        .iter()
-        .map(|p| {
-            p.knowledge
-                .iter()
-                .filter(|s| p.max_score > 0.0 && f64::from(s.2) > opts.t * p.max_score)
-                .map(|s| neuron(s.0, s.1))
-                .collect()
-        })
-        .collect();
-    let b = r
-        .prompts
-        .iter()
-        .map(|p| match p.max_activation {
-            Some(m) => p
-                .baseline
-                .iter()
-                .filter(|s| m > 0.0 && f64::from(s.2) > opts.base_t * m)
-                .map(|s| neuron(s.0, s.1))
-                .collect(),
-            None => p.baseline.iter().map(|s| neuron(s.0, s.1)).collect(),
-        })
-        .collect();
-    (k, b)
 }
 
 /// Build the report of the run in `db`. `progress(stage)` is told each stage.
@@ -251,20 +220,7 @@ pub fn report(
 ) -> Result<ExperimentReport> {
     let started = Instant::now();
     opts.validate()?;
-    let settings = db
-        .settings()?
-        .ok_or_else(|| Error::Store(format!("{}: not a run file", db.path.display())))?;
-    let fp = fingerprint(model);
-    // Runs made before the fingerprint became a hash of the checkpoint carry
-    // the old device checksum; recognise those too.
-    let legacy = !settings.fingerprint.contains("sha256:")
-        && crate::engine::edit::legacy_fingerprint(model) == settings.fingerprint;
-    if fp != settings.fingerprint && !legacy {
-        return Err(Error::InvalidArgument(format!(
-            "the run used model `{}` (fingerprint {}); this model's fingerprint is {fp}",
-            settings.model, settings.fingerprint
-        )));
-    }
+    let (settings, fp) = run_settings(model, db)?;
     let cfg = model.config().clone();
     progress("planning");
     let plan = plan_with(model, data, &settings, db.known()?.as_deref())?;
@@ -274,118 +230,13 @@ pub fn report(
     coverage.failed = stored.len() - coverage.done;
     let attribution_seconds = stored.iter().map(|f| f.seconds).sum();
 
-    // Refine per relation: p adapts on the sampled facts; the relation's
-    // known facts outside the sample are refined at the adapted p.
     progress("refining");
-    let mut done: Vec<Done> = Vec::new();
-    let mut rows = Vec::new();
-    let mut rel_shared: BTreeMap<usize, Vec<Neuron>> = BTreeMap::new();
-    let mut rel_p: BTreeMap<usize, f64> = BTreeMap::new();
-    for (ri, rel) in data.relations.iter().enumerate() {
-        let facts: Vec<(usize, FactRecord, bool, bool)> = stored
-            .iter()
-            .filter(|f| f.relation == rel.id)
-            .filter_map(|f| {
-                let it = Item {
-                    relation: ri,
-                    fact: f.fact,
-                };
-                let (s, k) = (plan.sample.contains(&it), plan.known.contains(&it));
-                let r = f.outcome.as_ref().ok()?;
-                (s || k).then(|| (f.fact, r.clone(), s, k))
-            })
-            .collect();
-        if !facts.iter().any(|f| f.2) {
-            continue;
-        }
-        let (sample, extra): (Vec<_>, Vec<_>) = facts.into_iter().partition(|f| f.2);
-        let coarse: Vec<_> = sample.iter().map(|f| coarse_sets(&f.1, opts)).collect();
-        let ck: Vec<_> = coarse.iter().map(|c| c.0.clone()).collect();
-        let cb: Vec<_> = coarse.iter().map(|c| c.1.clone()).collect();
-        let ak = adaptive_refine(&ck, opts.p, opts.min_prompts, opts.max_rounds);
-        let ab = adaptive_refine(&cb, opts.p, opts.min_prompts, opts.max_rounds);
-        let mut sets: Vec<(Vec<Neuron>, Vec<Neuron>)> = ak
-            .facts
-            .into_iter()
-            .zip(ab.facts)
-            .map(|(k, b)| {
-                (
-                    k.into_iter().map(|(n, _)| n).collect(),
-                    b.into_iter().map(|(n, _)| n).collect(),
-                )
-            })
-            .collect();
-        for f in &extra {
-            let (k, b) = coarse_sets(&f.1, opts);
-            sets.push((
-                refine(&k, ak.p, opts.min_prompts)
-                    .into_iter()
-                    .map(|(n, _)| n)
-                    .collect(),
-                refine(&b, ab.p, opts.min_prompts)
-                    .into_iter()
-                    .map(|(n, _)| n)
-                    .collect(),
-            ));
-        }
-        let start = done.len();
-        for ((fact, record, in_sample, known), (knowledge, baseline)) in
-            sample.into_iter().chain(extra).zip(sets)
-        {
-            let queries = fact_queries(model, rel, fact, settings.multi_token)?;
-            if queries.len() != record.prompts.len() {
-                return Err(Error::InvalidArgument(format!(
-                    "{} #{fact}: the run stored {} prompts, the data gives {} now; was the data changed?",
-                    rel.id,
-                    record.prompts.len(),
-                    queries.len()
-                )));
-            }
-            let mut d = Done {
-                rel: ri,
-                fact,
-                record,
-                queries,
-                knowledge,
-                baseline,
-                in_sample,
-                known,
-            };
-            // Strongest first.
-            let mut k = std::mem::take(&mut d.knowledge);
-            k.sort_by(|a, b| {
-                d.summed_score(*b)
-                    .total_cmp(&d.summed_score(*a))
-                    .then(a.cmp(b))
-            });
-            d.knowledge = k;
-            done.push(d);
-        }
-        let mine: Vec<&Done> = done[start..].iter().filter(|d| d.in_sample).collect();
-        let kn_sets: Vec<Vec<Neuron>> = mine.iter().map(|d| d.knowledge.clone()).collect();
-        let rel_n = relation_neurons(&kn_sets, opts.share);
-        // SPEC: relation-level neurons are shared by at least 10% of the
-        // facts; the update drops those shared by more than 10%.
-        let update_drop: Vec<Neuron> = rel_n
-            .iter()
-            .filter(|&&(_, c)| c as f64 > opts.share * kn_sets.len() as f64)
-            .map(|&(n, _)| n)
-            .collect();
-        rows.push(RelationRow {
-            id: rel.id.clone(),
-            label: rel.label.clone(),
-            kind: rel.kind.clone(),
-            facts: mine.len(),
-            p: ak.p,
-            knowledge_per_fact: mean(mine.iter().map(|d| d.knowledge.len() as f64)).unwrap_or(0.0),
-            baseline_per_fact: mean(mine.iter().map(|d| d.baseline.len() as f64)).unwrap_or(0.0),
-            shared_neurons: rel_n.len(),
-            suppress: Effects::default(),
-            amplify: Effects::default(),
-        });
-        rel_shared.insert(ri, update_drop);
-        rel_p.insert(ri, ak.p);
-    }
+    let refine::Refined {
+        done,
+        mut rows,
+        rel_shared,
+        rel_p,
+    } = refine::refine(model, data, &plan, &stored, &settings, opts)?;
     let sample: Vec<&Done> = done.iter().filter(|d| d.in_sample).collect();
     if sample.is_empty() {
         return Err(Error::InvalidArgument(format!(
@@ -401,33 +252,7 @@ pub fn report(
     let baseline = set_stats(&pick(|d| &d.baseline), &rels, cfg.n_layers, opts.seed ^ 7);
 
     progress("suppress and amplify");
-    let facts: Vec<usize> = (0..done.len())
-        .filter(|&i| done[i].in_sample && !done[i].knowledge.is_empty())
-        .collect();
-    let per_fact: Vec<(usize, effects::FactEffects)> = facts
-        .iter()
-        .map(|&i| done[i].rel)
-        .zip(effects::facts_effects(model, &done, &facts, opts.seed)?)
-        .collect();
-    for row in rows.iter_mut() {
-        let ri = data
-            .relations
-            .iter()
-            .position(|r| r.id == row.id)
-            .unwrap_or(usize::MAX);
-        let mine: Vec<&effects::FactEffects> = per_fact
-            .iter()
-            .filter(|f| f.0 == ri)
-            .map(|f| &f.1)
-            .collect();
-        row.suppress = effects::summarise(&mine, 0, opts.seed ^ ri as u64);
-        row.amplify = effects::summarise(&mine, 1, opts.seed ^ ri as u64);
-    }
-    let all: Vec<&effects::FactEffects> = per_fact.iter().map(|f| &f.1).collect();
-    let (suppress, amplify) = (
-        effects::summarise(&all, 0, opts.seed),
-        effects::summarise(&all, 1, opts.seed),
-    );
+    let (suppress, amplify) = suppress_and_amplify(model, data, &done, &mut rows, opts)?;
 
     let bingrel = match &opts.bingrel {
         Some(dir) => {
@@ -442,26 +267,14 @@ pub fn report(
     } else {
         progress("methods");
         let ig_seconds = attribution_seconds / stored.len().max(1) as f64;
-        let mut m = opts.methods.clone();
-        m.ig.steps = settings.steps;
-        m.ig.riemann = if settings.riemann == "left" {
-            crate::engine::attribution::Riemann::Left
-        } else {
-            crate::engine::attribution::Riemann::Right
-        };
-        let sel = methods::Selection {
-            p: &rel_p,
-            t: opts.t,
-            min_prompts: opts.min_prompts,
-        };
-        let relations: Vec<&str> = data.relations.iter().map(|r| r.id.as_str()).collect();
-        let run = methods::RunSide {
+        let run = LabInputs {
             db,
             done: &done,
-            relations: &relations,
+            settings: &settings,
+            rel_p: &rel_p,
             ig_seconds,
         };
-        methods::methods_at_scale(model, &run, &sel, &m, opts.seed)?
+        methods_lab(model, data, &run, opts)?
     };
 
     let (update, erase) = if opts.no_edits {
@@ -478,18 +291,7 @@ pub fn report(
         model: settings.model.clone(),
         fingerprint: fp,
         masked: cfg.arch.is_masked(),
-        settings: ExperimentSettings {
-            steps: settings.steps,
-            riemann: settings.riemann.clone(),
-            t: opts.t,
-            p: opts.p,
-            min_prompts: opts.min_prompts,
-            base_t: Some(opts.base_t),
-            seed: settings.seed,
-            facts_per_relation: settings.facts_per_relation,
-            relations: settings.relations.clone(),
-            multi_token: settings.multi_token,
-        },
+        settings: experiment_settings(&settings, opts),
         coverage,
         knowledge,
         baseline,
@@ -506,8 +308,119 @@ pub fn report(
     })
 }
 
+/// The run's settings, checked to be this model's (runs made before the
+/// fingerprint became a hash of the checkpoint carry the old device checksum;
+/// those are recognised too), with this model's fingerprint.
+fn run_settings(model: &Model, db: &RunDb) -> Result<(super::Settings, String)> {
+    let settings = db
+        .settings()?
+        .ok_or_else(|| Error::Store(format!("{}: not a run file", db.path.display())))?;
+    let fp = fingerprint(model);
+    let legacy = !settings.fingerprint.contains("sha256:")
+        && crate::engine::edit::legacy_fingerprint(model) == settings.fingerprint;
+    if fp != settings.fingerprint && !legacy {
+        return Err(Error::InvalidArgument(format!(
+            "the run used model `{}` (fingerprint {}); this model's fingerprint is {fp}",
+            settings.model, settings.fingerprint
+        )));
+    }
+    Ok((settings, fp))
+}
+
+/// Suppress and amplify every sampled fact's knowledge neurons (with their
+/// controls): each relation's row gets its own summary; the overall pair is
+/// returned.
+fn suppress_and_amplify(
+    model: &Model,
+    data: &ParaRel,
+    done: &[Done],
+    rows: &mut [RelationRow],
+    opts: &ReportOptions,
+) -> Result<(Effects, Effects)> {
+    let facts: Vec<usize> = (0..done.len())
+        .filter(|&i| done[i].in_sample && !done[i].knowledge.is_empty())
+        .collect();
+    let per_fact: Vec<(usize, effects::FactEffects)> = facts
+        .iter()
+        .map(|&i| done[i].rel)
+        .zip(effects::facts_effects(model, done, &facts, opts.seed)?)
+        .collect();
+    for row in rows.iter_mut() {
+        let ri = data
+            .relations
+            .iter()
+            .position(|r| r.id == row.id)
+            .unwrap_or(usize::MAX);
+        let mine: Vec<&effects::FactEffects> = per_fact
+            .iter()
+            .filter(|f| f.0 == ri)
+            .map(|f| &f.1)
+            .collect();
+        row.suppress = effects::summarise(&mine, 0, opts.seed ^ ri as u64);
+        row.amplify = effects::summarise(&mine, 1, opts.seed ^ ri as u64);
+    }
+    let all: Vec<&effects::FactEffects> = per_fact.iter().map(|f| &f.1).collect();
+    Ok((
+        effects::summarise(&all, 0, opts.seed),
+        effects::summarise(&all, 1, opts.seed),
+    ))
+}
+
+/// What the methods lab at scale reads of the run.
+struct LabInputs<'a> {
+    db: &'a RunDb,
+    done: &'a [Done],
+    settings: &'a super::Settings,
+    /// Each relation's adapted refining share.
+    rel_p: &'a BTreeMap<usize, f64>,
+    /// Seconds of IG per fact in the run, for the methods' cost.
+    ig_seconds: f64,
+}
+
+/// The methods lab over the run's facts, IG at the run's own settings.
+fn methods_lab(
+    model: &Model,
+    data: &ParaRel,
+    run: &LabInputs,
+    opts: &ReportOptions,
+) -> Result<Option<MethodsAtScale>> {
+    let mut m = opts.methods.clone();
+    m.ig.steps = run.settings.steps;
+    m.ig.riemann = run.settings.riemann;
+    let sel = methods_at_scale::Selection {
+        p: run.rel_p,
+        t: opts.t,
+        min_prompts: opts.min_prompts,
+    };
+    let relations: Vec<&str> = data.relations.iter().map(|r| r.id.as_str()).collect();
+    let side = methods_at_scale::RunSide {
+        db: run.db,
+        done: run.done,
+        relations: &relations,
+        ig_seconds: run.ig_seconds,
+    };
+    methods_at_scale::methods_at_scale(model, &side, &sel, &m, opts.seed)
+}
+
+/// The settings the report states it was made with.
+fn experiment_settings(settings: &super::Settings, opts: &ReportOptions) -> ExperimentSettings {
+    ExperimentSettings {
+        steps: settings.steps,
+        riemann: settings.riemann,
+        t: opts.t,
+        p: opts.p,
+        min_prompts: opts.min_prompts,
+        base_t: Some(opts.base_t),
+        seed: settings.seed,
+        facts_per_relation: settings.facts_per_relation,
+        relations: settings.relations.clone(),
+        multi_token: settings.multi_token,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::refine::coarse_sets;
     use super::*;
     use crate::experiment::db::{PromptRecord, Scored};
 

@@ -1,0 +1,760 @@
+//! The HTTP API, route by route, including every kind of bad request: the right
+//! 4xx status, our error shape with a message, and a server that still answers.
+//! (Edits: `api_edits.rs`; budgets and access: `api_limits.rs`.)
+
+use crate::common::api::*;
+use crate::common::*;
+use axum::body::Body;
+use axum::http::StatusCode;
+use kn::server::{router, AppState};
+use kn_shared::{Health, ModelSummary, PredictResponse};
+use std::sync::Arc;
+
+fn app() -> axum::Router {
+    app_of(state(&["tiny-bert", "tiny-gpt2"], None))
+}
+
+fn app_with_store(dir: &std::path::Path) -> axum::Router {
+    app_of(state(&["tiny-llama"], Some(dir)))
+}
+
+fn empty_state(dir: &std::path::Path) -> AppState {
+    AppState::new(vec![], Arc::new(kn::store::Store::open(dir).unwrap()))
+}
+
+#[tokio::test]
+async fn health_and_models() {
+    let app = app();
+    let (s, b) = call(&app, "GET", "/api/health", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let h: Health = serde_json::from_slice(&b).unwrap();
+    assert_eq!((h.status.as_str(), h.models), ("ok", 2));
+    let (s, b) = call(&app, "GET", "/api/models", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let m: Vec<ModelSummary> = serde_json::from_slice(&b).unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!(
+        (m[0].arch.name(), m[0].masked, m[0].n_layers, m[0].d_ff),
+        ("bert", true, 3, 64)
+    );
+    assert_eq!((m[1].arch.name(), m[1].masked), ("gpt2", false));
+}
+
+#[tokio::test]
+async fn predict_matches_the_library() {
+    let app = app();
+    let body =
+        serde_json::json!({"prompt": "The capital of France is [MASK].", "top_k": 4}).to_string();
+    let (s, b) = call(&app, "POST", "/api/predict", body).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let r: PredictResponse = serde_json::from_slice(&b).unwrap();
+    assert_eq!(r.top_k.len(), 4);
+    assert_eq!(r.tokens[r.blank_index], "[MASK]");
+    // The same request through the library gives the same numbers.
+    let m = kn::load_model(&fixture("tiny-bert"), cpu()).unwrap();
+    let lib = kn::predict::predict(
+        &m,
+        &serde_json::from_str(
+            &serde_json::json!({"prompt": "The capital of France is [MASK].", "top_k": 4})
+                .to_string(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r.top_k, lib.top_k);
+
+    let second = fixture("tiny-gpt2");
+    let body = serde_json::json!({"model": second, "prompt": "The capital of France is [MASK].", "top_k": 2}).to_string();
+    let (s, b) = call(&app, "POST", "/api/predict", body).await;
+    assert_eq!(s, StatusCode::OK);
+    let r: PredictResponse = serde_json::from_slice(&b).unwrap();
+    assert_eq!(r.blank_index, r.tokens.len() - 1);
+}
+
+#[tokio::test]
+async fn every_bad_request_gets_a_clear_error() {
+    let app = app();
+    let p = "/api/predict";
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        "{not json",
+        S::BAD_REQUEST,
+        "malformed_json",
+        "request body",
+    )
+    .await;
+    expect_error(&app, "POST", p, "", S::BAD_REQUEST, "malformed_json", "EOF").await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        "{}",
+        S::BAD_REQUEST,
+        "invalid_field",
+        "missing field `prompt`",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": 42}"#,
+        S::BAD_REQUEST,
+        "invalid_field",
+        "invalid type",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "a [MASK]", "top_k": "ten"}"#,
+        S::BAD_REQUEST,
+        "invalid_field",
+        "invalid type",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "a [MASK]", "colour": 1}"#,
+        S::BAD_REQUEST,
+        "invalid_field",
+        "unknown field `colour`",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "a [MASK]", "model": "nope"}"#,
+        S::NOT_FOUND,
+        "model_not_found",
+        "`nope` is not loaded",
+    )
+    .await;
+}
+
+/// A prompt or target the model cannot take: 422 with what was wrong.
+#[tokio::test]
+async fn bad_prompts_get_a_clear_error() {
+    let app = app();
+    let p = "/api/predict";
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "no blank here"}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "bad_prompt",
+        "no [MASK]",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "a [MASK]", "top_k": 0}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "top_k",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        p,
+        r#"{"prompt": "a [MASK]", "target": "Zyxwvutsrq Zyxwvutsrq Zyxwvutsrq"}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "limit_exceeded",
+        "answer_pieces",
+    )
+    .await;
+    let huge = format!(
+        r#"{{"prompt": "{}"}}"#,
+        "x".repeat(kn::server::budget::MAX_BODY_BYTES + 10)
+    );
+    expect_error(
+        &app,
+        "POST",
+        p,
+        &huge,
+        S::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "limit",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/nope",
+        "",
+        S::NOT_FOUND,
+        "not_found",
+        "no such API route",
+    )
+    .await;
+    let (s, _) = call(&app, "GET", p, Body::empty()).await;
+    assert_eq!(s, S::METHOD_NOT_ALLOWED);
+    // Still serving.
+    let (s, _) = call(&app, "POST", p, r#"{"prompt": "Paris is in [MASK]."}"#).await;
+    assert_eq!(s, S::OK);
+}
+
+#[tokio::test]
+async fn analyze_stores_results_under_a_permalink_that_survives_a_restart() {
+    use kn_shared::AnalyzeResponse;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_store(dir.path());
+    let body = serde_json::json!({
+        "target": "Paris",
+        "prompts": ["The capital of France is [MASK].", "France's capital is [MASK].", "The capital city of France is [MASK]."],
+        "steps": 4
+    })
+    .to_string();
+    let (s, b) = call(&app, "POST", "/api/analyze", body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let first: AnalyzeResponse = serde_json::from_slice(&b).unwrap();
+    assert!(!first.cached);
+    assert_eq!(first.id.len(), 20);
+    let r = &first.result;
+    assert_eq!((r.mean_scores.len(), r.mean_scores[0].len()), (3, 128));
+    assert_eq!(r.prompts.len(), 3);
+    // The same request again comes from the store, identical.
+    let (_, b) = call(&app, "POST", "/api/analyze", body).await;
+    let again: AnalyzeResponse = serde_json::from_slice(&b).unwrap();
+    assert!(again.cached);
+    assert_eq!(
+        (again.id.as_str(), &again.result),
+        (first.id.as_str(), &first.result)
+    );
+    drop(app);
+
+    // A new server on the same data directory answers the permalink.
+    let app = app_with_store(dir.path());
+    let (s, b) = call(
+        &app,
+        "GET",
+        &format!("/api/results/{}", first.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let stored: AnalyzeResponse = serde_json::from_slice(&b).unwrap();
+    assert_eq!(stored.result, first.result);
+
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "GET",
+        "/api/results/nothex",
+        "",
+        S::BAD_REQUEST,
+        "bad_id",
+        "not a result id",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/results/0123456789abcdef0123",
+        "",
+        S::NOT_FOUND,
+        "result_not_found",
+        "no stored result",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        r#"{"target": "Paris", "prompts": []}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "number of prompts must be at least 1",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        r#"{"target": "Paris", "prompts": ["no blank"]}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "bad_prompt",
+        "prompt 1: ",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        r#"{"target": "Paris", "prompts": ["a [MASK]"], "steps": 0}"#,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "steps",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        r#"{"target": "Paris", "prompts": ["a [MASK]"], "riemann": "middle"}"#,
+        S::BAD_REQUEST,
+        "invalid_field",
+        "riemann is `middle`; use `right` or `left`",
+    )
+    .await;
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        r#"{"prompts": ["a [MASK]"]}"#,
+        S::BAD_REQUEST,
+        "invalid_field",
+        "missing field `target`",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dataset_routes() {
+    use kn_shared::{RelationPage, RelationSummary};
+    let app = app();
+    let (s, b) = call(&app, "GET", "/api/dataset", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let rels: Vec<RelationSummary> = serde_json::from_slice(&b).unwrap();
+    assert_eq!(rels.len(), 34);
+    assert_eq!(rels.iter().map(|r| r.facts).sum::<usize>(), 27_738);
+    let (s, b) = call(
+        &app,
+        "GET",
+        "/api/dataset/P36?q=france&limit=5",
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let page: RelationPage = serde_json::from_slice(&b).unwrap();
+    assert!(
+        page.facts
+            .iter()
+            .any(|f| f.subject == "France" && f.object == "Paris"),
+        "{:?}",
+        page.facts
+    );
+    assert_eq!(page.templates.len(), page.relation.templates);
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "GET",
+        "/api/dataset/P9999",
+        "",
+        S::NOT_FOUND,
+        "unknown_relation",
+        "unknown relation `P9999`",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/dataset/P36?limit=many",
+        "",
+        S::BAD_REQUEST,
+        "invalid_query",
+        "limit",
+    )
+    .await;
+    let no_data = router(
+        Arc::new(empty_state(tempfile::tempdir().unwrap().path())),
+        None,
+    );
+    expect_error(
+        &no_data,
+        "GET",
+        "/api/dataset",
+        "",
+        S::NOT_FOUND,
+        "no_dataset",
+        "--data DIR",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jobs_stream_progress_store_results_and_cancel() {
+    use kn_shared::{AnalyzeResponse, JobStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_store(dir.path());
+    let prompts: Vec<String> = (0..4)
+        .map(|i| {
+            format!(
+                "The capital of France is [MASK]{}",
+                if i % 2 == 0 { "." } else { "" }
+            )
+        })
+        .collect();
+    let body = serde_json::json!({"target": "Paris", "prompts": prompts, "steps": 3}).to_string();
+    let (s, b) = call(&app, "POST", "/api/jobs/analyze", body.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
+    let job: JobStatus = serde_json::from_slice(&b).unwrap();
+    assert_eq!((job.state.name(), job.total), ("queued", 4));
+    let evs = events(&app, &job.id).await;
+    let last = evs.last().unwrap();
+    assert_eq!(last.state.name(), "done", "{evs:?}");
+    assert_eq!(last.done, 4);
+    let (s, b) = call(
+        &app,
+        "GET",
+        &format!("/api/results/{}", job.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let r: AnalyzeResponse = serde_json::from_slice(&b).unwrap();
+    assert_eq!(r.result.prompts.len(), 4);
+    // Submitting the same request again: answered from the store at once.
+    let (s, b) = call(&app, "POST", "/api/jobs/analyze", body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<JobStatus>(&b)
+            .unwrap()
+            .state
+            .name(),
+        "done"
+    );
+
+    // A long job, cancelled.
+    let many: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                "The capital of France{} is [MASK].",
+                " really".repeat(i % 5)
+            )
+        })
+        .collect();
+    let body = serde_json::json!({"target": "Paris", "prompts": many, "steps": 200}).to_string();
+    let (s, b) = call(&app, "POST", "/api/jobs/analyze", body).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let job: JobStatus = serde_json::from_slice(&b).unwrap();
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/jobs/{}", job.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let evs = events(&app, &job.id).await;
+    let last = evs.last().unwrap();
+    assert_eq!(last.state.name(), "cancelled", "{evs:?}");
+    assert!(last.done < 50);
+    let (s, _) = call(
+        &app,
+        "GET",
+        &format!("/api/results/{}", job.id),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a cancelled job stores nothing");
+    use StatusCode as S;
+    expect_error(
+        &app,
+        "GET",
+        "/api/jobs/0123456789abcdef0123",
+        "",
+        S::NOT_FOUND,
+        "job_not_found",
+        "no job",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/jobs/0123456789abcdef0123/events",
+        "",
+        S::NOT_FOUND,
+        "job_not_found",
+        "no job",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route_with_schemas() {
+    let app = app();
+    let (s, b) = call(&app, "GET", "/api/openapi.json", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/health",
+        "/api/models",
+        "/api/predict",
+        "/api/analyze",
+        "/api/jobs/analyze",
+        "/api/jobs/{id}",
+        "/api/jobs/{id}/events",
+        "/api/results/{id}",
+        "/api/dataset",
+        "/api/dataset/{relation}",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for s in [
+        "PredictRequest",
+        "PredictResponse",
+        "AnalyzeRequest",
+        "AnalysisResult",
+        "ApiError",
+        "JobStatus",
+        "FactNeurons",
+    ] {
+        assert!(schemas.contains_key(s), "schema {s} missing");
+    }
+    assert!(doc["components"]["schemas"]["PredictRequest"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "prompt"));
+}
+
+#[tokio::test]
+async fn experiments_list_and_reports() {
+    use kn::experiment::{db::RunDb, report, run, Settings, Shard};
+    use StatusCode as S;
+    let m = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let data = kn::pararel::ParaRel::load(&kn::pararel::ParaRel::default_dir()).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        model: "tiny-gpt2".into(),
+        fingerprint: kn::engine::edit::fingerprint(&m),
+        steps: 20,
+        riemann: Default::default(),
+        seed: 0,
+        facts_per_relation: Some(2),
+        relations: vec!["P36".into(), "P19".into()],
+        known_facts_per_relation: 0,
+        multi_token: None,
+    };
+    let opts = run::RunOptions {
+        ig: Default::default(),
+        progress: false,
+        max_facts: None,
+        batch_facts: 1,
+    };
+    for name in ["with-report", "no-report"] {
+        run::run(
+            &m,
+            &data,
+            &settings,
+            Shard::ALL,
+            &root.path().join(name),
+            &opts,
+        )
+        .unwrap();
+    }
+    let db = RunDb::open_existing(&root.path().join("with-report/run.sqlite")).unwrap();
+    let r = report::report(
+        &m,
+        &data,
+        &db,
+        "with-report",
+        &Default::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    db.put_report(&r).unwrap();
+    std::fs::create_dir(root.path().join("not-a-run")).unwrap();
+    // A file that is not SQLite at all is left out of the list, not an error.
+    std::fs::create_dir(root.path().join("broken")).unwrap();
+    std::fs::write(root.path().join("broken/run.sqlite"), "not a database").unwrap();
+    let mut st = empty_state(root.path());
+    st.experiments = Some(root.path().to_path_buf());
+    let app = router(Arc::new(st), None);
+    let (s, body) = call(&app, "GET", "/api/experiments", "").await;
+    assert_eq!(s, S::OK);
+    let list: Vec<kn_shared::experiment::ExperimentSummary> =
+        serde_json::from_slice(&body).unwrap();
+    let names: Vec<(&str, bool, usize)> = list
+        .iter()
+        .map(|x| (x.name.as_str(), x.has_report, x.facts_done))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("no-report", false, 4), ("with-report", true, 4)]
+    );
+    let (s, body) = call(&app, "GET", "/api/experiments/with-report", "").await;
+    assert_eq!(s, S::OK);
+    let got: kn_shared::experiment::ExperimentReport = serde_json::from_slice(&body).unwrap();
+    assert_eq!(got, r);
+    expect_error(
+        &app,
+        "GET",
+        "/api/experiments/no-report",
+        "",
+        S::NOT_FOUND,
+        "no_report",
+        "kn experiment report",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/experiments/nope",
+        "",
+        S::NOT_FOUND,
+        "unknown_experiment",
+        "nope",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/experiments/..",
+        "",
+        S::NOT_FOUND,
+        "unknown_experiment",
+        "",
+    )
+    .await;
+    expect_error(
+        &app,
+        "GET",
+        "/api/experiments/not-a-run",
+        "",
+        S::NOT_FOUND,
+        "unknown_experiment",
+        "",
+    )
+    .await;
+    let none = router(Arc::new(empty_state(root.path())), None);
+    expect_error(
+        &none,
+        "GET",
+        "/api/experiments",
+        "",
+        S::NOT_FOUND,
+        "no_experiments",
+        "--experiments DIR",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_neuron_card_agrees_with_the_analysis_and_the_library() {
+    use kn_shared::{AnalyzeResponse, NeuronCard};
+    let app = app_with_store(tempfile::tempdir().unwrap().path());
+    let prompts = [
+        "The capital of France is [MASK].",
+        "France's capital is [MASK].",
+        "The capital city of France is [MASK].",
+    ];
+    let body = serde_json::json!({"target": "Paris", "prompts": prompts, "steps": 4, "p": 0.5});
+    let a: AnalyzeResponse = post_ok(&app, "/api/analyze", &body).await;
+    let n = a
+        .result
+        .neurons
+        .knowledge
+        .first()
+        .expect("a knowledge neuron")
+        .clone();
+    let ask = serde_json::json!({"analysis": a.id, "layer": n.layer, "index": n.index});
+    let card: NeuronCard = post_ok(&app, "/api/neuron", &ask).await;
+    assert!(card.knowledge);
+    assert_eq!(card.prompts.len(), 3);
+    assert_eq!(card.known, 3);
+    assert!(
+        card.passed as f64 > 0.5 * 3.0,
+        "a refined neuron passed in more than p·n prompts"
+    );
+    let mean = card.prompts.iter().map(|p| p.score).sum::<f64>() / 3.0;
+    assert!(
+        (mean - n.score).abs() <= 1e-5 * n.score.abs().max(1e-9),
+        "{mean} vs {}",
+        n.score
+    );
+    // The library's full attribution of each prompt gives the same score.
+    let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+    for (p, on) in prompts.iter().zip(&card.prompts) {
+        let q = kn::engine::Query::new(&m, p, "Paris").unwrap();
+        let opts = kn::engine::attribution::Options {
+            steps: 4,
+            ..Default::default()
+        };
+        let full = kn::engine::attribution::attribute(&m, &q, &opts).unwrap();
+        let want = full.scores.double_value(&[n.layer as i64, n.index as i64]);
+        assert!(
+            (on.score - want).abs() <= 1e-6 + 1e-5 * want.abs(),
+            "{p}: {} vs {want}",
+            on.score
+        );
+    }
+    // Promoted tokens come strongest first, and mirror the suppressed ones.
+    assert_eq!((card.promotes.len(), card.suppresses.len()), (10, 10));
+    assert!(card.promotes.windows(2).all(|w| w[0].value >= w[1].value));
+    assert!(card.suppresses.windows(2).all(|w| w[0].value <= w[1].value));
+    assert!(card.promotes[0].value >= card.suppresses[0].value);
+    use StatusCode as S;
+    let far = serde_json::json!({"analysis": a.id, "layer": 99, "index": 0}).to_string();
+    expect_error(
+        &app,
+        "POST",
+        "/api/neuron",
+        &far,
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "out of range",
+    )
+    .await;
+    let none =
+        serde_json::json!({"analysis": "0123456789abcdef0123", "layer": 0, "index": 0}).to_string();
+    expect_error(
+        &app,
+        "POST",
+        "/api/neuron",
+        &none,
+        S::NOT_FOUND,
+        "result_not_found",
+        "open the analysis first",
+    )
+    .await;
+}
+
+/// The data comes with the project: the dataset routes work from the
+/// repository's own `data/` folder, with nothing beside the checkout.
+#[tokio::test]
+async fn the_dataset_routes_need_only_the_repositorys_data() {
+    use kn_shared::{RelationPage, RelationSummary};
+    let own = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data");
+    assert!(own.join("kn-official/SOURCE.md").is_file() && own.join("README.md").is_file());
+    let mut st = empty_state(tempfile::tempdir().unwrap().path());
+    st.dataset = Some(kn::pararel::ParaRel::load(&own).unwrap());
+    let app = router(Arc::new(st), None);
+    let (s, b) = call(&app, "GET", "/api/dataset", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let rels: Vec<RelationSummary> = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        (rels.len(), rels.iter().map(|r| r.facts).sum::<usize>()),
+        (34, 27_738)
+    );
+    let (s, b) = call(&app, "GET", "/api/dataset/P36?q=france", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let page: RelationPage = serde_json::from_slice(&b).unwrap();
+    assert!(page.facts.iter().any(|f| f.object == "Paris"));
+    // And the default is that folder when nothing else is said.
+    if std::env::var("KN_DATA").is_err() {
+        assert_eq!(
+            kn::pararel::ParaRel::default_dir().canonicalize().unwrap(),
+            own.canonicalize().unwrap()
+        );
+    }
+}

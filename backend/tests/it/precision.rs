@@ -1,0 +1,53 @@
+//! bf16 and f16 against f32 (`kn bench --dtype`, engine::precision): the
+//! dtype really reaches the weights and activations, the fidelity measure
+//! sees no difference where there is none, and f16 (10 mantissa bits) stays
+//! closer to f32 than bf16 (7) on every fixture architecture.
+
+use crate::common::*;
+use kn::engine::attribution::Options;
+use kn::engine::precision::compare;
+use kn::engine::selection::Thresholds;
+use tch::Kind;
+
+#[test]
+fn cheaper_dtypes_move_the_scores_by_what_their_precision_allows() {
+    for dir in ["tiny-bert", "tiny-gpt2", "tiny-llama"] {
+        let f32m = kn::load_model(&fixture(dir), cpu()).unwrap();
+        let qs: Vec<_> = golden(dir)["attribution"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| query(&f32m, c))
+            .collect();
+        let target = f32m.tokenizer.token_text(qs[0].target);
+        let th = Thresholds {
+            min_prompts: 1,
+            ..Thresholds::default()
+        };
+        let opts = Options {
+            steps: 8,
+            ..Options::default()
+        };
+        let same = compare(&f32m, &f32m, &qs, &target, &opts, &th).unwrap();
+        assert_eq!(same.worst_deviation, 0.0, "{dir}");
+        assert!(same.same_knowledge && same.top10_overlap == 1.0, "{dir}");
+        let mut dev = Vec::new();
+        for kind in [Kind::BFloat16, Kind::Half] {
+            let m = kn::load_model_as(&fixture(dir), cpu(), kind).unwrap();
+            assert_eq!(m.dtype, kind);
+            assert_eq!(m.net.value_slots(0).kind(), kind, "{dir}: the weights");
+            let f = compare(&f32m, &m, &qs, &target, &opts, &th).unwrap();
+            assert!(
+                f.worst_deviation > 0.0 && f.worst_deviation < 0.1,
+                "{dir} {kind:?}: {f:?}"
+            );
+            assert!(f.top10_overlap >= 0.7, "{dir} {kind:?}: {f:?}");
+            dev.push(f.worst_deviation);
+        }
+        assert!(dev[1] < dev[0], "{dir}: f16 {} vs bf16 {}", dev[1], dev[0]);
+    }
+    let e = kn::load_model_as(&fixture("tiny-gpt2"), cpu(), Kind::Int64)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("bf16"), "{e}");
+}
