@@ -103,6 +103,16 @@ def train_wordpiece(folder):
     tok.train_from_iterator(corpus(), vocab_size=1200, min_frequency=1, show_progress=False)
     os.makedirs(folder, exist_ok=True)
     tok.save_model(folder)  # vocab.txt
+    # The trainer breaks ties between equally frequent pieces in hash order, so
+    # the same corpus gives the same set of tokens in another order on each run
+    # (and another fingerprint). WordPiece matches by the set alone: write it
+    # sorted, the special tokens first, so the ids are the same on every run.
+    path = os.path.join(folder, "vocab.txt")
+    lines = open(path, encoding="utf-8").read().splitlines()
+    specials = [t for t in lines if t.startswith("[") and t.endswith("]")]
+    rest = sorted(t for t in lines if t not in specials)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(specials + rest) + "\n")
     from transformers import BertTokenizer
 
     # transformers 5 builds BERT's tokenizer (normaliser, WordPiece, [CLS]/[SEP]

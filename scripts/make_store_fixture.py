@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Write the upgrade fixture: a small result store made by a `kn` release.
 
-usage: make_store_fixture.py KN_BINARY OUT_DIR
+usage: make_store_fixture.py KN_BINARY OUT_DIR RELEASE
+
+RELEASE names the commit KN_BINARY was built from (written into the manifest).
 
 Starts `kn serve` on the tiny BERT and Llama fixtures (fixtures/models, made by
 make_fixtures.py) with ParaRel's data, asks for one stored result of every kind
@@ -60,6 +62,8 @@ def wait_job(base, status):
 
 
 def main():
+    if len(sys.argv) != 4:
+        sys.exit(__doc__.split("\n\n")[1])
     kn, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     data_dir = tempfile.mkdtemp(prefix="kn-store-fixture-")
@@ -138,8 +142,7 @@ def main():
     dst.execute("VACUUM")
     dst.close()
     src.close()
-    release = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True).stdout.strip()
+    release = sys.argv[3]
     manifest = {
         "written_by": f"kn {release}",
         "fingerprints": info,
