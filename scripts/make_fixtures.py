@@ -362,6 +362,109 @@ def make_llama(out):
         write_gguf(folder, tok, model, cfg, qtype, out)
 
 
+# The architectures beyond the first three ("the zoo"): each a tiny random
+# checkpoint in which the feature that sets it apart bites on the test prompts
+# (5 to 10 tokens): sliding windows of 3 or 4 positions, rope scaling with an
+# original context of 8, q/k norms, a head_dim that is not hidden/heads,
+# random biases and norm gains. Goldens from transformers' eager attention.
+ZOO = {
+    # Mistral: a sliding window on every layer, shorter than every prompt, and
+    # linear rope scaling.
+    "tiny-mistral": dict(
+        cls="Mistral", seed=11, arch="mistral",
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=128, sliding_window=3,
+                 rope_scaling={"rope_type": "linear", "factor": 2.0}, rope_theta=ROPE_THETA,
+                 rms_norm_eps=1e-5, tie_word_embeddings=False),
+    ),
+    # Qwen2 with use_sliding_window: layer 0 full, layers 1-2 sliding
+    # (max_window_layers = 1); q/k/v biases.
+    "tiny-qwen2-sliding": dict(
+        cls="Qwen2", seed=12, arch="qwen2",
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=128, use_sliding_window=True,
+                 sliding_window=4, max_window_layers=1, rope_theta=ROPE_THETA, rms_norm_eps=1e-5,
+                 tie_word_embeddings=True),
+    ),
+    # Qwen3: per-head q/k RMSNorm, head_dim 24 (not 64 / 4).
+    "tiny-qwen3": dict(
+        cls="Qwen3", seed=13, arch="qwen3",
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=24, max_position_embeddings=128,
+                 rope_theta=ROPE_THETA, rms_norm_eps=1e-5, tie_word_embeddings=True),
+    ),
+    # Llama 3.x rope scaling with an original context of 8 positions, so that
+    # low, middle and high frequencies each take their branch.
+    "tiny-llama3": dict(
+        cls="Llama", seed=14, arch="llama",
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
+                 num_key_value_heads=1, max_position_embeddings=128, rms_norm_eps=1e-5,
+                 rope_theta=ROPE_THETA,
+                 rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                               "high_freq_factor": 4.0, "original_max_position_embeddings": 8},
+                 tie_word_embeddings=True),
+    ),
+    # Phi-3: fused qkv_proj and gate_up_proj, half the head rotary, a sliding
+    # window of 4 on every layer.
+    "tiny-phi3": dict(
+        cls="Phi3", seed=16, arch="phi3",
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=128, original_max_position_embeddings=128,
+                 partial_rotary_factor=0.5, sliding_window=4, rope_theta=ROPE_THETA, rms_norm_eps=1e-5,
+                 tie_word_embeddings=False),
+    ),
+    # OLMo 2: norms after attention and FFN (none before), q/k RMSNorm over the
+    # whole projection.
+    "tiny-olmo2": dict(
+        cls="Olmo2", seed=17, arch="olmo2",
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=128, rope_theta=ROPE_THETA,
+                 rms_norm_eps=1e-5, tie_word_embeddings=False),
+    ),
+    # GPT-2 as Stanford CRFM trained it: scores also divided by layer index + 1,
+    # computed in f32.
+    "tiny-gpt2-crfm": dict(
+        cls="GPT2", seed=15, arch="gpt2",
+        cfg=dict(n_positions=64, n_embd=32, n_layer=3, n_head=4,
+                 scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True),
+    ),
+}
+
+
+def zoo_model(cls, cfg):
+    import transformers
+
+    config_cls = getattr(transformers, f"{cls}Config")
+    model_cls = getattr(transformers, f"{cls}LMHeadModel" if cls == "GPT2" else f"{cls}ForCausalLM")
+    model = model_cls(config_cls(**cfg))
+    model.set_attn_implementation("eager")
+    return model
+
+
+def make_zoo(out):
+    import torch
+
+    for name, spec in ZOO.items():
+        print(f"fixtures: {name}", flush=True)
+        folder = os.path.join(out, name)
+        set_seed(spec["seed"])
+        tok = train_bytelevel(folder, digits=spec["cls"] != "GPT2")
+        cfg = dict(spec["cfg"], vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                   eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+        model = zoo_model(spec["cls"], cfg)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if p.dim() > 1:
+                    p.mul_(6.0 if spec["cls"] != "GPT2" else 4.0)
+                elif "norm" in n or n.endswith("ln_1.weight") or n.endswith("ln_2.weight"):
+                    p.copy_(1.0 + 0.3 * torch.randn_like(p))
+                elif n.endswith("bias"):
+                    p.copy_(0.3 * torch.randn_like(p))
+        model.save_pretrained(folder, safe_serialization=True)
+        write_golden(folder, tok, model, spec["arch"], False, model.config.num_hidden_layers,
+                     attribution=True)
+
+
 def hf_to_gguf_permute(w, n_head):
     """llama.cpp's converter reorders Q and K rows from HF's half-split rotary layout
     to interleaved pairs; the Rust loader must undo exactly this."""
@@ -521,7 +624,7 @@ def main():
     if os.path.exists(args.out):
         shutil.rmtree(args.out)
     os.makedirs(args.out)
-    for step in (make_bert, make_gpt2, make_llama):
+    for step in (make_bert, make_gpt2, make_llama, make_zoo):
         print(f"fixtures: {step.__name__[5:]}", flush=True)
         step(args.out)
     if args.smollm2:

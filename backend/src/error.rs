@@ -27,7 +27,7 @@ pub enum Error {
     #[error("{path}: {message}")]
     BadModel { path: PathBuf, message: String },
 
-    #[error("unknown architecture `{0}`: supported are bert, gpt2 and llama-family (llama, mistral, qwen2, smollm)")]
+    #[error("unknown architecture `{0}`: supported are bert, gpt2 and llama-family (llama, mistral, qwen2, qwen3, phi3, olmo2, smollm)")]
     UnknownArchitecture(String),
 
     #[error("{path}: not a valid GGUF file: {message}")]

@@ -27,7 +27,7 @@ pub enum Arch {
     Bert,
     /// GPT-2 causal LM: the blank is the next token after the prompt.
     Gpt2,
-    /// Llama family causal LM (Llama, Mistral, Qwen2, SmolLM).
+    /// Llama family causal LM (Llama 2/3, Mistral, Qwen2, Qwen3, SmolLM).
     Llama,
 }
 

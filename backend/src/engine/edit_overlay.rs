@@ -2,10 +2,10 @@
 //!
 //! An edit set changes value slots: column `i` of layer `l`'s `W_out` goes from
 //! `before` to `after`, so at every position the FFN's output gains
-//! `a_i · (after − before)`. Every architecture's FFN takes its input `h` as the
-//! residual alone ([`NeuronModel::ffn_out`](crate::models::NeuronModel::ffn_out)),
-//! so adding that term to `h` after the neurons are computed gives the edited
-//! model's numbers exactly, on the rows that carry the edit and on no other.
+//! `a_i · (after − before)`. Each architecture adds that term where its weights
+//! would ([`NeuronModel::ffn_out_plus`](crate::models::NeuronModel::ffn_out_plus)),
+//! which gives the edited model's numbers exactly, on the rows that carry the
+//! edit and on no other.
 //! Many edits are then measured in the same passes, each on its own rows, and no
 //! weight is touched: nothing to restore, no [`Applied`](super::edit::Applied)
 //! guard, and the unedited model answers other work meanwhile.
@@ -19,7 +19,6 @@
 
 use super::batching::{by_query, runs};
 use super::readout::{targets_and_top, Answer};
-use super::trace::ctx_rows;
 use super::{Chains, Query};
 use crate::models::{Batch, Model};
 use crate::{Error, Result};
@@ -333,24 +332,25 @@ impl Inputs {
                     });
                 }
                 let Some(prev) = x.take() else { continue };
-                let ctx_l = ctx_rows(&ctx, 0, running);
+                let ctx_l = ctx.rows(0, running);
                 let h = if l == top {
                     net.attention_one(l, &prev, &ctx_l, &b.blank.narrow(0, 0, running))
                 } else {
                     net.attention(l, &prev, &ctx_l).0
                 };
                 let a = net.ffn_act(l, &h);
+                let change = h.zeros_like();
                 for &(k, start, len) in spans.iter().filter(|sp| sp.1 < running) {
-                    if let Some((idx, change)) = deltas[k].layers.get(&l) {
+                    if let Some((idx, delta)) = deltas[k].layers.get(&l) {
                         let extra = a
                             .narrow(0, start, len)
                             .index_select(2, idx)
-                            .matmul(&change.to_kind(a.kind()));
-                        let mut mine = h.narrow(0, start, len);
+                            .matmul(&delta.to_kind(a.kind()));
+                        let mut mine = change.narrow(0, start, len);
                         let _ = mine.g_add_(&extra);
                     }
                 }
-                let out = net.ffn_out(l, &h, &a);
+                let out = net.ffn_out_plus(l, &h, &a, &change);
                 if l == top {
                     // `[rows, 1, d]`: the blank alone ran.
                     return Ok(net.head(&out.squeeze_dim(1)));

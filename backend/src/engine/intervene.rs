@@ -8,7 +8,7 @@
 
 use super::batching::by_query;
 use super::readout::{probabilities, prompt_effects, read_targets};
-use super::trace::{ctx_rows, trace, Trace};
+use super::trace::{trace, Trace};
 use super::{Chains, Neuron, Query};
 use crate::models::{At, Hooks, Kv, Model, ModelConfig, NeuronOp};
 use crate::{Error, Result};
@@ -307,7 +307,7 @@ impl<'a> Rows<'a> {
                 let joined = &joined_all[..rows];
                 if let Some(prev) = x.take() {
                     let r = rows as i64;
-                    let ctx_r = ctx_rows(&ctx, 0, r);
+                    let ctx_r = ctx.rows(0, r);
                     let blank = batch.blank.narrow(0, 0, r);
                     if j == top {
                         let h = net.attention_one(j, &prev, &ctx_r, &blank);

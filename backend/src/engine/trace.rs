@@ -263,7 +263,7 @@ impl Scaled<'_> {
         let mut rows = 0i64;
         for j in self.first..n_layers {
             if let Some(prev) = x.take() {
-                let ctx_all = ctx_rows(&stair.ctx, stair.total - rows, rows);
+                let ctx_all = stair.ctx.rows(stair.total - rows, rows);
                 let blank = stair.blank.narrow(0, stair.total - rows, rows);
                 if j == top {
                     let h = net.attention_one(j, &prev, &ctx_all, &blank);
@@ -305,7 +305,7 @@ impl Scaled<'_> {
     fn stair_attention(&self, stair: &Stair, j: usize, prev: &Tensor, rows: i64) -> Tensor {
         let (net, t) = (&self.model.net, self.t);
         let (s, total) = (stair.s, stair.total);
-        let ctx_all = ctx_rows(&stair.ctx, total - rows, rows);
+        let ctx_all = stair.ctx.rows(total - rows, rows);
         let blank = stair.blank.narrow(0, total - rows, rows);
         let g = j - 1 - self.first;
         let fresh = if g < self.acts.len() {
@@ -323,7 +323,7 @@ impl Scaled<'_> {
             net.attention_changed(
                 j,
                 &prev.narrow(0, 0, fresh),
-                &ctx_rows(&stair.ctx, total - rows, fresh),
+                &stair.ctx.rows(total - rows, fresh),
                 &traced,
                 &blank.narrow(0, 0, fresh),
             )
@@ -332,7 +332,7 @@ impl Scaled<'_> {
             Some(h) if fresh == rows => h,
             Some(h) => {
                 let rest = rows - fresh;
-                let ctx_rest = ctx_rows(&stair.ctx, total - rest, rest);
+                let ctx_rest = stair.ctx.rows(total - rest, rest);
                 let (old, _) = net.attention(j, &prev.narrow(0, fresh, rest), &ctx_rest);
                 Tensor::cat(&[h, old], 0)
             }
@@ -417,16 +417,6 @@ pub(crate) fn plain_logits(
 }
 
 /// Rows `start..start + len` of a context built for a whole staircase.
-pub(crate) fn ctx_rows(ctx: &Ctx, start: i64, len: i64) -> Ctx {
-    Ctx {
-        mask: ctx.mask.narrow(0, start, len),
-        rope: ctx
-            .rope
-            .as_ref()
-            .map(|(c, s)| (c.shallow_clone(), s.shallow_clone())),
-    }
-}
-
 /// The staircase stacks later layers' rows first; put them back in `acts` order.
 fn reorder(logits: &Tensor, acts: &[Tensor]) -> Tensor {
     let mut parts = Vec::with_capacity(acts.len());

@@ -107,6 +107,14 @@ impl Bert {
             Some(b) => b,
             None => ws.take("cls.predictions.decoder.bias", &[vocab])?,
         };
+        // The pooler and next-sentence head serve pre-training only; old
+        // checkpoints keep the position ids and a copy of the decoder's bias.
+        ws.finish(|n| {
+            n.contains("pooler.")
+                || n.starts_with("cls.seq_relationship.")
+                || n.ends_with("position_ids")
+                || n == "cls.predictions.decoder.bias"
+        })?;
         Ok(Bert {
             cfg: ModelConfig {
                 arch: Arch::Bert,
@@ -151,10 +159,7 @@ impl NeuronModel for Bert {
     }
 
     fn context(&self, batch: &Batch) -> Ctx {
-        Ctx {
-            mask: attention_mask(batch, false),
-            rope: None,
-        }
+        Ctx::plain(attention_mask(batch, false))
     }
 
     fn attention(&self, layer: usize, x: &Tensor, ctx: &Ctx) -> (Tensor, Kv) {

@@ -7,10 +7,13 @@
 //! expose transposed as `[d_model, d_ff]`. Names may carry `transformer.`.
 
 use super::{
-    attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
+    attend_scaled, attention_mask, parse_config, split_heads, Arch, Batch, ModelConfig,
+    NeuronModel, Weights,
 };
 use super::{with_new, At, Ctx, Kv, LayerNorm};
 use crate::{Error, Result};
+use serde::Deserialize;
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 /// `y = x·W + b` with `W: [in, out]`.
@@ -44,6 +47,8 @@ struct Block {
 pub struct Gpt2 {
     cfg: ModelConfig,
     heads: i64,
+    /// Each layer's multiplier of the attention scores.
+    scales: Vec<f64>,
     wte: Tensor,
     wpe: Tensor,
     blocks: Vec<Block>,
@@ -52,30 +57,91 @@ pub struct Gpt2 {
     device: Device,
 }
 
+/// `config.json` of GPT-2, as far as the computation depends on it.
+#[derive(Debug, Deserialize)]
+struct Gpt2Config {
+    #[serde(alias = "hidden_size")]
+    n_embd: usize,
+    #[serde(alias = "num_hidden_layers")]
+    n_layer: usize,
+    #[serde(alias = "num_attention_heads")]
+    n_head: usize,
+    n_inner: Option<usize>,
+    vocab_size: usize,
+    #[serde(alias = "max_position_embeddings")]
+    n_positions: usize,
+    layer_norm_epsilon: Option<f64>,
+    activation_function: Option<String>,
+    /// Scores divided by `√head_dim` (true in every released GPT-2).
+    scale_attn_weights: Option<bool>,
+    /// Scores divided by the layer's index + 1 as well (Stanford CRFM's
+    /// Mistral GPT-2s set it).
+    #[serde(default)]
+    scale_attn_by_inverse_layer_idx: bool,
+    /// Scores in f32 whatever the dtype: they are f32 here unless a cheaper
+    /// compute dtype is asked for, where the flag is refused.
+    #[serde(default)]
+    reorder_and_upcast_attn: bool,
+    #[serde(default)]
+    add_cross_attention: bool,
+}
+
+impl Gpt2Config {
+    fn check(&self, path: &Path) -> Result<()> {
+        let act = self.activation_function.as_deref().unwrap_or("gelu_new");
+        if act != "gelu_new" {
+            return Err(Error::bad_model(
+                path,
+                format!("config.json: activation_function `{act}` is not supported (GPT-2 uses gelu_new)"),
+            ));
+        }
+        if self.add_cross_attention {
+            return Err(Error::bad_model(
+                path,
+                "config.json: `add_cross_attention` (an encoder-decoder GPT-2) is not supported",
+            ));
+        }
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
+            return Err(Error::bad_model(path, "n_embd is not a multiple of n_head"));
+        }
+        Ok(())
+    }
+
+    /// Layer `l`'s multiplier of `q·k`, as transformers' `GPT2Attention`.
+    fn scale(&self, l: usize) -> f64 {
+        let dh = (self.n_embd / self.n_head) as f64;
+        let mut scale = if self.scale_attn_weights.unwrap_or(true) {
+            dh.powf(-0.5)
+        } else {
+            1.0
+        };
+        if self.scale_attn_by_inverse_layer_idx {
+            scale /= (l + 1) as f64;
+        }
+        scale
+    }
+}
+
 impl Gpt2 {
     pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Self> {
         let path = std::path::PathBuf::from("config.json");
-        let c = Config { json, path: &path };
-        let d = c.usize(&["n_embd", "hidden_size"])? as i64;
-        let n_layers = c.usize(&["n_layer", "num_hidden_layers"])?;
-        let heads = c.usize(&["n_head", "num_attention_heads"])? as i64;
-        let d_ff = c.usize_or(&["n_inner"], 4 * d as usize) as i64;
-        let vocab = c.usize(&["vocab_size"])? as i64;
-        let max_pos = c.usize(&["n_positions", "max_position_embeddings"])? as i64;
-        let eps = c.f64_or("layer_norm_epsilon", 1e-5);
-        let act = c.str_or("activation_function", "gelu_new");
-        if act != "gelu_new" {
+        let c: Gpt2Config = parse_config(json, &path)?;
+        c.check(&path)?;
+        if c.reorder_and_upcast_attn && ws.kind() != Kind::Float {
             return Err(Error::bad_model(
                 &path,
-                format!("activation_function `{act}` is not supported (GPT-2 uses gelu_new)"),
+                "config.json: `reorder_and_upcast_attn` asks for f32 attention scores; load this \
+                 model in f32",
             ));
         }
-        if d % heads != 0 {
-            return Err(Error::bad_model(
-                &path,
-                "n_embd is not a multiple of n_head",
-            ));
-        }
+        let d = c.n_embd as i64;
+        let n_layers = c.n_layer;
+        let heads = c.n_head as i64;
+        let d_ff = c.n_inner.unwrap_or(4 * c.n_embd) as i64;
+        let vocab = c.vocab_size as i64;
+        let max_pos = c.n_positions as i64;
+        let eps = c.layer_norm_epsilon.unwrap_or(1e-5);
+        let scales = (0..n_layers).map(|l| c.scale(l)).collect();
         let p = if ws.contains("transformer.wte.weight") {
             "transformer."
         } else {
@@ -99,6 +165,8 @@ impl Gpt2 {
         let lm_head = ws
             .take_opt("lm_head.weight", &[vocab, d])?
             .unwrap_or_else(|| wte.shallow_clone());
+        // The causal-mask buffers older checkpoints saved.
+        ws.finish(|n| n.ends_with(".attn.bias") || n.ends_with(".attn.masked_bias"))?;
         Ok(Gpt2 {
             cfg: ModelConfig {
                 arch: Arch::Gpt2,
@@ -111,6 +179,7 @@ impl Gpt2 {
                 kv_dim: d as usize,
             },
             heads,
+            scales,
             wte,
             wpe,
             blocks,
@@ -149,18 +218,19 @@ impl NeuronModel for Gpt2 {
     }
 
     fn context(&self, batch: &Batch) -> Ctx {
-        Ctx {
-            mask: attention_mask(batch, true),
-            rope: None,
-        }
+        Ctx::plain(attention_mask(batch, true))
     }
 
     fn attention(&self, layer: usize, x: &Tensor, ctx: &Ctx) -> (Tensor, Kv) {
         let (q, k, v) = self.qkv(layer, x);
-        let h = self.blocks[layer]
-            .attn_proj
-            .forward(&attend(&q, &k, &v, Some(&ctx.mask)))
-            + x;
+        let scale = Some(self.scales[layer]);
+        let h = self.blocks[layer].attn_proj.forward(&attend_scaled(
+            &q,
+            &k,
+            &v,
+            Some(&ctx.mask),
+            scale,
+        )) + x;
         (h, Kv { k, v, q: None })
     }
 
@@ -170,9 +240,10 @@ impl NeuronModel for Gpt2 {
             with_new(&past.k, &k, &at.pos),
             with_new(&past.v, &v, &at.pos),
         );
+        let scale = Some(self.scales[layer]);
         self.blocks[layer]
             .attn_proj
-            .forward(&attend(&q, &k, &v, at.keys.as_ref()))
+            .forward(&attend_scaled(&q, &k, &v, at.keys.as_ref(), scale))
             + x
     }
 

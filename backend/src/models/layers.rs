@@ -19,6 +19,19 @@ pub(crate) fn attention_mask(batch: &Batch, causal: bool) -> Tensor {
     }
 }
 
+/// `mask` (`[b, 1, s, s]`, query × key) narrowed to keys less than `window`
+/// positions before the query (`j > i − window`, as transformers' sliding
+/// window).
+pub(crate) fn within_window(mask: &Tensor, window: i64) -> Tensor {
+    let s = mask.size()[3];
+    let i = Tensor::arange(s, (Kind::Int64, mask.device()));
+    let near = i
+        .view([1, s])
+        .gt_tensor(&(i.view([s, 1]) - window))
+        .view([1, 1, s, s]);
+    mask.logical_and(&near)
+}
+
 /// `[b, s, n*dh] -> [b, n, s, dh]`.
 pub(crate) fn split_heads(x: &Tensor, n: i64) -> Tensor {
     let (b, s, d) = x.size3().expect("[b, s, d] projection");
@@ -28,6 +41,17 @@ pub(crate) fn split_heads(x: &Tensor, n: i64) -> Tensor {
 /// Scaled dot-product attention on split heads; `k` and `v` may have fewer heads
 /// than `q` (grouped-query attention). Returns `[b, s, heads*dh]`.
 pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Tensor {
+    attend_scaled(q, k, v, mask, None)
+}
+
+/// [`attend`] with the scores multiplied by `scale` instead of `1/√dh`.
+pub(crate) fn attend_scaled(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: Option<f64>,
+) -> Tensor {
     let (b, heads, s, dh) = q.size4().expect("[b, h, s, dh] queries");
     let kv_heads = k.size()[1];
     let (k, v) = if kv_heads != heads {
@@ -39,7 +63,7 @@ pub(crate) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) 
     } else {
         (k.shallow_clone(), v.shallow_clone())
     };
-    Tensor::scaled_dot_product_attention(q, &k, &v, mask, 0.0, false, None, false)
+    Tensor::scaled_dot_product_attention(q, &k, &v, mask, 0.0, false, scale, false)
         .transpose(1, 2)
         .contiguous()
         .view([b, s, heads * dh])
@@ -55,6 +79,16 @@ pub struct At {
 }
 
 impl At {
+    /// The keys each row may see within a sliding `window` (`pos − window <
+    /// j ≤ pos`), `[r, 1, 1, s]`.
+    pub fn keys_within(&self, window: i64, s: i64) -> Tensor {
+        let j = Tensor::arange(s, (Kind::Int64, self.pos.device())).view([1, s]);
+        let pos = self.pos.view([-1, 1]);
+        j.le_tensor(&pos)
+            .logical_and(&j.gt_tensor(&(&pos - window)))
+            .view([-1, 1, 1, s])
+    }
+
     /// Rows at positions `pos` among `s` past positions (on `device`).
     pub fn new(pos: &[i64], s: i64, device: Device) -> At {
         let t = Tensor::from_slice(pos).to(device);

@@ -9,28 +9,54 @@
 //! to interleaved pairs; [`Llama::from_gguf`] renames and un-permutes them so that
 //! one forward pass serves both sources.
 
+use super::rope::{Rope, RopeConfig};
 use super::{
-    attend, attention_mask, split_heads, Arch, Batch, Config, ModelConfig, NeuronModel, Weights,
+    attend, attention_mask, parse_config, split_heads, within_window, Arch, Batch, ModelConfig,
+    NeuronModel, Weights,
 };
 use super::{with_new, At, Ctx, Kv, Linear};
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
+use serde::Deserialize;
 use std::collections::HashMap;
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 /// Positions whose rotary tables are precomputed at load.
 const ROPE_CACHE: usize = 4096;
 
 struct Layer {
-    in_norm: Tensor,
+    norms: Norms,
     q: Linear,
     k: Linear,
     v: Linear,
     o: Linear,
-    post_norm: Tensor,
+    qk_norm: Option<QkNorm>,
+    /// The sliding window of this layer's attention, in positions.
+    window: Option<i64>,
     gate: Linear,
     up: Linear,
     down: Linear,
+}
+
+/// Where a layer normalises (RMSNorm weights, `[d]`): Llama the inputs of its
+/// attention and FFN (`input_layernorm`, `post_attention_layernorm`), OLMo 2
+/// their outputs (`post_attention_layernorm`, `post_feedforward_layernorm`),
+/// each before the residual is added.
+struct Norms {
+    attn_in: Option<Tensor>,
+    attn_out: Option<Tensor>,
+    ffn_in: Option<Tensor>,
+    ffn_out: Option<Tensor>,
+}
+
+/// RMSNorm of the queries and keys, before the rotary embedding.
+enum QkNorm {
+    /// Qwen3: over each head (`[head_dim]` weights).
+    PerHead(Tensor, Tensor),
+    /// OLMo 2: over the whole projection (`[heads × head_dim]`, `[kv_heads ×
+    /// head_dim]`), before it is cut into heads.
+    Whole(Tensor, Tensor),
 }
 
 pub struct Llama {
@@ -39,7 +65,7 @@ pub struct Llama {
     kv_heads: i64,
     head_dim: i64,
     eps: f64,
-    rope_theta: f64,
+    rope: Rope,
     /// `(cos, sin)` for the first positions, computed once at load.
     rope_cache: (Tensor, Tensor),
     embed: Tensor,
@@ -49,78 +75,215 @@ pub struct Llama {
     device: Device,
 }
 
-fn rope_theta(c: &Config) -> Result<f64> {
-    let params = c.json.get("rope_parameters");
-    let scaling = c.json.get("rope_scaling").filter(|v| !v.is_null());
-    let kind = scaling
-        .or(params)
-        .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
-        .and_then(|t| t.as_str())
-        .unwrap_or("default");
-    if kind != "default" {
-        return Err(Error::bad_model(
-            c.path,
-            format!(
-                "rope scaling `{kind}` is not supported (only the default rotary embedding is)"
-            ),
-        ));
+/// `config.json` of the family, as far as the computation depends on it.
+/// Keys the family's transformers classes do not read are not read here
+/// either; a key they read that changes the numbers is implemented or
+/// refused by name.
+#[derive(Debug, Deserialize)]
+struct LlamaConfig {
+    #[serde(default)]
+    model_type: String,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    intermediate_size: usize,
+    vocab_size: usize,
+    max_position_embeddings: Option<usize>,
+    rms_norm_eps: Option<f64>,
+    hidden_act: Option<String>,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    #[serde(flatten)]
+    rope: RopeConfig,
+    /// Mistral: every layer's window when set. Qwen2/Qwen3: the window of
+    /// the layers `layer_types` names `sliding_attention`, when
+    /// `use_sliding_window`.
+    sliding_window: Option<usize>,
+    #[serde(default)]
+    use_sliding_window: bool,
+    max_window_layers: Option<usize>,
+    layer_types: Option<Vec<String>>,
+}
+
+impl LlamaConfig {
+    fn check(&self, path: &Path) -> Result<()> {
+        let act = self.hidden_act.as_deref().unwrap_or("silu");
+        if act != "silu" {
+            return Err(Error::bad_model(
+                path,
+                format!(
+                    "config.json: hidden_act `{act}` is not supported (the Llama family uses silu)"
+                ),
+            ));
+        }
+        let heads = self.num_attention_heads;
+        let kv_heads = self.num_key_value_heads.unwrap_or(heads);
+        if kv_heads == 0 || !heads.is_multiple_of(kv_heads) || !self.head_dim().is_multiple_of(2) {
+            return Err(Error::bad_model(
+                path,
+                "attention heads do not divide evenly",
+            ));
+        }
+        Ok(())
     }
-    Ok(c.json
-        .get("rope_theta")
-        .or_else(|| params.and_then(|p| p.get("rope_theta")))
-        .and_then(|v| v.as_f64())
-        .unwrap_or(10000.0))
+
+    fn head_dim(&self) -> usize {
+        let default = match self.model_type.as_str() {
+            "qwen3" => 128, // Qwen3Config's default, not hidden_size / heads
+            _ => self.hidden_size / self.num_attention_heads.max(1),
+        };
+        self.head_dim.unwrap_or(default)
+    }
+
+    /// Each layer's sliding window, as the model type's transformers class
+    /// reads it: Mistral's applies to every layer; Qwen2's and Qwen3's only
+    /// with `use_sliding_window`, to the layers `layer_types` (or, in older
+    /// configs, `max_window_layers`) names; Llama has none.
+    fn windows(&self, path: &Path) -> Result<Vec<Option<i64>>> {
+        let n = self.num_hidden_layers;
+        let windows = match self.model_type.as_str() {
+            "mistral" | "phi3" => vec![self.sliding_window; n],
+            "qwen2" | "qwen3" if self.use_sliding_window => self.qwen_windows(path)?,
+            _ => vec![None; n],
+        };
+        if windows.contains(&Some(0)) {
+            return Err(Error::bad_model(path, "config.json: `sliding_window` is 0"));
+        }
+        Ok(windows.into_iter().map(|w| w.map(|w| w as i64)).collect())
+    }
+
+    fn qwen_windows(&self, path: &Path) -> Result<Vec<Option<usize>>> {
+        let n = self.num_hidden_layers;
+        let w = self.sliding_window.unwrap_or(4096);
+        let from = self.max_window_layers.unwrap_or(28);
+        let types: Vec<String> = self.layer_types.clone().unwrap_or_else(|| {
+            (0..n)
+                .map(|i| {
+                    if i >= from {
+                        "sliding_attention"
+                    } else {
+                        "full_attention"
+                    }
+                    .into()
+                })
+                .collect()
+        });
+        if types.len() != n {
+            return Err(Error::bad_model(
+                path,
+                format!(
+                    "config.json: `layer_types` names {} layers, the model has {n}",
+                    types.len()
+                ),
+            ));
+        }
+        types
+            .iter()
+            .map(|t| match t.as_str() {
+                "full_attention" => Ok(None),
+                "sliding_attention" => Ok(Some(w)),
+                other => Err(Error::bad_model(
+                    path,
+                    format!("config.json: layer type `{other}` in `layer_types` is not supported"),
+                )),
+            })
+            .collect()
+    }
 }
 
 impl Llama {
     pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Self> {
         let path = std::path::PathBuf::from("config.json");
-        let c = Config { json, path: &path };
-        let d = c.usize(&["hidden_size"])? as i64;
-        let n_layers = c.usize(&["num_hidden_layers"])?;
-        let heads = c.usize(&["num_attention_heads"])? as i64;
-        let kv_heads = c.usize_or(&["num_key_value_heads"], heads as usize) as i64;
-        let head_dim = c.usize_or(&["head_dim"], (d / heads) as usize) as i64;
-        let d_ff = c.usize(&["intermediate_size"])? as i64;
-        let vocab = c.usize(&["vocab_size"])? as i64;
-        let max_pos = c.usize_or(&["max_position_embeddings"], 2048);
-        let eps = c.f64_or("rms_norm_eps", 1e-6);
-        let act = c.str_or("hidden_act", "silu");
-        if act != "silu" {
+        let c: LlamaConfig = parse_config(json, &path)?;
+        c.check(&path)?;
+        let d = c.hidden_size as i64;
+        let heads = c.num_attention_heads as i64;
+        let kv_heads = c.num_key_value_heads.unwrap_or(c.num_attention_heads) as i64;
+        let head_dim = c.head_dim() as i64;
+        let (d_ff, vocab) = (c.intermediate_size as i64, c.vocab_size as i64);
+        let max_pos = c.max_position_embeddings.unwrap_or(2048);
+        let rope = c.rope.resolve(&path, 10000.0, max_pos as f64)?;
+        if rope.partial != 1.0 && c.model_type != "phi3" {
+            // Llama's, Mistral's and Qwen's rotary embedding in transformers
+            // turns the whole head; only Phi-3's turns a part.
             return Err(Error::bad_model(
                 &path,
-                format!("hidden_act `{act}` is not supported (Llama uses silu)"),
+                format!(
+                    "config.json: `partial_rotary_factor` below 1 is not supported for `{}`",
+                    c.model_type
+                ),
             ));
         }
-        if kv_heads == 0 || heads % kv_heads != 0 || head_dim % 2 != 0 {
-            return Err(Error::bad_model(
-                &path,
-                "attention heads do not divide evenly",
-            ));
-        }
-        let rope_theta = rope_theta(&c)?;
-        let tied = c.bool_or("tie_word_embeddings", false);
+        let windows = c.windows(&path)?;
         let embed = ws.take("model.embed_tokens.weight", &[vocab, d])?;
         let (qd, kvd) = (heads * head_dim, kv_heads * head_dim);
-        let mut layers = Vec::with_capacity(n_layers);
-        for l in 0..n_layers {
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for (l, &window) in windows.iter().enumerate() {
             let n = format!("model.layers.{l}");
+            let qk = |ws: &mut Weights, q: i64, k: i64| -> Result<(Tensor, Tensor)> {
+                Ok((
+                    ws.take(&format!("{n}.self_attn.q_norm.weight"), &[q])?,
+                    ws.take(&format!("{n}.self_attn.k_norm.weight"), &[k])?,
+                ))
+            };
+            let qk_norm = match c.model_type.as_str() {
+                "qwen3" => Some(qk(ws, head_dim, head_dim).map(|(q, k)| QkNorm::PerHead(q, k))?),
+                "olmo2" => Some(qk(ws, qd, kvd).map(|(q, k)| QkNorm::Whole(q, k))?),
+                _ => None,
+            };
+            let norm = |ws: &mut Weights, name: &str| ws.take(&format!("{n}.{name}.weight"), &[d]);
+            let norms = if c.model_type == "olmo2" {
+                Norms {
+                    attn_in: None,
+                    attn_out: Some(norm(ws, "post_attention_layernorm")?),
+                    ffn_in: None,
+                    ffn_out: Some(norm(ws, "post_feedforward_layernorm")?),
+                }
+            } else {
+                Norms {
+                    attn_in: Some(norm(ws, "input_layernorm")?),
+                    attn_out: None,
+                    ffn_in: Some(norm(ws, "post_attention_layernorm")?),
+                    ffn_out: None,
+                }
+            };
+            let fused = c.model_type == "phi3";
+            let [q, k, v] = if fused {
+                split(ws, &format!("{n}.self_attn.qkv_proj"), [qd, kvd, kvd], d)?
+            } else {
+                [
+                    Linear::load(ws, &format!("{n}.self_attn.q_proj"), qd, d)?,
+                    Linear::load(ws, &format!("{n}.self_attn.k_proj"), kvd, d)?,
+                    Linear::load(ws, &format!("{n}.self_attn.v_proj"), kvd, d)?,
+                ]
+            };
+            let [gate, up] = if fused {
+                split(ws, &format!("{n}.mlp.gate_up_proj"), [d_ff, d_ff], d)?
+            } else {
+                [
+                    Linear::load(ws, &format!("{n}.mlp.gate_proj"), d_ff, d)?,
+                    Linear::load(ws, &format!("{n}.mlp.up_proj"), d_ff, d)?,
+                ]
+            };
             layers.push(Layer {
-                in_norm: ws.take(&format!("{n}.input_layernorm.weight"), &[d])?,
-                q: Linear::load(ws, &format!("{n}.self_attn.q_proj"), qd, d)?,
-                k: Linear::load(ws, &format!("{n}.self_attn.k_proj"), kvd, d)?,
-                v: Linear::load(ws, &format!("{n}.self_attn.v_proj"), kvd, d)?,
+                norms,
+                q,
+                k,
+                v,
                 o: Linear::load(ws, &format!("{n}.self_attn.o_proj"), d, qd)?,
-                post_norm: ws.take(&format!("{n}.post_attention_layernorm.weight"), &[d])?,
-                gate: Linear::load(ws, &format!("{n}.mlp.gate_proj"), d_ff, d)?,
-                up: Linear::load(ws, &format!("{n}.mlp.up_proj"), d_ff, d)?,
+                qk_norm,
+                window,
+                gate,
+                up,
                 down: Linear::load(ws, &format!("{n}.mlp.down_proj"), d, d_ff)?,
             });
         }
         let norm = ws.take("model.norm.weight", &[d])?;
         let lm_head = match ws.take_opt("lm_head.weight", &[vocab, d])? {
             Some(w) => w,
-            None if tied => embed.shallow_clone(),
+            None if c.tie_word_embeddings => embed.shallow_clone(),
             None => {
                 return Err(Error::bad_model(
                     &path,
@@ -128,10 +291,12 @@ impl Llama {
                 ));
             }
         };
+        // Older checkpoints saved the rotary tables' frequencies.
+        ws.finish(|n| n.ends_with("rotary_emb.inv_freq"))?;
         let mut llama = Llama {
             cfg: ModelConfig {
                 arch: Arch::Llama,
-                n_layers,
+                n_layers: c.num_hidden_layers,
                 d_model: d as usize,
                 d_ff: d_ff as usize,
                 vocab_size: vocab as usize,
@@ -142,8 +307,8 @@ impl Llama {
             heads,
             kv_heads,
             head_dim,
-            eps,
-            rope_theta,
+            eps: c.rms_norm_eps.unwrap_or(1e-6),
+            rope,
             rope_cache: (Tensor::new(), Tensor::new()),
             embed,
             layers,
@@ -174,6 +339,7 @@ impl Llama {
                 message: "tensor `token_embd.weight` is missing".into(),
             })?;
         let vocab = embd.dims.get(1).copied().unwrap_or(0);
+        refuse_gguf_rope_scaling(g, &arch)?;
         let config = serde_json::json!({
             "model_type": "llama",
             "hidden_size": d,
@@ -252,9 +418,11 @@ impl Llama {
     }
 
     fn rope_tables(&self, s: i64) -> (Tensor, Tensor) {
-        let half = self.head_dim / 2;
-        let inv: Vec<f32> = (0..half)
-            .map(|i| (1.0 / self.rope_theta.powf((2 * i) as f64 / self.head_dim as f64)) as f32)
+        let inv: Vec<f32> = self
+            .rope
+            .inv_freq(self.head_dim)
+            .into_iter()
+            .map(|f| f as f32)
             .collect();
         let inv = Tensor::from_slice(&inv).to(self.device);
         let pos = Tensor::arange(s, (Kind::Float, self.device));
@@ -264,6 +432,45 @@ impl Llama {
         let kind = self.embed.kind();
         (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
     }
+}
+
+/// A fused projection (Phi-3's `qkv_proj`, `gate_up_proj`) cut by rows into
+/// the projections it stacks, `outs` rows each.
+fn split<const N: usize>(
+    ws: &mut Weights,
+    name: &str,
+    outs: [i64; N],
+    inp: i64,
+) -> Result<[Linear; N]> {
+    let fused = Linear::load(ws, name, outs.iter().sum(), inp)?;
+    let mut start = 0;
+    Ok(outs.map(|out| {
+        let part = Linear {
+            w: fused.w.narrow(0, start, out),
+            b: fused.b.as_ref().map(|b| b.narrow(0, start, out)),
+        };
+        start += out;
+        part
+    }))
+}
+
+/// llama.cpp writes Llama 3's rope scaling as a `rope_freqs.weight` tensor
+/// and other scalings as `{arch}.rope.scaling.*` keys; the GGUF path runs the
+/// default rotary embedding only, so either is refused rather than ignored.
+fn refuse_gguf_rope_scaling(g: &GgufFile, arch: &str) -> Result<()> {
+    let scaled = g
+        .get(&format!("{arch}.rope.scaling.type"))
+        .and_then(|v| v.as_str())
+        .is_some_and(|t| t != "none");
+    if scaled || g.tensor_info("rope_freqs.weight").is_some() {
+        return Err(Error::Gguf {
+            path: g.path.clone(),
+            message: "rope scaling (`rope_freqs.weight` or `rope.scaling.type`) is not supported \
+                      in GGUF files; load the Hugging Face checkpoint instead"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Undo llama.cpp's `permute`: `[n_head, dh/2, 2, in] -> [n_head, 2, dh/2, in]`.
@@ -279,8 +486,21 @@ fn rotate_half(x: &Tensor) -> Tensor {
     Tensor::cat(&[x.narrow(3, h, h).neg(), x.narrow(3, 0, h)], 3)
 }
 
+/// Rotary embedding of `x` (`[b, h, s, dh]`); with partial rotary (Phi-3)
+/// the tables are narrower than the head and only its first dimensions turn.
 fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-    x * cos + rotate_half(x) * sin
+    let (dh, rot) = (x.size()[3], *cos.size().last().expect("rotary table"));
+    if rot == dh {
+        return x * cos + rotate_half(x) * sin;
+    }
+    let turned = x.narrow(3, 0, rot);
+    Tensor::cat(
+        &[
+            &turned * cos + rotate_half(&turned) * sin,
+            x.narrow(3, rot, dh - rot),
+        ],
+        3,
+    )
 }
 
 impl Llama {
@@ -293,11 +513,37 @@ impl Llama {
         sin: &Tensor,
     ) -> (Tensor, Tensor, Tensor) {
         let ly = &self.layers[layer];
-        let h = x.rms_norm([self.cfg.d_model as i64], Some(&ly.in_norm), self.eps);
-        let q = apply_rope(&split_heads(&ly.q.forward(&h), self.heads), cos, sin);
-        let k = apply_rope(&split_heads(&ly.k.forward(&h), self.kv_heads), cos, sin);
+        let h = self.rms(x, ly.norms.attn_in.as_ref());
+        let (mut q, mut k) = (ly.q.forward(&h), ly.k.forward(&h));
+        if let Some(QkNorm::Whole(qn, kn)) = &ly.qk_norm {
+            (q, k) = (self.rms(&q, Some(qn)), self.rms(&k, Some(kn)));
+        }
+        let (mut q, mut k) = (split_heads(&q, self.heads), split_heads(&k, self.kv_heads));
+        if let Some(QkNorm::PerHead(qn, kn)) = &ly.qk_norm {
+            (q, k) = (self.rms(&q, Some(qn)), self.rms(&k, Some(kn)));
+        }
         let v = split_heads(&ly.v.forward(&h), self.kv_heads);
-        (q, k, v)
+        (apply_rope(&q, cos, sin), apply_rope(&k, cos, sin), v)
+    }
+
+    /// RMSNorm over the last dimension with weight `w`; `x` itself without one.
+    fn rms(&self, x: &Tensor, w: Option<&Tensor>) -> Tensor {
+        match w {
+            Some(w) => x.rms_norm([w.size()[0]], Some(w), self.eps),
+            None => x.shallow_clone(),
+        }
+    }
+
+    /// The attention output `o` joining the residual `x`.
+    fn attn_residual(&self, layer: usize, o: &Tensor, x: &Tensor) -> Tensor {
+        let ly = &self.layers[layer];
+        self.rms(&ly.o.forward(o), ly.norms.attn_out.as_ref()) + x
+    }
+
+    /// The sliding window shared by the layers that have one (the family's
+    /// configs give one size).
+    fn window(&self) -> Option<i64> {
+        self.layers.iter().find_map(|l| l.window)
     }
 }
 
@@ -315,8 +561,10 @@ impl NeuronModel for Llama {
     }
 
     fn context(&self, batch: &Batch) -> Ctx {
+        let mask = attention_mask(batch, true);
         Ctx {
-            mask: attention_mask(batch, true),
+            sliding: self.window().map(|w| within_window(&mask, w)),
+            mask,
             rope: Some(self.rope(batch.seq_len as i64)),
         }
     }
@@ -324,10 +572,12 @@ impl NeuronModel for Llama {
     fn attention(&self, layer: usize, x: &Tensor, ctx: &Ctx) -> (Tensor, Kv) {
         let (cos, sin) = ctx.rope.as_ref().expect("llama context has rotary tables");
         let (q, k, v) = self.qkv(layer, x, cos, sin);
-        let h = self.layers[layer]
-            .o
-            .forward(&attend(&q, &k, &v, Some(&ctx.mask)))
-            + x;
+        let ly = &self.layers[layer];
+        let mask = match (ly.window, &ctx.sliding) {
+            (Some(_), Some(sliding)) => sliding,
+            _ => &ctx.mask,
+        };
+        let h = self.attn_residual(layer, &attend(&q, &k, &v, Some(mask)), x);
         (h, Kv { k, v, q: None })
     }
 
@@ -341,20 +591,29 @@ impl NeuronModel for Llama {
             with_new(&past.k, &k, &at.pos),
             with_new(&past.v, &v, &at.pos),
         );
-        self.layers[layer]
-            .o
-            .forward(&attend(&q, &k, &v, at.keys.as_ref()))
-            + x
+        let ly = &self.layers[layer];
+        let within = ly.window.map(|w| at.keys_within(w, k.size()[2]));
+        let keys = within.as_ref().or(at.keys.as_ref());
+        self.attn_residual(layer, &attend(&q, &k, &v, keys), x)
     }
 
     fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor {
         let ly = &self.layers[layer];
-        let h = h.rms_norm([self.cfg.d_model as i64], Some(&ly.post_norm), self.eps);
+        let h = self.rms(h, ly.norms.ffn_in.as_ref());
         ly.gate.forward(&h).silu() * ly.up.forward(&h)
     }
 
     fn ffn_out(&self, layer: usize, h: &Tensor, a: &Tensor) -> Tensor {
-        self.layers[layer].down.forward(a) + h
+        let ly = &self.layers[layer];
+        self.rms(&ly.down.forward(a), ly.norms.ffn_out.as_ref()) + h
+    }
+
+    fn ffn_out_plus(&self, layer: usize, h: &Tensor, a: &Tensor, change: &Tensor) -> Tensor {
+        let ly = &self.layers[layer];
+        match &ly.norms.ffn_out {
+            None => self.ffn_out(layer, &(h + change), a),
+            Some(w) => self.rms(&(ly.down.forward(a) + change), Some(w)) + h,
+        }
     }
 
     fn head(&self, x: &Tensor) -> Tensor {

@@ -21,13 +21,15 @@ pub mod fingerprint;
 pub mod gpt2;
 mod layers;
 pub mod llama;
+mod rope;
 mod weights;
 
 pub use layers::At;
 pub(crate) use layers::{
-    at_positions, attend, attention_mask, split_heads, with_new, LayerNorm, Linear,
+    at_positions, attend, attend_scaled, attention_mask, split_heads, with_new, within_window,
+    LayerNorm, Linear,
 };
-pub(crate) use weights::{read_config, Config, Weights};
+pub(crate) use weights::{parse_config, read_config, Config, Weights};
 
 use crate::gguf::GgufFile;
 use crate::source::{resolve, ModelFiles};
@@ -287,8 +289,34 @@ pub struct Forward {
 pub struct Ctx {
     /// `[b, 1, s, s]` bool, true where a query may attend to a key.
     pub mask: Tensor,
+    /// `mask` within the sliding window of the layers that have one (Mistral,
+    /// Qwen2 with `use_sliding_window`); `None` when no layer has one.
+    pub sliding: Option<Tensor>,
     /// Llama's rotary `(cos, sin)`, each `[s, head_dim]`.
     pub rope: Option<(Tensor, Tensor)>,
+}
+
+impl Ctx {
+    /// A context without a sliding window or rotary tables.
+    pub fn plain(mask: Tensor) -> Ctx {
+        Ctx {
+            mask,
+            sliding: None,
+            rope: None,
+        }
+    }
+
+    /// The context of rows `start..start + len` of the batch.
+    pub fn rows(&self, start: i64, len: i64) -> Ctx {
+        Ctx {
+            mask: self.mask.narrow(0, start, len),
+            sliding: self.sliding.as_ref().map(|m| m.narrow(0, start, len)),
+            rope: self
+                .rope
+                .as_ref()
+                .map(|(c, s)| (c.shallow_clone(), s.shallow_clone())),
+        }
+    }
 }
 
 /// One layer's keys and values, `[b, kv_heads, s, head_dim]` (after rotary).
@@ -359,10 +387,17 @@ pub trait NeuronModel: Send {
     /// The neurons: `a = f(h·W_in)`, `[.., d] -> [.., d_ff]`.
     fn ffn_act(&self, layer: usize, h: &Tensor) -> Tensor;
 
-    /// The FFN output and residual: `x' = h + a·W_out` (BERT then applies LayerNorm).
-    /// `h` must enter as that residual alone: `engine::edit_overlay` emulates a
-    /// value-slot edit by adding its change to `h`.
+    /// The FFN output and residual: `x' = h + a·W_out` (BERT then applies
+    /// LayerNorm; OLMo 2 normalises `a·W_out` before adding it).
     fn ffn_out(&self, layer: usize, h: &Tensor, a: &Tensor) -> Tensor;
+
+    /// [`NeuronModel::ffn_out`] with `change` (`[.., d]`) added to `a·W_out`:
+    /// what a value-slot edit changes, without writing it into the weights
+    /// (`engine::edit_overlay`). The default adds it to `h`, which is the
+    /// same wherever `a·W_out` joins `h` unnormalised.
+    fn ffn_out_plus(&self, layer: usize, h: &Tensor, a: &Tensor, change: &Tensor) -> Tensor {
+        self.ffn_out(layer, &(h + change), a)
+    }
 
     /// Logits from the final hidden state at the blank, `[b, d] -> [b, vocab]`.
     fn head(&self, x: &Tensor) -> Tensor;
@@ -502,7 +537,7 @@ pub fn load_model_as(spec: &str, device: Device, kind: Kind) -> Result<Model> {
                 let net: Box<dyn NeuronModel> = match model_type.as_str() {
                     "bert" => Box::new(bert::Bert::load(&config, &mut weights)?),
                     "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut weights)?),
-                    "llama" | "mistral" | "qwen2" | "smollm" => {
+                    "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "olmo2" | "smollm" => {
                         Box::new(llama::Llama::load(&config, &mut weights)?)
                     }
                     "" => {

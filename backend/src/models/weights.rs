@@ -11,6 +11,16 @@ pub(crate) fn read_config(dir: &Path) -> Result<serde_json::Value> {
         .ok_or_else(|| Error::bad_model(dir, "no config.json: not a Hugging Face model directory"))
 }
 
+/// `config.json` read into an architecture's typed config; a key of the wrong
+/// type is an error that names it.
+pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
+    json: &serde_json::Value,
+    path: &Path,
+) -> Result<T> {
+    serde_path_to_error::deserialize(json)
+        .map_err(|e| Error::bad_model(path, format!("config.json: `{}`: {}", e.path(), e.inner())))
+}
+
 /// Typed access to `config.json` with errors that name the key.
 pub(crate) struct Config<'a> {
     pub json: &'a serde_json::Value,
@@ -51,13 +61,6 @@ impl Config<'_> {
         self.json
             .get(key)
             .and_then(|v| v.as_str())
-            .unwrap_or(default)
-    }
-
-    pub fn bool_or(&self, key: &str, default: bool) -> bool {
-        self.json
-            .get(key)
-            .and_then(|v| v.as_bool())
             .unwrap_or(default)
     }
 }
@@ -144,6 +147,11 @@ impl Weights {
         }
     }
 
+    /// The dtype tensors are converted to as they are taken.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     /// Take every tensor as `kind` (weights and hence activations).
     pub fn with_kind(mut self, kind: Kind) -> Self {
         self.kind = kind;
@@ -192,5 +200,32 @@ impl Weights {
 
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Fail on a tensor no layer took: a checkpoint holding weights this
+    /// runtime does not read (a bias, a norm, a layer more than the config
+    /// says) would otherwise run without them and give other numbers.
+    /// `ignored` names what the architecture knowingly leaves: buffers, and
+    /// heads the method does not use.
+    pub fn finish(&self, ignored: impl Fn(&str) -> bool) -> Result<()> {
+        let mut left: Vec<&String> = self.map.keys().filter(|n| !ignored(n)).collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        left.sort();
+        let more = if left.len() > 5 {
+            format!(" and {} more", left.len() - 5)
+        } else {
+            String::new()
+        };
+        let names: Vec<String> = left.iter().take(5).map(|n| format!("`{n}`")).collect();
+        Err(Error::bad_model(
+            &self.path,
+            format!(
+                "the checkpoint holds tensors this architecture does not use: {}{more}; \
+                 its config may name a variant that is not supported",
+                names.join(", ")
+            ),
+        ))
     }
 }

@@ -7,7 +7,7 @@ use crate::common::*;
 use kn::engine::attribution::{attribute, Mode, Options, Riemann};
 use kn::engine::Query;
 
-fn check(dir: &str) {
+pub(crate) fn check(dir: &str) {
     let model = kn::load_model(&fixture(dir), cpu()).unwrap();
     let g = golden(dir);
     let mut worst = 0.0f64;

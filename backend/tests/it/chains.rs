@@ -54,7 +54,7 @@ fn close(got: &[f32], want: &[f64], what: &str) {
     }
 }
 
-fn check(dir: &str) {
+pub(crate) fn check(dir: &str) {
     let model = kn::load_model(&fixture(dir), cpu()).unwrap();
     let cases = golden(dir)["chain"].as_array().unwrap().clone();
     assert_eq!(cases.len(), 4, "{dir}: two prompts × two answer positions");

@@ -36,63 +36,69 @@ fn top1_query(m: &kn::Model, prompt: &str) -> Query {
 #[test]
 fn undo_is_exact_and_saved_edits_reproduce() {
     for dir in ["tiny-bert", "tiny-gpt2", "tiny-llama"] {
-        let on_disk = file_bytes(dir);
-        let m = kn::load_model(&fixture(dir), cpu()).unwrap();
-        let fp = fingerprint(&m);
-        let q = top1_query(&m, "The capital of France is [MASK].");
-        let before = logits(&m, &q);
-        let neurons = [
-            Neuron { layer: 0, index: 3 },
-            Neuron { layer: 2, index: 5 },
-            Neuron { layer: 1, index: 7 },
-        ];
-        let new = (q.target + 1) % m.config().vocab_size as u32;
-        let edit = update_fact(
-            &m,
-            &neurons,
-            q.target,
-            new,
-            &UpdateOptions::default(),
-            "test".into(),
-        )
-        .unwrap();
-        assert_eq!(edit.slots.len(), 3);
-        apply(&m, &edit, &fp).unwrap();
-        let edited = logits(&m, &q);
-        assert_ne!(edited, before, "{dir}: the edit changed nothing");
-        undo(&m, &edit, &fp).unwrap();
-        assert_eq!(
-            logits(&m, &q),
-            before,
-            "{dir}: undo must restore the logits exactly"
-        );
-
-        // Save, load into a fresh copy of the model, apply: the same edited logits.
-        let json = serde_json::to_string(&edit).unwrap();
-        let loaded: EditSet = serde_json::from_str(&json).unwrap();
-        let m2 = kn::load_model(&fixture(dir), cpu()).unwrap();
-        apply(&m2, &loaded, &fingerprint(&m2)).unwrap();
-        assert_eq!(
-            logits(&m2, &q),
-            edited,
-            "{dir}: a reloaded edit reproduces the logits"
-        );
-        // Applying twice is refused: the slots no longer hold their `before`.
-        let e = apply(&m2, &loaded, &fingerprint(&m)).unwrap_err();
-        assert!(e.to_string().contains("has changed"), "{e}");
-
-        // Erase, then undo.
-        let er = erase(&m, &neurons, EraseWith::Zero, "erase".into()).unwrap();
-        apply(&m, &er, &fp).unwrap();
-        assert_ne!(logits(&m, &q), before);
-        undo(&m, &er, &fp).unwrap();
-        assert_eq!(logits(&m, &q), before);
-        assert_eq!(
-            file_bytes(dir),
-            on_disk,
-            "{dir}: the weights on disk changed"
-        );
+        undo_is_exact(dir);
     }
+}
+
+/// Undo restores the logits exactly, a saved edit reproduces them on a fresh
+/// copy, erasing undoes too, and the file on disk never changes.
+pub(crate) fn undo_is_exact(dir: &str) {
+    let on_disk = file_bytes(dir);
+    let m = kn::load_model(&fixture(dir), cpu()).unwrap();
+    let fp = fingerprint(&m);
+    let q = top1_query(&m, "The capital of France is [MASK].");
+    let before = logits(&m, &q);
+    let neurons = [
+        Neuron { layer: 0, index: 3 },
+        Neuron { layer: 2, index: 5 },
+        Neuron { layer: 1, index: 7 },
+    ];
+    let new = (q.target + 1) % m.config().vocab_size as u32;
+    let edit = update_fact(
+        &m,
+        &neurons,
+        q.target,
+        new,
+        &UpdateOptions::default(),
+        "test".into(),
+    )
+    .unwrap();
+    assert_eq!(edit.slots.len(), 3);
+    apply(&m, &edit, &fp).unwrap();
+    let edited = logits(&m, &q);
+    assert_ne!(edited, before, "{dir}: the edit changed nothing");
+    undo(&m, &edit, &fp).unwrap();
+    assert_eq!(
+        logits(&m, &q),
+        before,
+        "{dir}: undo must restore the logits exactly"
+    );
+
+    // Save, load into a fresh copy of the model, apply: the same edited logits.
+    let json = serde_json::to_string(&edit).unwrap();
+    let loaded: EditSet = serde_json::from_str(&json).unwrap();
+    let m2 = kn::load_model(&fixture(dir), cpu()).unwrap();
+    apply(&m2, &loaded, &fingerprint(&m2)).unwrap();
+    assert_eq!(
+        logits(&m2, &q),
+        edited,
+        "{dir}: a reloaded edit reproduces the logits"
+    );
+    // Applying twice is refused: the slots no longer hold their `before`.
+    let e = apply(&m2, &loaded, &fingerprint(&m)).unwrap_err();
+    assert!(e.to_string().contains("has changed"), "{e}");
+
+    // Erase, then undo.
+    let er = erase(&m, &neurons, EraseWith::Zero, "erase".into()).unwrap();
+    apply(&m, &er, &fp).unwrap();
+    assert_ne!(logits(&m, &q), before);
+    undo(&m, &er, &fp).unwrap();
+    assert_eq!(logits(&m, &q), before);
+    assert_eq!(
+        file_bytes(dir),
+        on_disk,
+        "{dir}: the weights on disk changed"
+    );
 }
 
 #[test]

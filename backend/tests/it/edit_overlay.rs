@@ -100,7 +100,7 @@ fn compare(model: &kn::Model, dir: &str, qs: &[Query], jobs: &[Job], budgets: Bu
     assert!(moved * 2 > rows, "{dir}: only {moved} of {rows} rows moved");
 }
 
-fn check(dir: &str, n_edits: usize, copies: usize, budgets: Budgets) {
+pub(crate) fn check(dir: &str, n_edits: usize, copies: usize, budgets: Budgets) {
     let model = kn::load_model(&fixture(dir), cpu()).unwrap();
     let mut qs = golden_queries(&model, dir);
     assert!(qs.iter().any(Query::is_chain) && qs.iter().any(|q| !q.is_chain()));

@@ -20,7 +20,7 @@ fn max_rel_err(ours: &[f32], golden: &serde_json::Value) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn check_model(model_spec: &str, golden_dir: &str) {
+pub(crate) fn check_model(model_spec: &str, golden_dir: &str) {
     let model = kn::load_model(model_spec, cpu()).unwrap_or_else(|e| panic!("{model_spec}: {e}"));
     let g = golden(golden_dir);
     let mut worst = (0.0f64, 0.0f64);
@@ -74,7 +74,7 @@ fn check_model(model_spec: &str, golden_dir: &str) {
     );
 }
 
-fn check_tokenizer(model_spec: &str, cases: &serde_json::Value) {
+pub(crate) fn check_tokenizer(model_spec: &str, cases: &serde_json::Value) {
     let model = kn::load_model(model_spec, cpu()).unwrap();
     assert_token_parity(&model, model_spec, cases);
 }

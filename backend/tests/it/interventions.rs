@@ -34,7 +34,7 @@ fn sets(cfg: &kn::models::ModelConfig, n: usize) -> Vec<(Vec<Neuron>, f64)> {
     out
 }
 
-fn check(dir: &str, n_sets: usize) {
+pub(crate) fn check(dir: &str, n_sets: usize) {
     let model = kn::load_model(&fixture(dir), cpu()).unwrap();
     let qs = golden_queries(&model, dir);
     assert!(qs.iter().any(Query::is_chain) && qs.iter().any(|q| !q.is_chain()));

@@ -31,3 +31,4 @@ mod precision;
 mod serve;
 mod smollm2;
 mod upgrade;
+mod zoo;

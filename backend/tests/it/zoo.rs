@@ -1,0 +1,217 @@
+//! The architectures beyond BERT, GPT-2 and Llama (`ZOO` in
+//! `scripts/make_fixtures.py`), each held to `transformers` on a tiny checkpoint
+//! in which its feature bites: the logits, top-5 and activations at the blank,
+//! the tokenizer, integrated gradients in every mode, a multi-token chain, the
+//! batched interventions, the edit overlay, and an edit's apply and undo.
+//! Then a config key that changes the computation and is not implemented: an
+//! error that names it, never a silently different number.
+
+use crate::common::*;
+use crate::{attribution, chains, edit, edit_overlay, golden, interventions};
+use kn::engine::edit_overlay::Budgets;
+use std::path::Path;
+
+/// Every check the first three architectures pass, on one zoo fixture.
+fn holds(dir: &str) {
+    golden::check_model(&fixture(dir), dir);
+    golden::check_tokenizer(&fixture(dir), &golden(dir)["tokenizer_parity"]);
+    attribution::check(dir);
+    chains::check(dir);
+    interventions::check(dir, 40);
+    edit_overlay::check(dir, 12, 1, Budgets::default());
+    edit::undo_is_exact(dir);
+}
+
+/// A sliding window of 3 on every layer, shorter than every prompt; linear
+/// rope scaling.
+#[test]
+fn mistral_matches_transformers() {
+    holds("tiny-mistral");
+}
+
+/// `use_sliding_window` with layer 0 full and layers 1–2 sliding (window 4);
+/// q/k/v biases.
+#[test]
+fn qwen2_with_sliding_windows_matches_transformers() {
+    holds("tiny-qwen2-sliding");
+}
+
+/// Per-head q/k RMSNorm; a head_dim that is not hidden / heads.
+#[test]
+fn qwen3_matches_transformers() {
+    holds("tiny-qwen3");
+}
+
+/// Llama 3.x rope scaling over an original context of 8 positions.
+#[test]
+fn llama3_rope_scaling_matches_transformers() {
+    holds("tiny-llama3");
+}
+
+/// Phi-3: fused projections, partial rotary, a sliding window of 4.
+#[test]
+fn phi3_matches_transformers() {
+    holds("tiny-phi3");
+}
+
+/// OLMo 2: norms after attention and FFN, q/k norms over the projection
+/// (an edit's change enters before the FFN's output norm).
+#[test]
+fn olmo2_matches_transformers() {
+    holds("tiny-olmo2");
+}
+
+/// GPT-2 with `scale_attn_by_inverse_layer_idx` and `reorder_and_upcast_attn`
+/// (Stanford CRFM's models).
+#[test]
+fn gpt2_scaled_by_layer_matches_transformers() {
+    holds("tiny-gpt2-crfm");
+}
+
+/// A copy of fixture `dir` in a temporary folder, its `config.json` changed by
+/// `edit`.
+fn changed_copy(dir: &str, edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures().join(dir)).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, tmp.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let path = tmp.path().join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    tmp
+}
+
+/// The error of loading fixture `dir` with its config changed by `edit`.
+fn load_error(dir: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let tmp = changed_copy(dir, edit);
+    match kn::load_model(&tmp.path().display().to_string(), cpu()) {
+        Ok(_) => panic!("{dir}: the changed config loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn set(key: &str, value: serde_json::Value) -> impl FnOnce(&mut serde_json::Value) + '_ {
+    move |cfg| {
+        cfg[key] = value;
+    }
+}
+
+#[test]
+fn keys_that_change_the_computation_are_refused_by_name() {
+    use serde_json::json;
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "tiny-llama3",
+            load_error(
+                "tiny-llama3",
+                set(
+                    "rope_parameters",
+                    json!({"rope_type": "yarn", "factor": 4.0}),
+                ),
+            ),
+            "`yarn`",
+        ),
+        (
+            "tiny-llama3",
+            load_error(
+                "tiny-llama3",
+                set(
+                    "rope_scaling",
+                    json!({"rope_type": "dynamic", "factor": 2.0}),
+                ),
+            ),
+            "`dynamic`",
+        ),
+        (
+            "tiny-llama",
+            load_error("tiny-llama", set("hidden_act", json!("gelu"))),
+            "hidden_act",
+        ),
+        (
+            "tiny-llama",
+            load_error("tiny-llama", set("partial_rotary_factor", json!(0.5))),
+            "partial_rotary_factor",
+        ),
+        (
+            "tiny-qwen2-sliding",
+            load_error(
+                "tiny-qwen2-sliding",
+                set(
+                    "layer_types",
+                    json!(["full_attention", "chunked_attention", "full_attention"]),
+                ),
+            ),
+            "chunked_attention",
+        ),
+        (
+            "tiny-gpt2",
+            load_error("tiny-gpt2", set("add_cross_attention", json!(true))),
+            "add_cross_attention",
+        ),
+        (
+            "tiny-gpt2",
+            load_error("tiny-gpt2", set("activation_function", json!("relu"))),
+            "activation_function",
+        ),
+        (
+            "tiny-gpt2",
+            load_error("tiny-gpt2", set("n_embd", json!("wide"))),
+            "n_embd",
+        ),
+        // Qwen3's weights under Qwen2's name: its q/k norms would go unread.
+        (
+            "tiny-qwen3",
+            load_error("tiny-qwen3", set("model_type", json!("qwen2"))),
+            "q_norm",
+        ),
+    ];
+    for (dir, e, key) in cases {
+        assert!(e.contains(key), "{dir}: the error does not name {key}: {e}");
+    }
+}
+
+/// Keys that change the computation of a checkpoint must reach the runtime:
+/// loading the fixture with the key removed gives other numbers than the
+/// golden (so the golden tests above would catch a runtime that ignored it).
+#[test]
+fn each_fixture_feature_changes_the_numbers() {
+    for (dir, key) in [
+        ("tiny-mistral", "sliding_window"),
+        ("tiny-phi3", "sliding_window"),
+        ("tiny-qwen2-sliding", "use_sliding_window"),
+        ("tiny-llama3", "rope_parameters"),
+        ("tiny-gpt2-crfm", "scale_attn_by_inverse_layer_idx"),
+    ] {
+        let tmp = changed_copy(dir, |cfg| {
+            cfg.as_object_mut().unwrap().remove(key);
+        });
+        let changed = differs_from_golden(tmp.path(), dir);
+        assert!(
+            changed,
+            "{dir}: without `{key}` the logits still match the golden"
+        );
+    }
+}
+
+/// Whether some prompt's logits at the blank differ from `dir`'s golden by
+/// more than the goldens' tolerance.
+fn differs_from_golden(model_dir: &Path, dir: &str) -> bool {
+    use kn::cloze::cloze;
+    use kn::models::{Batch, Hooks};
+    let model = kn::load_model(&model_dir.display().to_string(), cpu()).unwrap();
+    golden(dir)["prompts"].as_array().unwrap().iter().any(|p| {
+        let c = cloze(&model, p["prompt"].as_str().unwrap()).unwrap();
+        let batch = Batch::new(std::slice::from_ref(&c.ids), &[c.blank], cpu()).unwrap();
+        let out = tch::no_grad(|| model.net.forward(&batch, &Hooks::capture()));
+        let ours: Vec<f32> = Vec::try_from(out.logits.get(0)).unwrap();
+        ours.iter()
+            .zip(p["logits"].as_array().unwrap())
+            .any(|(&o, g)| {
+                let g = g.as_f64().unwrap();
+                (o as f64 - g).abs() / (1.0 + g.abs()) > 1e-4
+            })
+    })
+}
