@@ -221,64 +221,19 @@ impl Llama {
         let (qd, kvd) = (heads * head_dim, kv_heads * head_dim);
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for (l, &window) in windows.iter().enumerate() {
-            let n = format!("model.layers.{l}");
-            let qk = |ws: &mut Weights, q: i64, k: i64| -> Result<(Tensor, Tensor)> {
-                Ok((
-                    ws.take(&format!("{n}.self_attn.q_norm.weight"), &[q])?,
-                    ws.take(&format!("{n}.self_attn.k_norm.weight"), &[k])?,
-                ))
-            };
-            let qk_norm = match c.model_type.as_str() {
-                "qwen3" => Some(qk(ws, head_dim, head_dim).map(|(q, k)| QkNorm::PerHead(q, k))?),
-                "olmo2" => Some(qk(ws, qd, kvd).map(|(q, k)| QkNorm::Whole(q, k))?),
-                _ => None,
-            };
-            let norm = |ws: &mut Weights, name: &str| ws.take(&format!("{n}.{name}.weight"), &[d]);
-            let norms = if c.model_type == "olmo2" {
-                Norms {
-                    attn_in: None,
-                    attn_out: Some(norm(ws, "post_attention_layernorm")?),
-                    ffn_in: None,
-                    ffn_out: Some(norm(ws, "post_feedforward_layernorm")?),
-                }
-            } else {
-                Norms {
-                    attn_in: Some(norm(ws, "input_layernorm")?),
-                    attn_out: None,
-                    ffn_in: Some(norm(ws, "post_attention_layernorm")?),
-                    ffn_out: None,
-                }
-            };
-            let fused = c.model_type == "phi3";
-            let [q, k, v] = if fused {
-                split(ws, &format!("{n}.self_attn.qkv_proj"), [qd, kvd, kvd], d)?
-            } else {
-                [
-                    Linear::load(ws, &format!("{n}.self_attn.q_proj"), qd, d)?,
-                    Linear::load(ws, &format!("{n}.self_attn.k_proj"), kvd, d)?,
-                    Linear::load(ws, &format!("{n}.self_attn.v_proj"), kvd, d)?,
-                ]
-            };
-            let [gate, up] = if fused {
-                split(ws, &format!("{n}.mlp.gate_up_proj"), [d_ff, d_ff], d)?
-            } else {
-                [
-                    Linear::load(ws, &format!("{n}.mlp.gate_proj"), d_ff, d)?,
-                    Linear::load(ws, &format!("{n}.mlp.up_proj"), d_ff, d)?,
-                ]
-            };
-            layers.push(Layer {
-                norms,
-                q,
-                k,
-                v,
-                o: Linear::load(ws, &format!("{n}.self_attn.o_proj"), d, qd)?,
-                qk_norm,
+            layers.push(load_layer(
+                ws,
+                &c,
+                l,
                 window,
-                gate,
-                up,
-                down: Linear::load(ws, &format!("{n}.mlp.down_proj"), d, d_ff)?,
-            });
+                Dims {
+                    d,
+                    qd,
+                    kvd,
+                    head_dim,
+                    d_ff,
+                },
+            )?);
         }
         let norm = ws.take("model.norm.weight", &[d])?;
         let lm_head = match ws.take_opt("lm_head.weight", &[vocab, d])? {
@@ -432,6 +387,91 @@ impl Llama {
         let kind = self.embed.kind();
         (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
     }
+}
+
+/// The widths a layer's tensors are checked against.
+#[derive(Clone, Copy)]
+struct Dims {
+    d: i64,
+    qd: i64,
+    kvd: i64,
+    head_dim: i64,
+    d_ff: i64,
+}
+
+/// Layer `l`'s tensors, named and shaped as the config's model type has them.
+fn load_layer(
+    ws: &mut Weights,
+    c: &LlamaConfig,
+    l: usize,
+    window: Option<i64>,
+    dims: Dims,
+) -> Result<Layer> {
+    let Dims {
+        d,
+        qd,
+        kvd,
+        head_dim,
+        d_ff,
+    } = dims;
+    let n = format!("model.layers.{l}");
+    let qk = |ws: &mut Weights, q: i64, k: i64| -> Result<(Tensor, Tensor)> {
+        Ok((
+            ws.take(&format!("{n}.self_attn.q_norm.weight"), &[q])?,
+            ws.take(&format!("{n}.self_attn.k_norm.weight"), &[k])?,
+        ))
+    };
+    let qk_norm = match c.model_type.as_str() {
+        "qwen3" => Some(qk(ws, head_dim, head_dim).map(|(q, k)| QkNorm::PerHead(q, k))?),
+        "olmo2" => Some(qk(ws, qd, kvd).map(|(q, k)| QkNorm::Whole(q, k))?),
+        _ => None,
+    };
+    let norm = |ws: &mut Weights, name: &str| ws.take(&format!("{n}.{name}.weight"), &[d]);
+    let norms = if c.model_type == "olmo2" {
+        Norms {
+            attn_in: None,
+            attn_out: Some(norm(ws, "post_attention_layernorm")?),
+            ffn_in: None,
+            ffn_out: Some(norm(ws, "post_feedforward_layernorm")?),
+        }
+    } else {
+        Norms {
+            attn_in: Some(norm(ws, "input_layernorm")?),
+            attn_out: None,
+            ffn_in: Some(norm(ws, "post_attention_layernorm")?),
+            ffn_out: None,
+        }
+    };
+    let fused = c.model_type == "phi3";
+    let [q, k, v] = if fused {
+        split(ws, &format!("{n}.self_attn.qkv_proj"), [qd, kvd, kvd], d)?
+    } else {
+        [
+            Linear::load(ws, &format!("{n}.self_attn.q_proj"), qd, d)?,
+            Linear::load(ws, &format!("{n}.self_attn.k_proj"), kvd, d)?,
+            Linear::load(ws, &format!("{n}.self_attn.v_proj"), kvd, d)?,
+        ]
+    };
+    let [gate, up] = if fused {
+        split(ws, &format!("{n}.mlp.gate_up_proj"), [d_ff, d_ff], d)?
+    } else {
+        [
+            Linear::load(ws, &format!("{n}.mlp.gate_proj"), d_ff, d)?,
+            Linear::load(ws, &format!("{n}.mlp.up_proj"), d_ff, d)?,
+        ]
+    };
+    Ok(Layer {
+        norms,
+        q,
+        k,
+        v,
+        o: Linear::load(ws, &format!("{n}.self_attn.o_proj"), d, qd)?,
+        qk_norm,
+        window,
+        gate,
+        up,
+        down: Linear::load(ws, &format!("{n}.mlp.down_proj"), d, d_ff)?,
+    })
 }
 
 /// A fused projection (Phi-3's `qkv_proj`, `gate_up_proj`) cut by rows into
