@@ -6,7 +6,7 @@ use kn::cloze::cloze;
 use kn::models::{Batch, Hooks};
 
 /// Largest |ours - golden| / (1 + |golden|) over a vector.
-fn max_rel_err(ours: &[f32], golden: &serde_json::Value) -> f64 {
+pub(crate) fn max_rel_err(ours: &[f32], golden: &serde_json::Value) -> f64 {
     let g: Vec<f64> = golden
         .as_array()
         .unwrap()

@@ -207,11 +207,6 @@ fn differs_from_golden(model_dir: &Path, dir: &str) -> bool {
         let batch = Batch::new(std::slice::from_ref(&c.ids), &[c.blank], cpu()).unwrap();
         let out = tch::no_grad(|| model.net.forward(&batch, &Hooks::capture()));
         let ours: Vec<f32> = Vec::try_from(out.logits.get(0)).unwrap();
-        ours.iter()
-            .zip(p["logits"].as_array().unwrap())
-            .any(|(&o, g)| {
-                let g = g.as_f64().unwrap();
-                (o as f64 - g).abs() / (1.0 + g.abs()) > 1e-4
-            })
+        golden::max_rel_err(&ours, &p["logits"]) > 1e-4
     })
 }
