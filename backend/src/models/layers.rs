@@ -52,21 +52,52 @@ pub(crate) fn attend_scaled(
     mask: Option<&Tensor>,
     scale: Option<f64>,
 ) -> Tensor {
-    let (b, heads, s, dh) = q.size4().expect("[b, h, s, dh] queries");
-    let kv_heads = k.size()[1];
-    let (k, v) = if kv_heads != heads {
-        let r = heads / kv_heads;
-        (
-            k.repeat_interleave_self_int(r, 1, None),
-            v.repeat_interleave_self_int(r, 1, None),
-        )
-    } else {
-        (k.shallow_clone(), v.shallow_clone())
+    let (k, v) = repeat_kv(q, k, v);
+    merge_heads(&Tensor::scaled_dot_product_attention(
+        q, &k, &v, mask, 0.0, false, scale, false,
+    ))
+}
+
+/// [`attend_scaled`] with the scores soft-capped before the mask, `cap ·
+/// tanh(score / cap)` (Gemma 2), and the softmax in f32, as transformers'
+/// eager attention: the fused kernel has no cap.
+pub(crate) fn attend_capped(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    cap: f64,
+) -> Tensor {
+    let (k, v) = repeat_kv(q, k, v);
+    let scores = q.matmul(&k.transpose(2, 3)) * scale;
+    let scores = (scores / cap).tanh() * cap;
+    let scores = match mask {
+        Some(m) => scores.masked_fill(&m.logical_not(), f64::NEG_INFINITY),
+        None => scores,
     };
-    Tensor::scaled_dot_product_attention(q, &k, &v, mask, 0.0, false, scale, false)
-        .transpose(1, 2)
-        .contiguous()
-        .view([b, s, heads * dh])
+    let p = scores.softmax(-1, Kind::Float).to_kind(q.kind());
+    merge_heads(&p.matmul(&v))
+}
+
+/// Keys and values with as many heads as the queries (grouped-query
+/// attention repeats each of them).
+fn repeat_kv(q: &Tensor, k: &Tensor, v: &Tensor) -> (Tensor, Tensor) {
+    let (heads, kv_heads) = (q.size()[1], k.size()[1]);
+    if kv_heads == heads {
+        return (k.shallow_clone(), v.shallow_clone());
+    }
+    let r = heads / kv_heads;
+    (
+        k.repeat_interleave_self_int(r, 1, None),
+        v.repeat_interleave_self_int(r, 1, None),
+    )
+}
+
+/// `[b, heads, s, dh] -> [b, s, heads*dh]`.
+fn merge_heads(x: &Tensor) -> Tensor {
+    let (b, heads, s, dh) = x.size4().expect("[b, h, s, dh] attention output");
+    x.transpose(1, 2).contiguous().view([b, s, heads * dh])
 }
 
 /// Where each row's one new position sits, for [`NeuronModel::attention_at`].

@@ -17,6 +17,7 @@
 //! touch the files on disk.
 
 pub mod bert;
+mod decoder;
 pub mod fingerprint;
 pub mod gpt2;
 mod layers;
@@ -26,8 +27,8 @@ mod weights;
 
 pub use layers::At;
 pub(crate) use layers::{
-    at_positions, attend, attend_scaled, attention_mask, split_heads, with_new, within_window,
-    LayerNorm, Linear,
+    at_positions, attend, attend_capped, attend_scaled, attention_mask, split_heads, with_new,
+    within_window, LayerNorm, Linear,
 };
 pub(crate) use weights::{parse_config, read_config, Config, Weights};
 
@@ -290,10 +291,12 @@ pub struct Ctx {
     /// `[b, 1, s, s]` bool, true where a query may attend to a key.
     pub mask: Tensor,
     /// `mask` within the sliding window of the layers that have one (Mistral,
-    /// Qwen2 with `use_sliding_window`); `None` when no layer has one.
+    /// Qwen2 with `use_sliding_window`, Gemma 2/3); `None` when no layer has one.
     pub sliding: Option<Tensor>,
-    /// Llama's rotary `(cos, sin)`, each `[s, head_dim]`.
-    pub rope: Option<(Tensor, Tensor)>,
+    /// The rotary `(cos, sin)` tables, each `[s, rot]`: one per distinct
+    /// rotary embedding (Gemma 3's local and global layers have two), none
+    /// for models with learned positions.
+    pub rope: Vec<(Tensor, Tensor)>,
 }
 
 impl Ctx {
@@ -302,7 +305,7 @@ impl Ctx {
         Ctx {
             mask,
             sliding: None,
-            rope: None,
+            rope: Vec::new(),
         }
     }
 
@@ -313,8 +316,9 @@ impl Ctx {
             sliding: self.sliding.as_ref().map(|m| m.narrow(0, start, len)),
             rope: self
                 .rope
-                .as_ref()
-                .map(|(c, s)| (c.shallow_clone(), s.shallow_clone())),
+                .iter()
+                .map(|(c, s)| (c.shallow_clone(), s.shallow_clone()))
+                .collect(),
         }
     }
 }
@@ -521,7 +525,7 @@ pub fn load_model_as(spec: &str, device: Device, kind: Kind) -> Result<Model> {
                 if !matches!(arch, "llama" | "mistral" | "qwen2" | "smollm") {
                     return Err(Error::UnknownArchitecture(arch.to_string()));
                 }
-                let net = llama::Llama::from_gguf(&g, device, kind)?;
+                let net = llama::from_gguf(&g, device, kind)?;
                 let parts = fingerprint::parts(std::slice::from_ref(&path), None);
                 (Box::new(net), KnTokenizer::from_gguf(&g)?, path, parts)
             }
@@ -538,7 +542,7 @@ pub fn load_model_as(spec: &str, device: Device, kind: Kind) -> Result<Model> {
                     "bert" => Box::new(bert::Bert::load(&config, &mut weights)?),
                     "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut weights)?),
                     "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "olmo2" | "smollm" => {
-                        Box::new(llama::Llama::load(&config, &mut weights)?)
+                        Box::new(llama::load(&config, &mut weights)?)
                     }
                     "" => {
                         return Err(Error::bad_model(

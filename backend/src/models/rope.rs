@@ -11,20 +11,26 @@
 use crate::{Error, Result};
 use serde::Deserialize;
 use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// Positions whose rotary tables are precomputed at load.
+const CACHED_POSITIONS: i64 = 4096;
 
 /// The rotary keys of a config (flattened into each architecture's config).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct RopeConfig {
-    rope_theta: Option<f64>,
-    rope_scaling: Option<RopeParams>,
-    rope_parameters: Option<RopeParams>,
+    pub rope_theta: Option<f64>,
+    pub rope_scaling: Option<RopeParams>,
+    pub rope_parameters: Option<RopeParams>,
     /// Phi-3 and others keep it outside the rope parameters; it wins there.
-    original_max_position_embeddings: Option<f64>,
-    partial_rotary_factor: Option<f64>,
+    pub original_max_position_embeddings: Option<f64>,
+    pub partial_rotary_factor: Option<f64>,
 }
 
+/// One rope parameter object (`rope_scaling`, `rope_parameters`, or one
+/// layer type's entry of Gemma 3's `rope_parameters`).
 #[derive(Debug, Clone, Default, Deserialize)]
-struct RopeParams {
+pub(crate) struct RopeParams {
     rope_type: Option<String>,
     /// The older name of `rope_type`.
     #[serde(rename = "type")]
@@ -68,6 +74,17 @@ impl RopeConfig {
     /// Resolve the keys; `default_theta` is the architecture's default base and
     /// `max_positions` the `max_position_embeddings` that `llama3` falls back on.
     pub fn resolve(&self, path: &Path, default_theta: f64, max_positions: f64) -> Result<Rope> {
+        self.resolve_with(path, (default_theta, 1.0), max_positions)
+    }
+
+    /// [`RopeConfig::resolve`] with the architecture's default base and
+    /// rotating fraction (GPT-NeoX: `rotary_emb_base`, `rotary_pct` 0.25).
+    pub fn resolve_with(
+        &self,
+        path: &Path,
+        (default_theta, default_partial): (f64, f64),
+        max_positions: f64,
+    ) -> Result<Rope> {
         let none = RopeParams::default();
         let p = self
             .rope_scaling
@@ -83,7 +100,7 @@ impl RopeConfig {
         let partial = p
             .partial_rotary_factor
             .or(self.partial_rotary_factor)
-            .unwrap_or(1.0);
+            .unwrap_or(default_partial);
         let need = |v: Option<f64>, key: &str| {
             v.ok_or_else(|| {
                 Error::bad_model(
@@ -164,6 +181,111 @@ impl Rope {
                     )
                 })
                 .collect(),
+        }
+    }
+}
+
+/// How a head's rotating dimensions pair up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Layout {
+    /// Dimension `i` with `i + rot/2` (transformers' `rotate_half`: Llama,
+    /// GPT-NeoX, Gemma).
+    Half,
+    /// Dimension `2i` with `2i + 1` (GPT-J's `rotate_every_two`).
+    Interleaved,
+}
+
+/// A model's rotary `(cos, sin)` tables, `[s, rot]` with `rot` the rotating
+/// dimensions of a head, cached for the first positions at load.
+pub(crate) struct RopeTables {
+    rope: Rope,
+    head_dim: i64,
+    layout: Layout,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl RopeTables {
+    /// Tables for `rope` on heads of `head_dim`, in `kind` (computed in f32,
+    /// as transformers computes them, then cast).
+    pub fn new(
+        rope: Rope,
+        head_dim: i64,
+        layout: Layout,
+        max_positions: i64,
+        device: Device,
+        kind: Kind,
+    ) -> Self {
+        let mut t = RopeTables {
+            rope,
+            head_dim,
+            layout,
+            cos: Tensor::zeros([0], (kind, device)),
+            sin: Tensor::zeros([0], (kind, device)),
+        };
+        (t.cos, t.sin) = t.compute(max_positions.min(CACHED_POSITIONS));
+        t
+    }
+
+    fn compute(&self, s: i64) -> (Tensor, Tensor) {
+        let (device, kind) = (self.cos.device(), self.cos.kind());
+        let inv: Vec<f32> = self
+            .rope
+            .inv_freq(self.head_dim)
+            .into_iter()
+            .map(|f| f as f32)
+            .collect();
+        let inv = Tensor::from_slice(&inv).to(device);
+        let pos = Tensor::arange(s, (Kind::Float, device));
+        let freqs = pos.unsqueeze(1) * inv.unsqueeze(0);
+        let emb = match self.layout {
+            Layout::Half => Tensor::cat(&[&freqs, &freqs], -1),
+            Layout::Interleaved => freqs.repeat_interleave_self_int(2, 1, None),
+        };
+        (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
+    }
+
+    /// `(cos, sin)` for positions `0..s`.
+    pub fn first(&self, s: i64) -> (Tensor, Tensor) {
+        if s <= self.cos.size()[0] {
+            return (self.cos.narrow(0, 0, s), self.sin.narrow(0, 0, s));
+        }
+        self.compute(s)
+    }
+
+    /// Each row's `(cos, sin)` at its own position `pos[r]` (`pos < s`),
+    /// `[r, 1, 1, rot]`: what one new position per row needs.
+    pub fn at(&self, pos: &Tensor, s: i64) -> (Tensor, Tensor) {
+        let (cos, sin) = self.first(s);
+        let rot = cos.size()[1];
+        let row = |t: &Tensor| t.index_select(0, pos).view([-1, 1, 1, rot]);
+        (row(&cos), row(&sin))
+    }
+
+    /// `x` (`[b, h, s, dh]`) turned by `(cos, sin)`; with partial rotary the
+    /// tables are narrower than the head and only its first dimensions turn.
+    pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+        let (dh, rot) = (x.size()[3], *cos.size().last().expect("rotary table"));
+        let turn = |x: &Tensor| x * cos + self.rotate(x) * sin;
+        if rot == dh {
+            return turn(x);
+        }
+        Tensor::cat(&[turn(&x.narrow(3, 0, rot)), x.narrow(3, rot, dh - rot)], 3)
+    }
+
+    /// The pair partner of each dimension, the first of a pair negated.
+    fn rotate(&self, x: &Tensor) -> Tensor {
+        let n = x.size()[3];
+        match self.layout {
+            Layout::Half => {
+                let h = n / 2;
+                Tensor::cat(&[x.narrow(3, h, h).neg(), x.narrow(3, 0, h)], 3)
+            }
+            Layout::Interleaved => {
+                let pairs = x.unflatten(3, [n / 2, 2]);
+                let (even, odd) = (pairs.select(4, 0), pairs.select(4, 1));
+                Tensor::stack(&[odd.neg(), even], 4).flatten(3, 4)
+            }
         }
     }
 }
