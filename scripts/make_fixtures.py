@@ -428,14 +428,67 @@ ZOO = {
         cfg=dict(n_positions=64, n_embd=32, n_layer=3, n_head=4,
                  scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True),
     ),
+    # Gemma: (1 + w) norms, √d embeddings, gelu-tanh, head_dim 24 (not 64 / 4).
+    "tiny-gemma": dict(
+        cls="Gemma", seed=18, arch="gemma", norm_center=0.0,
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=24, max_position_embeddings=128,
+                 rope_theta=ROPE_THETA, rms_norm_eps=1e-5),
+    ),
+    # Gemma 2: sandwich norms, scores and logits soft-capped by caps small
+    # enough to bite (the final norm's gain about 4, so that the tied
+    # head's logits reach past the cap), query_pre_attn_scalar 16 (not head_dim), layers 0 and 2
+    # sliding (window 3), layer 1 global.
+    "tiny-gemma2": dict(
+        cls="Gemma2", seed=19, arch="gemma", norm_center=0.0, final_norm_center=3.0,
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+                 query_pre_attn_scalar=16, sliding_window=3, attn_logit_softcapping=3.0,
+                 final_logit_softcapping=10.0, rope_theta=ROPE_THETA, rms_norm_eps=1e-5),
+    ),
+    # Gemma 3 (text): per-head q/k norms, local layers turned by a base of 100,
+    # the global one by 10000 with linear scaling; window 3.
+    "tiny-gemma3": dict(
+        cls="Gemma3Text", model="Gemma3ForCausalLM", seed=20, arch="gemma", norm_center=0.0,
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=24, max_position_embeddings=128,
+                 query_pre_attn_scalar=24, sliding_window=3, sliding_window_pattern=2,
+                 rope_theta=ROPE_THETA, rope_local_base_freq=100.0,
+                 rope_scaling={"rope_type": "linear", "factor": 2.0}, rms_norm_eps=1e-5),
+    ),
+    # Pythia's layout: fused per-head QKV, a quarter of each head rotary,
+    # parallel residual, untied embed_out, biases everywhere.
+    "tiny-pythia": dict(
+        cls="GPTNeoX", seed=21, arch="gpt_neox", rename={"lm_head.weight": "embed_out.weight"},
+        hub_keys={"rotary_pct": 0.25, "rotary_emb_base": ROPE_THETA},
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 max_position_embeddings=128, rotary_pct=0.25, rotary_emb_base=ROPE_THETA,
+                 use_parallel_residual=True, hidden_act="gelu", tie_word_embeddings=False),
+    ),
+    # GPT-NeoX with the serial residual and half the head rotary.
+    "tiny-neox-serial": dict(
+        cls="GPTNeoX", seed=22, arch="gpt_neox",
+        cfg=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 max_position_embeddings=128, rotary_pct=0.5, rotary_emb_base=ROPE_THETA,
+                 use_parallel_residual=False, hidden_act="gelu", tie_word_embeddings=False),
+    ),
+    # GPT-J: attention and FFN in parallel from one LayerNorm, interleaved
+    # rotary on 8 of each head's 16 dimensions, lm_head with a bias.
+    "tiny-gptj": dict(
+        cls="GPTJ", seed=23, arch="gptj",
+        cfg=dict(n_embd=64, n_inner=128, n_layer=3, n_head=4, n_positions=128, rotary_dim=8,
+                 tie_word_embeddings=False),
+    ),
 }
 
 
-def zoo_model(cls, cfg):
+def zoo_model(cls, cfg, model=None):
     import transformers
 
     config_cls = getattr(transformers, f"{cls}Config")
-    model_cls = getattr(transformers, f"{cls}LMHeadModel" if cls == "GPT2" else f"{cls}ForCausalLM")
+    model_cls = getattr(
+        transformers, model or (f"{cls}LMHeadModel" if cls == "GPT2" else f"{cls}ForCausalLM")
+    )
     model = model_cls(config_cls(**cfg))
     model.set_attn_implementation("eager")
     return model
@@ -451,18 +504,36 @@ def make_zoo(out):
         tok = train_bytelevel(folder, digits=spec["cls"] != "GPT2")
         cfg = dict(spec["cfg"], vocab_size=len(tok), bos_token_id=tok.bos_token_id,
                    eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
-        model = zoo_model(spec["cls"], cfg)
+        model = zoo_model(spec["cls"], cfg, spec.get("model"))
+        center = spec.get("norm_center", 1.0)
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if p.dim() > 1:
                     p.mul_(6.0 if spec["cls"] != "GPT2" else 4.0)
-                elif "norm" in n or n.endswith("ln_1.weight") or n.endswith("ln_2.weight"):
-                    p.copy_(1.0 + 0.3 * torch.randn_like(p))
+                elif n == "model.norm.weight" and "final_norm_center" in spec:
+                    p.copy_(spec["final_norm_center"] + 0.3 * torch.randn_like(p))
+                elif "norm" in n or n.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+                    p.copy_(center + 0.3 * torch.randn_like(p))
                 elif n.endswith("bias"):
                     p.copy_(0.3 * torch.randn_like(p))
         model.save_pretrained(folder, safe_serialization=True)
+        if spec.get("rename"):  # the names the hub's checkpoints have (Pythia: embed_out)
+            rename_tensors(os.path.join(folder, "model.safetensors"), spec["rename"])
+        if spec.get("hub_keys"):  # the hub's older spelling of the rope keys
+            path = os.path.join(folder, "config.json")
+            c = json.load(open(path))
+            c.pop("rope_parameters")
+            c.update(spec["hub_keys"])
+            json.dump(c, open(path, "w"), indent=2)
         write_golden(folder, tok, model, spec["arch"], False, model.config.num_hidden_layers,
                      attribution=True)
+
+
+def rename_tensors(path, names):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path)
+    save_file({names.get(k, k): v for k, v in tensors.items()}, path, metadata={"format": "pt"})
 
 
 def hf_to_gguf_permute(w, n_head):

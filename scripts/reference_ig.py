@@ -15,6 +15,12 @@ def consumer(model, arch, layer):
         return model.bert.encoder.layer[layer].output.dense
     if arch == "gpt2":
         return model.transformer.h[layer].mlp.c_proj
+    if arch == "gpt_neox":
+        return model.gpt_neox.layers[layer].mlp.dense_4h_to_h
+    if arch == "gptj":
+        return model.transformer.h[layer].mlp.fc_out
+    if arch == "roberta":
+        return model.roberta.encoder.layer[layer].output.dense
     return model.model.layers[layer].mlp.down_proj
 
 

@@ -34,59 +34,65 @@ def grad_x_act(model, arch, ids, blank, target):
     return out
 
 
-def _residual_module(model, arch, layer):
-    """The module whose input holds the residual the FFN adds to."""
+def _layer(model, arch, layer):
+    """The module whose output is layer `layer`'s hidden state."""
     if arch == "bert":
-        return model.bert.encoder.layer[layer].output  # forward(intermediate, attention_output)
-    if arch == "gpt2":
-        return model.transformer.h[layer].ln_2
-    return model.model.layers[layer].post_attention_layernorm
-
-
-def _layer_out(model, arch, layer, h, a):
-    """The layer's output for residual h ([n, d]) and activations a ([n, d_ff])."""
-    if arch == "bert":
-        o = model.bert.encoder.layer[layer].output
-        return o.LayerNorm(o.dense(a) + h)
-    if arch == "gpt2":
-        return h + model.transformer.h[layer].mlp.c_proj(a)
-    return h + model.model.layers[layer].mlp.down_proj(a)
+        return model.bert.encoder.layer[layer]
+    if arch == "roberta":
+        return model.roberta.encoder.layer[layer]
+    if arch in ("gpt2", "gptj"):
+        return model.transformer.h[layer]
+    if arch == "gpt_neox":
+        return model.gpt_neox.layers[layer]
+    return model.model.layers[layer]
 
 
 def _head(model, arch, x):
+    """The output head on hidden states `x` (final norm, unembedding, and
+    Gemma 2's logit soft-cap)."""
     if arch == "bert":
         return model.cls(x)
-    if arch == "gpt2":
+    if arch == "roberta":
+        return model.lm_head(x)
+    if arch in ("gpt2", "gptj"):
         return model.lm_head(model.transformer.ln_f(x))
-    return model.lm_head(model.model.norm(x))
+    if arch == "gpt_neox":
+        return model.lm_head(model.gpt_neox.final_layer_norm(x))
+    logits = model.lm_head(model.model.norm(x))
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def logprob_increase(model, arch, ids, blank, target):
+    """One batched forward pass per layer: row 0 with no neuron active at the
+    blank, row 1 + i with only neuron i (at its own activation); the layer's
+    output at the blank is read through the head."""
     model.eval()
-    x = torch.tensor([ids])
-    hs, acts, hooks = {}, {}, []
+    acts, _ = blank_activations(model, arch, ids, blank)
+    out = []
     for l in range(n_layers(model)):
-        def grab_h(_m, inp, l=l):
-            hs[l] = (inp[1] if arch == "bert" else inp[0])[0, blank].detach().clone()
+        a = acts[l]
+        rows = torch.cat([torch.zeros(1, a.shape[0]), torch.diag(a)])
+        seen = {}
 
-        def grab_a(_m, inp, l=l):
-            acts[l] = inp[0][0, blank].detach().clone()
+        def replace(_m, inp):
+            x = inp[0].clone()
+            x[:, blank] = rows
+            return (x,) + tuple(inp[1:])
 
-        hooks.append(_residual_module(model, arch, l).register_forward_pre_hook(grab_h))
-        hooks.append(consumer(model, arch, l).register_forward_pre_hook(grab_a))
-    with torch.no_grad():
-        model(x)
+        def grab(_m, _inp, output):
+            seen["x"] = (output[0] if isinstance(output, tuple) else output)[:, blank]
+
+        hooks = [
+            consumer(model, arch, l).register_forward_pre_hook(replace),
+            _layer(model, arch, l).register_forward_hook(grab),
+        ]
+        with torch.no_grad():
+            model(torch.tensor([ids] * rows.shape[0]))
+            lp = torch.log_softmax(_head(model, arch, seen["x"]).double(), -1)[:, target]
         for h in hooks:
             h.remove()
-        out = []
-        for l in range(n_layers(model)):
-            a = acts[l]
-            d_ff = a.shape[0]
-            h = hs[l].unsqueeze(0)
-            none = torch.log_softmax(_head(model, arch, _layer_out(model, arch, l, h, torch.zeros(1, d_ff))).double(), -1)[0, target]
-            one_hot = torch.diag(a)
-            lp = torch.log_softmax(_head(model, arch, _layer_out(model, arch, l, h.expand(d_ff, -1), one_hot)).double(), -1)[:, target]
-            out.append((lp - none).tolist())
+        out.append((lp[1:] - lp[0]).tolist())
     return out
 
 

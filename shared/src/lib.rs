@@ -27,16 +27,26 @@ pub enum Arch {
     Bert,
     /// GPT-2 causal LM: the blank is the next token after the prompt.
     Gpt2,
-    /// Llama family causal LM (Llama 2/3, Mistral, Qwen2, Qwen3, SmolLM).
+    /// Llama family causal LM (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3,
+    /// OLMo 2, SmolLM).
     Llama,
+    /// Gemma, Gemma 2, Gemma 3 (text) causal LMs.
+    Gemma,
+    /// GPT-NeoX causal LM (Pythia).
+    #[serde(rename = "gpt_neox")]
+    GptNeox,
+    /// GPT-J causal LM.
+    Gptj,
+    /// RoBERTa and XLM-RoBERTa masked LMs: the blank is the `<mask>` token.
+    Roberta,
 }
 
 impl Arch {
     /// Masked LMs read the blank at the mask token; causal LMs after the last token.
     pub fn is_masked(self) -> bool {
         match self {
-            Arch::Bert => true,
-            Arch::Gpt2 | Arch::Llama => false,
+            Arch::Bert | Arch::Roberta => true,
+            Arch::Gpt2 | Arch::Llama | Arch::Gemma | Arch::GptNeox | Arch::Gptj => false,
         }
     }
 
@@ -46,7 +56,27 @@ impl Arch {
             Arch::Bert => "bert",
             Arch::Gpt2 => "gpt2",
             Arch::Llama => "llama",
+            Arch::Gemma => "gemma",
+            Arch::GptNeox => "gpt_neox",
+            Arch::Gptj => "gptj",
+            Arch::Roberta => "roberta",
         }
+    }
+}
+
+impl Arch {
+    /// Whether the FFN is gated (`act(gate·h) ⊙ up·h`: three matrices, not two).
+    pub fn gated_ffn(self) -> bool {
+        match self {
+            Arch::Llama | Arch::Gemma => true,
+            Arch::Bert | Arch::Gpt2 | Arch::GptNeox | Arch::Gptj | Arch::Roberta => false,
+        }
+    }
+
+    /// Whether the LM head transforms the final state (dense, activation,
+    /// LayerNorm) before the unembedding, as BERT's and RoBERTa's do.
+    pub fn head_transform(self) -> bool {
+        self.is_masked()
     }
 }
 

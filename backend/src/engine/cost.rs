@@ -11,7 +11,7 @@
 //! gradients) costs one more forward pass's products.
 
 use super::attribution::{Mode, Options, Riemann};
-use crate::models::{Arch, ModelConfig};
+use crate::models::ModelConfig;
 
 /// FLOPs of one token through one layer, attending to `ctx` positions.
 pub fn layer_token(cfg: &ModelConfig, ctx: usize) -> f64 {
@@ -32,10 +32,7 @@ fn scores(cfg: &ModelConfig, ctx: usize) -> f64 {
 /// One token through the FFN.
 fn ffn(cfg: &ModelConfig) -> f64 {
     let (d, ff) = (cfg.d_model as f64, cfg.d_ff as f64);
-    2.0 * match cfg.arch {
-        Arch::Llama => 3.0 * d * ff,
-        _ => 2.0 * d * ff,
-    }
+    2.0 * if cfg.arch.gated_ffn() { 3.0 } else { 2.0 } * d * ff
 }
 
 /// FLOPs of the top layer of a pass of `seq` tokens of which only the blank
@@ -63,9 +60,10 @@ pub fn ffn_out_token(cfg: &ModelConfig) -> f64 {
 pub fn head(cfg: &ModelConfig) -> f64 {
     let (d, v) = (cfg.d_model as f64, cfg.vocab_size as f64);
     2.0 * d * v
-        + match cfg.arch {
-            Arch::Bert => 2.0 * d * d,
-            _ => 0.0,
+        + if cfg.arch.head_transform() {
+            2.0 * d * d
+        } else {
+            0.0
         }
 }
 
@@ -152,6 +150,7 @@ pub fn attribution(cfg: &ModelConfig, opts: &Options, seq: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Arch;
 
     fn cfg(arch: Arch) -> ModelConfig {
         ModelConfig {

@@ -72,8 +72,17 @@ pub(crate) fn attend_capped(
     let (k, v) = repeat_kv(q, k, v);
     let scores = q.matmul(&k.transpose(2, 3)) * scale;
     let scores = (scores / cap).tanh() * cap;
+    // The dtype's lowest value rather than −∞, as transformers' additive
+    // mask: a padding query whose window holds no real key then averages
+    // finite values instead of making NaNs that `0 · NaN` would carry into
+    // the real rows.
+    let lowest = match q.kind() {
+        Kind::BFloat16 => -3.389_531_4e38,
+        Kind::Half => -65504.0,
+        _ => f64::from(f32::MIN),
+    };
     let scores = match mask {
-        Some(m) => scores.masked_fill(&m.logical_not(), f64::NEG_INFINITY),
+        Some(m) => scores.masked_fill(&m.logical_not(), lowest),
         None => scores,
     };
     let p = scores.softmax(-1, Kind::Float).to_kind(q.kind());

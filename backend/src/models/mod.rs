@@ -19,6 +19,7 @@
 pub mod bert;
 mod decoder;
 pub mod fingerprint;
+mod gemma;
 pub mod gpt2;
 mod layers;
 pub mod llama;
@@ -543,6 +544,17 @@ pub fn load_model_as(spec: &str, device: Device, kind: Kind) -> Result<Model> {
                     "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut weights)?),
                     "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "olmo2" | "smollm" => {
                         Box::new(llama::load(&config, &mut weights)?)
+                    }
+                    "gemma" | "gemma2" | "gemma3_text" => {
+                        Box::new(gemma::load(&config, &mut weights)?)
+                    }
+                    "gemma3" => {
+                        return Err(Error::bad_model(
+                            dir.join("config.json"),
+                            "`gemma3` is Gemma 3's image-text model; load a text checkpoint \
+                             (`gemma3_text`, Gemma3ForCausalLM: google/gemma-3-1b-pt, or the \
+                             text model saved on its own)",
+                        ))
                     }
                     "" => {
                         return Err(Error::bad_model(

@@ -68,6 +68,25 @@ fn gpt2_scaled_by_layer_matches_transformers() {
     holds("tiny-gpt2-crfm");
 }
 
+/// Gemma: `(1 + w)` RMSNorm, `√d` embeddings, gelu-tanh.
+#[test]
+fn gemma_matches_transformers() {
+    holds("tiny-gemma");
+}
+
+/// Gemma 2: sandwich norms, soft-capped scores and logits, alternating
+/// sliding windows, `query_pre_attn_scalar`.
+#[test]
+fn gemma2_matches_transformers() {
+    holds("tiny-gemma2");
+}
+
+/// Gemma 3 (text): per-head q/k norms, local and global rotary bases.
+#[test]
+fn gemma3_matches_transformers() {
+    holds("tiny-gemma3");
+}
+
 /// A copy of fixture `dir` in a temporary folder, its `config.json` changed by
 /// `edit`.
 fn changed_copy(dir: &str, edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
