@@ -339,7 +339,11 @@ impl Inputs {
                     net.attention(l, &prev, &ctx_l).0
                 };
                 let a = net.ffn_act(l, &h);
-                let change = h.zeros_like();
+                // `[rows, s, d]`: the width of `a·W_out`, not of `h` (which
+                // a parallel block makes wider).
+                let (rows, at) = (h.size()[0], h.size()[1]);
+                let d = net.config().d_model as i64;
+                let change = Tensor::zeros([rows, at, d], (a.kind(), a.device()));
                 for &(k, start, len) in spans.iter().filter(|sp| sp.1 < running) {
                     if let Some((idx, delta)) = deltas[k].layers.get(&l) {
                         let extra = a

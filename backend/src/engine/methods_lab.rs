@@ -300,7 +300,7 @@ fn logprob_increase_steps(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
     let t = trace(model, qs)?;
     let net = &model.net;
     let cfg = model.config();
-    let (d, d_ff) = (cfg.d_model as i64, cfg.d_ff as i64);
+    let d_ff = cfg.d_ff as i64;
     let chunk = logprob_chunk(cfg.vocab_size, cfg.d_ff) as i64;
     let device = net.device();
     let all = tch::no_grad(|| {
@@ -309,7 +309,9 @@ fn logprob_increase_steps(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
             let target = q.target as i64;
             let mut layers = Vec::with_capacity(cfg.n_layers);
             for l in 0..cfg.n_layers {
-                let h = t.batch.at_blank(&t.h[l]).get(p as i64).view([1, 1, d]);
+                // `h` is the model's own state (GPT-NeoX's parallel blocks carry
+                // more than `d`): only handed back.
+                let h = t.batch.at_blank(&t.h[l]).get(p as i64).view([1, 1, -1]);
                 let a = t.batch.at_blank(&t.a[l]).get(p as i64);
                 let lp = |x: &Tensor| {
                     net.head(&x.squeeze_dim(1))
@@ -325,7 +327,7 @@ fn logprob_increase_steps(model: &Model, qs: &[Query]) -> Result<Vec<Tensor>> {
                     let rows = Tensor::zeros([n, d_ff], (a.kind(), device));
                     rows.narrow(1, start, n)
                         .copy_(&a.narrow(0, start, n).diag(0));
-                    let x = net.ffn_out(l, &h.expand([n, 1, d], false), &rows.unsqueeze(1));
+                    let x = net.ffn_out(l, &h.expand([n, 1, -1], false), &rows.unsqueeze(1));
                     parts.push(lp(&x) - &none);
                     start += n;
                 }

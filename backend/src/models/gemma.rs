@@ -103,16 +103,18 @@ impl GemmaConfig {
     }
 
     fn check(&self, path: &Path, g: Gen) -> Result<()> {
-        let act = match g {
-            Gen::Gemma1 => self.hidden_act.as_deref(),
-            Gen::Gemma2 | Gen::Gemma3 => self.hidden_activation.as_deref(),
+        let (key, act) = match g {
+            Gen::Gemma1 => ("hidden_act", self.hidden_act.as_deref()),
+            Gen::Gemma2 | Gen::Gemma3 => ("hidden_activation", self.hidden_activation.as_deref()),
         };
         let act = act.unwrap_or("gelu_pytorch_tanh");
         // Gemma's `gelu` is a legacy spelling that transformers runs as tanh.
         if !(act == "gelu_pytorch_tanh" || (g == Gen::Gemma1 && act == "gelu")) {
             return Err(Error::bad_model(
                 path,
-                format!("config.json: activation `{act}` is not supported (Gemma uses gelu_pytorch_tanh)"),
+                format!(
+                    "config.json: {key} `{act}` is not supported (Gemma uses gelu_pytorch_tanh)"
+                ),
             ));
         }
         if self.use_bidirectional_attention == Some(true) {

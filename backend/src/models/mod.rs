@@ -21,8 +21,11 @@ mod decoder;
 pub mod fingerprint;
 mod gemma;
 pub mod gpt2;
+mod gpt_neox;
+mod gptj;
 mod layers;
 pub mod llama;
+mod parallel;
 mod rope;
 mod weights;
 
@@ -545,6 +548,8 @@ pub fn load_model_as(spec: &str, device: Device, kind: Kind) -> Result<Model> {
                     "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "olmo2" | "smollm" => {
                         Box::new(llama::load(&config, &mut weights)?)
                     }
+                    "gpt_neox" => Box::new(gpt_neox::load(&config, &mut weights)?),
+                    "gptj" => Box::new(gptj::load(&config, &mut weights)?),
                     "gemma" | "gemma2" | "gemma3_text" => {
                         Box::new(gemma::load(&config, &mut weights)?)
                     }

@@ -1,13 +1,14 @@
 //! The architectures beyond BERT, GPT-2 and Llama (`ZOO` in
 //! `scripts/make_fixtures.py`), each held to `transformers` on a tiny checkpoint
 //! in which its feature bites: the logits, top-5 and activations at the blank,
-//! the tokenizer, integrated gradients in every mode, a multi-token chain, the
+//! the tokenizer, integrated gradients in every mode, the methods lab's
+//! scores, a multi-token chain, the
 //! batched interventions, the edit overlay, and an edit's apply and undo.
 //! Then a config key that changes the computation and is not implemented: an
 //! error that names it, never a silently different number.
 
 use crate::common::*;
-use crate::{attribution, chains, edit, edit_overlay, golden, interventions};
+use crate::{attribution, chains, edit, edit_overlay, golden, interventions, methods_lab};
 use kn::engine::edit_overlay::Budgets;
 use std::path::Path;
 
@@ -16,6 +17,7 @@ fn holds(dir: &str) {
     golden::check_model(&fixture(dir), dir);
     golden::check_tokenizer(&fixture(dir), &golden(dir)["tokenizer_parity"]);
     attribution::check(dir);
+    methods_lab::check_all(dir);
     chains::check(dir);
     interventions::check(dir, 40);
     edit_overlay::check(dir, 12, 1, Budgets::default());
@@ -87,6 +89,27 @@ fn gemma3_matches_transformers() {
     holds("tiny-gemma3");
 }
 
+/// Pythia's layout: per-head fused QKV, a quarter of each head rotary
+/// (`rotary_pct`, `rotary_emb_base`), parallel residual, `embed_out`.
+#[test]
+fn pythia_matches_transformers() {
+    holds("tiny-pythia");
+}
+
+/// GPT-NeoX with the serial residual, half of each head rotary
+/// (transformers 5's `rope_parameters`), `lm_head`.
+#[test]
+fn gpt_neox_serial_matches_transformers() {
+    holds("tiny-neox-serial");
+}
+
+/// GPT-J: attention and FFN from one LayerNorm, interleaved partial rotary,
+/// an LM head with a bias.
+#[test]
+fn gptj_matches_transformers() {
+    holds("tiny-gptj");
+}
+
 /// A copy of fixture `dir` in a temporary folder, its `config.json` changed by
 /// `edit`.
 fn changed_copy(dir: &str, edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
@@ -121,74 +144,95 @@ fn set(key: &str, value: serde_json::Value) -> impl FnOnce(&mut serde_json::Valu
 #[test]
 fn keys_that_change_the_computation_are_refused_by_name() {
     use serde_json::json;
-    let cases: Vec<(&str, String, &str)> = vec![
+    // (fixture, key, value, what the error must name)
+    let cases = [
         (
             "tiny-llama3",
-            load_error(
-                "tiny-llama3",
-                set(
-                    "rope_parameters",
-                    json!({"rope_type": "yarn", "factor": 4.0}),
-                ),
-            ),
+            "rope_parameters",
+            json!({"rope_type": "yarn", "factor": 4.0}),
             "`yarn`",
         ),
         (
             "tiny-llama3",
-            load_error(
-                "tiny-llama3",
-                set(
-                    "rope_scaling",
-                    json!({"rope_type": "dynamic", "factor": 2.0}),
-                ),
-            ),
+            "rope_scaling",
+            json!({"rope_type": "dynamic", "factor": 2.0}),
             "`dynamic`",
         ),
+        ("tiny-llama", "hidden_act", json!("gelu"), "hidden_act"),
         (
             "tiny-llama",
-            load_error("tiny-llama", set("hidden_act", json!("gelu"))),
-            "hidden_act",
-        ),
-        (
-            "tiny-llama",
-            load_error("tiny-llama", set("partial_rotary_factor", json!(0.5))),
+            "partial_rotary_factor",
+            json!(0.5),
             "partial_rotary_factor",
         ),
         (
             "tiny-qwen2-sliding",
-            load_error(
-                "tiny-qwen2-sliding",
-                set(
-                    "layer_types",
-                    json!(["full_attention", "chunked_attention", "full_attention"]),
-                ),
-            ),
+            "layer_types",
+            json!(["full_attention", "chunked_attention", "full_attention"]),
             "chunked_attention",
         ),
         (
             "tiny-gpt2",
-            load_error("tiny-gpt2", set("add_cross_attention", json!(true))),
+            "add_cross_attention",
+            json!(true),
             "add_cross_attention",
         ),
         (
             "tiny-gpt2",
-            load_error("tiny-gpt2", set("activation_function", json!("relu"))),
+            "activation_function",
+            json!("relu"),
             "activation_function",
         ),
-        (
-            "tiny-gpt2",
-            load_error("tiny-gpt2", set("n_embd", json!("wide"))),
-            "n_embd",
-        ),
+        ("tiny-gpt2", "n_embd", json!("wide"), "n_embd"),
         // Qwen3's weights under Qwen2's name: its q/k norms would go unread.
+        ("tiny-qwen3", "model_type", json!("qwen2"), "q_norm"),
         (
-            "tiny-qwen3",
-            load_error("tiny-qwen3", set("model_type", json!("qwen2"))),
-            "q_norm",
+            "tiny-gemma2",
+            "hidden_activation",
+            json!("relu"),
+            "hidden_activation",
+        ),
+        (
+            "tiny-gemma",
+            "partial_rotary_factor",
+            json!(0.5),
+            "partial_rotary_factor",
+        ),
+        (
+            "tiny-gemma3",
+            "use_bidirectional_attention",
+            json!(true),
+            "use_bidirectional_attention",
+        ),
+        (
+            "tiny-gemma3",
+            "layer_types",
+            json!(["sliding_attention", "chunked_attention", "full_attention"]),
+            "chunked_attention",
+        ),
+        // The image-text model's config names its text model apart.
+        ("tiny-gemma3", "model_type", json!("gemma3"), "gemma3_text"),
+        ("tiny-pythia", "hidden_act", json!("relu"), "hidden_act"),
+        (
+            "tiny-pythia",
+            "rope_scaling",
+            json!({"rope_type": "dynamic", "factor": 2.0}),
+            "`dynamic`",
+        ),
+        ("tiny-gptj", "rotary_dim", json!(null), "rotary_dim"),
+        (
+            "tiny-gptj",
+            "activation_function",
+            json!("relu"),
+            "activation_function",
         ),
     ];
-    for (dir, e, key) in cases {
-        assert!(e.contains(key), "{dir}: the error does not name {key}: {e}");
+    for (dir, key, value, named) in cases {
+        let e = load_error(dir, set(key, value));
+        assert!(
+            e.contains(named),
+            "{dir}: the error does not name {named}: {e}"
+        );
     }
 }
 
@@ -203,6 +247,16 @@ fn each_fixture_feature_changes_the_numbers() {
         ("tiny-qwen2-sliding", "use_sliding_window"),
         ("tiny-llama3", "rope_parameters"),
         ("tiny-gpt2-crfm", "scale_attn_by_inverse_layer_idx"),
+        // Removed, Gemma 2's defaults apply: caps of 50 and 30, a scale of
+        // 256^-½, a window of 4096.
+        ("tiny-gemma2", "attn_logit_softcapping"),
+        ("tiny-gemma2", "final_logit_softcapping"),
+        ("tiny-gemma2", "query_pre_attn_scalar"),
+        ("tiny-gemma2", "sliding_window"),
+        ("tiny-gemma3", "rope_parameters"),
+        ("tiny-gemma3", "query_pre_attn_scalar"),
+        ("tiny-neox-serial", "use_parallel_residual"),
+        ("tiny-neox-serial", "rope_parameters"),
     ] {
         let tmp = changed_copy(dir, |cfg| {
             cfg.as_object_mut().unwrap().remove(key);
@@ -213,6 +267,28 @@ fn each_fixture_feature_changes_the_numbers() {
             "{dir}: without `{key}` the logits still match the golden"
         );
     }
+}
+
+/// Gemma 3 configs on the hub spell the rotary keys the older way
+/// (`rope_theta`, `rope_local_base_freq`, `rope_scaling` for the global
+/// layers); they mean the same as transformers 5's per-layer-type
+/// `rope_parameters`.
+#[test]
+fn gemma3_older_rope_keys_mean_the_same() {
+    let tmp = changed_copy("tiny-gemma3", |cfg| {
+        let p = cfg
+            .as_object_mut()
+            .unwrap()
+            .remove("rope_parameters")
+            .unwrap();
+        cfg["rope_theta"] = p["full_attention"]["rope_theta"].clone();
+        cfg["rope_local_base_freq"] = p["sliding_attention"]["rope_theta"].clone();
+        cfg["rope_scaling"] = serde_json::json!({
+            "rope_type": p["full_attention"]["rope_type"],
+            "factor": p["full_attention"]["factor"],
+        });
+    });
+    assert!(!differs_from_golden(tmp.path(), "tiny-gemma3"));
 }
 
 /// Whether some prompt's logits at the blank differ from `dir`'s golden by
