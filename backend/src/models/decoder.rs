@@ -398,3 +398,36 @@ fn split<const N: usize>(
         part
     }))
 }
+
+/// Each layer's sliding window as `layer_types` names it (`window` for
+/// `sliding_attention`, none for `full_attention`), or, when the config has
+/// no `layer_types`, as the family's default `sliding(layer)` says. Another
+/// type is refused by name, and so is a list of the wrong length.
+pub(crate) fn layer_windows(
+    path: &std::path::Path,
+    types: Option<&[String]>,
+    n: usize,
+    window: usize,
+    sliding: impl Fn(usize) -> bool,
+) -> crate::Result<Vec<Option<usize>>> {
+    let bad = |m: String| crate::Error::bad_model(path, format!("config.json: {m}"));
+    let Some(types) = types else {
+        return Ok((0..n).map(|i| sliding(i).then_some(window)).collect());
+    };
+    if types.len() != n {
+        return Err(bad(format!(
+            "`layer_types` names {} layers, the model has {n}",
+            types.len()
+        )));
+    }
+    types
+        .iter()
+        .map(|t| match t.as_str() {
+            "full_attention" => Ok(None),
+            "sliding_attention" => Ok(Some(window)),
+            other => Err(bad(format!(
+                "layer type `{other}` in `layer_types` is not supported"
+            ))),
+        })
+        .collect()
+}

@@ -14,7 +14,7 @@
 //! layers by `rope_local_base_freq` and global ones by `rope_theta` (with its
 //! scaling).
 
-use super::decoder::{gain, load_layer, Act, Decoder, Dims, Names, QkKind, Scores};
+use super::decoder::{gain, layer_windows, load_layer, Act, Decoder, Dims, Names, QkKind, Scores};
 use super::rope::{Layout, Rope, RopeConfig, RopeParams, RopeTables};
 use super::{parse_config, Arch, ModelConfig, Weights};
 use crate::{Error, Result};
@@ -149,43 +149,18 @@ impl GemmaConfig {
             Gen::Gemma2 => 2,
             _ => self.sliding_window_pattern.unwrap_or(6),
         };
-        let types: Vec<String> = self.layer_types.clone().unwrap_or_else(|| {
-            (0..n)
-                .map(|i| {
-                    if (i + 1) % every != 0 {
-                        "sliding_attention"
-                    } else {
-                        "full_attention"
-                    }
-                    .into()
-                })
-                .collect()
-        });
-        if types.len() != n {
-            return Err(Error::bad_model(
-                path,
-                format!(
-                    "config.json: `layer_types` names {} layers, the model has {n}",
-                    types.len()
-                ),
-            ));
-        }
-        let w = self.sliding_window.unwrap_or(4096) as i64;
+        let w = self.sliding_window.unwrap_or(4096);
         if w == 0 {
             return Err(Error::bad_model(path, "config.json: `sliding_window` is 0"));
         }
         let local = usize::from(g == Gen::Gemma3);
-        types
-            .iter()
-            .map(|t| match t.as_str() {
-                "full_attention" => Ok((None, 0)),
-                "sliding_attention" => Ok((Some(w), local)),
-                other => Err(Error::bad_model(
-                    path,
-                    format!("config.json: layer type `{other}` in `layer_types` is not supported"),
-                )),
-            })
-            .collect()
+        let windows = layer_windows(path, self.layer_types.as_deref(), n, w, |i| {
+            !(i + 1).is_multiple_of(every)
+        })?;
+        Ok(windows
+            .into_iter()
+            .map(|w| (w.map(|w| w as i64), if w.is_some() { local } else { 0 }))
+            .collect())
     }
 
     /// The rotary embeddings: the global one, and Gemma 3's local one.
@@ -287,16 +262,12 @@ pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Decoder
         layers.push(load_layer(ws, l, at, dims, &names)?);
     }
     let norm = gain(ws.take("model.norm.weight", &[d])?, 1.0);
-    let lm_head = match ws.take_opt("lm_head.weight", &[vocab, d])? {
-        Some(w) => w,
-        None if c.tie_word_embeddings.unwrap_or(true) => embed.shallow_clone(),
-        None => {
-            return Err(Error::bad_model(
-                &path,
-                "`lm_head.weight` is missing and tie_word_embeddings is false",
-            ))
-        }
-    };
+    let lm_head = ws.head_or_tied(
+        "lm_head.weight",
+        &[vocab, d],
+        c.tie_word_embeddings.unwrap_or(true),
+        &embed,
+    )?;
     ws.finish(|n| n.ends_with("rotary_emb.inv_freq"))?;
     let (device, kind) = (ws.device(), embed.kind());
     let ropes = c

@@ -93,16 +93,7 @@ pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Paralle
         });
     }
     let ln_f = LayerNorm::load(ws, "transformer.ln_f", d, eps)?;
-    let lm_head = match ws.take_opt("lm_head.weight", &[vocab, d])? {
-        Some(w) => w,
-        None if c.tie_word_embeddings => embed.shallow_clone(),
-        None => {
-            return Err(Error::bad_model(
-                &path,
-                "`lm_head.weight` is missing and tie_word_embeddings is false",
-            ))
-        }
-    };
+    let lm_head = ws.head_or_tied("lm_head.weight", &[vocab, d], c.tie_word_embeddings, &embed)?;
     let lm_bias = ws.take_opt("lm_head.bias", &[vocab])?;
     ws.finish(|n| n.ends_with(".attn.bias") || n.ends_with(".attn.masked_bias"))?;
     let (device, kind) = (ws.device(), embed.kind());

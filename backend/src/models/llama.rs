@@ -11,7 +11,7 @@
 //! to interleaved pairs; [`from_gguf`] renames and un-permutes them so that
 //! one forward pass serves both sources.
 
-use super::decoder::{load_layer, Act, Decoder, Dims, Names, QkKind, Scores};
+use super::decoder::{layer_windows, load_layer, Act, Decoder, Dims, Names, QkKind, Scores};
 use super::rope::{Layout, RopeConfig, RopeTables};
 use super::{parse_config, Arch, ModelConfig, Weights};
 use crate::gguf::GgufFile;
@@ -101,41 +101,14 @@ impl LlamaConfig {
     }
 
     fn qwen_windows(&self, path: &Path) -> Result<Vec<Option<usize>>> {
-        let n = self.num_hidden_layers;
-        let w = self.sliding_window.unwrap_or(4096);
         let from = self.max_window_layers.unwrap_or(28);
-        let types: Vec<String> = self.layer_types.clone().unwrap_or_else(|| {
-            (0..n)
-                .map(|i| {
-                    if i >= from {
-                        "sliding_attention"
-                    } else {
-                        "full_attention"
-                    }
-                    .into()
-                })
-                .collect()
-        });
-        if types.len() != n {
-            return Err(Error::bad_model(
-                path,
-                format!(
-                    "config.json: `layer_types` names {} layers, the model has {n}",
-                    types.len()
-                ),
-            ));
-        }
-        types
-            .iter()
-            .map(|t| match t.as_str() {
-                "full_attention" => Ok(None),
-                "sliding_attention" => Ok(Some(w)),
-                other => Err(Error::bad_model(
-                    path,
-                    format!("config.json: layer type `{other}` in `layer_types` is not supported"),
-                )),
-            })
-            .collect()
+        layer_windows(
+            path,
+            self.layer_types.as_deref(),
+            self.num_hidden_layers,
+            self.sliding_window.unwrap_or(4096),
+            |i| i >= from,
+        )
     }
 }
 
@@ -178,16 +151,7 @@ pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Decoder
         layers.push(load_layer(ws, l, (window, 0), dims, &names)?);
     }
     let norm = ws.take("model.norm.weight", &[d])?;
-    let lm_head = match ws.take_opt("lm_head.weight", &[vocab, d])? {
-        Some(w) => w,
-        None if c.tie_word_embeddings => embed.shallow_clone(),
-        None => {
-            return Err(Error::bad_model(
-                &path,
-                "`lm_head.weight` is missing and tie_word_embeddings is false",
-            ));
-        }
-    };
+    let lm_head = ws.head_or_tied("lm_head.weight", &[vocab, d], c.tie_word_embeddings, &embed)?;
     // Older checkpoints saved the rotary tables' frequencies.
     ws.finish(|n| n.ends_with("rotary_emb.inv_freq"))?;
     let kind = embed.kind();

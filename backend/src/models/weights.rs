@@ -198,6 +198,25 @@ impl Weights {
         }
     }
 
+    /// The unembedding: tensor `name`, or `embed` when the config ties the
+    /// two (`tied`); missing and untied is an error naming both.
+    pub fn head_or_tied(
+        &mut self,
+        name: &str,
+        shape: &[i64],
+        tied: bool,
+        embed: &Tensor,
+    ) -> Result<Tensor> {
+        match self.take_opt(name, shape)? {
+            Some(w) => Ok(w),
+            None if tied => Ok(embed.shallow_clone()),
+            None => Err(Error::bad_model(
+                "config.json",
+                format!("`{name}` is missing and tie_word_embeddings is false"),
+            )),
+        }
+    }
+
     pub fn device(&self) -> Device {
         self.device
     }
