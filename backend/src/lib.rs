@@ -32,4 +32,4 @@ pub mod store;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
-pub use models::{load_model, load_model_as, Model};
+pub use models::{load_model, load_model_as, load_model_with, Model, Precision, Storage};

@@ -9,7 +9,7 @@ use kn_shared::ApiError;
 
 mod cli;
 
-use cli::args::{FactArgs, IgArgs};
+use cli::args::{FactArgs, IgArgs, Place};
 use cli::{bench, experiment as experiment_cli};
 
 #[derive(Parser)]
@@ -27,6 +27,17 @@ struct Cli {
     /// The same as TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1. No effect on the CPU.
     #[arg(long, global = true)]
     tf32: bool,
+    /// The dtype activations, attention, probabilities and IG sums are
+    /// computed in. f32 is the method's; bf16 and f16 are faster on a GPU and
+    /// move the scores (BENCHMARKS.md says how far).
+    #[arg(long, global = true, value_enum, default_value = "f32")]
+    dtype: cli::args::Dtype,
+    /// What the weight matrices are held in: `auto` keeps the checkpoint's
+    /// own dtype (a bf16 model takes its file size in memory) when computing
+    /// in f32. A narrower storage than the file's rounds the weights, and
+    /// result ids then name the precision.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    storage: cli::args::StorageArg,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -69,13 +80,11 @@ enum Cmd {
             default_value = "naive,resume,fast"
         )]
         modes: Vec<Mode>,
-        /// Timed repetitions per mode (the best is reported).
+        /// Timed repetitions per mode (the best is reported). With another
+        /// `--dtype` or `--storage` than the default, the fact is also
+        /// attributed by the checkpoint in f32 and the fidelity reported.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
-        /// Weights and activations in this dtype (f32, bf16, f16); other than
-        /// f32, the fact is also attributed in f32 and the fidelity reported.
-        #[arg(long, default_value = "f32")]
-        dtype: cli::bench::Dtype,
         #[arg(long)]
         json: bool,
     },
@@ -126,25 +135,30 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let device = cli.device.resolve()?;
+    let at = Place {
+        device: cli.device.resolve()?,
+        precision: kn::Precision {
+            storage: cli.storage.storage(),
+            compute: cli.dtype.kind(),
+        },
+    };
     match cli.cmd {
-        Cmd::Predict(a) => cli::predict::run(a, device)?,
-        Cmd::Attribute(a) => cli::fact::attribute(a, device)?,
-        Cmd::Neurons(a) => cli::fact::neurons(a, device)?,
-        Cmd::Intervene(a) => cli::fact::intervene(a, device)?,
-        Cmd::Methods(args) => cli::methods_cmd::run(args, device)?,
-        Cmd::Edit { cmd } => cli::edit::run(cmd, device)?,
+        Cmd::Predict(a) => cli::predict::run(a, at)?,
+        Cmd::Attribute(a) => cli::fact::attribute(a, at)?,
+        Cmd::Neurons(a) => cli::fact::neurons(a, at)?,
+        Cmd::Intervene(a) => cli::fact::intervene(a, at)?,
+        Cmd::Methods(args) => cli::methods_cmd::run(args, at)?,
+        Cmd::Edit { cmd } => cli::edit::run(cmd, at)?,
         Cmd::Bench {
             fact,
             ig,
             modes,
             repeat,
-            dtype,
             json,
-        } => bench::run(device, &fact, &ig, &modes, repeat, dtype, json)?,
-        Cmd::Experiment { cmd } => experiment_cli::run_experiment(cmd, device)?,
-        Cmd::Info(a) => cli::predict::info(a, device)?,
-        Cmd::Serve(args) => cli::serve::run(args, device)?,
+        } => bench::run(at, &fact, &ig, &modes, repeat, json)?,
+        Cmd::Experiment { cmd } => experiment_cli::run_experiment(cmd, at)?,
+        Cmd::Info(a) => cli::predict::info(a, at)?,
+        Cmd::Serve(args) => cli::serve::run(args, at)?,
     }
     Ok(())
 }

@@ -1,11 +1,64 @@
-//! Arguments several subcommands share: a fact, IG's settings, SPEC's
-//! selection thresholds.
+//! Arguments several subcommands share: where and how models run, a fact,
+//! IG's settings, SPEC's selection thresholds.
 
 use anyhow::Context;
 use kn::engine::attribution::{Mode, Options, Riemann};
 use kn::engine::selection::Thresholds;
 use kn::engine::Query;
 use kn::source::DEFAULT_MODEL;
+
+/// A compute dtype, as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dtype {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Dtype {
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            Dtype::F32 => tch::Kind::Float,
+            Dtype::Bf16 => tch::Kind::BFloat16,
+            Dtype::F16 => tch::Kind::Half,
+        }
+    }
+}
+
+/// What a model's matrices are held in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageArg {
+    /// As the checkpoint is distributed (bf16 stays bf16) when computing in
+    /// f32; the compute dtype otherwise.
+    Auto,
+    F32,
+    Bf16,
+    F16,
+}
+
+impl StorageArg {
+    pub fn storage(self) -> kn::Storage {
+        match self {
+            StorageArg::Auto => kn::Storage::AsDistributed,
+            StorageArg::F32 => kn::Storage::Held(tch::Kind::Float),
+            StorageArg::Bf16 => kn::Storage::Held(tch::Kind::BFloat16),
+            StorageArg::F16 => kn::Storage::Held(tch::Kind::Half),
+        }
+    }
+}
+
+/// Where models run and at what precision: every command loads through it.
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    pub device: tch::Device,
+    pub precision: kn::Precision,
+}
+
+impl Place {
+    pub fn load(&self, spec: &str) -> kn::Result<kn::Model> {
+        kn::load_model_with(spec, self.device, self.precision)
+    }
+}
 
 /// A fact: its answer and its prompts.
 #[derive(clap::Args)]

@@ -4,49 +4,31 @@
 //! device-to-host reads ([`kn::engine::host`]) and the peak memory. A harness,
 //! not a test: scripts/bench.sh runs it beside the peer implementation.
 
-use super::args::{queries, FactArgs, IgArgs};
+use super::args::{queries, FactArgs, IgArgs, Place};
 use kn::engine::attribution::{attribute, Mode, Options};
 use kn::engine::selection::{attribute_fact, fact_neurons, Thresholds};
 
-/// The dtype of a benchmarked model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Dtype {
-    F32,
-    Bf16,
-    F16,
-}
-
-impl Dtype {
-    fn kind(self) -> tch::Kind {
-        match self {
-            Dtype::F32 => tch::Kind::Float,
-            Dtype::Bf16 => tch::Kind::BFloat16,
-            Dtype::F16 => tch::Kind::Half,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Dtype::F32 => "f32",
-            Dtype::Bf16 => "bf16",
-            Dtype::F16 => "f16",
-        }
-    }
-}
-
 pub fn run(
-    device: tch::Device,
+    at: Place,
     fact: &FactArgs,
     ig: &IgArgs,
     modes: &[Mode],
     repeat: usize,
-    dtype: Dtype,
     json: bool,
 ) -> anyhow::Result<()> {
-    let m = kn::load_model_as(&fact.model, device, dtype.kind())?;
+    let device = at.device;
+    kn::device::reset_peak_memory();
+    let loading = std::time::Instant::now();
+    let m = at.load(&fact.model)?;
+    let load = serde_json::json!({
+        "seconds": loading.elapsed().as_secs_f64(),
+        "peak_rss_mib": kn::device::peak_memory_mib(),
+        "weights_mib": m.held.bytes as f64 / f64::from(1 << 20),
+    });
     let qs = queries(&m, fact)?;
-    // Another dtype than f32: what it costs in fidelity, on this fact.
-    let fidelity = if dtype == Dtype::F32 {
+    // Another precision than the default: what it costs in fidelity, on
+    // this fact, against the checkpoint's own numbers in f32.
+    let fidelity = if at.precision == kn::Precision::default() {
         None
     } else {
         let reference = kn::load_model(&fact.model, device)?;
@@ -72,7 +54,7 @@ pub fn run(
     // The peak is measured before and after the modes and the larger kept: a
     // shared machine's speed moves, and a peak measured in a slow second would
     // put the work above it.
-    let peak_before = kn::device::matmul_peak_of(device, dtype.kind());
+    let peak_before = kn::device::matmul_peak_of(device, m.dtype);
     for &mode in modes {
         let opts = Options {
             mode,
@@ -80,7 +62,7 @@ pub fn run(
         };
         rows.push(time_mode(&m, &qs, &fact.target, &opts, repeat)?);
     }
-    let peak_after = kn::device::matmul_peak_of(device, dtype.kind());
+    let peak_after = kn::device::matmul_peak_of(device, m.dtype);
     let peak = peak_before.max(peak_after);
     for r in &mut rows {
         let f = r["gflops"].as_f64().unwrap_or(0.0) * 1e9 / peak;
@@ -96,7 +78,9 @@ pub fn run(
         "max_row_tokens": ig.options(device).max_row_tokens,
         "layers": m.config().n_layers,
         "d_ff": m.config().d_ff,
-        "dtype": dtype.name(),
+        "dtype": kn::models::precision::name(m.dtype),
+        "storage": kn::models::precision::name(m.held.storage),
+        "load": load,
         "fidelity_vs_f32": fidelity,
         "tf32": kn::device::tf32(),
         "matmul_peak_gflops": peak / 1e9,
@@ -114,9 +98,17 @@ pub fn run(
             steps: ig.steps,
             device,
         };
+        println!(
+            "  held in {}, computed in {}: {:.0} MiB of weights, loaded in {:.2} s, peak RSS {:.0} MiB while loading",
+            out["storage"].as_str().unwrap_or(""),
+            out["dtype"].as_str().unwrap_or(""),
+            load["weights_mib"].as_f64().unwrap_or(0.0),
+            load["seconds"].as_f64().unwrap_or(0.0),
+            load["peak_rss_mib"].as_f64().unwrap_or(0.0),
+        );
         print_table(&shape, &rows, peak);
         if let Some(f) = &fidelity {
-            print_fidelity(dtype, f);
+            print_fidelity(&out, f);
         }
     }
     Ok(())
@@ -188,10 +180,11 @@ fn print_table(shape: &Shape, rows: &[serde_json::Value], peak: f64) {
     }
 }
 
-fn print_fidelity(dtype: Dtype, f: &kn::engine::precision::Fidelity) {
+fn print_fidelity(out: &serde_json::Value, f: &kn::engine::precision::Fidelity) {
     println!(
-        "  {} against f32: scores move by at most {:.2}% of a prompt's largest, top-10 overlap {:.0}%, refined knowledge neurons {} ({} vs {})",
-        dtype.name(),
+        "  {} storage, {} compute against the checkpoint in f32: scores move by at most {:.2}% of a prompt's largest, top-10 overlap {:.0}%, refined knowledge neurons {} ({} vs {})",
+        out["storage"].as_str().unwrap_or(""),
+        out["dtype"].as_str().unwrap_or(""),
         100.0 * f.worst_deviation,
         100.0 * f.top10_overlap,
         if f.same_knowledge { "the same" } else { "differ" },

@@ -1,6 +1,6 @@
 //! `kn edit update|erase|apply`: reversible weight edits, in memory only.
 
-use super::args::{queries, FactArgs, IgArgs, SelectArgs};
+use super::args::{queries, FactArgs, IgArgs, Place, SelectArgs};
 use anyhow::Context;
 use clap::Subcommand;
 use kn::engine::edit::{self, EraseWith, UpdateOptions};
@@ -143,18 +143,19 @@ fn print_metrics(label: &str, x: &kn_shared::EditMetrics) {
     println!();
 }
 
-pub fn run(cmd: EditCmd, device: tch::Device) -> anyhow::Result<()> {
+pub fn run(cmd: EditCmd, at: Place) -> anyhow::Result<()> {
     match cmd {
-        EditCmd::Update(a) => update(a, device),
-        EditCmd::Erase(a) => erase(a, device),
-        EditCmd::Apply(a) => apply(a, device),
+        EditCmd::Update(a) => update(a, at),
+        EditCmd::Erase(a) => erase(a, at),
+        EditCmd::Apply(a) => apply(a, at),
     }
 }
 
 /// `kn edit update`: attribute the fact, edit its top knowledge neurons and
 /// measure the edit against the same edit on random neurons.
-fn update(a: UpdateArgs, device: tch::Device) -> anyhow::Result<()> {
-    let m = kn::load_model(&a.fact.model, device)?;
+fn update(a: UpdateArgs, at: Place) -> anyhow::Result<()> {
+    let device = at.device;
+    let m = at.load(&a.fact.model)?;
     let eval = a.eval.queries(&m)?;
     let qs = queries(&m, &a.fact)?;
     // An update is defined on one-token answers: say so before the work.
@@ -205,8 +206,8 @@ fn update(a: UpdateArgs, device: tch::Device) -> anyhow::Result<()> {
 }
 
 /// `kn edit erase`: erase value slots and measure the side effects.
-fn erase(a: EraseArgs, device: tch::Device) -> anyhow::Result<()> {
-    let m = kn::load_model(&a.model, device)?;
+fn erase(a: EraseArgs, at: Place) -> anyhow::Result<()> {
+    let m = at.load(&a.model)?;
     let fp = edit::fingerprint(&m);
     let eval = a.eval.queries(&m)?;
     let e = edit::erase(
@@ -229,8 +230,8 @@ fn erase(a: EraseArgs, device: tch::Device) -> anyhow::Result<()> {
 }
 
 /// `kn edit apply`: a saved edit set applied, then a prediction.
-fn apply(a: ApplyArgs, device: tch::Device) -> anyhow::Result<()> {
-    let m = kn::load_model(&a.model, device)?;
+fn apply(a: ApplyArgs, at: Place) -> anyhow::Result<()> {
+    let m = at.load(&a.model)?;
     let fp = edit::fingerprint(&m);
     let text = std::fs::read_to_string(&a.edits)
         .with_context(|| format!("reading {}", a.edits.display()))?;

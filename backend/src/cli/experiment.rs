@@ -1,6 +1,6 @@
 //! `kn experiment …`: the command-line face of [`kn::experiment`].
 
-use super::args::IgArgs;
+use super::args::{IgArgs, Place};
 use anyhow::Context;
 use clap::Subcommand;
 use kn::engine::attribution::Riemann;
@@ -199,19 +199,19 @@ fn shard_files(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-pub fn run_experiment(cmd: ExperimentCmd, device: tch::Device) -> anyhow::Result<()> {
+pub fn run_experiment(cmd: ExperimentCmd, at: Place) -> anyhow::Result<()> {
     match cmd {
-        ExperimentCmd::Plan { plan: p, json } => plan_cmd(&p, json, device),
-        ExperimentCmd::Run(a) => run_cmd(a, device),
+        ExperimentCmd::Plan { plan: p, json } => plan_cmd(&p, json, at),
+        ExperimentCmd::Run(a) => run_cmd(a, at),
         ExperimentCmd::Merge { out } => merge_cmd(&out),
-        ExperimentCmd::Report(a) => report_cmd(a, device),
+        ExperimentCmd::Report(a) => report_cmd(a, at),
     }
 }
 
 /// `kn experiment plan`: what a run would cover.
-fn plan_cmd(p: &PlanArgs, json: bool, device: tch::Device) -> anyhow::Result<()> {
+fn plan_cmd(p: &PlanArgs, json: bool, at: Place) -> anyhow::Result<()> {
     let data = load_data(&p.data)?;
-    let m = kn::load_model(&p.model, device)?;
+    let m = at.load(&p.model)?;
     let pl = plan(&m, &data, &settings(p, &m, None))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&pl.coverage)?);
@@ -246,10 +246,12 @@ fn plan_cmd(p: &PlanArgs, json: bool, device: tch::Device) -> anyhow::Result<()>
 }
 
 /// `kn experiment run`: attribute this shard's facts.
-fn run_cmd(a: RunArgs, device: tch::Device) -> anyhow::Result<()> {
+fn run_cmd(a: RunArgs, at: Place) -> anyhow::Result<()> {
+    let device = at.device;
     let shard = Shard::resolve(a.shard.as_deref(), a.shards, &|k| std::env::var(k).ok())?;
     let data = load_data(&a.plan.data)?;
-    let m = kn::load_model(&a.plan.model, device)
+    let m = at
+        .load(&a.plan.model)
         .with_context(|| format!("loading model `{}`", a.plan.model))?;
     let s = settings(&a.plan, &m, Some(&a.ig));
     let opts = RunOptions {
@@ -343,7 +345,8 @@ fn run_file(out: &Path) -> anyhow::Result<RunDb> {
 }
 
 /// `kn experiment report`: the paper's figures from a run.
-fn report_cmd(a: ReportArgs, device: tch::Device) -> anyhow::Result<()> {
+fn report_cmd(a: ReportArgs, at: Place) -> anyhow::Result<()> {
+    let device = at.device;
     let db = run_file(&a.out)?;
     let s = db
         .settings()?
@@ -351,7 +354,9 @@ fn report_cmd(a: ReportArgs, device: tch::Device) -> anyhow::Result<()> {
     let data = load_data(&a.data)?;
     let opts = a.options(data.dir.join("bingrel"), device)?;
     let model = a.model.clone().unwrap_or(s.model.clone());
-    let m = kn::load_model(&model, device).with_context(|| format!("loading model `{model}`"))?;
+    let m = at
+        .load(&model)
+        .with_context(|| format!("loading model `{model}`"))?;
     let name = a
         .out
         .canonicalize()

@@ -1,7 +1,7 @@
 //! `kn attribute`, `kn neurons`, `kn intervene`: one fact's attribution, its
 //! knowledge neurons, and what suppressing or amplifying them does.
 
-use super::args::{queries, FactArgs, IgArgs, SelectArgs, UnrelatedArgs};
+use super::args::{queries, FactArgs, IgArgs, Place, SelectArgs, UnrelatedArgs};
 use kn::engine::attribution;
 use kn::engine::intervene::{self as iv, random_like};
 use kn::engine::selection::{attribute_fact, fact_neurons};
@@ -19,14 +19,15 @@ pub struct AttributeArgs {
     pub json: bool,
 }
 
-pub fn attribute(a: AttributeArgs, device: tch::Device) -> anyhow::Result<()> {
+pub fn attribute(a: AttributeArgs, at: Place) -> anyhow::Result<()> {
+    let device = at.device;
     let AttributeArgs {
         fact,
         ig,
         top,
         json,
     } = a;
-    let m = kn::load_model(&fact.model, device)?;
+    let m = at.load(&fact.model)?;
     let qs = queries(&m, &fact)?;
     let mut out = Vec::new();
     for q in &qs {
@@ -69,14 +70,15 @@ pub struct NeuronsArgs {
     pub json: bool,
 }
 
-pub fn neurons(a: NeuronsArgs, device: tch::Device) -> anyhow::Result<()> {
+pub fn neurons(a: NeuronsArgs, at: Place) -> anyhow::Result<()> {
+    let device = at.device;
     let NeuronsArgs {
         fact,
         ig,
         sel,
         json,
     } = a;
-    let m = kn::load_model(&fact.model, device)?;
+    let m = at.load(&fact.model)?;
     let fa = attribute_fact(&m, queries(&m, &fact)?, &ig.options(device))?;
     let r = fact_neurons(&m, &fa, &fact.target, &sel.thresholds())?;
     if json {
@@ -135,7 +137,8 @@ pub struct InterveneArgs {
     pub json: bool,
 }
 
-pub fn intervene(a: InterveneArgs, device: tch::Device) -> anyhow::Result<()> {
+pub fn intervene(a: InterveneArgs, at: Place) -> anyhow::Result<()> {
+    let device = at.device;
     let InterveneArgs {
         fact,
         ig,
@@ -146,7 +149,7 @@ pub fn intervene(a: InterveneArgs, device: tch::Device) -> anyhow::Result<()> {
         unrelated,
         json,
     } = a;
-    let m = kn::load_model(&fact.model, device)?;
+    let m = at.load(&fact.model)?;
     let qs = queries(&m, &fact)?;
     let unrelated = unrelated.queries(&m, &fact)?;
     let (kn_set, base_set) = if neurons.is_empty() {

@@ -1,7 +1,7 @@
 //! `kn methods`: several attribution methods on one fact, judged by what their
 //! top neurons do (engine::methods_lab, docs/methods.md).
 
-use super::args::{queries, FactArgs, IgArgs, SelectArgs, UnrelatedArgs};
+use super::args::{queries, FactArgs, IgArgs, Place, SelectArgs, UnrelatedArgs};
 use kn::engine::methods_lab::{compare, Comparison, Method};
 use kn_shared::methods::MethodsReport;
 
@@ -35,13 +35,14 @@ pub struct MethodsArgs {
     pub json: bool,
 }
 
-pub fn run(a: MethodsArgs, device: tch::Device) -> anyhow::Result<()> {
+pub fn run(a: MethodsArgs, at: Place) -> anyhow::Result<()> {
+    let device = at.device;
     let methods = a
         .methods
         .iter()
         .map(|s| s.parse::<Method>())
         .collect::<Result<Vec<_>, _>>()?;
-    let m = kn::load_model(&a.fact.model, device)?;
+    let m = at.load(&a.fact.model)?;
     let qs = queries(&m, &a.fact)?;
     let unrelated = a.unrelated.queries(&m, &a.fact)?;
     let opts = a.ig.options(device);

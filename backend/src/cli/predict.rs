@@ -1,6 +1,7 @@
 //! `kn predict` and `kn info`: the answer distribution at the blank, and what
 //! runs where.
 
+use super::args::Place;
 use kn::source::DEFAULT_MODEL;
 use kn_shared::PredictRequest;
 
@@ -22,7 +23,7 @@ pub struct PredictArgs {
     pub json: bool,
 }
 
-pub fn run(a: PredictArgs, device: tch::Device) -> anyhow::Result<()> {
+pub fn run(a: PredictArgs, at: Place) -> anyhow::Result<()> {
     let PredictArgs {
         model,
         prompt,
@@ -30,7 +31,7 @@ pub fn run(a: PredictArgs, device: tch::Device) -> anyhow::Result<()> {
         top_k,
         json,
     } = a;
-    let m = kn::load_model(&model, device)?;
+    let m = at.load(&model)?;
     let resp = kn::predict::predict(
         &m,
         &PredictRequest {
@@ -98,9 +99,10 @@ pub struct InfoArgs {
     pub model: String,
 }
 
-pub fn info(a: InfoArgs, device: tch::Device) -> anyhow::Result<()> {
+pub fn info(a: InfoArgs, at: Place) -> anyhow::Result<()> {
+    let device = at.device;
     let InfoArgs { model } = a;
-    let m = kn::load_model(&model, device)?;
+    let m = at.load(&model)?;
     let mut info = serde_json::to_value(m.config())?;
     if let Some(o) = info.as_object_mut() {
         o.insert("model".into(), model.into());
@@ -108,7 +110,15 @@ pub fn info(a: InfoArgs, device: tch::Device) -> anyhow::Result<()> {
         o.insert("device".into(), kn::device::describe(device).into());
         o.insert("cuda_available".into(), tch::Cuda::is_available().into());
         o.insert("cuda_devices".into(), tch::Cuda::device_count().into());
-        o.insert("dtype".into(), "f32".into());
+        o.insert("dtype".into(), kn::models::precision::name(m.dtype).into());
+        o.insert(
+            "storage".into(),
+            kn::models::precision::name(m.held.storage).into(),
+        );
+        o.insert(
+            "weights_mib".into(),
+            (m.held.bytes as f64 / f64::from(1 << 20)).into(),
+        );
         o.insert("tf32".into(), kn::device::tf32().into());
         o.insert("threads".into(), tch::get_num_threads().into());
     }

@@ -1,5 +1,6 @@
 //! `kn serve`: the web app and its JSON API.
 
+use super::args::Place;
 use anyhow::Context;
 use kn::server::{AppState, ModelWorker};
 use kn::source::DEFAULT_MODEL;
@@ -61,7 +62,7 @@ struct LimitArgs {
     store_max_mb: u64,
 }
 
-pub fn run(s: Serve, device: tch::Device) -> anyhow::Result<()> {
+pub fn run(s: Serve, at: Place) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", s.host, s.port)
         .parse()
         .or_else(|_| {
@@ -81,7 +82,9 @@ pub fn run(s: Serve, device: tch::Device) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
     let mut workers = Vec::new();
     for name in &s.models {
-        let m = kn::load_model(name, device).with_context(|| format!("loading model `{name}`"))?;
+        let m = at
+            .load(name)
+            .with_context(|| format!("loading model `{name}`"))?;
         tracing::info!(model = %name, fingerprint = %m.fingerprint, "loaded");
         workers.push(ModelWorker::spawn(m));
     }

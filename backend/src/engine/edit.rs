@@ -279,19 +279,22 @@ pub fn update_fact(
         ));
     }
     let emb = model.net.input_embeddings();
-    let (e_old, e_new) = (emb.get(old as i64), emb.get(new as i64));
+    let row = |t: u32| emb.get(t as i64).to_kind(model.dtype);
+    let (e_old, e_new) = (row(old), row(new));
     let slots = tch::no_grad(|| -> Result<Vec<SlotEdit>> {
         neurons
             .iter()
             .map(|&n| {
-                let v = slot(model, n);
+                let held = slot(model, n);
+                let v = held.to_kind(model.dtype);
                 let (mut a, mut b) = (e_old.shallow_clone(), e_new.shallow_clone());
                 if opts.norm_scaled {
                     let norm = v.norm();
                     a = &a * &norm / a.norm();
                     b = &b * &norm / b.norm();
                 }
-                let after = &v - a * opts.lambda1 + b * opts.lambda2;
+                // Recorded as the slot will hold it (a bf16 slot rounds it).
+                let after = (&v - a * opts.lambda1 + b * opts.lambda2).to_kind(held.kind());
                 Ok(SlotEdit {
                     layer: n.layer,
                     index: n.index,

@@ -11,7 +11,10 @@ use crate::engine::intervene::validate;
 use crate::models::Model;
 use crate::{Error, Result};
 use kn_shared::{NeuronOnPrompt, TokenScore};
-use tch::Kind;
+use tch::{Kind, Tensor};
+
+/// Rows of the unembedding multiplied at once for a neuron's top tokens.
+const HEAD_ROWS: i64 = 16_384;
 
 /// The neuron on each prompt. `max_scores[i]` is prompt `i`'s largest score
 /// over every neuron (from its analysis), so that `passed` says whether the
@@ -58,11 +61,25 @@ pub fn vocabulary(
 ) -> Result<(Vec<TokenScore>, Vec<TokenScore>)> {
     validate(model.config(), &[n])?;
     let logits = tch::no_grad(|| {
-        let v = model.net.value_slots(n.layer).select(1, n.index as i64);
-        model
+        let v = model
             .net
-            .output_embeddings()
-            .matmul(&v)
+            .value_slots(n.layer)
+            .select(1, n.index as i64)
+            .to_kind(model.dtype);
+        // In the compute dtype, a block of the vocabulary at a time: the
+        // head may be held in bf16, and a whole f32 copy of an 8B model's
+        // would be 2 GB.
+        let head = model.net.output_embeddings();
+        let vocab = head.size()[0];
+        let parts: Vec<Tensor> = (0..vocab)
+            .step_by(HEAD_ROWS as usize)
+            .map(|s| {
+                head.narrow(0, s, HEAD_ROWS.min(vocab - s))
+                    .to_kind(model.dtype)
+                    .matmul(&v)
+            })
+            .collect();
+        Tensor::cat(&parts, 0)
             .to_kind(Kind::Float)
             .to(tch::Device::Cpu)
     });

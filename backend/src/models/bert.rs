@@ -6,6 +6,7 @@
 //! LayerNorm parameters `gamma`/`beta`; the decoder is tied to the word
 //! embeddings when `cls.predictions.decoder.weight` is absent.
 
+use super::layers::{lookup, project};
 use super::{
     at_positions, attend, attention_mask, split_heads, with_new, Arch, Batch, Config, ModelConfig,
     NeuronModel, Weights,
@@ -152,9 +153,10 @@ impl NeuronModel for Bert {
 
     fn embed(&self, batch: &Batch) -> Tensor {
         let positions = Tensor::arange(batch.seq_len as i64, (tch::Kind::Int64, self.device));
-        let x = Tensor::embedding(&self.word, &batch.ids, -1, false, false)
-            + Tensor::embedding(&self.pos, &positions, -1, false, false).unsqueeze(0)
-            + self.token_type.get(0);
+        let kind = self.emb_ln.kind();
+        let x = lookup(&self.word, &batch.ids, kind)
+            + lookup(&self.pos, &positions, kind).unsqueeze(0)
+            + self.token_type.get(0).to_kind(kind);
         self.emb_ln.forward(&x)
     }
 
@@ -227,7 +229,7 @@ impl NeuronModel for Bert {
         let h = self
             .head_ln
             .forward(&self.head_dense.forward(x).gelu("none"));
-        h.linear(&self.decoder, Some(&self.decoder_bias))
+        project(&h, &self.decoder) + &self.decoder_bias
     }
 
     fn value_slots(&self, layer: usize) -> Tensor {

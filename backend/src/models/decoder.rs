@@ -14,6 +14,7 @@
 //! rotary table (Gemma 3's local and global bases), the embedding scale
 //! (Gemma's `√d`) and the final logit soft-cap.
 
+use super::layers::{lookup, project};
 use super::rope::RopeTables;
 use super::{
     attend_capped, attend_scaled, attention_mask, split_heads, with_new, within_window, At, Batch,
@@ -160,7 +161,7 @@ impl NeuronModel for Decoder {
     }
 
     fn embed(&self, batch: &Batch) -> Tensor {
-        let x = Tensor::embedding(&self.embed, &batch.ids, -1, false, false);
+        let x = lookup(&self.embed, &batch.ids, self.norm.kind());
         match &self.embed_scale {
             Some(s) => x * s,
             None => x,
@@ -227,9 +228,8 @@ impl NeuronModel for Decoder {
     }
 
     fn head(&self, x: &Tensor) -> Tensor {
-        let logits = x
-            .rms_norm([self.cfg.d_model as i64], Some(&self.norm), self.eps)
-            .linear::<Tensor>(&self.lm_head, None);
+        let logits = x.rms_norm([self.cfg.d_model as i64], Some(&self.norm), self.eps);
+        let logits = project(&logits, &self.lm_head);
         match self.final_softcap {
             Some(cap) => (logits / cap).tanh() * cap,
             None => logits,

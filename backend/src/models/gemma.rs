@@ -269,7 +269,7 @@ pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Decoder
         &embed,
     )?;
     ws.finish(|n| n.ends_with("rotary_emb.inv_freq"))?;
-    let (device, kind) = (ws.device(), embed.kind());
+    let (device, kind) = (ws.device(), ws.kind());
     let ropes = c
         .ropes(&path, g, max_pos as f64)?
         .into_iter()

@@ -6,6 +6,7 @@
 //! the pre-activation by mistake). Value slots: rows of `c_proj.weight`, which we
 //! expose transposed as `[d_model, d_ff]`. Names may carry `transformer.`.
 
+use super::layers::{lookup, project};
 use super::{
     attend_scaled, attention_mask, parse_config, split_heads, Arch, Batch, ModelConfig,
     NeuronModel, Weights,
@@ -31,7 +32,7 @@ impl Conv1D {
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.matmul(&self.w) + &self.b
+        x.matmul(&self.w.to_kind(x.kind())) + &self.b
     }
 }
 
@@ -213,8 +214,8 @@ impl NeuronModel for Gpt2 {
 
     fn embed(&self, batch: &Batch) -> Tensor {
         let positions = Tensor::arange(batch.seq_len as i64, (Kind::Int64, self.device));
-        Tensor::embedding(&self.wte, &batch.ids, -1, false, false)
-            + Tensor::embedding(&self.wpe, &positions, -1, false, false).unsqueeze(0)
+        let kind = self.ln_f.kind();
+        lookup(&self.wte, &batch.ids, kind) + lookup(&self.wpe, &positions, kind).unsqueeze(0)
     }
 
     fn context(&self, batch: &Batch) -> Ctx {
@@ -257,7 +258,7 @@ impl NeuronModel for Gpt2 {
     }
 
     fn head(&self, x: &Tensor) -> Tensor {
-        self.ln_f.forward(x).linear::<Tensor>(&self.lm_head, None)
+        project(&self.ln_f.forward(x), &self.lm_head)
     }
 
     fn value_slots(&self, layer: usize) -> Tensor {

@@ -118,7 +118,7 @@ pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Paralle
             || n.ends_with("attention.masked_bias")
             || n.ends_with("rotary_emb.inv_freq")
     })?;
-    let (device, kind) = (ws.device(), embed.kind());
+    let (device, kind) = (ws.device(), ws.kind());
     Ok(Parallel {
         cfg: ModelConfig {
             arch: Arch::GptNeox,

@@ -96,7 +96,7 @@ pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Paralle
     let lm_head = ws.head_or_tied("lm_head.weight", &[vocab, d], c.tie_word_embeddings, &embed)?;
     let lm_bias = ws.take_opt("lm_head.bias", &[vocab])?;
     ws.finish(|n| n.ends_with(".attn.bias") || n.ends_with(".attn.masked_bias"))?;
-    let (device, kind) = (ws.device(), embed.kind());
+    let (device, kind) = (ws.device(), ws.kind());
     Ok(Parallel {
         cfg: ModelConfig {
             arch: Arch::Gptj,

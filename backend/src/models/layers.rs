@@ -173,8 +173,20 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.w, self.b.as_ref())
+        x.linear(&self.w.to_kind(x.kind()), self.b.as_ref())
     }
+}
+
+/// Rows `ids` of the embedding table `table`, in `kind`: a table held in
+/// bf16 or f16 gives activations in the compute dtype
+/// ([`super::precision`]).
+pub(crate) fn lookup(table: &Tensor, ids: &Tensor, kind: Kind) -> Tensor {
+    Tensor::embedding(table, ids, -1, false, false).to_kind(kind)
+}
+
+/// `y = x·Wᵀ` with `w` (a head, held in any dtype) in `x`'s dtype.
+pub(crate) fn project(x: &Tensor, w: &Tensor) -> Tensor {
+    x.linear::<Tensor>(&w.to_kind(x.kind()), None)
 }
 
 /// LayerNorm; old checkpoints name its parameters `gamma`/`beta`.
@@ -189,6 +201,11 @@ impl LayerNorm {
         let w = ws.take_any(&[format!("{name}.weight"), format!("{name}.gamma")], &[d])?;
         let b = ws.take_any(&[format!("{name}.bias"), format!("{name}.beta")], &[d])?;
         Ok(LayerNorm { w, b, eps })
+    }
+
+    /// The compute dtype (its parameters are held in it).
+    pub fn kind(&self) -> Kind {
+        self.w.kind()
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {

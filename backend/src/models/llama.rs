@@ -13,13 +13,13 @@
 
 use super::decoder::{layer_windows, load_layer, Act, Decoder, Dims, Names, QkKind, Scores};
 use super::rope::{Layout, RopeConfig, RopeTables};
-use super::{parse_config, Arch, ModelConfig, Weights};
+use super::{parse_config, Arch, Held, ModelConfig, Precision, Weights};
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// `config.json` of the family, as far as the computation depends on it.
 /// Keys the family's transformers classes do not read are not read here
@@ -154,7 +154,7 @@ pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Decoder
     let lm_head = ws.head_or_tied("lm_head.weight", &[vocab, d], c.tie_word_embeddings, &embed)?;
     // Older checkpoints saved the rotary tables' frequencies.
     ws.finish(|n| n.ends_with("rotary_emb.inv_freq"))?;
-    let kind = embed.kind();
+    let kind = ws.kind();
     Ok(Decoder {
         cfg: ModelConfig {
             arch: Arch::Llama,
@@ -194,7 +194,11 @@ pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Decoder
 
 /// Load from a GGUF file: map llama.cpp's names and metadata onto the
 /// Hugging Face ones, dequantise, and undo the Q/K row permutation.
-pub(crate) fn from_gguf(g: &GgufFile, device: Device, kind: Kind) -> Result<Decoder> {
+pub(crate) fn from_gguf(
+    g: &GgufFile,
+    device: Device,
+    precision: Precision,
+) -> Result<(Decoder, Held)> {
     let arch = g.require_str("general.architecture")?.to_string();
     let key = |k: &str| format!("{arch}.{k}");
     let n_layers = g.require_u64(&key("block_count"))? as usize;
@@ -269,14 +273,15 @@ pub(crate) fn from_gguf(g: &GgufFile, device: Device, kind: Kind) -> Result<Deco
         }
         map.insert(hf, t);
     }
-    let mut ws = Weights::from_map(map, g.path.clone(), device).with_kind(kind);
-    load(&config, &mut ws).map_err(|e| match e {
+    let mut ws = Weights::from_map(map, g.path.clone(), device, precision);
+    let net = load(&config, &mut ws).map_err(|e| match e {
         Error::BadModel { message, .. } => Error::Gguf {
             path: g.path.clone(),
             message,
         },
         other => other,
-    })
+    })?;
+    Ok((net, ws.held()))
 }
 
 /// Where the family's model types keep their norms and which fuse their

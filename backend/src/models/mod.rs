@@ -26,7 +26,9 @@ mod gptj;
 mod layers;
 pub mod llama;
 mod parallel;
+pub mod precision;
 mod rope;
+mod shards;
 mod weights;
 
 pub use layers::At;
@@ -40,6 +42,7 @@ use crate::gguf::GgufFile;
 use crate::source::{resolve, ModelFiles};
 use crate::tokenizer::KnTokenizer;
 use crate::{Error, Result};
+pub use precision::{Held, Precision, Storage};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -453,8 +456,10 @@ pub struct Model {
     /// computed once at load. Edits never change it: results name their
     /// edit sets beside it.
     pub fingerprint: String,
-    /// The weights' and activations' dtype (f32 unless [`load_model_as`]).
+    /// The activations' dtype (f32 unless asked otherwise; [`Precision`]).
     pub dtype: Kind,
+    /// What the weights are held in, and how many bytes.
+    pub held: Held,
 }
 
 impl Model {
@@ -503,77 +508,37 @@ impl Vocab for TextSide {
     }
 }
 
-/// Resolve `spec` (see [`crate::source`]) and load the model onto `device`,
-/// in f32.
+/// Resolve `spec` (see [`crate::source`]) and load the model onto `device`:
+/// held as distributed, computed in f32 ([`Precision::default`]).
 pub fn load_model(spec: &str, device: Device) -> Result<Model> {
-    load_model_as(spec, device, Kind::Float)
+    load_model_with(spec, device, Precision::default())
 }
 
 /// [`load_model`] with weights and activations in `kind` (f32, bf16 or f16:
 /// `kn bench --dtype` measures what a cheaper precision costs in fidelity).
-/// The fingerprint is the checkpoint's, whatever the dtype: the server and the
-/// experiments load f32 only, so their ids never mix precisions.
 pub fn load_model_as(spec: &str, device: Device, kind: Kind) -> Result<Model> {
-    if !matches!(kind, Kind::Float | Kind::BFloat16 | Kind::Half) {
-        return Err(Error::InvalidArgument(format!(
-            "dtype {kind:?}: use f32, bf16 or f16"
-        )));
-    }
+    load_model_with(spec, device, Precision::uniform(kind))
+}
+
+/// [`load_model`] at `precision`. The fingerprint names the precision
+/// whenever the numbers are not the checkpoint's own computed in f32 (a
+/// rounded tensor, or another compute dtype), so results and run files of two
+/// precisions never share an id.
+pub fn load_model_with(spec: &str, device: Device, precision: Precision) -> Result<Model> {
+    precision.check()?;
+    let kind = precision.compute;
     let files = resolve(spec)?;
-    tracing::info!(model = spec, ?files, "loading");
-    let (net, tokenizer, source, parts): (Box<dyn NeuronModel>, KnTokenizer, PathBuf, _) =
-        match files {
-            ModelFiles::Gguf(path) => {
-                let g = GgufFile::open(&path)?;
-                let arch = g.require_str("general.architecture")?;
-                if !matches!(arch, "llama" | "mistral" | "qwen2" | "smollm") {
-                    return Err(Error::UnknownArchitecture(arch.to_string()));
-                }
-                let net = llama::from_gguf(&g, device, kind)?;
-                let parts = fingerprint::parts(std::slice::from_ref(&path), None);
-                (Box::new(net), KnTokenizer::from_gguf(&g)?, path, parts)
-            }
-            ModelFiles::HfDir(dir) => {
-                let config = read_config(&dir)?;
-                let model_type = config
-                    .get("model_type")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                let files = Weights::files(&dir)?;
-                let mut weights = Weights::from_files(&files, device)?.with_kind(kind);
-                let net: Box<dyn NeuronModel> = match model_type.as_str() {
-                    "bert" => Box::new(bert::Bert::load(&config, &mut weights)?),
-                    "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut weights)?),
-                    "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "olmo2" | "smollm" => {
-                        Box::new(llama::load(&config, &mut weights)?)
-                    }
-                    "gpt_neox" => Box::new(gpt_neox::load(&config, &mut weights)?),
-                    "gptj" => Box::new(gptj::load(&config, &mut weights)?),
-                    "gemma" | "gemma2" | "gemma3_text" => {
-                        Box::new(gemma::load(&config, &mut weights)?)
-                    }
-                    "gemma3" => {
-                        return Err(Error::bad_model(
-                            dir.join("config.json"),
-                            "`gemma3` is Gemma 3's image-text model; load a text checkpoint \
-                             (`gemma3_text`, Gemma3ForCausalLM: google/gemma-3-1b-pt, or the \
-                             text model saved on its own)",
-                        ))
-                    }
-                    "" => {
-                        return Err(Error::bad_model(
-                            dir.join("config.json"),
-                            "has no `model_type`",
-                        ))
-                    }
-                    other => return Err(Error::UnknownArchitecture(other.to_string())),
-                };
-                let tok = KnTokenizer::from_hf_dir(&dir)?;
-                let parts = fingerprint::parts(&files, Some(&dir));
-                (net, tok, dir, parts)
-            }
-        };
+    tracing::info!(model = spec, ?files, ?precision, "loading");
+    let Loaded {
+        net,
+        tokenizer,
+        source,
+        parts,
+        held,
+    } = match files {
+        ModelFiles::Gguf(path) => load_gguf(path, device, precision)?,
+        ModelFiles::HfDir(dir) => load_hf_dir(dir, device, precision)?,
+    };
     let cfg = net.config();
     if cfg.arch.is_masked() && tokenizer.mask().is_none() {
         return Err(Error::bad_model(
@@ -592,7 +557,20 @@ pub fn load_model_as(spec: &str, device: Device, kind: Kind) -> Result<Model> {
         ));
     }
     let digest = fingerprint::digest(&parts)?;
-    let fingerprint = fingerprint::format(net.config(), &digest);
+    let mut fingerprint = fingerprint::format(net.config(), &digest);
+    if held.rounded || kind != Kind::Float {
+        fingerprint += &format!(
+            "@{}-{}",
+            precision::name(held.storage),
+            precision::name(kind)
+        );
+    }
+    tracing::info!(
+        storage = precision::name(held.storage),
+        compute = precision::name(kind),
+        mib = held.bytes >> 20,
+        "weights held"
+    );
     Ok(Model {
         name: spec.to_string(),
         source,
@@ -600,5 +578,74 @@ pub fn load_model_as(spec: &str, device: Device, kind: Kind) -> Result<Model> {
         tokenizer: Arc::new(tokenizer),
         fingerprint,
         dtype: kind,
+        held,
+    })
+}
+
+/// What a loader hands back.
+struct Loaded {
+    net: Box<dyn NeuronModel>,
+    tokenizer: KnTokenizer,
+    source: PathBuf,
+    parts: Vec<(String, PathBuf)>,
+    held: Held,
+}
+
+fn load_gguf(path: PathBuf, device: Device, precision: Precision) -> Result<Loaded> {
+    let g = GgufFile::open(&path)?;
+    let arch = g.require_str("general.architecture")?;
+    if !matches!(arch, "llama" | "mistral" | "qwen2" | "smollm") {
+        return Err(Error::UnknownArchitecture(arch.to_string()));
+    }
+    let (net, held) = llama::from_gguf(&g, device, precision)?;
+    Ok(Loaded {
+        net: Box::new(net),
+        tokenizer: KnTokenizer::from_gguf(&g)?,
+        parts: fingerprint::parts(std::slice::from_ref(&path), None),
+        source: path,
+        held,
+    })
+}
+
+fn load_hf_dir(dir: PathBuf, device: Device, precision: Precision) -> Result<Loaded> {
+    let config = read_config(&dir)?;
+    let model_type = config
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let files = Weights::files(&dir)?;
+    let mut ws = Weights::from_files(&files, device, precision)?;
+    let net: Box<dyn NeuronModel> = match model_type.as_str() {
+        "bert" => Box::new(bert::Bert::load(&config, &mut ws)?),
+        "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut ws)?),
+        "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "olmo2" | "smollm" => {
+            Box::new(llama::load(&config, &mut ws)?)
+        }
+        "gpt_neox" => Box::new(gpt_neox::load(&config, &mut ws)?),
+        "gptj" => Box::new(gptj::load(&config, &mut ws)?),
+        "gemma" | "gemma2" | "gemma3_text" => Box::new(gemma::load(&config, &mut ws)?),
+        "gemma3" => {
+            return Err(Error::bad_model(
+                dir.join("config.json"),
+                "`gemma3` is Gemma 3's image-text model; load a text checkpoint \
+                 (`gemma3_text`, Gemma3ForCausalLM: google/gemma-3-1b-pt, or the \
+                 text model saved on its own)",
+            ))
+        }
+        "" => {
+            return Err(Error::bad_model(
+                dir.join("config.json"),
+                "has no `model_type`",
+            ))
+        }
+        other => return Err(Error::UnknownArchitecture(other.to_string())),
+    };
+    Ok(Loaded {
+        net,
+        tokenizer: KnTokenizer::from_hf_dir(&dir)?,
+        parts: fingerprint::parts(&files, Some(&dir)),
+        held: ws.held(),
+        source: dir,
     })
 }

@@ -13,6 +13,7 @@
 //! both: `[x + attn | x]`, `2·d` wide. Nothing outside this file reads `h`'s
 //! width; it only hands `h` back.
 
+use super::layers::lookup;
 use super::rope::RopeTables;
 use super::{
     attend, attention_mask, split_heads, with_new, At, Batch, Ctx, Kv, LayerNorm, Linear,
@@ -107,7 +108,7 @@ impl NeuronModel for Parallel {
     }
 
     fn embed(&self, batch: &Batch) -> Tensor {
-        Tensor::embedding(&self.embed, &batch.ids, -1, false, false)
+        lookup(&self.embed, &batch.ids, self.ln_f.kind())
     }
 
     fn context(&self, batch: &Batch) -> Ctx {

@@ -1,6 +1,8 @@
 //! Reading a checkpoint: `config.json` with errors that name the key, and the
 //! named tensors with their shapes checked as each architecture takes them.
 
+use super::precision::{self, Held, Precision};
+use super::shards::{Entry, Shards};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -65,15 +67,41 @@ impl Config<'_> {
     }
 }
 
-/// Named tensors read from safetensors files, handed out once each with a
-/// shape check, moved to the device as f32.
+/// A tensor not yet taken: where it lies in a shard, or (GGUF, already
+/// dequantised) in memory.
+enum Stored {
+    InFile(Entry),
+    InMemory(Tensor),
+}
+
+impl Stored {
+    fn shape(&self) -> Vec<i64> {
+        match self {
+            Stored::InFile(e) => e.shape.clone(),
+            Stored::InMemory(t) => t.size(),
+        }
+    }
+    fn kind(&self) -> Kind {
+        match self {
+            Stored::InFile(e) => e.kind,
+            Stored::InMemory(t) => t.kind(),
+        }
+    }
+}
+
+/// Named tensors of a checkpoint, handed out once each with a shape check, in
+/// the precision [`Precision`] says, on the device. Shards are read a tensor at
+/// a time as the runtime takes them ([`Shards`]).
 pub(crate) struct Weights {
-    map: HashMap<String, Tensor>,
+    map: HashMap<String, Stored>,
+    shards: Shards,
     path: PathBuf,
     device: Device,
-    /// What every tensor is converted to as it is taken (f32 unless
-    /// [`load_model_as`] asks for another dtype).
-    kind: Kind,
+    precision: Precision,
+    /// Bytes held, by dtype, of what has been taken.
+    held: HashMap<Kind, u64>,
+    /// Whether a tensor was taken in a narrower dtype than its file's.
+    rounded: bool,
 }
 
 impl Weights {
@@ -116,46 +144,70 @@ impl Weights {
         Ok(files)
     }
 
-    /// Read every tensor of `files` (safetensors).
-    pub fn from_files(files: &[PathBuf], device: Device) -> Result<Self> {
-        let mut map = HashMap::new();
-        for f in files {
-            if !f.exists() {
-                return Err(Error::bad_model(
-                    f,
-                    "weight shard listed in the index is missing",
-                ));
-            }
-            let tensors = Tensor::read_safetensors(f)
-                .map_err(|e| Error::bad_model(f, format!("cannot read safetensors: {e}")))?;
-            map.extend(tensors);
-        }
-        Ok(Weights {
+    /// The tensors of `files` (safetensors), read when taken.
+    pub fn from_files(files: &[PathBuf], device: Device, precision: Precision) -> Result<Self> {
+        let (shards, index) = Shards::open(files)?;
+        let map = index
+            .into_iter()
+            .map(|(n, e)| (n, Stored::InFile(e)))
+            .collect();
+        Ok(Self::new(
             map,
-            path: files.first().cloned().unwrap_or_default(),
+            shards,
+            files.first().cloned().unwrap_or_default(),
             device,
-            kind: Kind::Float,
-        })
+            precision,
+        ))
     }
 
-    pub fn from_map(map: HashMap<String, Tensor>, path: PathBuf, device: Device) -> Self {
+    pub fn from_map(
+        map: HashMap<String, Tensor>,
+        path: PathBuf,
+        device: Device,
+        precision: Precision,
+    ) -> Self {
+        let map = map
+            .into_iter()
+            .map(|(n, t)| (n, Stored::InMemory(t)))
+            .collect();
+        Self::new(map, Shards::none(), path, device, precision)
+    }
+
+    fn new(
+        map: HashMap<String, Stored>,
+        shards: Shards,
+        path: PathBuf,
+        device: Device,
+        precision: Precision,
+    ) -> Self {
         Weights {
             map,
+            shards,
             path,
             device,
-            kind: Kind::Float,
+            precision,
+            held: HashMap::new(),
+            rounded: false,
         }
     }
 
-    /// The dtype tensors are converted to as they are taken.
+    /// The dtype activations are computed in (and small tensors held in).
     pub fn kind(&self) -> Kind {
-        self.kind
+        self.precision.compute
     }
 
-    /// Take every tensor as `kind` (weights and hence activations).
-    pub fn with_kind(mut self, kind: Kind) -> Self {
-        self.kind = kind;
-        self
+    /// What was held, once every tensor is taken.
+    pub fn held(&self) -> Held {
+        let storage = self
+            .held
+            .iter()
+            .max_by_key(|(_, &b)| b)
+            .map_or(self.precision.compute, |(&k, _)| k);
+        Held {
+            storage,
+            bytes: self.held.values().sum(),
+            rounded: self.rounded,
+        }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -164,20 +216,28 @@ impl Weights {
 
     /// Take tensor `name`, checking its shape.
     pub fn take(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
-        let t = self
+        let stored = self
             .map
             .remove(name)
             .ok_or_else(|| Error::bad_model(&self.path, format!("tensor `{name}` is missing")))?;
-        if t.size() != shape {
+        if stored.shape() != shape {
             return Err(Error::bad_model(
                 &self.path,
                 format!(
                     "tensor `{name}` has shape {:?}, expected {shape:?}",
-                    t.size()
+                    stored.shape()
                 ),
             ));
         }
-        Ok(t.to_kind(self.kind).to(self.device).detach())
+        let kind = self.precision.held(stored.kind(), shape.len());
+        self.rounded |= precision::rounds(stored.kind(), kind);
+        let numel: i64 = shape.iter().product();
+        *self.held.entry(kind).or_default() += numel as u64 * precision::bytes(kind);
+        let t = match stored {
+            Stored::InFile(e) => self.shards.read(name, &e, kind)?,
+            Stored::InMemory(t) => t.to_kind(kind),
+        };
+        Ok(t.to(self.device).detach())
     }
 
     /// Take the first of `names` that exists.
