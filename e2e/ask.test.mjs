@@ -25,7 +25,7 @@ test('ask a cloze question and see the top predictions', async () => {
   await page.waitForSelector('#model option', { state: 'attached' });
   const options = await page.locator('#model option').allTextContents();
   assert.equal(options.length, 2);
-  assert.match(options[0], /bert, 3 layers × 64 neurons/);
+  assert.match(options[0], /bert, 3 layers × 64 neurons, f32 weights, f32 compute/);
 
   await page.fill('#prompt', 'The capital of France is [MASK].');
   await page.fill('#top-k', '5');

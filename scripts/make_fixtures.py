@@ -225,7 +225,8 @@ def attribution_goldens(model, tok, arch, masked):
     return out
 
 
-CHAIN_TARGETS = ["Ottawa", "Lyon", "Berlin", "Zurich", "Tokyo", "Madrid", "Lisbon"]
+CHAIN_TARGETS = ["Ottawa", "Lyon", "Berlin", "Zurich", "Tokyo", "Madrid", "Lisbon",
+                 "Reykjavik", "Ouagadougou", "Doha", "Lima", "Bern"]
 
 
 def chain_goldens(model, tok, arch, masked):
@@ -270,6 +271,80 @@ def write_golden(folder, tok, model, arch, masked, n_layers, extra=None, attribu
         g.update(extra)
     with open(os.path.join(folder, "golden.json"), "w") as f:
         json.dump(g, f)
+
+
+def train_roberta_bpe(folder):
+    """RoBERTa's tokenizer (byte-level BPE, `<s> … </s>`, a `<mask>` that absorbs the
+    space before it), built by transformers from a vocabulary trained here."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AddedToken, RobertaTokenizer
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus(), trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    # As roberta-base's tokenizer_config: the mask takes the space before it.
+    mask = AddedToken("<mask>", lstrip=True, rstrip=False, special=True, normalized=False)
+    fast = RobertaTokenizer(vocab=model["vocab"], merges=merges, mask_token=mask)
+    os.makedirs(folder, exist_ok=True)
+    fast.save_pretrained(folder)
+    return fast
+
+
+def train_xlmr_unigram(folder):
+    """XLM-RoBERTa's tokenizer (SentencePiece Unigram with `▁` for spaces), built by
+    transformers from a vocabulary and scores trained here; `<mask>` last, as XLM-R."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AddedToken, XLMRobertaTokenizer
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=1000, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                      unk_token="<unk>", show_progress=False)
+    tok.train_from_iterator(corpus(), trainer)
+    vocab = [tuple(v) for v in json.loads(tok.to_str())["model"]["vocab"]] + [("<mask>", 0.0)]
+    mask = AddedToken("<mask>", lstrip=True, rstrip=False, special=True, normalized=False)
+    fast = XLMRobertaTokenizer(vocab=vocab, mask_token=mask)
+    os.makedirs(folder, exist_ok=True)
+    fast.save_pretrained(folder)
+    return fast
+
+
+def make_roberta(out):
+    """RoBERTa and XLM-RoBERTa masked LMs: positions after the padding index, one token
+    type, the lm_head's dense + LayerNorm + decoder, random biases and LayerNorm gains."""
+    import torch
+    from transformers import RobertaConfig, RobertaForMaskedLM, XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    for name, train, config_cls, model_cls, seed in [
+        ("tiny-roberta", train_roberta_bpe, RobertaConfig, RobertaForMaskedLM, 26),
+        ("tiny-xlmr", train_xlmr_unigram, XLMRobertaConfig, XLMRobertaForMaskedLM, 27),
+    ]:
+        print(f"fixtures: {name}", flush=True)
+        folder = os.path.join(out, name)
+        set_seed(seed)
+        tok = train(folder)
+        cfg = config_cls(vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=66, type_vocab_size=1,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, layer_norm_eps=1e-5)
+        model = model_cls(cfg)
+        model.set_attn_implementation("eager")
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if p.dim() > 1:
+                    p.mul_(4.0)
+                elif "LayerNorm" in n or "layer_norm" in n:
+                    p.add_(0.3 * torch.randn_like(p))
+                elif n.endswith("bias"):
+                    p.copy_(0.3 * torch.randn_like(p))
+        model.save_pretrained(folder, safe_serialization=True)
+        write_golden(folder, tok, model, "roberta", True, cfg.num_hidden_layers, attribution=True)
 
 
 def make_bert(out):
@@ -480,6 +555,10 @@ ZOO = {
                  tie_word_embeddings=False),
     ),
 }
+# Distributed in bf16, as the hub's checkpoints are: kn holds them in bf16 and
+# computes in f32, which is what transformers gives loading them in f32.
+ZOO["tiny-gemma2-bf16"] = dict(ZOO["tiny-gemma2"], seed=24, bf16=True)
+ZOO["tiny-pythia-bf16"] = dict(ZOO["tiny-pythia"], seed=25, bf16=True)
 
 
 def zoo_model(cls, cfg, model=None):
@@ -516,7 +595,12 @@ def make_zoo(out):
                     p.copy_(center + 0.3 * torch.randn_like(p))
                 elif n.endswith("bias"):
                     p.copy_(0.3 * torch.randn_like(p))
+        if spec.get("bf16"):
+            model = model.to(torch.bfloat16)
         model.save_pretrained(folder, safe_serialization=True)
+        if spec.get("bf16"):  # as a user loads it in f32 (buffers made afresh, in f32)
+            model = type(model).from_pretrained(folder, dtype=torch.float32,
+                                                attn_implementation="eager")
         if spec.get("rename"):  # the names the hub's checkpoints have (Pythia: embed_out)
             rename_tensors(os.path.join(folder, "model.safetensors"), spec["rename"])
         if spec.get("hub_keys"):  # the hub's older spelling of the rope keys
@@ -695,7 +779,7 @@ def main():
     if os.path.exists(args.out):
         shutil.rmtree(args.out)
     os.makedirs(args.out)
-    for step in (make_bert, make_gpt2, make_llama, make_zoo):
+    for step in (make_bert, make_gpt2, make_llama, make_zoo, make_roberta):
         print(f"fixtures: {step.__name__[5:]}", flush=True)
         step(args.out)
     if args.smollm2:

@@ -21,7 +21,11 @@ from reference_ig import blank_activations, n_layers, replace_at_blank
 
 
 def pieces(tok, target, masked):
-    text = target if masked else " " + target
+    """The answer's tokens as they follow the blank: with the space before it for
+    causal models and for RoBERTa/XLM-R, whose tokens carry their leading space
+    (their `<mask>` absorbs it); WordPiece (BERT) tokens have no spaces."""
+    spaced = not masked or type(tok).__name__.startswith(("Roberta", "XLMRoberta"))
+    text = " " + target if spaced else target
     return tok(text, add_special_tokens=False)["input_ids"]
 
 

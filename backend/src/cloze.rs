@@ -46,10 +46,15 @@ pub fn cloze(model: &impl Vocab, prompt: &str) -> Result<Cloze> {
             .iter()
             .position(|&t| t == mask_id)
             .ok_or_else(|| Error::Prompt("the tokenizer did not keep the mask token".into()))?;
+        // RoBERTa's `<mask>` absorbs the space before it, and its tokens
+        // carry their leading space: the answer is read with it, as for a
+        // causal BPE model. BERT's WordPiece has no spaces in its tokens.
+        let before = prompt.split_once(BLANK).map_or("", |(b, _)| b);
         Cloze {
             ids,
             blank,
-            answer_after_space: false,
+            answer_after_space: cfg.arch == crate::models::Arch::Roberta
+                && before.ends_with(char::is_whitespace),
         }
     } else {
         let (before, after) = prompt.split_once(BLANK).expect("one blank");

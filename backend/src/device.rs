@@ -47,11 +47,20 @@ pub fn reset_peak_memory() {
 /// This process's peak resident memory since start or the last reset, in MiB
 /// (Linux; 0 elsewhere).
 pub fn peak_memory_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// This process's resident memory now, in MiB (Linux; 0 elsewhere).
+pub fn memory_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)

@@ -233,7 +233,7 @@ fn App() -> impl IntoView {
                         <label for="model">"Model"</label>
                         <select id="model" prop:value=move || page.model.get() on:change=move |ev| page.model.set(event_target_value(&ev))>
                             {move || bench.models.get().into_iter().map(|m| {
-                                let label = format!("{} ({}, {} layers × {} neurons)", m.name, m.arch, m.n_layers, m.d_ff);
+                                let label = format!("{} ({}, {} layers × {} neurons, {} weights, {} compute)", m.name, m.arch, m.n_layers, m.d_ff, m.storage, m.compute);
                                 view! { <option value=m.name.clone() selected=m.name == page.model.get_untracked()>{label}</option> }
                             }).collect_view()}
                         </select>

@@ -163,6 +163,19 @@ pub struct ModelSummary {
     pub max_positions: usize,
     /// `cpu` or `cuda:N`.
     pub device: String,
+    /// What the weight matrices are held in: `f32`, `bf16` or `f16` (a
+    /// checkpoint distributed in bf16 stays bf16 unless `--storage` says).
+    /// Results saved before precisions existed say neither: they were f32.
+    #[serde(default = "f32_name")]
+    pub storage: String,
+    /// What activations, probabilities and IG sums are computed in (`f32`
+    /// unless `--dtype` says).
+    #[serde(default = "f32_name")]
+    pub compute: String,
+}
+
+fn f32_name() -> String {
+    "f32".into()
 }
 
 /// `POST /api/predict`, and the input of `kn predict`.

@@ -17,12 +17,15 @@ pub fn run(
     json: bool,
 ) -> anyhow::Result<()> {
     let device = at.device;
+    let before = kn::device::memory_mib();
     kn::device::reset_peak_memory();
     let loading = std::time::Instant::now();
     let m = at.load(&fact.model)?;
     let load = serde_json::json!({
         "seconds": loading.elapsed().as_secs_f64(),
+        "rss_before_mib": before,
         "peak_rss_mib": kn::device::peak_memory_mib(),
+        "rss_after_mib": kn::device::memory_mib(),
         "weights_mib": m.held.bytes as f64 / f64::from(1 << 20),
     });
     let qs = queries(&m, fact)?;
@@ -99,11 +102,13 @@ pub fn run(
             device,
         };
         println!(
-            "  held in {}, computed in {}: {:.0} MiB of weights, loaded in {:.2} s, peak RSS {:.0} MiB while loading",
+            "  held in {}, computed in {}: {:.0} MiB of weights, loaded in {:.2} s; RSS {:.0} MiB before, {:.0} MiB after, peak {:.0} MiB",
             out["storage"].as_str().unwrap_or(""),
             out["dtype"].as_str().unwrap_or(""),
             load["weights_mib"].as_f64().unwrap_or(0.0),
             load["seconds"].as_f64().unwrap_or(0.0),
+            load["rss_before_mib"].as_f64().unwrap_or(0.0),
+            load["rss_after_mib"].as_f64().unwrap_or(0.0),
             load["peak_rss_mib"].as_f64().unwrap_or(0.0),
         );
         print_table(&shape, &rows, peak);

@@ -1,10 +1,17 @@
-//! BERT masked LM (`BertForMaskedLM`), Hugging Face layout.
+//! BERT, RoBERTa and XLM-RoBERTa masked LMs (`BertForMaskedLM`,
+//! `RobertaForMaskedLM`, `XLMRobertaForMaskedLM`), Hugging Face layout.
 //!
 //! Neurons: `a = GELU_erf(intermediate.dense(h))`, the output of
 //! `BertIntermediate`; value slots: columns of `output.dense.weight`.
 //! Weight names may carry the `bert.` prefix or not, and old checkpoints name
 //! LayerNorm parameters `gamma`/`beta`; the decoder is tied to the word
 //! embeddings when `cls.predictions.decoder.weight` is absent.
+//!
+//! RoBERTa is the same encoder under `roberta.` with its head in `lm_head`
+//! (dense, gelu, LayerNorm, decoder + bias), one token type, and positions
+//! counted from the padding index: token `i` of a row (none of them padding)
+//! sits at position `padding_idx + 1 + i`, a padding token at `padding_idx`
+//! (transformers' `create_position_ids_from_input_ids`).
 
 use super::layers::{lookup, project};
 use super::{
@@ -26,8 +33,18 @@ struct Layer {
     out_ln: LayerNorm,
 }
 
+/// Where a variant's position ids start.
+#[derive(Clone, Copy)]
+enum Positions {
+    /// BERT: `0, 1, 2, …`.
+    FromZero,
+    /// RoBERTa: after the padding index, padding tokens at it.
+    AfterPadding(i64),
+}
+
 pub struct Bert {
     cfg: ModelConfig,
+    positions: Positions,
     heads: i64,
     word: Tensor,
     pos: Tensor,
@@ -66,7 +83,24 @@ impl Bert {
                 "hidden_size is not a multiple of num_attention_heads",
             ));
         }
-        let p = if ws.contains("bert.embeddings.word_embeddings.weight") {
+        let roberta = matches!(c.str_or("model_type", "bert"), "roberta" | "xlm-roberta");
+        let embedding_type = c.str_or("position_embedding_type", "absolute");
+        if embedding_type != "absolute" {
+            return Err(crate::Error::bad_model(
+                &path,
+                format!(
+                    "position_embedding_type `{embedding_type}` is not supported (only `absolute`)"
+                ),
+            ));
+        }
+        let positions = if roberta {
+            Positions::AfterPadding(c.usize_or(&["pad_token_id"], 1) as i64)
+        } else {
+            Positions::FromZero
+        };
+        let p = if roberta {
+            "roberta."
+        } else if ws.contains("bert.embeddings.word_embeddings.weight") {
             "bert."
         } else {
             ""
@@ -98,15 +132,10 @@ impl Bert {
                 out_ln: LayerNorm::load(ws, &format!("{n}.output.LayerNorm"), d, eps)?,
             });
         }
-        let head_dense = Linear::load(ws, "cls.predictions.transform.dense", d, d)?;
-        let head_ln = LayerNorm::load(ws, "cls.predictions.transform.LayerNorm", d, eps)?;
-        let decoder = match ws.take_opt("cls.predictions.decoder.weight", &[vocab, d])? {
-            Some(w) => w,
-            None => word.shallow_clone(), // tied
-        };
-        let decoder_bias = match ws.take_opt("cls.predictions.bias", &[vocab])? {
-            Some(b) => b,
-            None => ws.take("cls.predictions.decoder.bias", &[vocab])?,
+        let head = if roberta {
+            roberta_head(ws, &word, (vocab, d, eps))?
+        } else {
+            bert_head(ws, &word, (vocab, d, eps))?
         };
         // The pooler and next-sentence head serve pre-training only; old
         // checkpoints keep the position ids and a copy of the decoder's bias.
@@ -115,31 +144,83 @@ impl Bert {
                 || n.starts_with("cls.seq_relationship.")
                 || n.ends_with("position_ids")
                 || n == "cls.predictions.decoder.bias"
+                || n == "lm_head.decoder.bias"
         })?;
+        let usable = match positions {
+            Positions::FromZero => max_pos,
+            Positions::AfterPadding(pad) => max_pos - pad - 1,
+        };
         Ok(Bert {
             cfg: ModelConfig {
-                arch: Arch::Bert,
+                arch: if roberta { Arch::Roberta } else { Arch::Bert },
                 n_layers,
                 d_model: d as usize,
                 d_ff: d_ff as usize,
                 vocab_size: vocab as usize,
-                max_positions: max_pos as usize,
+                max_positions: usable.max(1) as usize,
                 q_dim: d as usize,
                 kv_dim: d as usize,
             },
+            positions,
             heads,
             word,
             pos,
             token_type,
             emb_ln,
             layers,
-            head_dense,
-            head_ln,
-            decoder,
-            decoder_bias,
+            head_dense: head.dense,
+            head_ln: head.ln,
+            decoder: head.decoder,
+            decoder_bias: head.bias,
             device: ws.device(),
         })
     }
+}
+
+/// The masked-LM head: a transform (dense, gelu, LayerNorm), then the decoder.
+struct Head {
+    dense: Linear,
+    ln: LayerNorm,
+    decoder: Tensor,
+    bias: Tensor,
+}
+
+fn bert_head(ws: &mut Weights, word: &Tensor, (vocab, d, eps): (i64, i64, f64)) -> Result<Head> {
+    let dense = Linear::load(ws, "cls.predictions.transform.dense", d, d)?;
+    let ln = LayerNorm::load(ws, "cls.predictions.transform.LayerNorm", d, eps)?;
+    let decoder = match ws.take_opt("cls.predictions.decoder.weight", &[vocab, d])? {
+        Some(w) => w,
+        None => word.shallow_clone(), // tied
+    };
+    let bias = match ws.take_opt("cls.predictions.bias", &[vocab])? {
+        Some(b) => b,
+        None => ws.take("cls.predictions.decoder.bias", &[vocab])?,
+    };
+    Ok(Head {
+        dense,
+        ln,
+        decoder,
+        bias,
+    })
+}
+
+fn roberta_head(ws: &mut Weights, word: &Tensor, (vocab, d, eps): (i64, i64, f64)) -> Result<Head> {
+    let dense = Linear::load(ws, "lm_head.dense", d, d)?;
+    let ln = LayerNorm::load(ws, "lm_head.layer_norm", d, eps)?;
+    let decoder = match ws.take_opt("lm_head.decoder.weight", &[vocab, d])? {
+        Some(w) => w,
+        None => word.shallow_clone(), // tied
+    };
+    let bias = match ws.take_opt("lm_head.bias", &[vocab])? {
+        Some(b) => b,
+        None => ws.take("lm_head.decoder.bias", &[vocab])?,
+    };
+    Ok(Head {
+        dense,
+        ln,
+        decoder,
+        bias,
+    })
 }
 
 impl NeuronModel for Bert {
@@ -152,10 +233,18 @@ impl NeuronModel for Bert {
     }
 
     fn embed(&self, batch: &Batch) -> Tensor {
-        let positions = Tensor::arange(batch.seq_len as i64, (tch::Kind::Int64, self.device));
+        let positions = match self.positions {
+            Positions::FromZero => {
+                Tensor::arange(batch.seq_len as i64, (tch::Kind::Int64, self.device)).unsqueeze(0)
+            }
+            Positions::AfterPadding(pad) => {
+                let real = batch.ids.ne(pad).to_kind(tch::Kind::Int64);
+                real.cumsum(1, tch::Kind::Int64) * &real + pad
+            }
+        };
         let kind = self.emb_ln.kind();
         let x = lookup(&self.word, &batch.ids, kind)
-            + lookup(&self.pos, &positions, kind).unsqueeze(0)
+            + lookup(&self.pos, &positions, kind)
             + self.token_type.get(0).to_kind(kind);
         self.emb_ln.forward(&x)
     }

@@ -184,9 +184,20 @@ pub(crate) fn lookup(table: &Tensor, ids: &Tensor, kind: Kind) -> Tensor {
     Tensor::embedding(table, ids, -1, false, false).to_kind(kind)
 }
 
-/// `y = x·Wᵀ` with `w` (a head, held in any dtype) in `x`'s dtype.
+/// `y = x·Wᵀ` with `w` (a head, held in any dtype) in `x`'s dtype. A head
+/// held in another dtype is converted a block of rows at a time: a whole f32
+/// copy of a 128k-token vocabulary's head is 1–2 GB.
 pub(crate) fn project(x: &Tensor, w: &Tensor) -> Tensor {
-    x.linear::<Tensor>(&w.to_kind(x.kind()), None)
+    const ROWS: i64 = 16_384;
+    if w.kind() == x.kind() {
+        return x.linear::<Tensor>(w, None);
+    }
+    let n = w.size()[0];
+    let parts: Vec<Tensor> = (0..n)
+        .step_by(ROWS as usize)
+        .map(|s| x.linear::<Tensor>(&w.narrow(0, s, ROWS.min(n - s)).to_kind(x.kind()), None))
+        .collect();
+    Tensor::cat(&parts, -1)
 }
 
 /// LayerNorm; old checkpoints name its parameters `gamma`/`beta`.

@@ -617,7 +617,7 @@ fn load_hf_dir(dir: PathBuf, device: Device, precision: Precision) -> Result<Loa
     let files = Weights::files(&dir)?;
     let mut ws = Weights::from_files(&files, device, precision)?;
     let net: Box<dyn NeuronModel> = match model_type.as_str() {
-        "bert" => Box::new(bert::Bert::load(&config, &mut ws)?),
+        "bert" | "roberta" | "xlm-roberta" => Box::new(bert::Bert::load(&config, &mut ws)?),
         "gpt2" => Box::new(gpt2::Gpt2::load(&config, &mut ws)?),
         "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "olmo2" | "smollm" => {
             Box::new(llama::load(&config, &mut ws)?)

@@ -168,6 +168,8 @@ pub fn summary(model: &Model) -> ModelSummary {
         vocab_size: cfg.vocab_size,
         max_positions: cfg.max_positions,
         device: crate::device::describe(model.net.device()),
+        storage: crate::models::precision::name(model.held.storage).into(),
+        compute: crate::models::precision::name(model.dtype).into(),
     }
 }
 

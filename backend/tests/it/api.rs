@@ -38,6 +38,10 @@ async fn health_and_models() {
         ("bert", true, 3, 64)
     );
     assert_eq!((m[1].arch.name(), m[1].masked), ("gpt2", false));
+    assert_eq!(
+        (m[0].storage.as_str(), m[0].compute.as_str()),
+        ("f32", "f32")
+    );
 }
 
 #[tokio::test]

@@ -43,8 +43,13 @@ fn undo_is_exact_and_saved_edits_reproduce() {
 /// Undo restores the logits exactly, a saved edit reproduces them on a fresh
 /// copy, erasing undoes too, and the file on disk never changes.
 pub(crate) fn undo_is_exact(dir: &str) {
+    undo_is_exact_at(dir, kn::Precision::default());
+}
+
+/// [`undo_is_exact`] with the model at `precision`.
+pub(crate) fn undo_is_exact_at(dir: &str, precision: kn::Precision) {
     let on_disk = file_bytes(dir);
-    let m = kn::load_model(&fixture(dir), cpu()).unwrap();
+    let m = kn::load_model_with(&fixture(dir), cpu(), precision).unwrap();
     let fp = fingerprint(&m);
     let q = top1_query(&m, "The capital of France is [MASK].");
     let before = logits(&m, &q);
@@ -77,7 +82,7 @@ pub(crate) fn undo_is_exact(dir: &str) {
     // Save, load into a fresh copy of the model, apply: the same edited logits.
     let json = serde_json::to_string(&edit).unwrap();
     let loaded: EditSet = serde_json::from_str(&json).unwrap();
-    let m2 = kn::load_model(&fixture(dir), cpu()).unwrap();
+    let m2 = kn::load_model_with(&fixture(dir), cpu(), precision).unwrap();
     apply(&m2, &loaded, &fingerprint(&m2)).unwrap();
     assert_eq!(
         logits(&m2, &q),

@@ -24,6 +24,54 @@ fn holds(dir: &str) {
     edit::undo_is_exact(dir);
 }
 
+/// Checkpoints distributed in bf16 are held in bf16 (half the bytes of f32)
+/// and computed in f32: exactly what transformers gives loading them in f32,
+/// so their goldens hold at the same tolerance and their ids are the
+/// checkpoint's own.
+#[test]
+fn bf16_checkpoints_are_held_in_bf16_and_match_transformers() {
+    for dir in ["tiny-gemma2-bf16", "tiny-pythia-bf16"] {
+        let m = kn::load_model(&fixture(dir), cpu()).unwrap();
+        assert_eq!(m.held.storage, tch::Kind::BFloat16, "{dir}");
+        assert_eq!(m.dtype, tch::Kind::Float, "{dir}");
+        assert!(
+            !m.held.rounded && !m.fingerprint.contains('@'),
+            "{dir}: {}",
+            m.fingerprint
+        );
+        let file = std::fs::metadata(fixture(dir) + "/model.safetensors")
+            .unwrap()
+            .len();
+        // The file less its header; norms and biases held in f32 add a little.
+        assert!(
+            m.held.bytes <= file * 11 / 10 && m.held.bytes * 10 >= file * 9,
+            "{dir}: {} bytes held for a file of {file}",
+            m.held.bytes
+        );
+        holds(dir);
+    }
+}
+
+/// RoBERTa: positions after the padding index, one token type, the lm_head's
+/// transform; byte-level BPE with a `<mask>` that takes the space before it,
+/// answers read with their leading space.
+#[test]
+fn roberta_matches_transformers() {
+    let m = kn::load_model(&fixture("tiny-roberta"), cpu()).unwrap();
+    assert_eq!(m.config().arch, kn::models::Arch::Roberta);
+    // 66 position embeddings, the first two before any token (padding_idx 1).
+    assert_eq!(m.config().max_positions, 64);
+    let q = kn::engine::Query::new(&m, "The capital of France is [MASK].", "Paris").unwrap();
+    assert_eq!(m.tokenizer.token_text(q.target), " Paris");
+    holds("tiny-roberta");
+}
+
+/// XLM-RoBERTa: the same encoder with a SentencePiece Unigram tokenizer.
+#[test]
+fn xlm_roberta_matches_transformers() {
+    holds("tiny-xlmr");
+}
+
 /// A sliding window of 3 on every layer, shorter than every prompt; linear
 /// rope scaling.
 #[test]
@@ -220,6 +268,12 @@ fn keys_that_change_the_computation_are_refused_by_name() {
             "`dynamic`",
         ),
         ("tiny-gptj", "rotary_dim", json!(null), "rotary_dim"),
+        (
+            "tiny-roberta",
+            "position_embedding_type",
+            json!("relative_key"),
+            "position_embedding_type",
+        ),
         (
             "tiny-gptj",
             "activation_function",
