@@ -20,8 +20,8 @@ use tch::{Kind, Tensor};
 /// The most bytes read into the staging buffer at once. Small on purpose:
 /// glibc raises its mmap threshold to the size of a freed mapped block, so
 /// large staging blocks would send the weights' own smaller tensors to the
-/// heap between their freed holes (measured: 16 MiB chunks peaked 0.3–0.5 GB
-/// above the weights on a 2.4 GB checkpoint, 1 MiB chunks 0.06 GB).
+/// heap between their freed holes (measured on a 2.4 GB checkpoint: 16 MiB
+/// chunks peaked 0.2–0.5 GB above the weights and runtime, 1 MiB 0.05–0.1).
 const CHUNK: usize = 1 << 20;
 
 /// A tensor's place in a shard.
