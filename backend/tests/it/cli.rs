@@ -40,6 +40,41 @@ fn info_says_what_runs_where() {
     assert_eq!(cpu["fingerprint"], v["fingerprint"]);
 }
 
+/// `--storage` and `--dtype` reach every command (they are global) and `kn
+/// info` says both; a bf16 checkpoint is held in bf16 by default under its own
+/// id, and a precision that changes the numbers puts itself on the id.
+#[test]
+fn info_says_the_precision_and_ids_keep_precisions_apart() {
+    let bf16 = fixture("tiny-gemma2-bf16");
+    let own = kn(&["info", "--model", &bf16]);
+    assert_eq!(
+        (&own["storage"], &own["dtype"]),
+        (&"bf16".into(), &"f32".into())
+    );
+    let upcast = kn(&["--storage", "f32", "info", "--model", &bf16]);
+    assert_eq!(upcast["storage"], "f32");
+    assert_eq!(
+        upcast["fingerprint"], own["fingerprint"],
+        "same numbers, same id"
+    );
+    let llama = fixture("tiny-llama");
+    let f32 = kn(&["info", "--model", &llama])["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (args, tag) in [
+        (["--storage", "bf16"], "@bf16-f32"),
+        (["--dtype", "bf16"], "@bf16-bf16"),
+    ] {
+        let v = kn(&[args[0], args[1], "info", "--model", &llama]);
+        assert_eq!(v["fingerprint"], format!("{f32}{tag}"), "{args:?}");
+        assert!(v["weights_mib"].as_f64().unwrap() > 0.0);
+    }
+    // After the subcommand too, as users write options.
+    let v = kn(&["info", "--model", &llama, "--storage", "bf16"]);
+    assert_eq!(v["storage"], "bf16");
+}
+
 #[test]
 fn bench_reports_work_and_rate_consistently() {
     let llama = fixture("tiny-llama");
