@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ARTIFACTS, fixture, launchBrowser, startServer } from './harness.mjs';
+import { ARTIFACTS, fixture, launchBrowser, startServer, watchErrors } from './harness.mjs';
 
 let server, browser;
 
@@ -44,6 +44,28 @@ test('ask a cloze question and see the top predictions', async () => {
   assert.ok(svg.includes(JSON.stringify(api.top_k[0].token)), 'top token labelled in the chart');
   assert.equal(await page.locator('#topk-chart a', { hasText: 'SVG' }).count(), 1, 'the chart can be exported');
   await page.screenshot({ path: join(ARTIFACTS, 'ask.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+});
+
+test('predicting again and again logs no error and no panic', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors = watchErrors(page);
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  for (const [i, prompt] of ['The capital of France is [MASK].', 'Paris is the capital of [MASK].',
+    'The official language of Brazil is [MASK].', 'Albert Einstein was born in [MASK].'].entries()) {
+    for (const model of [0, 1]) {
+      await page.selectOption('#model', { index: model });
+      await page.fill('#prompt', model === 1 ? prompt.replace(/ \[MASK\]\.$/, ' [MASK]') : prompt);
+      await page.fill('#top-k', String(3 + i));
+      await page.click('#predict');
+      await page.waitForFunction((k) => document.querySelectorAll('#topk-chart svg rect').length >= k, 3 + i);
+      await page.waitForSelector('#predict:not([disabled])');
+    }
+  }
+  // The page is resized with a chart on it: the chart redraws, nothing logs.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
   assert.deepEqual(errors, []);
 });
 

@@ -77,3 +77,19 @@ export async function launchBrowser() {
       '--disable-component-update', '--disable-quic', '--no-first-run', '--disable-sync'],
   });
 }
+
+/// Every uncaught page error and every console error of `page` (a Rust panic
+/// is logged by console_error_panic_hook as a console error, and the wasm
+/// trap after it as a page error). A refused request logs the browser's own
+/// "Failed to load resource" line: that is the server answering, not a fault
+/// of the page, and is left out.
+export function watchErrors(page) {
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
+      errors.push(`console: ${m.text()}`);
+    }
+  });
+  return errors;
+}

@@ -4,6 +4,10 @@
 
 use leptos::html;
 use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 
 /// A `data:` URL for a download link.
@@ -118,8 +122,19 @@ pub fn scroll_to(id: &str) {
 /// The content width of a box, in px, kept up to date as the box resizes (a
 /// `ResizeObserver`): charts redraw at their box's width, so their text stays
 /// at its size on a phone and on a wide screen. `fallback` until it is laid out.
+/// The observer is disconnected when the component that asked goes away: left
+/// observing, it fired into the disposed signal of a replaced chart (a panic in
+/// the console at every prediction after the first).
 pub fn width_of(node: NodeRef<html::Div>, fallback: u32) -> ReadSignal<u32> {
+    type Observing = Option<(web_sys::ResizeObserver, Closure<dyn Fn(js_sys::Array)>)>;
     let (width, set_width) = signal(fallback);
+    let held: SendWrapper<Rc<RefCell<Observing>>> = SendWrapper::new(Rc::new(RefCell::new(None)));
+    let for_cleanup = held.clone();
+    on_cleanup(move || {
+        if let Some((observer, _callback)) = for_cleanup.borrow_mut().take() {
+            observer.disconnect();
+        }
+    });
     Effect::new(move |observed: Option<bool>| {
         if observed == Some(true) {
             return true;
@@ -127,25 +142,23 @@ pub fn width_of(node: NodeRef<html::Div>, fallback: u32) -> ReadSignal<u32> {
         let Some(el) = node.get() else {
             return false;
         };
-        let on_resize = wasm_bindgen::closure::Closure::<dyn Fn(js_sys::Array)>::new(
-            move |entries: js_sys::Array| {
-                let w = entries
-                    .get(0)
-                    .dyn_into::<web_sys::ResizeObserverEntry>()
-                    .map(|e| e.content_rect().width())
-                    .unwrap_or(0.0);
-                if w >= 1.0 {
-                    let w = (w.round() as u32).max(280);
-                    if w != width.get_untracked() {
-                        set_width.set(w);
-                    }
+        let on_resize = Closure::<dyn Fn(js_sys::Array)>::new(move |entries: js_sys::Array| {
+            let w = entries
+                .get(0)
+                .dyn_into::<web_sys::ResizeObserverEntry>()
+                .map(|e| e.content_rect().width())
+                .unwrap_or(0.0);
+            if w >= 1.0 {
+                let w = (w.round() as u32).max(280);
+                if width.try_get_untracked().is_some_and(|now| now != w) {
+                    set_width.try_set(w);
                 }
-            },
-        );
+            }
+        });
         match web_sys::ResizeObserver::new(on_resize.as_ref().unchecked_ref()) {
             Ok(observer) => {
                 observer.observe(&el);
-                on_resize.forget();
+                *held.borrow_mut() = Some((observer, on_resize));
                 true
             }
             Err(_) => false,
