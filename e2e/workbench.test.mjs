@@ -234,6 +234,17 @@ test('4. a neuron card with its own link', async () => {
   assert.equal(await page.locator('#neuron-prompts tbody tr').count(), 3);
   assert.equal(await page.locator('#neuron-promotes li').count(), 10);
   assert.equal(await page.locator('#neuron-suppresses li').count(), 10);
+  // The direction it takes on these prompts, against the slot's own: a
+  // negative mean activation raises what the slot points away from.
+  const direction = await page.locator('#neuron-direction').textContent();
+  const m = direction.match(/mean activation here is (-?[0-9.e+-]+)/);
+  assert.ok(m, direction);
+  assert.match(direction, /The answer ".+" is number \d+ of the tokens it raises/);
+  await page.click('#neuron-slot summary');
+  const first = (sel) => page.locator(`${sel} li code`).first().textContent();
+  const raised = await first('#neuron-promotes');
+  const slotEnd = Number(m[1]) < 0 ? '#neuron-slot-suppresses' : '#neuron-slot-promotes';
+  assert.equal(raised, await first(slotEnd));
   const cardLink = await page.locator('#neuron-link').getAttribute('href');
   assert.equal(cardLink, `${link}?neuron=${neuron}`);
   assert.ok(page.url().includes(`neuron=${encodeURIComponent(neuron)}`) || page.url().includes(`neuron=${neuron}`), 'the address names the neuron');

@@ -1,13 +1,36 @@
 //! The neuron card (Neuronpedia's idea, for knowledge neurons): a selected
 //! neuron's attribution and activation on each prompt of the fact, whether it
-//! passed the coarse threshold on each, the tokens its value slot promotes and
-//! suppresses, and a link that reopens the analysis with the card open.
+//! passed the coarse threshold on each, the tokens it raises and lowers at the
+//! sign and size it fires at (and its value slot's own projection), and a link
+//! that reopens the analysis with the card open.
 
 use crate::api::{self, Failure};
 use crate::ui::{self, Cell, SortTable};
 use kn_shared::{Neuron, NeuronCard, NeuronRequest, TokenScore};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+
+/// One sentence on the direction the neuron takes, and where the answer is.
+fn direction(c: &NeuronCard) -> String {
+    let a = c.mean_activation;
+    let sign = if a < 0.0 {
+        "negative, so it raises the tokens its slot points away from"
+    } else if a > 0.0 {
+        "positive, so it raises the tokens its slot points towards"
+    } else {
+        "zero: it writes nothing, and the lists are the slot's own"
+    };
+    let rank = c.answer_rank.map_or(String::new(), |r| {
+        format!(
+            " The answer {:?} is number {r} of the tokens it raises.",
+            c.target
+        )
+    });
+    format!(
+        "Its mean activation here is {}: {sign}.{rank}",
+        ui::value(a)
+    )
+}
 
 #[component]
 pub fn NeuronCardView(analysis: String, selected: RwSignal<Option<Neuron>>) -> impl IntoView {
@@ -72,17 +95,31 @@ pub fn NeuronCardView(analysis: String, selected: RwSignal<Option<Neuron>>) -> i
                                 " " <ui::Help id="neuron-threshold" text="A neuron is in a prompt's coarse set when its integrated-gradients score exceeds t times the largest score of any neuron on that prompt; it is a knowledge neuron when it is in the coarse sets of more than p × the prompts." />
                             </p>
                             <SortTable id="neuron-prompts" headers=vec!["prompt", "IG score", "activation", "passes t"] rows=rows />
+                            <p id="neuron-direction">{direction(&c)}</p>
                             <div class="compare">
                                 <div>
-                                    <h4>"Its value slot promotes"</h4>
+                                    <h4>"On these prompts it raises"</h4>
                                     <ol id="neuron-promotes">{tokens(c.promotes.clone())}</ol>
                                 </div>
                                 <div>
-                                    <h4>"…and suppresses"</h4>
+                                    <h4>"…and lowers"</h4>
                                     <ol id="neuron-suppresses">{tokens(c.suppresses.clone())}</ol>
                                 </div>
                             </div>
-                            <p class="hint">"The value slot (the neuron's column of the FFN output weights) projected on the output embeddings (Geva et al., 2022): the tokens whose logits it raises and lowers most when the neuron fires."</p>
+                            <p class="hint">"What the neuron adds to the logits at its mean activation a on these prompts: a times its value slot (its column of the FFN output weights) projected on the output embeddings (Geva et al., 2022). The values are those logit changes."</p>
+                            <details id="neuron-slot">
+                                <summary>"The value slot itself (as if the neuron fired at +1)"</summary>
+                                <div class="compare">
+                                    <div>
+                                        <h4>"The slot points towards"</h4>
+                                        <ol id="neuron-slot-promotes">{tokens(c.slot_promotes.clone())}</ol>
+                                    </div>
+                                    <div>
+                                        <h4>"…and away from"</h4>
+                                        <ol id="neuron-slot-suppresses">{tokens(c.slot_suppresses.clone())}</ol>
+                                    </div>
+                                </div>
+                            </details>
                         }.into_any()
                     }
                 }}

@@ -946,10 +946,26 @@ pub struct NeuronCard {
     pub known: usize,
     pub knowledge: bool,
     pub baseline: bool,
-    /// The value slot projected on the output embeddings: the tokens whose
-    /// logits it raises most, and lowers most, with the projection's value.
+    /// The neuron's mean activation over the prompts: the sign and size at
+    /// which its value slot is read below.
+    #[serde(default)]
+    pub mean_activation: f64,
+    /// The tokens whose logits the neuron raises most, and lowers most, at
+    /// its mean activation `a` (`a · E_out v`): the direction it takes on
+    /// these prompts. A neuron firing negative raises what its slot points
+    /// away from.
     pub promotes: Vec<TokenScore>,
     pub suppresses: Vec<TokenScore>,
+    /// The value slot itself projected on the output embeddings (`E_out v`,
+    /// as if the neuron fired at +1; Geva et al., 2022).
+    #[serde(default)]
+    pub slot_promotes: Vec<TokenScore>,
+    #[serde(default)]
+    pub slot_suppresses: Vec<TokenScore>,
+    /// The answer's (first piece's) rank among the tokens the neuron raises at
+    /// its mean activation: 1 = the token it pushes up most.
+    #[serde(default)]
+    pub answer_rank: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -52,15 +52,72 @@ pub fn on_prompts(
         .collect()
 }
 
-/// The `k` tokens whose logits the value slot of `n` raises most and lowers
-/// most, with the projection's value (`E_out · v`).
+/// What a neuron's value slot writes into the vocabulary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vocabulary {
+    /// The `k` tokens whose logits the neuron raises most at activation
+    /// `a` (`a · E_out v`, strongest first): the direction it really takes.
+    /// A neuron that fires negative (the rule under SwiGLU) pushes up what
+    /// its slot points away from.
+    pub promotes: Vec<TokenScore>,
+    /// ... and lowers most (most negative first).
+    pub suppresses: Vec<TokenScore>,
+    /// The slot itself, as if the neuron fired at +1 (`E_out v`, Geva et
+    /// al.'s projection): raised most, lowered most.
+    pub slot_promotes: Vec<TokenScore>,
+    pub slot_suppresses: Vec<TokenScore>,
+    /// The answer's rank among the tokens the neuron raises at `a` (1 = the
+    /// most raised), when an answer is given.
+    pub answer_rank: Option<usize>,
+}
+
+/// What the value slot of `n` writes at activation `a` (the neuron's mean
+/// over a fact's prompts, say), and as a slot; `answer`'s rank in it.
 pub fn vocabulary(
     model: &Model,
     n: Neuron,
     k: usize,
-) -> Result<(Vec<TokenScore>, Vec<TokenScore>)> {
+    a: f64,
+    answer: Option<u32>,
+) -> Result<Vocabulary> {
     validate(model.config(), &[n])?;
-    let logits = tch::no_grad(|| {
+    let slot = slot_logits(model, n);
+    // What the neuron adds to the logits is `a · E_out v`: at a negative `a`
+    // the slot's lowest tokens are the ones it raises. A neuron at 0 writes
+    // nothing: its lists are then the slot's own.
+    let scale = if a == 0.0 { 1.0 } else { a };
+    let answer_rank = match answer {
+        Some(t) if (t as usize) < model.config().vocab_size => {
+            let own = slot.double_value(&[t as i64]);
+            let above = if scale < 0.0 {
+                slot.lt(own)
+            } else {
+                slot.gt(own)
+            };
+            Some(i64::try_from(above.sum(Kind::Int64))? as usize + 1)
+        }
+        _ => None,
+    };
+    let slot_promotes = top(model, &slot, k, true)?;
+    let slot_suppresses = top(model, &slot, k, false)?;
+    let (up, down) = if scale < 0.0 {
+        (&slot_suppresses, &slot_promotes)
+    } else {
+        (&slot_promotes, &slot_suppresses)
+    };
+    let (promotes, suppresses) = (rescale(up, scale), rescale(down, scale));
+    Ok(Vocabulary {
+        promotes,
+        suppresses,
+        slot_promotes,
+        slot_suppresses,
+        answer_rank,
+    })
+}
+
+/// `E_out v` over the whole vocabulary, in f32 on the CPU.
+fn slot_logits(model: &Model, n: Neuron) -> Tensor {
+    tch::no_grad(|| {
         let v = model
             .net
             .value_slots(n.layer)
@@ -82,21 +139,31 @@ pub fn vocabulary(
         Tensor::cat(&parts, 0)
             .to_kind(Kind::Float)
             .to(tch::Device::Cpu)
-    });
+    })
+}
+
+/// The `k` largest (or smallest) of `logits`, with their tokens.
+fn top(model: &Model, logits: &Tensor, k: usize, largest: bool) -> Result<Vec<TokenScore>> {
     let k = k.min(model.config().vocab_size) as i64;
-    let pick = |largest: bool| -> Result<Vec<TokenScore>> {
-        let (vals, idx) = logits.topk(k, 0, largest, true);
-        let vals: Vec<f32> = Vec::try_from(&vals)?;
-        let idx: Vec<i64> = Vec::try_from(&idx)?;
-        Ok(idx
-            .into_iter()
-            .zip(vals)
-            .map(|(i, v)| TokenScore {
-                id: i as u32,
-                token: model.tokenizer.token_text(i as u32),
-                value: v.into(),
-            })
-            .collect())
-    };
-    Ok((pick(true)?, pick(false)?))
+    let (vals, idx) = logits.topk(k, 0, largest, true);
+    let vals: Vec<f32> = Vec::try_from(&vals)?;
+    let idx: Vec<i64> = Vec::try_from(&idx)?;
+    Ok(idx
+        .into_iter()
+        .zip(vals)
+        .map(|(i, v)| TokenScore {
+            id: i as u32,
+            token: model.tokenizer.token_text(i as u32),
+            value: v.into(),
+        })
+        .collect())
+}
+
+fn rescale(list: &[TokenScore], by: f64) -> Vec<TokenScore> {
+    list.iter()
+        .map(|t| TokenScore {
+            value: t.value * by,
+            ..t.clone()
+        })
+        .collect()
 }

@@ -154,7 +154,7 @@ pub async fn neuron_route(
     };
     let max_scores: Vec<Option<f64>> = analysis.prompts.iter().map(|p| p.max_score).collect();
     let t = analysis.neurons.t;
-    let (prompts, (promotes, suppresses)) = worker
+    let (prompts, vocab) = worker
         .run(sets, move |m, cancel| {
             let on = crate::engine::neuron_card::on_prompts(
                 m,
@@ -165,9 +165,13 @@ pub async fn neuron_route(
                 t,
                 &mut super::worker::until_cancelled(cancel),
             )?;
-            Ok((on, crate::engine::neuron_card::vocabulary(m, neuron, 10)?))
+            let mean = on.iter().map(|p| p.activation).sum::<f64>() / on.len().max(1) as f64;
+            let answer = queries.first().map(|q| q.target);
+            let vocab = crate::engine::neuron_card::vocabulary(m, neuron, 10, mean, answer)?;
+            Ok((on, (mean, vocab)))
         })
         .await?;
+    let (mean_activation, vocab) = vocab;
     let is_in = |set: &[kn_shared::ScoredNeuron]| set.iter().any(|n| n.neuron() == neuron);
     let known = prompts.iter().filter(|p| p.passed.is_some()).count();
     let passed = prompts.iter().filter(|p| p.passed == Some(true)).count();
@@ -182,8 +186,12 @@ pub async fn neuron_route(
         knowledge: is_in(&analysis.neurons.knowledge),
         baseline: is_in(&analysis.neurons.baseline),
         prompts,
-        promotes,
-        suppresses,
+        mean_activation,
+        promotes: vocab.promotes,
+        suppresses: vocab.suppresses,
+        slot_promotes: vocab.slot_promotes,
+        slot_suppresses: vocab.slot_suppresses,
+        answer_rank: vocab.answer_rank,
     })
     .into_response())
 }

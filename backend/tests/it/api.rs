@@ -707,6 +707,35 @@ async fn a_neuron_card_agrees_with_the_analysis_and_the_library() {
     assert!(card.promotes.windows(2).all(|w| w[0].value >= w[1].value));
     assert!(card.suppresses.windows(2).all(|w| w[0].value <= w[1].value));
     assert!(card.promotes[0].value >= card.suppresses[0].value);
+    // Read at the neuron's mean activation: its sign picks which end of the
+    // slot's projection it raises.
+    let mean = card.prompts.iter().map(|p| p.activation).sum::<f64>() / card.prompts.len() as f64;
+    assert!((card.mean_activation - mean).abs() < 1e-12);
+    let ids = |l: &[kn_shared::TokenScore]| l.iter().map(|t| t.id).collect::<Vec<_>>();
+    let raised = if mean < 0.0 {
+        &card.slot_suppresses
+    } else {
+        &card.slot_promotes
+    };
+    assert_eq!(ids(&card.promotes), ids(raised));
+    for (c, s) in card.promotes.iter().zip(raised) {
+        assert!((c.value - mean * s.value).abs() <= 1e-9 * c.value.abs().max(1.0));
+    }
+    let rank = card.answer_rank.unwrap();
+    assert!(rank >= 1 && rank <= m.config().vocab_size);
+    // Both signs on one neuron: what +a raises, -a lowers; the answer's rank
+    // turns over (no ties in a random model's projection).
+    let vocab = |a: f64| {
+        kn::engine::neuron_card::vocabulary(&m, n.neuron(), 5, a, Some(card.prompts.len() as u32))
+            .unwrap()
+    };
+    let (up, down) = (vocab(2.0), vocab(-2.0));
+    assert_eq!(ids(&up.promotes), ids(&down.suppresses));
+    assert_eq!(ids(&up.suppresses), ids(&down.promotes));
+    assert_eq!(up.slot_promotes, down.slot_promotes);
+    assert!((down.promotes[0].value + 2.0 * up.slot_suppresses[0].value).abs() < 1e-9);
+    let v = m.config().vocab_size;
+    assert_eq!(up.answer_rank.unwrap() + down.answer_rank.unwrap(), v + 1);
     use StatusCode as S;
     let far = serde_json::json!({"analysis": a.id, "layer": 99, "index": 0}).to_string();
     expect_error(
