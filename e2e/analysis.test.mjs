@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ARTIFACTS, fixture, launchBrowser, startServer } from './harness.mjs';
+import { ARTIFACTS, fixture, launchBrowser, startServer, pageErrors } from './harness.mjs';
 
 let server, browser;
 const models = [fixture('tiny-llama')];
@@ -193,4 +193,10 @@ test('update a fact, see the effect on this page only, undo it', async () => {
   await page.click('#erase');
   await page.waitForSelector('#edit-error');
   assert.match(await page.locator('#edit-error').textContent(), /expected LAYER:INDEX/);
+});
+
+// No test of this file left a page error or a console error (a panic of the
+// WebAssembly app is both), whatever it was testing.
+test('no page logged an error or a panic', () => {
+  assert.deepEqual(pageErrors(), []);
 });

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ARTIFACTS, fixture, launchBrowser, startServer, watchErrors } from './harness.mjs';
+import { ARTIFACTS, fixture, launchBrowser, startServer, watchErrors, pageErrors } from './harness.mjs';
 
 let server, browser;
 
@@ -154,4 +154,10 @@ test('a multi-token answer lists its pieces, and P(answer) is their product', as
   const product = pieces.reduce((a, p) => a * p.prob, 1);
   assert.ok(Math.abs(api.target.prob / product - 1) < 1e-9, 'P(answer) is the product of the pieces');
   assert.match(await page.locator('#target-prob').textContent(), new RegExp(`${pieces.length} pieces, P\\(answer\\) is their product`));
+});
+
+// No test of this file left a page error or a console error (a panic of the
+// WebAssembly app is both), whatever it was testing.
+test('no page logged an error or a panic', () => {
+  assert.deepEqual(pageErrors(), []);
 });

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ARTIFACTS, fixture, launchBrowser, startServer } from './harness.mjs';
+import { ARTIFACTS, fixture, launchBrowser, startServer, pageErrors } from './harness.mjs';
 
 let server, browser;
 const PROMPTS = 'The capital of France is [MASK].\nFrance\'s capital is [MASK].\nThe capital city of France is [MASK].';
@@ -84,4 +84,10 @@ test('two users, two models: edits stay on their page', async () => {
   await b.waitForSelector('#target-prob');
   assert.equal(await b.locator('#target-prob').textContent(), pb);
   await Promise.all([alice.close(), bob.close(), carol.close()]);
+});
+
+// No test of this file left a page error or a console error (a panic of the
+// WebAssembly app is both), whatever it was testing.
+test('no page logged an error or a panic', () => {
+  assert.deepEqual(pageErrors(), []);
 });

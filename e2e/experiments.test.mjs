@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ARTIFACTS, fixture, kn, launchBrowser, startServer } from './harness.mjs';
+import { ARTIFACTS, fixture, kn, launchBrowser, startServer, pageErrors } from './harness.mjs';
 
 let server, browser, out;
 
@@ -95,4 +95,10 @@ test('list runs, open a report, export a chart, share the link', async () => {
   await p2.waitForSelector('#report-error');
   assert.match(await p2.locator('#report-error').innerText(), /kn experiment report/);
   assert.deepEqual(errors, []);
+});
+
+// No test of this file left a page error or a console error (a panic of the
+// WebAssembly app is both), whatever it was testing.
+test('no page logged an error or a panic', () => {
+  assert.deepEqual(pageErrors(), []);
 });

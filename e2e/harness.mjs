@@ -70,12 +70,39 @@ function stop(proc) {
   });
 }
 
+const WATCHED = [];
+
+/// Chromium, with every page it opens watched for errors (`pageErrors`): a
+/// browser test file ends with none, whatever its tests did.
 export async function launchBrowser() {
-  return chromium.launch({
+  const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
       '--disable-component-update', '--disable-quic', '--no-first-run', '--disable-sync'],
   });
+  const seen = new WeakSet();
+  const track = (page) => {
+    // `browser.newPage` opens its page through `newContext`: watch it once.
+    if (!seen.has(page)) {
+      seen.add(page);
+      WATCHED.push({ url: () => page.url(), errors: watchErrors(page) });
+    }
+    return page;
+  };
+  const newPage = browser.newPage.bind(browser);
+  browser.newPage = async (...args) => track(await newPage(...args));
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (...args) => {
+    const ctx = await newContext(...args);
+    ctx.on('page', track);
+    return ctx;
+  };
+  return browser;
+}
+
+/// The errors of every page this process's browsers opened, with the page.
+export function pageErrors() {
+  return WATCHED.flatMap((w) => w.errors.map((e) => `${w.url()}: ${e}`));
 }
 
 /// Every uncaught page error and every console error of `page` (a Rust panic

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ARTIFACTS, fixture, launchBrowser, startServer } from './harness.mjs';
+import { ARTIFACTS, fixture, launchBrowser, startServer, pageErrors } from './harness.mjs';
 
 let server, browser;
 
@@ -110,4 +110,10 @@ test('compare methods, read the curves, export, reopen from the permalink', asyn
   await fresh.close();
   await ctx.close();
   assert.deepEqual(errors, []);
+});
+
+// No test of this file left a page error or a console error (a panic of the
+// WebAssembly app is both), whatever it was testing.
+test('no page logged an error or a panic', () => {
+  assert.deepEqual(pageErrors(), []);
 });

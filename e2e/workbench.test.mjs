@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ARTIFACTS, fixture, launchBrowser, startServer } from './harness.mjs';
+import { ARTIFACTS, fixture, launchBrowser, startServer, pageErrors } from './harness.mjs';
 
 let server, browser;
 const PROMPTS = 'The capital of France is [MASK].\nFrance\'s capital is [MASK].\nThe capital city of France is [MASK].';
@@ -381,4 +381,10 @@ test('8. a phone: no sideways scroll; screenshots of every view', async () => {
     await page.screenshot({ path: join(ARTIFACTS, `workbench-experiments-${tag}.png`), fullPage: true });
     await ctx.close();
   }
+});
+
+// No test of this file left a page error or a console error (a panic of the
+// WebAssembly app is both), whatever it was testing.
+test('no page logged an error or a panic', () => {
+  assert.deepEqual(pageErrors(), []);
 });
