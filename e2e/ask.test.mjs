@@ -26,6 +26,13 @@ test('ask a cloze question and see the top predictions', async () => {
   const options = await page.locator('#model option').allTextContents();
   assert.equal(options.length, 2);
   assert.match(options[0], /bert, 3 layers × 64 neurons, f32 weights, f32 compute/);
+  // index.html's loading line is gone once the app runs; the WebAssembly came
+  // compressed (Chromium takes brotli).
+  assert.equal(await page.locator('#app-loading').count(), 0);
+  const wasm = await page.evaluate(() => performance.getEntriesByType('resource')
+    .filter((e) => e.name.endsWith('.wasm')).map((e) => [e.encodedBodySize, e.decodedBodySize]));
+  assert.equal(wasm.length, 1);
+  assert.ok(wasm[0][0] < wasm[0][1] / 2, `wasm sent ${wasm[0][0]} bytes for ${wasm[0][1]}`);
 
   await page.fill('#prompt', 'The capital of France is [MASK].');
   await page.fill('#top-k', '5');

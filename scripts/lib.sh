@@ -97,8 +97,19 @@ build_frontend() {
     --enable-sign-ext --enable-mutable-globals --enable-reference-types \
     dist.tmp/pkg/kn_frontend_bg.wasm -o dist.tmp/pkg/kn_frontend_bg.wasm
   cp -r static/. dist.tmp/
+  # Brotli and gzip twins for the server to send to browsers that take them.
+  node -e '
+    const fs = require("fs"), zlib = require("zlib"), path = require("path");
+    const walk = (d) => fs.readdirSync(d, { withFileTypes: true })
+      .flatMap((e) => e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]);
+    for (const f of walk("dist.tmp").filter((f) => /\.(wasm|js|css|html)$/.test(f))) {
+      const raw = fs.readFileSync(f);
+      fs.writeFileSync(f + ".br", zlib.brotliCompressSync(raw, { params: {
+        [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.length } }));
+      fs.writeFileSync(f + ".gz", zlib.gzipSync(raw, { level: 9 }));
+    }'
   rm -rf dist && mv dist.tmp dist
-  note "dist/pkg/kn_frontend_bg.wasm: $(du -h dist/pkg/kn_frontend_bg.wasm | cut -f1)"
+  note "dist/pkg/kn_frontend_bg.wasm: $(du -h dist/pkg/kn_frontend_bg.wasm | cut -f1), brotli $(du -h dist/pkg/kn_frontend_bg.wasm.br | cut -f1), gzip $(du -h dist/pkg/kn_frontend_bg.wasm.gz | cut -f1)"
 }
 
 ensure_test_python() {

@@ -28,6 +28,13 @@ use state::Page;
 
 fn main() {
     console_error_panic_hook::set_once();
+    // index.html shows a line while the WebAssembly downloads and starts.
+    if let Some(el) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id("app-loading"))
+    {
+        el.remove();
+    }
     let param = |k: &str| -> Option<String> {
         let search = web_sys::window()?.location().search().ok()?;
         web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(k)

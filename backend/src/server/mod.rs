@@ -59,6 +59,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeader;
 
 /// Shared server state. Nothing in it belongs to a user: models, the store,
 /// the dataset, and the jobs in flight (each keyed by the id of its result).
@@ -337,6 +338,26 @@ async fn api_not_found() -> ApiFail {
     ApiFail::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
 }
 
+/// The web client's files: the `.br`/`.gz` twin the build wrote when the
+/// browser accepts it (the WebAssembly is 1.8 MB, a third of that in brotli),
+/// and `Cache-Control: no-cache`, so a browser keeps its copy and asks each
+/// time whether it is still current (a 304 when it is: the names carry no
+/// content hash, so a longer lifetime would keep an old app after an upgrade).
+fn web_client(
+    dir: &std::path::Path,
+) -> SetResponseHeader<ServeDir<SetResponseHeader<ServeFile, HeaderValue>>, HeaderValue> {
+    let no_cache = HeaderValue::from_static("no-cache");
+    let index = ServeFile::new(dir.join("index.html"))
+        .precompressed_br()
+        .precompressed_gzip();
+    let index = SetResponseHeader::overriding(index, header::CACHE_CONTROL, no_cache.clone());
+    let files = ServeDir::new(dir)
+        .precompressed_br()
+        .precompressed_gzip()
+        .fallback(index);
+    SetResponseHeader::if_not_present(files, header::CACHE_CONTROL, no_cache)
+}
+
 /// The application router: the API, and the web client from `static_dir`.
 pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
     let upload = Router::new()
@@ -374,10 +395,7 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .with_state(state.clone());
     let app = Router::new().nest("/api", api);
     let app = match static_dir {
-        Some(dir) => {
-            let index = dir.join("index.html");
-            app.fallback_service(ServeDir::new(&dir).fallback(ServeFile::new(index)))
-        }
+        Some(dir) => app.fallback_service(web_client(&dir)),
         None => app,
     };
     app.layer(axum::middleware::from_fn_with_state(state, access::check))

@@ -791,3 +791,62 @@ async fn the_dataset_routes_need_only_the_repositorys_data() {
         );
     }
 }
+
+/// The web client goes out compressed where the browser takes it, and with
+/// `no-cache`: kept by the browser and revalidated (a 304 once it has it).
+#[tokio::test]
+async fn the_web_client_is_served_compressed_and_revalidated() {
+    use tower::ServiceExt;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("dist");
+    std::fs::create_dir_all(dir.join("pkg")).unwrap();
+    std::fs::write(dir.join("index.html"), "<p>app</p>").unwrap();
+    std::fs::write(dir.join("pkg/app.wasm"), vec![0u8; 4096]).unwrap();
+    std::fs::write(dir.join("pkg/app.wasm.br"), b"brotli bytes").unwrap();
+    std::fs::write(dir.join("pkg/app.wasm.gz"), b"gzip bytes").unwrap();
+    let app = router(Arc::new(empty_state(root.path())), Some(dir));
+    let get = |uri: &str, headers: &[(&str, String)]| {
+        let mut req = axum::http::Request::builder().uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        app.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+    let body = |r: axum::response::Response| async {
+        http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+    };
+    let h = |r: &axum::response::Response, k: &str| {
+        r.headers().get(k).map(|v| v.to_str().unwrap().to_string())
+    };
+
+    let br = get("/pkg/app.wasm", &[("accept-encoding", "gzip, br".into())])
+        .await
+        .unwrap();
+    assert_eq!(br.status(), StatusCode::OK);
+    assert_eq!(h(&br, "content-encoding").as_deref(), Some("br"));
+    assert_eq!(h(&br, "cache-control").as_deref(), Some("no-cache"));
+    assert_eq!(h(&br, "content-type").as_deref(), Some("application/wasm"));
+    let modified = h(&br, "last-modified").expect("a Last-Modified to revalidate with");
+    assert_eq!(&body(br).await[..], b"brotli bytes");
+
+    let gz = get("/pkg/app.wasm", &[("accept-encoding", "gzip".into())])
+        .await
+        .unwrap();
+    assert_eq!(h(&gz, "content-encoding").as_deref(), Some("gzip"));
+    let plain = get("/pkg/app.wasm", &[]).await.unwrap();
+    assert_eq!(h(&plain, "content-encoding"), None);
+    assert_eq!(body(plain).await.len(), 4096);
+
+    let again = get("/pkg/app.wasm", &[("if-modified-since", modified)])
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    // Any other path is the app's page, also revalidated.
+    let page = get("/r/some-result", &[]).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(h(&page, "cache-control").as_deref(), Some("no-cache"));
+    assert_eq!(&body(page).await[..], b"<p>app</p>");
+}
