@@ -179,12 +179,22 @@ test('2. results and errors appear where you look; one answer field; linked view
   await page.selectOption('#relation', 'P36');
   await page.fill('#fact-search', 'Italy');
   await page.waitForFunction(() => [...document.querySelectorAll('#fact option')].some((o) => o.textContent === 'Italy → Rome'));
+  // The best match first: the subject itself, before "Kingdom of Italy".
+  assert.equal(await page.locator('#fact option').first().textContent(), 'Italy → Rome');
   const v = await page.locator('#fact option').filter({ hasText: /^Italy → Rome$/ }).getAttribute('value');
   await page.selectOption('#fact', v);
   await page.click('#use-fact');
   assert.equal(await page.inputValue('#target'), 'Rome');
   assert.match(await page.inputValue('#prompt'), /Italy.*\[MASK\]/);
   assert.ok((await page.inputValue('#prompts')).split('\n').every((l) => l.includes('Italy')));
+  assert.ok((await page.inputValue('#prompts')).split('\n').every((l) => !/ [.,;:!?]/.test(l)), 'no space before punctuation');
+  // The methods' unrelated fact is a fact of another relation, never this one.
+  await page.waitForFunction(() => document.querySelector('#unrelated-target')?.value !== '');
+  const control = await page.inputValue('#unrelated-target');
+  const controlPrompts = await page.inputValue('#unrelated-prompts');
+  assert.notEqual(control, 'Rome');
+  assert.ok(controlPrompts.length > 0 && !controlPrompts.includes('Italy'), controlPrompts);
+  assert.ok(!controlPrompts.includes('capital'), `a fact of another relation than P36: ${controlPrompts}`);
   await ctx.close();
 });
 

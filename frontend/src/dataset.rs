@@ -16,8 +16,51 @@ fn prompts_for(page: &RelationPage, subject: &str, causal: bool) -> Vec<String> 
                 || t.split_once("[Y]")
                     .is_some_and(|(_, a)| matches!(a.trim(), "" | "." | "!" | "?"))
         })
-        .map(|t| t.replace("[X]", subject).replace("[Y]", "[MASK]"))
+        .map(|t| tidy(&t.replace("[X]", subject).replace("[Y]", "[MASK]")))
         .collect()
+}
+
+/// ParaRel's templates put a space before punctuation (`[Y] .`): written
+/// as a person would.
+fn tidy(prompt: &str) -> String {
+    let mut out = String::with_capacity(prompt.len());
+    for c in prompt.chars() {
+        if matches!(c, '.' | ',' | ';' | ':' | '!' | '?') && out.ends_with(' ') {
+            out.pop();
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The specificity control for a fact of `relation` (the project's rule, as
+/// the experiments draw it: a fact of another relation): the first fact of
+/// the next relation in the list whose subject and answer are not this
+/// fact's, with its prompts.
+async fn control_for(
+    relations: &[RelationSummary],
+    relation: &str,
+    fact: (&str, &str),
+    causal: bool,
+) -> Option<(String, Vec<String>)> {
+    let at = relations.iter().position(|r| r.id == relation)?;
+    for k in 1..relations.len() {
+        let other = &relations[(at + k) % relations.len()];
+        let Ok(p) = api::relation(&other.id, "").await else {
+            continue;
+        };
+        let pick = p
+            .facts
+            .iter()
+            .find(|f| f.subject != fact.0 && f.object != fact.1);
+        if let Some(f) = pick {
+            let ps = prompts_for(&p, &f.subject, causal);
+            if !ps.is_empty() {
+                return Some((f.object.clone(), ps));
+            }
+        }
+    }
+    None
 }
 
 #[component]
@@ -71,17 +114,31 @@ pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
         else {
             return;
         };
-        let ps = prompts_for(&p, &f.subject, causal.get_untracked());
+        let causal = causal.get_untracked();
+        let ps = prompts_for(&p, &f.subject, causal);
         form.target.set(f.object.clone());
         if let Some(first) = ps.first() {
             form.prompt.set(first.clone());
         }
         form.prompts.set(ps.join("\n"));
+        // The methods form's unrelated fact: never this fact itself.
+        form.unrelated_target.set(String::new());
+        form.unrelated_prompts.set(String::new());
+        let (list, rel) = (relations.get_untracked(), p.relation.id.clone());
+        let (subject, object) = (f.subject.clone(), f.object.clone());
+        spawn_local(async move {
+            if let Some((target, prompts)) =
+                control_for(&list, &rel, (&subject, &object), causal).await
+            {
+                form.unrelated_target.set(target);
+                form.unrelated_prompts.set(prompts.join("\n"));
+            }
+        });
     };
     view! {
         <section class="panel wide" id="dataset" aria-labelledby="dataset-title">
             <h2 id="dataset-title">"Dataset: ParaRel"</h2>
-            <p class="hint">"Pick a fact: \u{201c}Use this fact\u{201d} fills the answer, the Ask prompt and the paraphrases."</p>
+            <p class="hint">"Pick a fact: \u{201c}Use this fact\u{201d} fills the answer, the Ask prompt, the paraphrases, and, as the methods\u{2019} unrelated fact, a fact of another relation."</p>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             <div class="row3">
             <div>
@@ -98,7 +155,11 @@ pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
             <input id="fact-search" type="search" prop:value=move || search.get() on:input=move |ev| { search.set(event_target_value(&ev)); load_page(); } />
             </div>
             <div>
-            <label for="fact">{move || page.get().map_or("Fact".to_string(), |p| format!("Fact ({} matching)", p.matching))}</label>
+            <label for="fact">{move || page.get().map_or("Fact".to_string(), |p| if p.facts.len() < p.matching {
+                format!("Fact (the best {} of {} matching: search to narrow)", p.facts.len(), p.matching)
+            } else {
+                format!("Fact ({} matching)", p.matching)
+            })}</label>
             <select id="fact" prop:value=move || fact.get() on:change=move |ev| fact.set(event_target_value(&ev))>
                 {move || page.get().map(|p| p.facts.into_iter().map(|f| {
                     let label = format!("{} → {}", f.subject, f.object);

@@ -57,6 +57,31 @@ fn default_limit() -> usize {
     50
 }
 
+/// How well `needle` (lower case) matches the best of `fields`: 0 a whole
+/// field, 1 the start of a word, 2 anywhere; `None` no match. An empty
+/// needle matches everything equally.
+fn match_rank(needle: &str, fields: &[&str]) -> Option<u8> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    fields
+        .iter()
+        .filter_map(|f| {
+            let f = f.to_lowercase();
+            if f == needle {
+                Some(0)
+            } else if f
+                .match_indices(needle)
+                .any(|(i, _)| i == 0 || !f[..i].ends_with(char::is_alphanumeric))
+            {
+                Some(1)
+            } else {
+                f.contains(needle).then_some(2)
+            }
+        })
+        .min()
+}
+
 #[utoipa::path(get, path = "/api/dataset/{relation}", params(("relation" = String, Path), ("q" = Option<String>, Query), ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query, description = "at most 500")), responses((status = 200, body = RelationPage), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn relation_route(
     State(st): State<Arc<AppState>>,
@@ -69,22 +94,27 @@ pub async fn relation_route(
     let r = data
         .relation(&id)
         .map_err(|e| ApiFail::new(StatusCode::NOT_FOUND, "unknown_relation", e.to_string()))?;
-    let needle = q.q.to_lowercase();
-    let matching: Vec<FactEntry> = r
+    let needle = q.q.trim().to_lowercase();
+    let mut matching: Vec<(u8, FactEntry)> = r
         .facts
         .iter()
         .enumerate()
-        .filter(|(_, f)| {
-            needle.is_empty()
-                || f.subject.to_lowercase().contains(&needle)
-                || f.object.to_lowercase().contains(&needle)
-        })
-        .map(|(index, f)| FactEntry {
-            index,
-            subject: f.subject.clone(),
-            object: f.object.clone(),
+        .filter_map(|(index, f)| {
+            let rank = match_rank(&needle, &[&f.subject, &f.object])?;
+            Some((
+                rank,
+                FactEntry {
+                    index,
+                    subject: f.subject.clone(),
+                    object: f.object.clone(),
+                },
+            ))
         })
         .collect();
+    // Best matches first ("Italy → Rome" before "Kingdom of Italy →
+    // Florence"), the dataset's order among equals.
+    matching.sort_by_key(|(rank, _)| *rank);
+    let matching: Vec<FactEntry> = matching.into_iter().map(|(_, f)| f).collect();
     Ok(Json(RelationPage {
         relation: relation_summary(r),
         templates: r.templates.clone(),

@@ -351,6 +351,17 @@ async fn dataset_routes() {
         page.facts
     );
     assert_eq!(page.templates.len(), page.relation.templates);
+    // Best matches first: a whole field, then the start of a word, then
+    // anywhere; the dataset's order among equals ("Kingdom of Italy" comes
+    // first in the file).
+    let (_, b) = call(&app, "GET", "/api/dataset/P36?q=Italy", Body::empty()).await;
+    let page: RelationPage = serde_json::from_slice(&b).unwrap();
+    let first = &page.facts[0];
+    assert_eq!(
+        (first.subject.as_str(), first.object.as_str()),
+        ("Italy", "Rome")
+    );
+    assert!(page.facts.iter().any(|f| f.subject == "Kingdom of Italy"));
     use StatusCode as S;
     expect_error(
         &app,
