@@ -300,7 +300,7 @@ pub fn AnalysisView(r: AnalyzeResponse, page: Page, rerun: Callback<()>) -> impl
                     <SortTable id="knowledge-table" headers=headers.clone() rows=neuron_table(&res.neurons.knowledge) selected=selected />
                 </div>
                 <div>
-                    <h3>{format!("Activation baseline ({}, t = {})", res.neurons.baseline.len(), ui::value(res.neurons.baseline_t))}
+                    <h3>{format!("Activation baseline ({}, t = {})", res.neurons.baseline.len(), ui::setting(res.neurons.baseline_t))}
                         " " <Help id="baseline" text="The paper's baseline: neurons selected from their activation at the blank instead of their attribution, with a threshold tuned so a fact gets 2–5 of them, then refined like the knowledge neurons." /></h3>
                     <SortTable id="baseline-table" headers=headers.clone() rows=neuron_table(&res.neurons.baseline) selected=selected />
                 </div>

@@ -115,7 +115,7 @@ fn Prediction(r: PredictResponse, edits: Vec<String>, page: Page) -> impl IntoVi
             view! { <span class=class title=format!("position {i}")>{t.clone()}</span> }
         })
         .collect_view();
-    let next = (!masked).then(|| view! { <span class="tok blank" id="next-token" title="the answer is read here: the next position">"＿"</span> });
+    let next = (!masked).then(|| view! { <span class="tok blank" id="next-token" title="the answer is read here: the next position">"___"</span> });
     let target = r.target.clone().map(|t| {
         let several = t.pieces.len() > 1;
         let pieces = several.then(|| {

@@ -683,6 +683,8 @@ pub fn format_value(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()
+    } else if a >= 1e6 {
+        format!("{v:.3e}")
     } else if a >= 1000.0 {
         format!("{v:.0}")
     } else if a >= 1.0 {
@@ -705,5 +707,7 @@ mod tests {
         assert_eq!(format_value(0.7725), "0.7725");
         assert_eq!(format_value(-12.5), "-12.500");
         assert_eq!(format_value(3.2e-6), "3.20e-6");
+        assert_eq!(format_value(8.1e10), "8.100e10");
+        assert_eq!(format_value(4321.7), "4322");
     }
 }

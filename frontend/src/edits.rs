@@ -394,9 +394,9 @@ fn EditResult(r: EditResponse) -> impl IntoView {
     for p in &m.perplexity {
         if p.after > 2.0 * p.before {
             warnings.push(format!(
-                "Perplexity on {} rose ×{:.1} ({} → {}): the edit damages what the model knows beyond this fact. Try λ2 = 1 or the norm-scaled option.",
+                "Perplexity on {} rose {} ({} → {}): the edit damages what the model knows beyond this fact. Try λ2 = 1 or the norm-scaled option.",
                 p.set,
-                p.after / p.before,
+                ui::ratio(p.after / p.before),
                 ui::value(p.before),
                 ui::value(p.after)
             ));

@@ -72,7 +72,7 @@ pub fn Chart(
 pub fn Help(id: &'static str, text: &'static str) -> impl IntoView {
     let target = format!("help-{id}");
     view! {
-        <button type="button" class="help" aria-label="what is this?" popovertarget=target.clone()>"?"</button>
+        <button type="button" class="help" aria-label=format!("help: {}", id.replace('-', " ")) popovertarget=target.clone()>"?"</button>
         <div class="popover" id=target popover="auto" role="note">{text}</div>
     }
 }
@@ -80,6 +80,24 @@ pub fn Help(id: &'static str, text: &'static str) -> impl IntoView {
 /// A probability with four decimals.
 pub fn prob(p: f64) -> String {
     format!("{p:.4}")
+}
+
+/// A ratio for a sentence: `×1.35`, `×47`, `×4.8e10` (no `×47642341520.8`).
+pub fn ratio(r: f64) -> String {
+    if !r.is_finite() {
+        "×∞".into()
+    } else if r < 10.0 {
+        format!("×{r:.2}")
+    } else if r < 1e4 {
+        format!("×{r:.0}")
+    } else {
+        format!("×{r:.1e}")
+    }
+}
+
+/// A setting as it was typed: `0.2`, not `0.2000`.
+pub fn setting(v: f64) -> String {
+    format!("{v}")
 }
 
 /// A score or activation in a fixed, readable form.
