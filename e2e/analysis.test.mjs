@@ -33,6 +33,24 @@ async function numbers(page) {
   };
 }
 
+test('a bad setting is its field\'s error, and goes when the field is fixed', async () => {
+  const page = await browser.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#target', 'Paris');
+  await page.fill('#prompts', 'The capital of France is [MASK].');
+  await page.fill('#p', '2');
+  await page.click('#analyze');
+  await page.waitForSelector('#p-error');
+  assert.equal(await page.getAttribute('#p', 'aria-invalid'), 'true');
+  assert.equal(await page.getAttribute('#p', 'aria-describedby'), 'p-error');
+  assert.equal(await page.getAttribute('#t', 'aria-invalid'), 'false');
+  await page.fill('#p', '0.6');
+  await page.waitForSelector('#p-error', { state: 'detached' });
+  assert.equal(await page.getAttribute('#p', 'aria-invalid'), 'false');
+  await page.close();
+});
+
 test('attribute, compare, export, share, restart', async () => {
   const ctx = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 1000 } });
   const page = await ctx.newPage();

@@ -20,7 +20,9 @@ pub type Outcome = RwSignal<Option<Result<AnalyzeResponse, Failure>>>;
 
 /// Which field an analysis error belongs under.
 fn field_of(e: &Failure) -> &'static str {
+    // The engine's checks come as "invalid argument: p is 2; …".
     let m = e.message.as_str();
+    let m = m.strip_prefix("invalid argument: ").unwrap_or(m);
     match e.code.as_str() {
         _ if m.starts_with("steps") || m.contains("steps (m)") => "steps",
         _ if m.contains("`t`") || m.starts_with("t ") || m.contains(" t = ") => "t",
@@ -98,30 +100,42 @@ pub fn AnalysisSection(page: Page, bench: Workbench, outcome: Outcome) -> impl I
             _ => None,
         })
     };
+    // A field's error goes once the field is edited; until then the field is
+    // marked invalid and described by its message.
+    let edited = move |field: &'static str| {
+        if matches!(outcome.get_untracked(), Some(Err(ref e)) if field_of(e) == field) {
+            outcome.set(None);
+        }
+    };
+    let invalid = move |field: &'static str| move || matches!(outcome.get(), Some(Err(ref e)) if e.code != "multi_token_target" && field_of(e) == field);
     view! {
         <section class="panel wide" id="analyze-section" aria-labelledby="analyze-title">
             <form id="analyze-form" novalidate on:submit=submit>
                 <h2 id="analyze-title">"Find knowledge neurons"</h2>
                 <label for="prompts">"Paraphrases of the fact, one per line (the answer is the one above)"</label>
                 <textarea id="prompts" rows="5" prop:value=move || page.prompts.get()
-                    on:input=move |ev| page.prompts.set(event_target_value(&ev))
+                    on:input=move |ev| { page.prompts.set(event_target_value(&ev)); edited("prompts"); }
+                    aria-invalid=move || invalid("prompts")().to_string() aria-describedby="analysis-error"
                     on:keydown=ui::submit_on_ctrl_enter></textarea>
                 <p class="hint">"Ctrl+Enter runs the analysis."</p>
                 <FieldError id="analysis-error" error=error_for("prompts") />
                 <div class="row3">
                     <div>
                         <label for="steps">"Integration steps m " <Help id="m" text="Integrated gradients approximate an integral with m steps: the blank's activations are scaled from 0 to their real value in m steps and the gradients summed. The paper uses m = 20; more steps, smaller error (see the completeness residual), more time." /></label>
-                        <input id="steps" type="number" min="1" prop:value=move || page.steps.get() on:input=move |ev| page.steps.set(event_target_value(&ev)) />
+                        <input id="steps" type="number" min="1" prop:value=move || page.steps.get() on:input=move |ev| { page.steps.set(event_target_value(&ev)); edited("steps"); }
+                            aria-invalid=move || invalid("steps")().to_string() aria-describedby="steps-error" />
                         <FieldError id="steps-error" error=error_for("steps") />
                     </div>
                     <div>
                         <label for="t">"Threshold t " <Help id="t" text="A neuron is in a prompt's coarse set when its attribution score is above t times the prompt's largest score (the paper: t = 0.2)." /></label>
-                        <input id="t" type="number" min="0" max="0.99" step="0.05" prop:value=move || page.t.get() on:input=move |ev| page.t.set(event_target_value(&ev)) />
+                        <input id="t" type="number" min="0" max="0.99" step="0.05" prop:value=move || page.t.get() on:input=move |ev| { page.t.set(event_target_value(&ev)); edited("t"); }
+                            aria-invalid=move || invalid("t")().to_string() aria-describedby="t-error" />
                         <FieldError id="t-error" error=error_for("t") />
                     </div>
                     <div>
                         <label for="p">"Share p " <Help id="p" text="A neuron is a knowledge neuron when it is in the coarse sets of more than p × the prompts (the paper starts at p = 0.7). The baseline's neurons are selected the same way from activations instead of attributions." /></label>
-                        <input id="p" type="number" min="0" max="1" step="0.05" prop:value=move || page.p.get() on:input=move |ev| page.p.set(event_target_value(&ev)) />
+                        <input id="p" type="number" min="0" max="1" step="0.05" prop:value=move || page.p.get() on:input=move |ev| { page.p.set(event_target_value(&ev)); edited("p"); }
+                            aria-invalid=move || invalid("p")().to_string() aria-describedby="p-error" />
                         <FieldError id="p-error" error=error_for("p") />
                     </div>
                 </div>
