@@ -27,7 +27,7 @@ pub enum Error {
     #[error("{path}: {message}")]
     BadModel { path: PathBuf, message: String },
 
-    #[error("unknown architecture `{0}`: supported are bert, gpt2 and llama-family (llama, mistral, qwen2, qwen3, phi3, olmo2, smollm)")]
+    #[error("unknown architecture `{0}`: supported are bert, roberta, xlm-roberta, gpt2, gpt_neox, gptj, gemma, gemma2, gemma3_text and the llama family (llama, mistral, qwen2, qwen3, phi3, olmo2, smollm)")]
     UnknownArchitecture(String),
 
     #[error("{path}: not a valid GGUF file: {message}")]
@@ -82,11 +82,18 @@ impl Error {
         }
     }
 
+    /// A checkpoint's fault, shown as `{path}: {message}`. A message that
+    /// names the file the path already names does not name it twice (readers
+    /// say `config.json: ...` whatever path they were handed).
     pub(crate) fn bad_model(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::BadModel {
-            path: path.into(),
-            message: message.into(),
+        let path = path.into();
+        let mut message = message.into();
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            if let Some(rest) = message.strip_prefix(&format!("{name}: ")) {
+                message = rest.to_string();
+            }
         }
+        Error::BadModel { path, message }
     }
 
     /// A short machine-readable code, used by the HTTP API and `--json` output.

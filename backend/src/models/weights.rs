@@ -19,8 +19,16 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
     json: &serde_json::Value,
     path: &Path,
 ) -> Result<T> {
-    serde_path_to_error::deserialize(json)
-        .map_err(|e| Error::bad_model(path, format!("config.json: `{}`: {}", e.path(), e.inner())))
+    serde_path_to_error::deserialize(json).map_err(|e| {
+        // A missing top-level key has the path `.`: the message names it.
+        let at = e.path().to_string();
+        let message = if at == "." {
+            e.inner().to_string()
+        } else {
+            format!("`{at}`: {}", e.inner())
+        };
+        Error::bad_model(path, format!("config.json: {message}"))
+    })
 }
 
 /// Typed access to `config.json` with errors that name the key.

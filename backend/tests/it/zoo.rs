@@ -287,7 +287,13 @@ fn keys_that_change_the_computation_are_refused_by_name() {
             e.contains(named),
             "{dir}: the error does not name {named}: {e}"
         );
+        assert!(!e.contains("config.json: config.json"), "{e}");
     }
+    // A missing key is named once, the file once.
+    let e = load_error("tiny-llama", |c| {
+        c.as_object_mut().unwrap().remove("hidden_size");
+    });
+    assert_eq!(e, "config.json: missing field `hidden_size`");
 }
 
 /// Keys that change the computation of a checkpoint must reach the runtime:
