@@ -15,8 +15,8 @@
 
 use super::layers::{lookup, project};
 use super::{
-    at_positions, attend, attention_mask, split_heads, with_new, Arch, Batch, Config, ModelConfig,
-    NeuronModel, Weights,
+    at_positions, attend, attention_mask, head_dim, split_heads, with_new, Arch, Batch, Config,
+    ModelConfig, NeuronModel, Weights,
 };
 use super::{At, Ctx, Kv, LayerNorm, Linear};
 use crate::Result;
@@ -77,12 +77,7 @@ impl Bert {
                 format!("hidden_act `{act}` is not supported (BERT uses erf `gelu`)"),
             ));
         }
-        if d % heads != 0 {
-            return Err(crate::Error::bad_model(
-                &path,
-                "hidden_size is not a multiple of num_attention_heads",
-            ));
-        }
+        head_dim(&path, (d, "hidden_size"), (heads, "num_attention_heads"))?;
         let roberta = matches!(c.str_or("model_type", "bert"), "roberta" | "xlm-roberta");
         let embedding_type = c.str_or("position_embedding_type", "absolute");
         if embedding_type != "absolute" {
@@ -132,19 +127,15 @@ impl Bert {
                 out_ln: LayerNorm::load(ws, &format!("{n}.output.LayerNorm"), d, eps)?,
             });
         }
-        let head = if roberta {
-            roberta_head(ws, &word, (vocab, d, eps))?
-        } else {
-            bert_head(ws, &word, (vocab, d, eps))?
-        };
+        let names = if roberta { &ROBERTA_HEAD } else { &BERT_HEAD };
+        let head = load_head(ws, names, &word, (vocab, d, eps))?;
         // The pooler and next-sentence head serve pre-training only; old
         // checkpoints keep the position ids and a copy of the decoder's bias.
         ws.finish(|n| {
             n.contains("pooler.")
                 || n.starts_with("cls.seq_relationship.")
                 || n.ends_with("position_ids")
-                || n == "cls.predictions.decoder.bias"
-                || n == "lm_head.decoder.bias"
+                || n == names.decoder_bias
         })?;
         let usable = match positions {
             Positions::FromZero => max_pos,
@@ -185,35 +176,47 @@ struct Head {
     bias: Tensor,
 }
 
-fn bert_head(ws: &mut Weights, word: &Tensor, (vocab, d, eps): (i64, i64, f64)) -> Result<Head> {
-    let dense = Linear::load(ws, "cls.predictions.transform.dense", d, d)?;
-    let ln = LayerNorm::load(ws, "cls.predictions.transform.LayerNorm", d, eps)?;
-    let decoder = match ws.take_opt("cls.predictions.decoder.weight", &[vocab, d])? {
-        Some(w) => w,
-        None => word.shallow_clone(), // tied
-    };
-    let bias = match ws.take_opt("cls.predictions.bias", &[vocab])? {
-        Some(b) => b,
-        None => ws.take("cls.predictions.decoder.bias", &[vocab])?,
-    };
-    Ok(Head {
-        dense,
-        ln,
-        decoder,
-        bias,
-    })
+/// Where a variant keeps its head: the transform's dense and LayerNorm, the
+/// decoder, its bias, and the bias's older copy.
+struct HeadNames {
+    dense: &'static str,
+    ln: &'static str,
+    decoder: &'static str,
+    bias: &'static str,
+    decoder_bias: &'static str,
 }
 
-fn roberta_head(ws: &mut Weights, word: &Tensor, (vocab, d, eps): (i64, i64, f64)) -> Result<Head> {
-    let dense = Linear::load(ws, "lm_head.dense", d, d)?;
-    let ln = LayerNorm::load(ws, "lm_head.layer_norm", d, eps)?;
-    let decoder = match ws.take_opt("lm_head.decoder.weight", &[vocab, d])? {
+const BERT_HEAD: HeadNames = HeadNames {
+    dense: "cls.predictions.transform.dense",
+    ln: "cls.predictions.transform.LayerNorm",
+    decoder: "cls.predictions.decoder.weight",
+    bias: "cls.predictions.bias",
+    decoder_bias: "cls.predictions.decoder.bias",
+};
+
+const ROBERTA_HEAD: HeadNames = HeadNames {
+    dense: "lm_head.dense",
+    ln: "lm_head.layer_norm",
+    decoder: "lm_head.decoder.weight",
+    bias: "lm_head.bias",
+    decoder_bias: "lm_head.decoder.bias",
+};
+
+fn load_head(
+    ws: &mut Weights,
+    names: &HeadNames,
+    word: &Tensor,
+    (vocab, d, eps): (i64, i64, f64),
+) -> Result<Head> {
+    let dense = Linear::load(ws, names.dense, d, d)?;
+    let ln = LayerNorm::load(ws, names.ln, d, eps)?;
+    let decoder = match ws.take_opt(names.decoder, &[vocab, d])? {
         Some(w) => w,
         None => word.shallow_clone(), // tied
     };
-    let bias = match ws.take_opt("lm_head.bias", &[vocab])? {
+    let bias = match ws.take_opt(names.bias, &[vocab])? {
         Some(b) => b,
-        None => ws.take("lm_head.decoder.bias", &[vocab])?,
+        None => ws.take(names.decoder_bias, &[vocab])?,
     };
     Ok(Head {
         dense,

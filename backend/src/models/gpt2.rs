@@ -8,7 +8,7 @@
 
 use super::layers::{lookup, project};
 use super::{
-    attend_scaled, attention_mask, parse_config, split_heads, Arch, Batch, ModelConfig,
+    attend_scaled, attention_mask, head_dim, parse_config, split_heads, Arch, Batch, ModelConfig,
     NeuronModel, Weights,
 };
 use super::{with_new, At, Ctx, Kv, LayerNorm};
@@ -102,10 +102,12 @@ impl Gpt2Config {
                 "config.json: `add_cross_attention` (an encoder-decoder GPT-2) is not supported",
             ));
         }
-        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
-            return Err(Error::bad_model(path, "n_embd is not a multiple of n_head"));
-        }
-        Ok(())
+        head_dim(
+            path,
+            (self.n_embd as i64, "n_embd"),
+            (self.n_head as i64, "n_head"),
+        )
+        .map(|_| ())
     }
 
     /// Layer `l`'s multiplier of `q·k`, as transformers' `GPT2Attention`.

@@ -13,7 +13,7 @@
 
 use super::parallel::{Block, Gelu, Parallel};
 use super::rope::{Layout, RopeConfig, RopeTables};
-use super::{parse_config, Arch, LayerNorm, Linear, ModelConfig, Weights};
+use super::{head_dim, parse_config, Arch, LayerNorm, Linear, ModelConfig, Weights};
 use crate::{Error, Result};
 use serde::Deserialize;
 use std::path::Path;
@@ -58,13 +58,7 @@ pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Paralle
     let c: NeoxConfig = parse_config(json, &path)?;
     let act = c.act(&path)?;
     let (d, heads) = (c.hidden_size as i64, c.num_attention_heads as i64);
-    if heads == 0 || d % heads != 0 {
-        return Err(Error::bad_model(
-            &path,
-            "hidden_size is not a multiple of num_attention_heads",
-        ));
-    }
-    let head_dim = d / heads;
+    let head_dim = head_dim(&path, (d, "hidden_size"), (heads, "num_attention_heads"))?;
     let (d_ff, vocab) = (c.intermediate_size as i64, c.vocab_size as i64);
     let max_pos = c.max_position_embeddings.unwrap_or(2048);
     let eps = c.layer_norm_eps.unwrap_or(1e-5);

@@ -11,7 +11,7 @@
 
 use super::parallel::{Block, Gelu, Parallel};
 use super::rope::{Layout, Rope, RopeTables, Scaling};
-use super::{parse_config, Arch, LayerNorm, Linear, ModelConfig, Weights};
+use super::{head_dim, parse_config, Arch, LayerNorm, Linear, ModelConfig, Weights};
 use crate::{Error, Result};
 use serde::Deserialize;
 
@@ -48,13 +48,7 @@ pub(crate) fn load(json: &serde_json::Value, ws: &mut Weights) -> Result<Paralle
         }
     };
     let (d, heads) = (c.n_embd as i64, c.n_head as i64);
-    if heads == 0 || d % heads != 0 {
-        return Err(Error::bad_model(
-            &path,
-            "n_embd is not a multiple of n_head",
-        ));
-    }
-    let head_dim = d / heads;
+    let head_dim = head_dim(&path, (d, "n_embd"), (heads, "n_head"))?;
     let rot = c.rotary_dim.ok_or_else(|| {
         Error::bad_model(
             &path,

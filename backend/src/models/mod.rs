@@ -36,7 +36,7 @@ pub(crate) use layers::{
     at_positions, attend, attend_capped, attend_scaled, attention_mask, split_heads, with_new,
     within_window, LayerNorm, Linear,
 };
-pub(crate) use weights::{parse_config, read_config, Config, Weights};
+pub(crate) use weights::{head_dim, parse_config, read_config, Config, Weights};
 
 use crate::gguf::GgufFile;
 use crate::source::{resolve, ModelFiles};

@@ -31,6 +31,22 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// `d / heads`, the width of a head; an error naming both keys when `d` is
+/// not a multiple of `heads` (or `heads` is 0).
+pub(crate) fn head_dim(
+    path: &Path,
+    (d, d_key): (i64, &str),
+    (heads, heads_key): (i64, &str),
+) -> Result<i64> {
+    if heads <= 0 || d % heads != 0 {
+        return Err(Error::bad_model(
+            path,
+            format!("{d_key} is not a multiple of {heads_key}"),
+        ));
+    }
+    Ok(d / heads)
+}
+
 /// Typed access to `config.json` with errors that name the key.
 pub(crate) struct Config<'a> {
     pub json: &'a serde_json::Value,

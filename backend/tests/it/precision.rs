@@ -10,6 +10,20 @@ use kn::engine::selection::Thresholds;
 use kn::{Precision, Storage};
 use tch::Kind;
 
+/// IG at m = 8 and SPEC's thresholds with one prompt enough: what both
+/// tests compare at.
+fn settings() -> (Options, Thresholds) {
+    let opts = Options {
+        steps: 8,
+        ..Options::default()
+    };
+    let th = Thresholds {
+        min_prompts: 1,
+        ..Thresholds::default()
+    };
+    (opts, th)
+}
+
 /// Every fixture's runtime.
 const RUNTIMES: [&str; 17] = [
     "tiny-bert",
@@ -41,14 +55,7 @@ fn every_runtime_runs_with_its_matrices_held_in_bf16() {
         storage: Storage::Held(Kind::BFloat16),
         compute: Kind::Float,
     };
-    let opts = Options {
-        steps: 8,
-        ..Options::default()
-    };
-    let th = Thresholds {
-        min_prompts: 1,
-        ..Thresholds::default()
-    };
+    let (opts, th) = settings();
     for dir in RUNTIMES {
         let f32m = kn::load_model(&fixture(dir), cpu()).unwrap();
         let m = kn::load_model_with(&fixture(dir), cpu(), held).unwrap();
@@ -90,14 +97,7 @@ fn cheaper_dtypes_move_the_scores_by_what_their_precision_allows() {
             .map(|c| query(&f32m, c))
             .collect();
         let target = f32m.tokenizer.token_text(qs[0].target);
-        let th = Thresholds {
-            min_prompts: 1,
-            ..Thresholds::default()
-        };
-        let opts = Options {
-            steps: 8,
-            ..Options::default()
-        };
+        let (opts, th) = settings();
         let same = compare(&f32m, &f32m, &qs, &target, &opts, &th).unwrap();
         assert_eq!(same.worst_deviation, 0.0, "{dir}");
         assert!(same.same_knowledge && same.top10_overlap == 1.0, "{dir}");
