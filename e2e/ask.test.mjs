@@ -123,6 +123,30 @@ test('pick a ParaRel fact and prefill the analysis form', async () => {
   await page.screenshot({ path: join(ARTIFACTS, 'dataset.png'), fullPage: true });
 });
 
+test('a late answer for an earlier search does not replace the facts shown', async () => {
+  const page = await browser.newPage();
+  // Hold back P36's unfiltered page until the search typed after it has been answered.
+  let searched;
+  const answered = new Promise((resolve) => { searched = resolve; });
+  await page.route(/\/api\/dataset\/P36\?q=&/, async (route) => {
+    await answered;
+    await route.continue();
+  });
+  page.on('response', (r) => { if (/\/api\/dataset\/P36\?q=France/.test(r.url())) searched(); });
+  await page.goto(server.url);
+  await page.waitForSelector('#relation option', { state: 'attached' });
+  const late = page.waitForResponse(/\/api\/dataset\/P36\?q=&/);
+  await page.selectOption('#relation', 'P36');
+  await page.fill('#fact-search', 'France');
+  await late;
+  // Give the late page the chance to be drawn, then check the search's answer is still shown.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 50))));
+  const options = await page.locator('#fact option').allTextContents();
+  assert.ok(options.includes('France → Paris'), options.join(', '));
+  assert.ok(options.every((o) => /France/.test(o)), options.join(', '));
+  await page.close();
+});
+
 test('erase a relation as a job, then undo', async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   await page.goto(server.url);

@@ -77,7 +77,13 @@ pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
             return;
         }
         spawn_local(async move {
-            match api::relation(&id, &q).await {
+            let answer = api::relation(&id, &q).await;
+            // Responses can come back out of order (a relation's first page after the search typed
+            // into it): keep only the one that answers what the fields say now.
+            if (relation.get_untracked(), search.get_untracked()) != (id, q) {
+                return;
+            }
+            match answer {
                 Ok(p) => {
                     fact.set(
                         p.facts
