@@ -111,6 +111,52 @@ test('attribute, compare, export, share, restart', async () => {
   assert.deepEqual(errors, []);
 });
 
+test('erase the knowledge neurons from their table: the fact\'s prompts first, in an erase\'s terms', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#target', 'Paris');
+  const prompts = ['The capital of France is [MASK].', 'France\'s capital is [MASK].'];
+  await page.fill('#prompts', prompts.join('\n'));
+  await page.fill('#steps', '4');
+  await page.fill('#t', '0.1');
+  await page.fill('#p', '0.5');
+  await page.fill('#eval', 'Rome is the capital of [MASK]. | Italy');
+  await page.click('#analyze');
+  await page.waitForSelector('#heatmap svg', { timeout: 120_000 });
+  const listed = (await page.locator('#knowledge-table tbody tr td:nth-child(1)').allTextContents()).length;
+  assert.ok(listed >= 1);
+  const analysis = await (await page.request.get(`${server.url}/api/results/${(await page.locator('#permalink').getAttribute('href')).slice(3)}`)).json();
+  const knowledge = analysis.result.neurons.knowledge.map((n) => `L${n.layer}:${n.index}`);
+  await page.click('#erase-knowledge');
+  assert.equal(await page.inputValue('#erase-neurons'), knowledge.join(', '));
+  await page.waitForFunction(() => document.activeElement?.id === 'erase');
+  assert.match(await page.locator('#erase-fact').textContent(), /"Paris", 2 prompts/);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#erase-outcome', { timeout: 60_000 });
+  const link = await page.locator('#edit-permalink').getAttribute('href');
+  const stored = await (await page.request.get(`${server.url}/api/results/${link.slice(3)}`)).json();
+  const o = stored.edit.erase;
+  assert.deepEqual(stored.request.prompts, prompts);
+  const pct = (x) => `${x < 0 ? '−' : '+'}${(100 * Math.abs(x)).toFixed(1)}%`;
+  assert.equal(await page.locator('#erase-outcome').textContent(), o.known === 0
+    ? `Erased the fact "Paris": the model answered none of its 2 prompts before the erase, so none can be forgotten; P(answer) ${pct(o.p_change)} on average.`
+    : `Erased the fact "Paris": forgotten on ${o.forgotten} of the ${o.known} prompts the model answered (of 2); P(answer) ${pct(o.p_change)} on average.`);
+  assert.match(await page.locator('#edit-metrics').textContent(), new RegExp(`top-1 changed on ${o.side_changed} of 1 other prompts`));
+  // The fact's own prompts first, then the side effect; no update's rates, no λ advice.
+  const rows = await page.locator('#edit-predictions tbody tr td:first-child').allTextContents();
+  assert.deepEqual(rows, prompts);
+  assert.deepEqual(await page.locator('#erase-side-effects tbody tr td:first-child').allTextContents(), ['Rome is the capital of [MASK].']);
+  const result = await page.locator('#edit-result').textContent();
+  assert.doesNotMatch(result, /success rate|λ2|norm-scaled/);
+  for (const [i, e] of stored.edit.predictions.entries()) {
+    const cell = await page.locator(`#edit-predictions tbody tr:nth-child(${i + 1}) td:nth-child(2)`).textContent();
+    assert.equal(cell, `${e.p_before.toFixed(4)} → ${e.p_after.toFixed(4)}`);
+  }
+  await page.locator('#erase-form').screenshot({ path: join(ARTIFACTS, 'erase.png') });
+  await page.close();
+});
+
 test('a multi-token answer is analysed where the form says, and its permalink says so too', async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   await page.goto(server.url);

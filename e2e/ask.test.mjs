@@ -157,7 +157,8 @@ test('erase a relation as a job, then undo', async () => {
   await page.click('#erase-relation-run');
   await page.waitForSelector('#edit-result', { timeout: 120_000 });
   const metrics = await page.locator('#edit-metrics').textContent();
-  assert.match(metrics, /perplexity on P36 \(erased relation\), accuracy \d+% -> \d+% \(\d+ prompts\)/);
+  assert.match(metrics, /Perplexity on P36 \(erased relation\), accuracy \d+% -> \d+% \(\d+ prompts\)/);
+  assert.match(await page.locator("#erase-outcome").textContent(), /^Erased relation P36 \(.+\): (forgotten on \d+ of the \d+ prompts|the model answered none of its \d+ prompts)/);
   assert.match(metrics, /other relations/);
   await page.screenshot({ path: join(ARTIFACTS, 'erase-relation.png'), fullPage: true });
   await page.click('#edits li button.undo');

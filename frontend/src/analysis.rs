@@ -256,6 +256,33 @@ fn edits_line(edits: &[String]) -> String {
     }
 }
 
+/// "Erase these": the erase form filled with a table's neurons and this
+/// analysis's fact, and the keyboard focus on its button (nothing runs until
+/// it is pressed: the form says what an erase will be measured on).
+fn erase_these(
+    page: Page,
+    res: &AnalysisResult,
+    ns: &[ScoredNeuron],
+    id: &'static str,
+) -> impl IntoView {
+    let list = ns
+        .iter()
+        .map(|n| n.neuron().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (target, prompts) = (res.request.target.clone(), res.request.prompts.join("\n"));
+    let n = ns.len();
+    let fill = move |_| {
+        page.erase_neurons.set(list.clone());
+        page.target.set(target.clone());
+        page.prompts.set(prompts.clone());
+        ui::go_to("erase-form", "erase");
+    };
+    (n > 0).then(|| view! {
+        <button type="button" class="small secondary" id=id on:click=fill>{format!("Erase these {n}…")}</button>
+    })
+}
+
 #[component]
 pub fn AnalysisView(r: AnalyzeResponse, page: Page, rerun: Callback<()>) -> impl IntoView {
     let res = r.result.clone();
@@ -312,11 +339,13 @@ pub fn AnalysisView(r: AnalyzeResponse, page: Page, rerun: Callback<()>) -> impl
                 <div>
                     <h3>{format!("Knowledge neurons ({})", res.neurons.knowledge.len())}</h3>
                     <SortTable id="knowledge-table" headers=headers.clone() rows=neuron_table(&res.neurons.knowledge) selected=selected />
+                    {erase_these(page, &res, &res.neurons.knowledge, "erase-knowledge")}
                 </div>
                 <div>
                     <h3>{format!("Activation baseline ({}, t = {})", res.neurons.baseline.len(), ui::setting(res.neurons.baseline_t))}
                         " " <Help id="baseline" text="The paper's baseline: neurons selected from their activation at the blank instead of their attribution, with a threshold tuned so a fact gets 2–5 of them, then refined like the knowledge neurons." /></h3>
                     <SortTable id="baseline-table" headers=headers.clone() rows=neuron_table(&res.neurons.baseline) selected=selected />
+                    {erase_these(page, &res, &res.neurons.baseline, "erase-baseline")}
                 </div>
             </div>
             <p id="overlap">{format!("Overlap: {overlap} neuron(s) in both sets.")}</p>

@@ -140,10 +140,24 @@ fn erase_request(forms: EditForms) -> Result<EraseRequest, Failure> {
         .filter(|s| !s.trim().is_empty())
         .map(str::parse)
         .collect::<Result<_, String>>()?;
+    // The fact bar's fact is the one erased (measured first); without an
+    // answer there, only the side effects are measured.
+    let target = page.target.get_untracked().trim().to_string();
+    let prompts = if target.is_empty() {
+        Vec::new()
+    } else {
+        lines(&page.prompts.get_untracked())
+    };
     Ok(EraseRequest {
         model: forms.model_name(),
         neurons,
         with: page.erase_with.get_untracked(),
+        target: if prompts.is_empty() {
+            String::new()
+        } else {
+            target
+        },
+        prompts,
         eval: eval_lines(&page.eval.get_untracked())?,
         edits: page.edit_ids(),
     })
@@ -254,7 +268,15 @@ fn EraseForm(forms: EditForms) -> impl IntoView {
                 <option value="zero">"zero (the paper)"</option>
                 <option value="unk">"the [UNK] embedding"</option>
             </select>
-            <p class="hint">"Perplexity is measured on the side-effect prompts of the update form."</p>
+            <p class="hint" id="erase-fact">{move || {
+                let target = page.target.get();
+                let n = lines(&page.prompts.get()).len();
+                if target.trim().is_empty() || n == 0 {
+                    "Measured on the side-effect prompts of the update form only: give an answer and prompts above to see whether the fact is forgotten.".to_string()
+                } else {
+                    format!("Measured on the fact above ({:?}, {n} prompts: is it forgotten?), then on the side-effect prompts of the update form.", target.trim())
+                }
+            }}</p>
             <button id="erase" type="submit" disabled=move || forms.disabled()>"Erase"</button>
             {forms.under("erase")}
         </form>
@@ -362,10 +384,141 @@ fn EditList(forms: EditForms) -> impl IntoView {
     }
 }
 
-/// What an edit did: the rates, the side effects, per prompt P and rank of the
-/// old and new answers before and after, and warnings when it went wrong.
+/// What an edit did: an erase in its own terms ([`EraseResult`]); an update's
+/// rates, side effects, per prompt P and rank of the old and new answers
+/// before and after, and warnings when it went wrong.
 #[component]
 fn EditResult(r: EditResponse) -> impl IntoView {
+    if r.erase.is_some() {
+        return view! { <EraseResult r=r /> }.into_any();
+    }
+    view! { <UpdateResult r=r /> }.into_any()
+}
+
+/// The edit's description, neurons and permalink.
+fn edit_header(r: &EditResponse) -> impl IntoView {
+    let link = format!("/r/{}", r.id);
+    let neurons = r
+        .edit
+        .neurons
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    view! {
+        <p>{format!("{} — edited {neurons}", r.edit.description)}
+            " · permalink: " <a id="edit-permalink" href=link.clone()>{link.clone()}</a></p>
+    }
+}
+
+/// Per prompt: P(answer), its rank and the top-1, before → after.
+fn effect_rows(effects: &[kn_shared::PromptEffect]) -> Vec<(Option<Neuron>, Vec<Cell>)> {
+    let arrow = |a: String, b: String| format!("{a} → {b}");
+    let rank = |x: Option<usize>| x.map_or("–".into(), |r| r.to_string());
+    effects
+        .iter()
+        .map(|p| {
+            (
+                None,
+                vec![
+                    Cell::text(p.prompt.clone()),
+                    Cell::num(
+                        arrow(ui::prob(p.p_before), ui::prob(p.p_after)),
+                        p.p_after - p.p_before,
+                    ),
+                    Cell::text(arrow(rank(p.rank_before), rank(p.rank_after))),
+                    Cell::text(arrow(
+                        format!("{:?}", p.top1_before),
+                        format!("{:?}", p.top1_after),
+                    )),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// An erase: is the fact forgotten (its prompts first), then what else moved.
+#[component]
+fn EraseResult(r: EditResponse) -> impl IntoView {
+    let Some(o) = r.erase.clone() else {
+        return ().into_any();
+    };
+    let headers = vec!["prompt", "P(answer) before → after", "rank", "top-1"];
+    let p_change = o.p_change.map_or("–".into(), ui::percent_change);
+    let fact = if o.prompts == 0 {
+        "No fact was named: only the side effects were measured.".to_string()
+    } else if o.known == 0 {
+        format!(
+            "Erased {}: the model answered none of its {} prompts before the erase, so none can be forgotten; P(answer) {p_change} on average.",
+            o.erased, o.prompts
+        )
+    } else {
+        format!(
+            "Erased {}: forgotten on {} of the {} prompts the model answered (of {}); P(answer) {p_change} on average.",
+            o.erased,
+            o.forgotten,
+            o.known,
+            o.prompts
+        )
+    };
+    let ppl: String = r
+        .metrics
+        .perplexity
+        .iter()
+        .map(|p| {
+            format!(
+                " Perplexity on {} ({} prompts): {} → {}.",
+                p.set,
+                p.prompts,
+                ui::value(p.before),
+                ui::value(p.after)
+            )
+        })
+        .collect();
+    let side = format!(
+        "Side effects: the top-1 changed on {} of {} other prompts.{ppl}",
+        o.side_changed, o.side_prompts
+    );
+    let mut warnings = Vec::new();
+    if o.known > 0 && o.forgotten == 0 {
+        warnings.push("The model still gives the answer on every prompt it knew: these neurons alone do not hold the fact.".to_string());
+    }
+    for p in r
+        .metrics
+        .perplexity
+        .iter()
+        .filter(|p| p.after > 2.0 * p.before)
+    {
+        warnings.push(format!(
+            "Perplexity on {} rose {}: erasing these neurons damages more than this fact.",
+            p.set,
+            ui::ratio(p.after / p.before)
+        ));
+    }
+    view! {
+        <div id="edit-result">
+            {edit_header(&r)}
+            <p id="erase-outcome">{fact}</p>
+            <p id="edit-metrics">{side}</p>
+            {(!warnings.is_empty()).then(|| view! {
+                <ul class="warning" id="edit-warning" role="alert">{warnings.into_iter().map(|w| view! { <li>{w}</li> }).collect_view()}</ul>
+            })}
+            {(!r.predictions.is_empty()).then(|| view! {
+                <h4>{format!("The prompts of {}", o.erased)}</h4>
+                <SortTable id="edit-predictions" headers=headers.clone() rows=effect_rows(&r.predictions) />
+            })}
+            {(!r.side_effects.is_empty()).then(|| view! {
+                <h4>"Side-effect prompts"</h4>
+                <SortTable id="erase-side-effects" headers=headers.clone() rows=effect_rows(&r.side_effects) />
+            })}
+        </div>
+    }
+    .into_any()
+}
+
+/// A fact update's outcome.
+#[component]
+fn UpdateResult(r: EditResponse) -> impl IntoView {
     let m = &r.metrics;
     let has_new = r.predictions.iter().any(|p| p.new_answer.is_some());
     let mut warnings = Vec::new();
@@ -445,11 +598,9 @@ fn EditResult(r: EditResponse) -> impl IntoView {
     } else {
         vec!["prompt", "P(answer) before → after", "rank", "top-1"]
     };
-    let link = format!("/r/{}", r.id);
     view! {
         <div id="edit-result">
-            <p>{format!("{} — edited {}", r.edit.description, r.edit.neurons.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))}
-                " · permalink: " <a id="edit-permalink" href=link.clone()>{link.clone()}</a></p>
+            {edit_header(&r)}
             <p id="edit-metrics">
                 {format!("change rate {:.0}%, success rate {:.0}%", 100.0 * m.change_rate, 100.0 * m.success_rate)}
                 {m.perplexity.iter().map(|p| format!("; perplexity on {} ({} prompts) {} → {}", p.set, p.prompts, ui::value(p.before), ui::value(p.after))).collect::<String>()}

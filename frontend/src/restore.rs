@@ -79,6 +79,9 @@ fn erase(page: Page, r: &EraseRequest) {
     let list: Vec<String> = r.neurons.iter().map(ToString::to_string).collect();
     page.erase_neurons.set(list.join(", "));
     page.erase_with.set(r.with.clone());
+    if !r.prompts.is_empty() {
+        fact(page, &r.target, &r.prompts);
+    }
     eval(page, &r.eval);
 }
 

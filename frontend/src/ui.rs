@@ -95,6 +95,12 @@ pub fn ratio(r: f64) -> String {
     }
 }
 
+/// A relative change for a sentence: `−85.9%`, `+12.0%`.
+pub fn percent_change(x: f64) -> String {
+    let sign = if x < 0.0 { "−" } else { "+" };
+    format!("{sign}{:.1}%", 100.0 * x.abs())
+}
+
 /// A setting as it was typed: `0.2`, not `0.2000`.
 pub fn setting(v: f64) -> String {
     format!("{v}")
@@ -130,6 +136,27 @@ pub fn scroll_to(id: &str) {
             });
             opts.set_block(web_sys::ScrollLogicalPosition::Start);
             el.scroll_into_view_with_scroll_into_view_options(&opts);
+        }
+    });
+    if let Some(w) = web_sys::window() {
+        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 30);
+    }
+}
+
+/// Scroll to `section` and put the keyboard focus on `control` (without a
+/// second jump): where a button sends the user to another form.
+pub fn go_to(section: &str, control: &str) {
+    scroll_to(section);
+    let id = control.to_string();
+    let cb = wasm_bindgen::closure::Closure::once_into_js(move || {
+        let el = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.get_element_by_id(&id))
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+        if let Some(el) = el {
+            let opts = web_sys::FocusOptions::new();
+            opts.set_prevent_scroll(true);
+            let _ = el.focus_with_options(&opts);
         }
     });
     if let Some(w) = web_sys::window() {

@@ -840,6 +840,14 @@ pub struct EraseRequest {
     /// `zero` or `unk`.
     #[serde(default = "default_erase_with")]
     pub with: String,
+    /// The fact the neurons are erased for: its answer and prompts, measured
+    /// first (is it forgotten?). Both or neither; an erase without them
+    /// measures only the side effects.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<String>,
+    /// Side-effect prompts: perplexity and top-1 before and after.
     #[serde(default)]
     pub eval: Vec<EvalPrompt>,
     /// Edit sets (ids from `POST /api/edit-sets` or an edit's outcome) to apply,
@@ -878,8 +886,37 @@ pub struct EditResponse {
     /// The same edit on random neurons (not applied), as a control.
     #[serde(default)]
     pub random: Option<EditMetrics>,
-    /// The fact's prompts: top-1 before and after.
+    /// The fact's prompts: top-1 before and after. (An erase stored before
+    /// `erase` existed kept its side-effect prompts here.)
     pub predictions: Vec<PromptEffect>,
+    /// The side-effect prompts of an erase, before and after.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub side_effects: Vec<PromptEffect>,
+    /// What an erase did, in an erase's own terms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erase: Option<EraseOutcome>,
+}
+
+/// An erase's outcome: is the erased fact forgotten, and what else moved. (An
+/// update's change and success rates do not apply: an erase has no new answer.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EraseOutcome {
+    /// What was erased, in words: `the fact "Paris"`, `relation P36 (capital)`.
+    #[serde(default)]
+    pub erased: String,
+    /// The erased fact's prompts, and how many of them the model answered
+    /// (its greedy answer was the answer) before the erase.
+    pub prompts: usize,
+    pub known: usize,
+    /// Of those known prompts, how many no longer are.
+    pub forgotten: usize,
+    /// Relative change of the mean P(answer) over the fact's prompts (the rule
+    /// every intervention here reports), `None` without a fact.
+    pub p_change: Option<f64>,
+    /// Side-effect prompts, and how many of them changed their top-1.
+    pub side_prompts: usize,
+    pub side_changed: usize,
 }
 
 /// `POST /api/jobs/erase-relation`: find the knowledge neurons of a sample of a

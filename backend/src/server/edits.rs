@@ -9,6 +9,7 @@ use super::run::run_now;
 use super::{budget, parse, ApiFail, AppState};
 use crate::engine::attribution::Options;
 use crate::engine::edit::{self, Applied, UpdateOptions};
+use crate::engine::intervene::relative_change;
 use crate::engine::readout::{probabilities, probabilities_and_ranks, prompt_effects};
 use crate::engine::selection::{attribute_fact_with, Thresholds};
 use crate::engine::{relation, Query};
@@ -20,7 +21,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kn_shared::{
-    AnswerChange, ApiError, ComputeRequest, EditMetrics, EditResponse, EditSet,
+    AnswerChange, ApiError, ComputeRequest, EditMetrics, EditResponse, EditSet, EraseOutcome,
     EraseRelationRequest, EraseRequest, JobStatus, PerplexityChange, PromptEffect,
     UpdateFactRequest,
 };
@@ -77,14 +78,25 @@ fn edit_outcome(
     random: Option<EditMetrics>,
     predictions: Vec<PromptEffect>,
 ) -> Outcome {
-    let response = EditResponse {
+    let response = response(&set, metrics, random, predictions);
+    Outcome::edit(response, set)
+}
+
+fn response(
+    set: &EditSet,
+    metrics: EditMetrics,
+    random: Option<EditMetrics>,
+    predictions: Vec<PromptEffect>,
+) -> EditResponse {
+    EditResponse {
         id: String::new(),
-        edit: describe(&set),
+        edit: describe(set),
         metrics,
         random,
         predictions,
-    };
-    Outcome::edit(response, set)
+        side_effects: Vec::new(),
+        erase: None,
+    }
 }
 
 /// Check a fact update and plan it.
@@ -191,21 +203,84 @@ pub(super) fn plan_erase(st: &AppState, req: EraseRequest) -> Result<Planned, Ap
     )?;
     crate::engine::intervene::validate(&worker.text.config, &req.neurons)?;
     let with: edit::EraseWith = req.with.parse()?;
+    let fact = erased_fact(st, worker, &req)?;
     let eval = budget::eval_queries(st, worker, &req.eval)?;
     let request = ComputeRequest::Erase(req.clone());
     let work = Box::new(move |m: &Model, _: super::plan::Progress| {
         let fp = edit::fingerprint(m);
-        let es = edit::erase(
-            m,
-            &req.neurons,
-            with,
-            format!("erase {} neurons ({})", req.neurons.len(), req.with),
-        )?;
-        let metrics = edit::measure(m, &es, &fp, &[], None, &eval)?;
-        let predictions = before_after(m, &es, &eval, None)?;
-        Ok(edit_outcome(es, metrics, None, predictions))
+        let es = edit::erase(m, &req.neurons, with, erase_description(&req))?;
+        let metrics = edit::measure(m, &es, &fp, &fact, None, &eval)?;
+        let predictions = before_after(m, &es, &fact, None)?;
+        let side_effects = before_after(m, &es, &eval, None)?;
+        let outcome = erase_outcome(&req.target, &metrics, &predictions, &side_effects);
+        let r = EditResponse {
+            side_effects,
+            erase: Some(outcome),
+            ..response(&es, metrics, None, predictions)
+        };
+        Ok(Outcome::edit(r, es))
     });
     Planned::new(request, &worker.fingerprint, index, 1, work)
+}
+
+/// The fact an erase is for (its answer and prompts: both or neither).
+fn erased_fact(
+    st: &AppState,
+    worker: &super::ModelWorker,
+    req: &EraseRequest,
+) -> Result<Vec<Query>, ApiFail> {
+    match (req.target.trim().is_empty(), req.prompts.is_empty()) {
+        (true, true) => Ok(Vec::new()),
+        (false, false) => {
+            budget::queries(st, worker, &req.prompts, &req.target, Default::default())
+        }
+        (true, false) => Err(invalid(
+            "the erased fact's prompts are given without its answer: give `target` too",
+        )),
+        (false, true) => Err(invalid(
+            "the erased fact's answer is given without its prompts: give `prompts` too",
+        )),
+    }
+}
+
+fn erase_description(req: &EraseRequest) -> String {
+    let of = if req.target.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" of {:?}", req.target.trim())
+    };
+    format!("erase {} neurons{of} ({})", req.neurons.len(), req.with)
+}
+
+fn invalid(message: &str) -> ApiFail {
+    ApiFail::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        message,
+    )
+}
+
+/// An erase in its own terms, from what [`before_after`] measured.
+fn erase_outcome(
+    target: &str,
+    m: &EditMetrics,
+    fact: &[PromptEffect],
+    side: &[PromptEffect],
+) -> EraseOutcome {
+    let (before, after): (Vec<f64>, Vec<f64>) =
+        fact.iter().map(|p| (p.p_before, p.p_after)).unzip();
+    EraseOutcome {
+        erased: format!("the fact {:?}", target.trim()),
+        prompts: fact.len(),
+        known: m.known_prompts,
+        forgotten: (m.change_rate_known.unwrap_or(0.0) * m.known_prompts as f64).round() as usize,
+        p_change: (!fact.is_empty()).then(|| relative_change(&before, &after)),
+        side_prompts: side.len(),
+        side_changed: side
+            .iter()
+            .filter(|p| p.top1_before != p.top1_after)
+            .count(),
+    }
 }
 
 #[utoipa::path(post, path = "/api/edits/erase", request_body = EraseRequest, responses((status = 200, body = EditResponse, description = "the new edit set (stored; name it in later requests' `edits`) and its effect"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]
@@ -308,50 +383,70 @@ fn erase_relation(
             e.sample.len()
         ),
     )?;
-    // (accuracy, perplexity) on each set, before and after.
+    // P(answer) and top-1 on each set, before and after.
     let mut sets = vec![(format!("{} (erased relation)", e.rel_id), &e.prompts)];
     if !e.side.is_empty() {
         sets.push(("other relations".to_string(), &e.side));
     }
-    let measure = |m: &Model| -> crate::Result<Vec<(f64, f64)>> {
+    let measure = |m: &Model| -> crate::Result<Vec<(Vec<f64>, Vec<u32>)>> {
         sets.iter()
-            .map(|(_, qs)| Ok((accuracy(m, qs)?, edit::perplexity(m, qs)?)))
+            .map(|(_, qs)| probabilities(m, qs, &Hooks::default()))
             .collect()
     };
     let before = measure(m)?;
     let applied = Applied::new(m, std::slice::from_ref(&es))?;
     let after = measure(m)?;
     drop(applied);
+    let accuracy = |(_, top): &(Vec<f64>, Vec<u32>), qs: &[Query]| {
+        top.iter().zip(qs).filter(|(t, q)| **t == q.target).count() as f64 / qs.len() as f64
+    };
+    let (acc_before, acc_after) = (
+        accuracy(&before[0], &e.prompts),
+        accuracy(&after[0], &e.prompts),
+    );
     let metrics = EditMetrics {
         // Share of the erased relation's prompts no longer answered correctly.
-        change_rate: 1.0 - after[0].0,
+        change_rate: 1.0 - acc_after,
         success_rate: 0.0,
         change_rate_known: None,
         prompts: e.prompts.len(),
-        known_prompts: (before[0].0 * e.prompts.len() as f64).round() as usize,
+        known_prompts: (acc_before * e.prompts.len() as f64).round() as usize,
         perplexity: sets
             .iter()
             .zip(before.iter().zip(&after))
             .map(|((name, qs), (b, a))| PerplexityChange {
                 set: format!(
                     "{name}, accuracy {:.0}% -> {:.0}%",
-                    100.0 * b.0,
-                    100.0 * a.0
+                    100.0 * accuracy(b, qs),
+                    100.0 * accuracy(a, qs)
                 ),
                 prompts: qs.len(),
-                before: b.1,
-                after: a.1,
+                before: edit::perplexity_of(&b.0),
+                after: edit::perplexity_of(&a.0),
             })
             .collect(),
     };
+    let known_then_lost = (0..e.prompts.len())
+        .filter(|&i| before[0].1[i] == e.prompts[i].target && after[0].1[i] != e.prompts[i].target)
+        .count();
+    let side = before.get(1).zip(after.get(1));
+    let outcome = EraseOutcome {
+        erased: format!("relation {} ({})", e.rel_id, e.rel_label),
+        prompts: e.prompts.len(),
+        known: metrics.known_prompts,
+        forgotten: known_then_lost,
+        p_change: Some(relative_change(&before[0].0, &after[0].0)),
+        side_prompts: e.side.len(),
+        side_changed: side.map_or(0, |(b, a)| {
+            b.1.iter().zip(&a.1).filter(|(x, y)| x != y).count()
+        }),
+    };
     let predictions = before_after(m, &es, &e.prompts, None)?;
-    Ok(edit_outcome(es, metrics, None, predictions))
-}
-
-/// Share of `qs` whose top-1 is the answer.
-fn accuracy(m: &Model, qs: &[Query]) -> crate::Result<f64> {
-    let (_, top) = probabilities(m, qs, &Hooks::default())?;
-    Ok(top.iter().zip(qs).filter(|(t, q)| **t == q.target).count() as f64 / qs.len() as f64)
+    let r = EditResponse {
+        erase: Some(outcome),
+        ..response(&es, metrics, None, predictions)
+    };
+    Ok(Outcome::edit(r, es))
 }
 
 /// `POST /api/jobs/erase-relation`: SPEC's relation erasure as a job. The final

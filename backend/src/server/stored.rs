@@ -176,6 +176,8 @@ mod tests {
             },
             random: None,
             predictions: vec![],
+            side_effects: vec![],
+            erase: None,
         };
         let output = ComputeOutput::Edit(Box::new(response.clone()));
         let fail = output_text(&output).unwrap_err();

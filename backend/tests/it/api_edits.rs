@@ -538,3 +538,83 @@ async fn a_task_that_panics_or_is_abandoned_leaves_the_weights_as_loaded() {
         "the abandoned task was cancelled"
     );
 }
+
+/// An erase answers its own question: the erased fact's prompts first, each
+/// with P(answer) before and after as `/api/predict` reads them without and
+/// with the new edit set; then the side-effect prompts; and the outcome in an
+/// erase's terms (forgotten prompts, the relative change of P), not an update's.
+#[tokio::test]
+async fn an_erase_measures_its_fact_then_the_side_effects() {
+    let app = app_of(state(&["tiny-llama"], None));
+    let prompts = [
+        "The capital of France is [MASK].",
+        "France's capital is [MASK].",
+    ];
+    let neurons: Vec<_> = (0..32)
+        .map(|i| serde_json::json!({"layer": 2, "index": i}))
+        .collect();
+    let body = serde_json::json!({
+        "neurons": neurons, "target": "Paris", "prompts": prompts,
+        "eval": [{"prompt": "Paris is the capital of [MASK].", "target": "France"}],
+    });
+    let e: EditResponse = post_ok(&app, "/api/edits/erase", &body).await;
+    assert!(
+        e.edit.description.contains("of \"Paris\""),
+        "{}",
+        e.edit.description
+    );
+    let prob = |r: &PredictResponse| r.target.as_ref().unwrap().prob;
+    let ask = |prompt: &str, target: &str, edits: &[&str]| {
+        serde_json::json!({"prompt": prompt, "target": target, "top_k": 1, "edits": edits})
+            .to_string()
+    };
+    assert_eq!(e.predictions.len(), 2, "the fact's prompts come first");
+    let mut before_after = Vec::new();
+    for (p, effect) in prompts.iter().zip(&e.predictions) {
+        assert_eq!(&effect.prompt, p);
+        let before = predict(&app, &ask(p, "Paris", &[])).await;
+        let after = predict(&app, &ask(p, "Paris", &[&e.edit.id])).await;
+        assert!((prob(&before) - effect.p_before).abs() < 1e-6);
+        assert!((prob(&after) - effect.p_after).abs() < 1e-6);
+        assert_eq!(effect.top1_before, before.top_k[0].token);
+        assert_eq!(effect.top1_after, after.top_k[0].token);
+        before_after.push((effect.p_before, effect.p_after));
+    }
+    assert_eq!(e.side_effects.len(), 1);
+    assert_eq!(e.side_effects[0].prompt, "Paris is the capital of [MASK].");
+    let o = e.erase.as_ref().expect("an erase's own outcome");
+    let mean = |f: fn(&(f64, f64)) -> f64| before_after.iter().map(f).sum::<f64>() / 2.0;
+    let (b, a) = (mean(|x| x.0), mean(|x| x.1));
+    assert!((o.p_change.unwrap() - (a - b) / b).abs() < 1e-9);
+    assert_eq!((o.prompts, o.side_prompts), (2, 1));
+    let known = e
+        .predictions
+        .iter()
+        .filter(|p| p.top1_before == "Paris")
+        .count();
+    let lost = e
+        .predictions
+        .iter()
+        .filter(|p| p.top1_before == "Paris" && p.top1_after != "Paris")
+        .count();
+    assert_eq!((o.known, o.forgotten), (known, lost));
+    let side_changed = e
+        .side_effects
+        .iter()
+        .filter(|p| p.top1_before != p.top1_after)
+        .count();
+    assert_eq!(o.side_changed, side_changed);
+
+    // The fact is given whole or not at all.
+    let half = serde_json::json!({"neurons": [{"layer": 0, "index": 0}], "prompts": prompts});
+    expect_error(
+        &app,
+        "POST",
+        "/api/edits/erase",
+        &half.to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "without its answer",
+    )
+    .await;
+}
