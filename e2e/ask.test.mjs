@@ -147,6 +147,76 @@ test('a late answer for an earlier search does not replace the facts shown', asy
   await page.close();
 });
 
+// An edit-strength search, on a model where a setting works (tiny-gpt2) and
+// on one where none does (tiny-bert): the page says which before anything is
+// applied, with the numbers the API returned.
+async function searchStrength(page, modelIndex) {
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.selectOption('#model', { index: modelIndex });
+  const prompts = ['The capital of France is [MASK].', 'France\'s capital is [MASK].', 'The capital city of France is [MASK].'];
+  await page.fill('#target', 'Paris');
+  await page.fill('#prompts', prompts.join('\n'));
+  await page.fill('#steps', '4');
+  await page.fill('#new-target', 'London');
+  await page.click('#find-strength');
+  await page.waitForSelector('#strength-verdict', { timeout: 120_000 });
+  const link = await page.locator('#edit-permalink').getAttribute('href');
+  const stored = await (await fetch(`${server.url}/api/results/${link.slice(3)}`)).json();
+  assert.equal(stored.request.search, true);
+  const s = stored.edit.strength;
+  const rows = await page.locator('#strength-table tbody tr').count();
+  assert.equal(rows, s.tried.length);
+  for (const [i, t] of s.tried.entries()) {
+    const cells = await page.locator(`#strength-table tbody tr:nth-child(${i + 1}) td`).allTextContents();
+    assert.equal(cells[0], String(t.lambda2));
+    assert.equal(cells[2], t.p_new.toFixed(4));
+    assert.equal(cells[5], t.works ? 'yes' : 'no');
+  }
+  assert.match(await page.locator('#edits').textContent(), /None: the model is as loaded/, 'nothing applied yet');
+  return { s, id: stored.edit.edit.id };
+}
+
+test('an edit strength that works is shown, then applied on request', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const { s, id } = await searchStrength(page, 1);
+  assert.ok(s.chosen !== null, 'tiny-gpt2 has a working setting');
+  const t = s.tried.find((x) => x.lambda2 === s.chosen);
+  const verdict = await page.locator('#strength-verdict').textContent();
+  assert.ok(verdict.startsWith(`λ2 = ${s.chosen} works: the model now answers "London" to “The capital of France is ___.” (P = ${t.p_new.toFixed(4)})`), verdict);
+  await page.click('#apply-strength');
+  await page.waitForFunction(() => /λ2 = /.test(document.querySelector('#edits').textContent));
+  assert.match(await page.locator('#edits').textContent(), new RegExp(`λ2 = ${s.chosen}\\b`));
+  assert.ok(page.url().includes(id), 'the applied edit is in the address');
+  // With the edit, the model answers London on the edit prompt.
+  const models = await (await fetch(`${server.url}/api/models`)).json();
+  const api = await (await fetch(`${server.url}/api/predict`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: models[1].name, prompt: 'The capital of France is [MASK].', top_k: 1, edits: [id] }),
+  })).json();
+  assert.equal(api.top_k[0].token.trim(), 'London');
+  await page.locator('#update-form').screenshot({ path: join(ARTIFACTS, 'strength-works.png') });
+  await page.close();
+});
+
+test('when no edit strength works, the form says so in words and applies nothing', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const { s } = await searchStrength(page, 0);
+  assert.equal(s.chosen, null, 'tiny-bert has no working setting');
+  const verdict = await page.locator('#strength-verdict').textContent();
+  assert.ok(verdict.startsWith('No edit strength works for this fact on this model. We tried λ2 from 0.25 to 12: with none of them does the model answer "London" to “The capital of France is ___.”'), verdict);
+  assert.match(verdict, /Nothing was applied/);
+  assert.equal(await page.locator('#apply-strength').count(), 0);
+  await page.locator('#update-form').screenshot({ path: join(ARTIFACTS, 'strength-none.png') });
+  // The paper's setting is one click away, and labelled as such.
+  await page.fill('#lambda2', '2');
+  await page.click('#paper-setting');
+  await page.waitForSelector('#edit-metrics', { timeout: 120_000 });
+  assert.equal(await page.inputValue('#lambda2'), '8');
+  assert.match(await page.locator('#edits').textContent(), /λ1 = 1, λ2 = 8/);
+  await page.close();
+});
+
 test('erase a relation as a job, then undo', async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   await page.goto(server.url);

@@ -83,6 +83,22 @@ impl EditForms {
         ui::scroll_to(&format!("{form}-result"));
     }
 
+    /// A searched edit: shown, not added (its result has an "Apply" button).
+    fn shown(self, form: &'static str, r: Result<EditResponse, Failure>) {
+        self.outcome.set(Some((form, r)));
+        self.busy.set(None);
+        ui::scroll_to(&format!("{form}-result"));
+    }
+
+    /// Add an edit the page was shown to the page's edits.
+    fn apply(self, edit: kn_shared::ActiveEdit) {
+        self.page.edits.update(|list| {
+            if !list.iter().any(|x| x.id == edit.id) {
+                list.push(edit);
+            }
+        });
+    }
+
     /// The progress and the result of `form`, shown directly under it.
     fn under(self, form: &'static str) -> impl IntoView {
         let EditForms {
@@ -97,7 +113,7 @@ impl EditForms {
                 })}
                 {move || outcome.get().filter(|(f, _)| *f == form || (form == "update" && *f == "link")).map(|(_, r)| match r {
                     Err(e) => view! { <p class="error" role="alert" id="edit-error">{e.message}</p> }.into_any(),
-                    Ok(r) => view! { <EditResult r=r /> }.into_any(),
+                    Ok(r) => view! { <EditResult r=r forms=self /> }.into_any(),
                 })}
             </div>
         }
@@ -124,6 +140,7 @@ fn update_request(forms: EditForms, target: String) -> Result<UpdateFactRequest,
         steps: page.steps.get_untracked().trim().parse().unwrap_or(20),
         eval: eval_lines(&page.eval.get_untracked())?,
         edits: page.edit_ids(),
+        search: false,
     };
     if req.new_target.is_empty() {
         return Err("Give the new answer t′.".into());
@@ -188,10 +205,9 @@ pub fn Edits(page: Page, bench: Workbench, outcome: Outcome) -> impl IntoView {
     view! {
         <section class="panel wide" id="edit-section" aria-labelledby="edit-title">
             <h2 id="edit-title">"Edit"</h2>
-            <div class="compare">
-                <UpdateForm forms=forms bench=bench />
-                <EraseForm forms=forms />
-            </div>
+            // One form per row: their results are tables that need the width.
+            <UpdateForm forms=forms bench=bench />
+            <EraseForm forms=forms />
             <EraseRelationForm forms=forms />
             <EditList forms=forms />
         </section>
@@ -201,8 +217,9 @@ pub fn Edits(page: Page, bench: Workbench, outcome: Outcome) -> impl IntoView {
 #[component]
 fn UpdateForm(forms: EditForms, bench: Workbench) -> impl IntoView {
     let page = forms.page;
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
+    // `search`: find the smallest λ2 that works and show it (applied only on
+    // request); otherwise update with the form's settings.
+    let run = move |search: bool| {
         let target = page.target.get_untracked().trim().to_string();
         if target.is_empty() {
             bench.target_error.set(Some(
@@ -212,15 +229,29 @@ fn UpdateForm(forms: EditForms, bench: Workbench) -> impl IntoView {
             return;
         }
         let req = match update_request(forms, target) {
-            Ok(r) => r,
+            Ok(r) => UpdateFactRequest { search, ..r },
             Err(e) => return forms.failed("update", e),
         };
         forms.start("update");
         spawn_local(async move {
             let r = api::update_fact_job(&req, move |s| forms.job.set(Some(s))).await;
             forms.job.set(None);
-            forms.made("update", r);
+            if search {
+                forms.shown("update", r);
+            } else {
+                forms.made("update", r);
+            }
         });
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        run(false);
+    };
+    let paper = move |_| {
+        page.lambda1.set("1".into());
+        page.lambda2.set("8".into());
+        page.norm_scaled.set(String::new());
+        run(false);
     };
     view! {
         <form id="update-form" novalidate on:submit=submit>
@@ -231,13 +262,18 @@ fn UpdateForm(forms: EditForms, bench: Workbench) -> impl IntoView {
             <div class="row3">
                 <div><label for="k">"k " <Help id="k" text="How many of the fact's knowledge neurons are edited, strongest first (the paper: 4)." /></label><input id="k" type="number" min="1" prop:value=move || page.k.get() on:input=move |ev| page.k.set(event_target_value(&ev)) /></div>
                 <div><label for="lambda1">"λ1"</label><input id="lambda1" type="number" step="any" prop:value=move || page.lambda1.get() on:input=move |ev| page.lambda1.set(event_target_value(&ev)) /></div>
-                <div><label for="lambda2">"λ2 " <Help id="lambda" text="How much of the old answer's embedding is taken out (λ1) and of the new one's put in (λ2). The paper uses λ1 = 1, λ2 = 8, which can wreck a small model's perplexity: try λ2 = 1, or the norm-scaled option." /></label><input id="lambda2" type="number" step="any" prop:value=move || page.lambda2.get() on:input=move |ev| page.lambda2.set(event_target_value(&ev)) /></div>
+                <div><label for="lambda2">"λ2 " <Help id="lambda" text="How much of the old answer's embedding is taken out (λ1) and of the new one's put in (λ2). The paper uses λ1 = 1, λ2 = 8, which can wreck a small model's perplexity: “Find a strength that works” tries a grid of λ2 and says which, if any, works on this model." /></label><input id="lambda2" type="number" step="any" prop:value=move || page.lambda2.get() on:input=move |ev| page.lambda2.set(event_target_value(&ev)) /></div>
             </div>
             <label class="check"><input id="norm-scaled" type="checkbox" prop:checked=move || page.norm_scaled.get() == "1"
                 on:change=move |ev| page.norm_scaled.set(if event_target_checked(&ev) { "1".into() } else { String::new() }) />" rescale embeddings to the slot's norm (the authors' code)"</label>
             <label for="eval">"Side-effect prompts for perplexity (prompt | answer, one per line)"</label>
             <textarea id="eval" rows="3" prop:value=move || page.eval.get() on:input=move |ev| page.eval.set(event_target_value(&ev)) on:keydown=ui::submit_on_ctrl_enter></textarea>
-            <button id="update" type="submit" disabled=move || forms.disabled()>"Update fact"</button>
+            <p class="hint">"Find a strength: tries λ2 from 0.25 to 12 and shows the smallest with which t′ becomes the answer to the first prompt while the model's perplexity on other prompts at most doubles (the side-effect prompts, or one ParaRel prompt from each of 20 relations). Nothing is applied until you say so."</p>
+            <div class="buttons">
+                <button id="find-strength" type="button" disabled=move || forms.disabled() on:click=move |_| run(true)>"Find a strength that works"</button>
+                <button id="update" type="submit" class="secondary" disabled=move || forms.disabled()>"Update with these settings"</button>
+                <button id="paper-setting" type="button" class="secondary" disabled=move || forms.disabled() on:click=paper>"The paper's setting (λ1 = 1, λ2 = 8)"</button>
+            </div>
             {forms.under("update")}
         </form>
     }
@@ -388,11 +424,95 @@ fn EditList(forms: EditForms) -> impl IntoView {
 /// rates, side effects, per prompt P and rank of the old and new answers
 /// before and after, and warnings when it went wrong.
 #[component]
-fn EditResult(r: EditResponse) -> impl IntoView {
+fn EditResult(r: EditResponse, forms: EditForms) -> impl IntoView {
     if r.erase.is_some() {
         return view! { <EraseResult r=r /> }.into_any();
     }
+    if r.strength.is_some() {
+        return view! { <StrengthResult r=r forms=forms /> }.into_any();
+    }
     view! { <UpdateResult r=r /> }.into_any()
+}
+
+/// An edit-strength search: the setting that works (with "Apply"), or, when
+/// none does, that in words, before anything is applied; every try in a table.
+#[component]
+fn StrengthResult(r: EditResponse, forms: EditForms) -> impl IntoView {
+    let Some(s) = r.strength.clone() else {
+        return ().into_any();
+    };
+    let new = r
+        .predictions
+        .first()
+        .and_then(|p| p.new_answer.as_ref())
+        .map_or_else(String::new, |n| n.token.trim().to_string());
+    let prompt = s.prompt.replace("[MASK]", "___");
+    let applied = Signal::derive({
+        let id = r.edit.id.clone();
+        move || forms.page.edits.get().iter().any(|e| e.id == id)
+    });
+    let (lo, hi) = (
+        s.tried.first().map_or(0.0, |t| t.lambda2),
+        s.tried.last().map_or(0.0, |t| t.lambda2),
+    );
+    let verdict = match s.tried.iter().find(|t| Some(t.lambda2) == s.chosen).cloned() {
+        Some(t) => {
+            let edit = r.edit.clone();
+            view! {
+                <p id="strength-verdict" class="ok">{format!(
+                    "λ2 = {} works: the model now answers {new:?} to “{prompt}” (P = {}), and its perplexity on {} goes {} → {} ({}). It is not applied yet.",
+                    ui::setting(t.lambda2), ui::prob(t.p_new), s.side, ui::value(t.perplexity_before), ui::value(t.perplexity_after),
+                    ui::ratio(t.perplexity_after / t.perplexity_before))}</p>
+                <button type="button" id="apply-strength" disabled=move || applied.get() on:click=move |_| forms.apply(edit.clone())>
+                    {move || if applied.get() { "Applied to this page".to_string() } else { format!("Apply this edit (λ2 = {})", ui::setting(t.lambda2)) }}
+                </button>
+            }
+            .into_any()
+        }
+        None => view! {
+            <p id="strength-verdict" class="warning" role="alert">{format!(
+                "No edit strength works for this fact on this model. We tried λ2 from {} to {}: with none of them does the model answer {new:?} to “{prompt}” while still answering other questions about as well as before (its perplexity on {} must not more than double). Nothing was applied: editing these neurons does not move this fact here. The paper's setting is one click away if you want to see what it does.",
+                ui::setting(lo), ui::setting(hi), s.side)}</p>
+        }
+        .into_any(),
+    };
+    let rows: Vec<_> = s
+        .tried
+        .iter()
+        .map(|t| {
+            (
+                None,
+                vec![
+                    Cell::num(ui::setting(t.lambda2), t.lambda2),
+                    Cell::text(format!("{:?}", t.top1)),
+                    Cell::num(ui::prob(t.p_new), t.p_new),
+                    Cell::num(format!("{:.0}%", 100.0 * t.success_rate), t.success_rate),
+                    Cell::num(
+                        ui::ratio(t.perplexity_after / t.perplexity_before),
+                        t.perplexity_after / t.perplexity_before,
+                    ),
+                    Cell::text(if t.works { "yes" } else { "no" }.to_string()),
+                ],
+            )
+        })
+        .collect();
+    let headers = vec![
+        "λ2",
+        "top-1 on the edit prompt",
+        "P(t′) there",
+        "prompts answering t′",
+        "perplexity",
+        "works",
+    ];
+    view! {
+        <div id="edit-result">
+            {verdict}
+            <p class="meta">{if s.chosen.is_some() { format!("The edit found: {}", r.edit.description) } else { format!("The form's setting, measured for reference (not applied): {}", r.edit.description) }}" · permalink: "
+                <a id="edit-permalink" href=format!("/r/{}", r.id)>{format!("/r/{}", r.id)}</a></p>
+            <SortTable id="strength-table" headers=headers rows=rows />
+        </div>
+    }
+    .into_any()
 }
 
 /// The edit's description, neurons and permalink.
@@ -547,7 +667,7 @@ fn UpdateResult(r: EditResponse) -> impl IntoView {
     for p in &m.perplexity {
         if p.after > 2.0 * p.before {
             warnings.push(format!(
-                "Perplexity on {} rose {} ({} → {}): the edit damages what the model knows beyond this fact. Try λ2 = 1 or the norm-scaled option.",
+                "Perplexity on {} rose {} ({} → {}): the edit damages what the model knows beyond this fact. “Find a strength that works” looks for a λ2 that does not.",
                 p.set,
                 ui::ratio(p.after / p.before),
                 ui::value(p.before),

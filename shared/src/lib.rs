@@ -810,6 +810,50 @@ pub struct UpdateFactRequest {
     /// in order, for this request only; empty = the model as loaded.
     #[serde(default)]
     pub edits: Vec<String>,
+    /// Search [`STRENGTH_GRID`] for the smallest `λ2` that works (see
+    /// [`StrengthSearch`]); the outcome's edit is that one, or the one at
+    /// `lambda2` when none works. The page adds a searched edit only when asked.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub search: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The `λ2` values an edit-strength search tries, smallest first (8 is the paper's).
+pub const STRENGTH_GRID: [f64; 9] = [0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0];
+
+/// An edit-strength search: every `λ2` of the grid tried on the fact, and the
+/// smallest that works. A setting *works* when the new answer becomes the
+/// top-1 on the edit prompt (the fact's first) while the perplexity of the
+/// side-effect prompts at most doubles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StrengthSearch {
+    pub tried: Vec<StrengthTry>,
+    /// The smallest `λ2` that works; `None` when none on the grid does.
+    pub chosen: Option<f64>,
+    /// The edit prompt.
+    pub prompt: String,
+    /// What perplexity was measured on: `eval` (the request's), or one ParaRel
+    /// prompt from each of up to 20 relations.
+    pub side: String,
+    pub side_prompts: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StrengthTry {
+    pub lambda2: f64,
+    /// The edit prompt's top-1 after the edit, and P(new answer) there.
+    pub top1: String,
+    pub p_new: f64,
+    /// Share of the fact's prompts whose top-1 is the new answer.
+    pub success_rate: f64,
+    pub perplexity_before: f64,
+    pub perplexity_after: f64,
+    pub works: bool,
 }
 
 pub fn default_k() -> usize {
@@ -895,6 +939,9 @@ pub struct EditResponse {
     /// What an erase did, in an erase's own terms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erase: Option<EraseOutcome>,
+    /// A fact update's edit-strength search, when it asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<StrengthSearch>,
 }
 
 /// An erase's outcome: is the erased fact forgotten, and what else moved. (An

@@ -542,6 +542,27 @@ pub struct FactUpdate<'a> {
     pub description: String,
 }
 
+/// The neurons a fact update edits: the fact's refined knowledge neurons
+/// without `exclude`, strongest first (the update takes the first `k`).
+pub fn update_neurons(
+    model: &Model,
+    fact: &FactAttribution,
+    target: &str,
+    th: &Thresholds,
+    exclude: &[Neuron],
+) -> Result<Vec<Neuron>> {
+    let mut chosen = fact_neurons(model, fact, target, th)?.knowledge;
+    chosen.retain(|n| !exclude.contains(&n.neuron()));
+    chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
+    if chosen.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "`{target}` has no knowledge neurons to edit at t = {}, p = {} on these prompts: add paraphrases or lower t or p",
+            th.t, th.p
+        )));
+    }
+    Ok(chosen.iter().map(|n| n.neuron()).collect())
+}
+
 /// SPEC's fact update from an attributed fact: its refined knowledge neurons
 /// (without `exclude`, e.g. relation-shared ones), strongest first, the top `k`
 /// edited towards `new_target`; measured on the fact's prompts and `eval`, with
@@ -569,16 +590,7 @@ pub fn plan_update(
         first.target,
         crate::cloze::target_id(model, &first.cloze, new_target)?,
     );
-    let mut chosen = fact_neurons(model, fact, target, th)?.knowledge;
-    chosen.retain(|n| !exclude.contains(&n.neuron()));
-    chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let neurons: Vec<Neuron> = chosen.iter().map(|n| n.neuron()).collect();
-    if neurons.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "`{target}` has no knowledge neurons to edit at t = {}, p = {} on these prompts: add paraphrases or lower t or p",
-            th.t, th.p
-        )));
-    }
+    let neurons = update_neurons(model, fact, target, th, exclude)?;
     let fp = fingerprint(model);
     let edit = update_fact(model, &neurons, old, new, opts, description.clone())?;
     let metrics = measure(model, &edit, &fp, qs, Some(new), eval)?;

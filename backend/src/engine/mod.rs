@@ -26,6 +26,7 @@ pub(crate) mod batching;
 pub mod cost;
 pub mod edit;
 pub mod edit_overlay;
+pub mod edit_strength;
 pub mod host;
 pub mod intervene;
 pub mod methods_lab;

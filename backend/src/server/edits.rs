@@ -9,6 +9,7 @@ use super::run::run_now;
 use super::{budget, parse, ApiFail, AppState};
 use crate::engine::attribution::Options;
 use crate::engine::edit::{self, Applied, UpdateOptions};
+use crate::engine::edit_strength;
 use crate::engine::intervene::relative_change;
 use crate::engine::readout::{probabilities, probabilities_and_ranks, prompt_effects};
 use crate::engine::selection::{attribute_fact_with, Thresholds};
@@ -72,16 +73,6 @@ fn before_after(
 }
 
 /// An edit's outcome (its permalink id is filled in when it is stored).
-fn edit_outcome(
-    set: EditSet,
-    metrics: EditMetrics,
-    random: Option<EditMetrics>,
-    predictions: Vec<PromptEffect>,
-) -> Outcome {
-    let response = response(&set, metrics, random, predictions);
-    Outcome::edit(response, set)
-}
-
 fn response(
     set: &EditSet,
     metrics: EditMetrics,
@@ -96,6 +87,7 @@ fn response(
         predictions,
         side_effects: Vec::new(),
         erase: None,
+        strength: None,
     }
 }
 
@@ -116,10 +108,25 @@ pub(super) fn plan_update(st: &AppState, req: UpdateFactRequest) -> Result<Plann
     budget::count("k", req.k, st.limits.max_k, "")?;
     budget::finite("λ1", req.lambda1, st.limits.max_lambda)?;
     budget::finite("λ2", req.lambda2, st.limits.max_lambda)?;
+    let side = if req.search {
+        Some(strength_side(st, worker, &eval)?)
+    } else {
+        None
+    };
     let request = ComputeRequest::Update(req.clone());
     let total = req.prompts.len();
     let work = Box::new(move |m: &Model, progress: super::plan::Progress| {
         let fact = attribute_fact_with(m, qs.clone(), &Options::with_steps(req.steps), progress)?;
+        let mut req = req.clone();
+        let strength = match &side {
+            Some((name, side)) => {
+                let s = search_strength(m, &fact, &req, &new_ids, (name, side))?;
+                // The searched edit is the smallest λ2 that works, or the form's.
+                req.lambda2 = s.chosen.unwrap_or(req.lambda2);
+                Some(s)
+            }
+            None => None,
+        };
         let update = edit::FactUpdate {
             target: &req.target,
             new_target: &req.new_target,
@@ -132,14 +139,54 @@ pub(super) fn plan_update(st: &AppState, req: UpdateFactRequest) -> Result<Plann
         let plan = edit::plan_update(m, &fact, &update)?;
         let new = (req.new_target.trim(), new_ids.as_slice());
         let predictions = before_after(m, &plan.edit, &qs, Some(new))?;
-        Ok(edit_outcome(
-            plan.edit,
-            plan.metrics,
-            Some(plan.random),
-            predictions,
-        ))
+        let r = EditResponse {
+            strength,
+            ..response(&plan.edit, plan.metrics, Some(plan.random), predictions)
+        };
+        Ok(Outcome::edit(r, plan.edit))
     });
     Planned::new(request, &worker.fingerprint, index, total, work)
+}
+
+/// The prompts an edit-strength search measures perplexity on: the request's
+/// side-effect prompts, or one ParaRel prompt from each of up to 20 relations.
+fn strength_side(
+    st: &AppState,
+    worker: &super::ModelWorker,
+    eval: &[Query],
+) -> Result<(String, Vec<Query>), ApiFail> {
+    if !eval.is_empty() {
+        return Ok(("the side-effect prompts given".into(), eval.to_vec()));
+    }
+    let data = super::dataset::dataset(st)?;
+    let side = relation::side_prompts(&worker.text, data.relations.iter());
+    if side.is_empty() {
+        return Err(invalid(
+            "an edit-strength search needs side-effect prompts: give some (prompt | answer)",
+        ));
+    }
+    let name = format!("one ParaRel prompt from each of {} relations", side.len());
+    Ok((name, side))
+}
+
+/// [`edit_strength::search`] over the grid, within the server's `λ` budget.
+fn search_strength(
+    m: &Model,
+    fact: &crate::engine::selection::FactAttribution,
+    req: &UpdateFactRequest,
+    new_ids: &[u32],
+    (name, side): (&str, &[Query]),
+) -> crate::Result<kn_shared::StrengthSearch> {
+    let neurons = edit::update_neurons(m, fact, &req.target, &Thresholds::default(), &[])?;
+    let search = edit_strength::Search {
+        neurons: &neurons,
+        prompts: &fact.queries,
+        new_ids,
+        opts: update_options(req),
+        side,
+        side_name: name.to_string(),
+    };
+    edit_strength::search(m, &search, &kn_shared::STRENGTH_GRID)
 }
 
 fn update_options(req: &UpdateFactRequest) -> UpdateOptions {

@@ -178,6 +178,7 @@ mod tests {
             predictions: vec![],
             side_effects: vec![],
             erase: None,
+            strength: None,
         };
         let output = ComputeOutput::Edit(Box::new(response.clone()));
         let fail = output_text(&output).unwrap_err();

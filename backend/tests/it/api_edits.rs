@@ -618,3 +618,48 @@ async fn an_erase_measures_its_fact_then_the_side_effects() {
     )
     .await;
 }
+
+/// An edit-strength search tries every λ2 of the grid and picks the smallest
+/// that works. Each try is held to the plain update at that λ2: the edit
+/// prompt's top-1 and P(t′) as `/api/predict` reads them with that edit set,
+/// and the side prompts' perplexity as the update measures it.
+#[tokio::test]
+async fn an_edit_strength_search_is_the_plain_update_at_each_strength() {
+    let app = app_of(state(&["tiny-llama"], None));
+    let mut body = update_body(&[]);
+    body["search"] = serde_json::json!(true);
+    let r: EditResponse = post_ok(&app, "/api/edits/update", &body).await;
+    let s = r.strength.as_ref().expect("a search says what it tried");
+    let grid: Vec<f64> = s.tried.iter().map(|t| t.lambda2).collect();
+    assert_eq!(grid, kn_shared::STRENGTH_GRID.to_vec());
+    assert_eq!(s.prompt, "The capital of France is [MASK].");
+    assert_eq!(
+        (s.side.as_str(), s.side_prompts),
+        ("the side-effect prompts given", 1)
+    );
+    for t in &s.tried {
+        let mut plain = update_body(&[]);
+        plain["lambda2"] = serde_json::json!(t.lambda2);
+        let u: EditResponse = post_ok(&app, "/api/edits/update", &plain).await;
+        let ask = serde_json::json!({"prompt": s.prompt, "target": "France", "top_k": 1, "edits": [u.edit.id]});
+        let p = predict(&app, &ask.to_string()).await;
+        assert_eq!(p.top_k[0].token, t.top1, "λ2 = {}", t.lambda2);
+        assert!((p.target.as_ref().unwrap().prob - t.p_new).abs() < 1e-6);
+        let ppl = &u.metrics.perplexity[0];
+        assert!((ppl.before - t.perplexity_before).abs() < 1e-6 * ppl.before);
+        assert!((ppl.after - t.perplexity_after).abs() < 1e-6 * ppl.after);
+        assert!((u.metrics.success_rate - t.success_rate).abs() < 1e-9);
+        let top1 = p.target.as_ref().unwrap().rank == 1;
+        let works = top1 && t.perplexity_after <= 2.0 * t.perplexity_before;
+        assert_eq!(t.works, works, "λ2 = {}", t.lambda2);
+    }
+    let first = s.tried.iter().find(|t| t.works).map(|t| t.lambda2);
+    assert_eq!(s.chosen, first);
+    // The outcome's edit is the chosen one (or the form's λ2 when none works).
+    let lambda2 = s.chosen.unwrap_or(8.0);
+    assert!(
+        r.edit.description.contains(&format!("λ2 = {lambda2}")),
+        "{}",
+        r.edit.description
+    );
+}
