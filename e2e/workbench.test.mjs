@@ -195,7 +195,50 @@ test('2. results and errors appear where you look; one answer field; linked view
   assert.notEqual(control, 'Rome');
   assert.ok(controlPrompts.length > 0 && !controlPrompts.includes('Italy'), controlPrompts);
   assert.ok(!controlPrompts.includes('capital'), `a fact of another relation than P36: ${controlPrompts}`);
+  // The analysis's same-relation control is another fact of P36: not Rome, not Italy.
+  await page.waitForFunction(() => document.querySelector('#control-same-target')?.value !== '');
+  const same = await page.inputValue('#control-same-target');
+  const samePrompts = await page.inputValue('#control-same-prompts');
+  assert.ok(same !== '' && same !== 'Rome', same);
+  assert.ok(samePrompts.includes('capital') && !samePrompts.includes('Italy'), samePrompts);
+  assert.equal(await page.inputValue('#control-other-target'), control);
   await ctx.close();
+});
+
+test('2b. specificity beside the effect: the fact and its controls, with intervals', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  await page.goto(server.url);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  await page.fill('#target', 'Paris');
+  await page.fill('#prompts', 'The capital of France is [MASK].\nFrance\'s capital is [MASK].\nThe capital city of France is [MASK].');
+  await page.fill('#steps', '4');
+  await page.fill('#t', '0.1');
+  await page.fill('#p', '0.5');
+  // The default controls: Germany → Berlin (same relation), Dante → Florence (another).
+  assert.equal(await page.inputValue('#control-same-target'), 'Berlin');
+  assert.equal(await page.inputValue('#control-other-target'), 'Florence');
+  await page.click('#analyze');
+  await page.waitForSelector('#specificity svg', { timeout: 120_000 });
+  const link = await page.locator('#permalink').getAttribute('href');
+  const stored = await (await fetch(`${server.url}/api/results/${link.slice(3)}`)).json();
+  const s = stored.result.specificity;
+  assert.deepEqual(stored.request.controls.map((c) => c.target), ['Berlin', 'Florence']);
+  assert.ok(stored.request.controls.every((c) => c.target !== 'Paris'), 'a control is never the fact');
+  const pct = (x) => `${x < 0 ? '−' : '+'}${(100 * Math.abs(x)).toFixed(1)}%`;
+  const rows = await page.locator('#specificity-table tbody tr').count();
+  assert.equal(rows, 3);
+  for (const [i, r] of s.rows.entries()) {
+    const cells = await page.locator(`#specificity-table tbody tr:nth-child(${i + 1}) td`).allTextContents();
+    assert.deepEqual(cells, [r.set, r.target, pct(r.change), `${pct(r.lo)} to ${pct(r.hi)}`, String(r.per_prompt.length)]);
+  }
+  // A dot per prompt, a bar per interval.
+  assert.equal(await page.locator('#specificity circle.dot').count(), s.rows.reduce((n, r) => n + r.per_prompt.length, 0));
+  assert.equal(await page.locator('#specificity line.ci').count(), 3);
+  assert.equal(await page.locator('#not-specific').count(), s.fact_specific ? 0 : 1);
+  assert.match(await page.locator('#specificity-verdict').textContent(), s.fact_specific ? /^Fact-specific/ : /^Not fact-specific/);
+  assert.match(await page.locator('#specificity svg').getAttribute('aria-label'), /this fact: [−+]\d/);
+  await page.locator('#specificity').screenshot({ path: join(ARTIFACTS, 'specificity.png') });
+  await page.close();
 });
 
 test('3. the heatmap: colour bar, centred layers, tooltip, zoom, width of its panel', async () => {

@@ -28,6 +28,7 @@ pub mod pararel;
 pub mod predict;
 pub mod server;
 pub mod source;
+pub mod stats;
 pub mod store;
 pub mod tokenizer;
 

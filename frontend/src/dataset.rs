@@ -63,6 +63,54 @@ async fn control_for(
     None
 }
 
+/// The control of the same relation: the first fact of the relation's
+/// unfiltered first page whose subject and answer are not this fact's (nor
+/// contain or are contained in its subject: "Kingdom of Italy" is no control
+/// for "Italy"), with its prompts.
+async fn same_relation_control(
+    relation: &str,
+    fact: (&str, &str),
+    causal: bool,
+) -> Option<(String, Vec<String>)> {
+    let p = api::relation(relation, "").await.ok()?;
+    let related = |a: &str, b: &str| a.contains(b) || b.contains(a);
+    p.facts
+        .iter()
+        .find(|o| !related(&o.subject, fact.0) && o.object != fact.1)
+        .map(|o| (o.object.clone(), prompts_for(&p, &o.subject, causal)))
+        .filter(|(_, ps)| !ps.is_empty())
+}
+
+/// Empty the control fields, then fill them with a fact of the same relation
+/// and one of another (as the responses come).
+fn fill_controls(
+    form: Page,
+    list: Vec<RelationSummary>,
+    rel: String,
+    (subject, object): (String, String),
+    causal: bool,
+) {
+    for sig in [
+        form.same_target,
+        form.same_prompts,
+        form.unrelated_target,
+        form.unrelated_prompts,
+    ] {
+        sig.set(String::new());
+    }
+    spawn_local(async move {
+        let fact = (subject.as_str(), object.as_str());
+        if let Some((target, prompts)) = same_relation_control(&rel, fact, causal).await {
+            form.same_target.set(target);
+            form.same_prompts.set(prompts.join("\n"));
+        }
+        if let Some((target, prompts)) = control_for(&list, &rel, fact, causal).await {
+            form.unrelated_target.set(target);
+            form.unrelated_prompts.set(prompts.join("\n"));
+        }
+    });
+}
+
 #[component]
 pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
     let relations = RwSignal::new(Vec::<RelationSummary>::new());
@@ -127,24 +175,20 @@ pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
             form.prompt.set(first.clone());
         }
         form.prompts.set(ps.join("\n"));
-        // The methods form's unrelated fact: never this fact itself.
-        form.unrelated_target.set(String::new());
-        form.unrelated_prompts.set(String::new());
-        let (list, rel) = (relations.get_untracked(), p.relation.id.clone());
-        let (subject, object) = (f.subject.clone(), f.object.clone());
-        spawn_local(async move {
-            if let Some((target, prompts)) =
-                control_for(&list, &rel, (&subject, &object), causal).await
-            {
-                form.unrelated_target.set(target);
-                form.unrelated_prompts.set(prompts.join("\n"));
-            }
-        });
+        // The controls: never this fact itself.
+        let fact = (f.subject.clone(), f.object.clone());
+        fill_controls(
+            form,
+            relations.get_untracked(),
+            p.relation.id.clone(),
+            fact,
+            causal,
+        );
     };
     view! {
         <section class="panel wide" id="dataset" aria-labelledby="dataset-title">
             <h2 id="dataset-title">"Dataset: ParaRel"</h2>
-            <p class="hint">"Pick a fact: \u{201c}Use this fact\u{201d} fills the answer, the Ask prompt, the paraphrases, and, as the methods\u{2019} unrelated fact, a fact of another relation."</p>
+            <p class="hint">"Pick a fact: \u{201c}Use this fact\u{201d} fills the answer, the Ask prompt, the paraphrases, and the controls: a fact of the same relation and, as the methods\u{2019} unrelated fact too, a fact of another relation."</p>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             <div class="row3">
             <div>

@@ -56,6 +56,20 @@ fn analysis(page: Page, r: &AnalyzeRequest) {
     number(page.t, r.t);
     number(page.p, r.p);
     page.positions.set(r.answer_positions.name().to_string());
+    // The controls exactly as stored (none: the fields are emptied, so a
+    // re-run is the same request).
+    for (kind, target, prompts) in [
+        ("same relation", page.same_target, page.same_prompts),
+        (
+            "other relation",
+            page.unrelated_target,
+            page.unrelated_prompts,
+        ),
+    ] {
+        let c = r.controls.iter().find(|c| c.kind == kind);
+        target.set(c.map(|c| c.target.clone()).unwrap_or_default());
+        prompts.set(c.map(|c| c.prompts.join("\n")).unwrap_or_default());
+    }
 }
 
 fn update(page: Page, r: &UpdateFactRequest) {

@@ -10,8 +10,11 @@ pub const DEFAULT_PROMPTS: &str = "The capital of France is [MASK].\nThe capital
 
 pub const DEFAULT_METHODS: &str =
     "ig,ig-masked-baseline,activation,grad-x-act,logprob-increase,random";
+/// The default control of the same relation as the default fact (Paris).
+pub const DEFAULT_SAME: &str = "The capital of Germany is [MASK].\nGermany's capital is [MASK].";
+/// The default control of another relation (P19, place of birth).
 pub const DEFAULT_UNRELATED: &str =
-    "The capital of Germany is [MASK].\nGermany's capital is [MASK].";
+    "Dante Alighieri was born in [MASK].\nDante Alighieri's birthplace is [MASK].";
 
 /// Declares the page's text fields once: each field's signal, its key in the
 /// address and its default. `Page`, [`Page::fields`] and [`Page::from_url`]
@@ -78,8 +81,12 @@ page_fields! {
     /// fact (answer and prompts) for specificity.
     methods: "methods" = DEFAULT_METHODS,
     ks: "ks" = "1,2,5,10,20",
-    unrelated_target: "unrelated_target" = "Berlin",
+    unrelated_target: "unrelated_target" = "Florence",
     unrelated_prompts: "unrelated_prompts" = DEFAULT_UNRELATED,
+    /// The analysis's control of the same relation (its other-relation
+    /// control is the methods' unrelated fact).
+    same_target: "same_target" = "Berlin",
+    same_prompts: "same_prompts" = DEFAULT_SAME,
 }
 
 fn param(key: &str) -> Option<String> {

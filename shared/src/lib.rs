@@ -619,6 +619,48 @@ pub struct AnalyzeRequest {
     /// in order, for this request only; empty = the model as loaded.
     #[serde(default)]
     pub edits: Vec<String>,
+    /// Other facts the knowledge neurons are also suppressed on, to show
+    /// whether they carry this fact or something broader (specificity). Never
+    /// the fact itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<ControlFact>,
+}
+
+/// A control fact of an analysis: another fact, of the same relation or of
+/// another one, with its own answer and prompts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ControlFact {
+    /// `same relation` or `other relation` (or a name of the caller's).
+    pub kind: String,
+    pub target: String,
+    pub prompts: Vec<String>,
+}
+
+/// Suppressing (×0) a fact's knowledge neurons on one set of prompts: each
+/// prompt's relative change of P(answer), and the relative change of the
+/// mean with its 95% bootstrap interval over the prompts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SpecificityRow {
+    /// `this fact`, or the control's kind.
+    pub set: String,
+    pub target: String,
+    pub per_prompt: Vec<f64>,
+    pub change: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// The knowledge neurons' specificity: their effect on the fact beside their
+/// effect on the controls. `fact_specific` is false when the fact's interval
+/// overlaps a control's: the neurons then carry more than this fact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Specificity {
+    pub rows: Vec<SpecificityRow>,
+    pub fact_specific: bool,
 }
 
 pub fn default_steps() -> usize {
@@ -652,6 +694,9 @@ pub struct AnalysisResult {
     pub suppress: Option<InterventionReport>,
     #[serde(default)]
     pub amplify: Option<InterventionReport>,
+    /// The knowledge neurons suppressed on the request's control facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specificity: Option<Specificity>,
     /// Seconds the computation took.
     pub seconds: f64,
 }

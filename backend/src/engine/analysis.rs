@@ -7,7 +7,7 @@ use super::intervene::{intervene, random_like};
 use super::selection::{
     attribute_fact_with, fact_neurons, mean_activations, mean_scores, Thresholds,
 };
-use super::{Neuron, Query};
+use super::{specificity, Neuron, Query};
 use crate::models::Model;
 use crate::{Error, Result};
 use kn_shared::{AnalysisResult, AnalyzeRequest, InterventionReport, ModelSummary, PromptOverview};
@@ -58,6 +58,8 @@ pub fn analyze_with(
         min_prompts: req.min_prompts,
     };
     th.validate()?;
+    // Controls are checked before the attribution is paid for.
+    let controls = specificity::control_queries(model, (&req.target, &req.prompts), &req.controls)?;
     let fact = attribute_fact_with(model, queries.clone(), &opts, progress)?;
     let neurons = fact_neurons(model, &fact, &req.target, &th)?;
     let prompts = queries
@@ -91,14 +93,29 @@ pub fn analyze_with(
             unrelated: None,
         }))
     };
+    let suppress = report(specificity::FACTOR)?;
+    let specificity = match &suppress {
+        Some(r) if !controls.is_empty() => {
+            let named: Vec<_> = req.controls.iter().zip(controls).collect();
+            Some(specificity::specificity(
+                model,
+                &kn_set,
+                &r.knowledge,
+                &req.target,
+                &named,
+            )?)
+        }
+        _ => None,
+    };
     Ok(AnalysisResult {
         request: req.clone(),
         model: summary,
         mean_scores: rows(&mean_scores(&fact))?,
         mean_activations: rows(&mean_activations(&fact))?,
         prompts,
-        suppress: report(0.0)?,
+        suppress,
         amplify: report(2.0)?,
+        specificity,
         neurons,
         seconds: started.elapsed().as_secs_f64(),
     })

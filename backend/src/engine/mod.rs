@@ -36,6 +36,7 @@ mod query;
 pub mod readout;
 pub mod relation;
 pub mod selection;
+pub mod specificity;
 mod trace;
 
 pub use kn_shared::{AnswerPositions, Neuron};

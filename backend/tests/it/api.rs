@@ -861,3 +861,92 @@ async fn the_web_client_is_served_compressed_and_revalidated() {
     assert_eq!(h(&page, "cache-control").as_deref(), Some("no-cache"));
     assert_eq!(&body(page).await[..], b"<p>app</p>");
 }
+
+/// An analysis with control facts suppresses the knowledge neurons on them
+/// too: each row is `intervene` on that fact's prompts (held to the library),
+/// with a bootstrap interval around its change, and the set is "fact-specific"
+/// only when the fact's interval is apart from every control's. A control
+/// that is the fact itself is refused before any work.
+#[tokio::test]
+async fn an_analysis_measures_its_neurons_on_control_facts() {
+    let app = app_of(state(&["tiny-llama"], None));
+    let fact = [
+        "The capital of France is [MASK].",
+        "France's capital is [MASK].",
+        "The capital city of France is [MASK].",
+    ];
+    let same = [
+        "The capital of Germany is [MASK].",
+        "Germany's capital is [MASK].",
+        "The capital city of Germany is [MASK].",
+    ];
+    let other = [
+        "Dante was born in [MASK].",
+        "The birthplace of Dante is [MASK].",
+    ];
+    let body = serde_json::json!({
+        "target": "Paris", "steps": 4, "t": 0.1, "p": 0.5, "prompts": fact,
+        "controls": [
+            {"kind": "same relation", "target": "Berlin", "prompts": same},
+            {"kind": "other relation", "target": "Florence", "prompts": other},
+        ],
+    });
+    let r: kn_shared::AnalyzeResponse = post_ok(&app, "/api/analyze", &body).await;
+    let res = r.result;
+    let s = res
+        .specificity
+        .as_ref()
+        .expect("controls give a specificity");
+    let names: Vec<&str> = s.rows.iter().map(|x| x.set.as_str()).collect();
+    assert_eq!(names, ["this fact", "same relation", "other relation"]);
+    let suppress = res.suppress.as_ref().unwrap();
+    assert!((s.rows[0].change - suppress.knowledge.relative_change).abs() < 1e-12);
+
+    let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+    let kn_set: Vec<kn_shared::Neuron> = res.neurons.knowledge.iter().map(|n| n.neuron()).collect();
+    for (row, (target, prompts)) in s.rows[1..]
+        .iter()
+        .zip([("Berlin", &same[..]), ("Florence", &other[..])])
+    {
+        let qs: Vec<_> = prompts
+            .iter()
+            .map(|p| kn::engine::Query::new(&m, p, target).unwrap())
+            .collect();
+        let e = kn::engine::intervene::intervene(&m, &qs, &kn_set, 0.0).unwrap();
+        assert_eq!(row.target, target);
+        assert!(
+            (row.change - e.relative_change).abs() < 1e-9,
+            "{} vs {}",
+            row.change,
+            e.relative_change
+        );
+        for (x, p) in row.per_prompt.iter().zip(&e.prompts) {
+            assert!((x - (p.p_after - p.p_before) / p.p_before).abs() < 1e-9);
+        }
+    }
+    for row in &s.rows {
+        assert!(
+            row.lo <= row.change + 1e-12 && row.change <= row.hi + 1e-12,
+            "{row:?}"
+        );
+    }
+    let apart = s.rows[1..]
+        .iter()
+        .all(|c| c.hi < s.rows[0].lo || c.lo > s.rows[0].hi);
+    assert_eq!(s.fact_specific, apart);
+
+    // The fact as its own control is refused, before the attribution.
+    let mut itself = body.clone();
+    itself["controls"] =
+        serde_json::json!([{"kind": "same relation", "target": "Paris", "prompts": [fact[1]]}]);
+    expect_error(
+        &app,
+        "POST",
+        "/api/analyze",
+        &itself.to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "is the fact itself",
+    )
+    .await;
+}
