@@ -623,13 +623,17 @@ fn EraseResult(r: EditResponse) -> impl IntoView {
             {(!warnings.is_empty()).then(|| view! {
                 <ul class="warning" id="edit-warning" role="alert">{warnings.into_iter().map(|w| view! { <li>{w}</li> }).collect_view()}</ul>
             })}
-            {(!r.predictions.is_empty()).then(|| view! {
+            {(o.prompts > 0).then(|| view! {
                 <h4>{format!("The prompts of {}", o.erased)}</h4>
                 <SortTable id="edit-predictions" headers=headers.clone() rows=effect_rows(&r.predictions) />
             })}
-            {(!r.side_effects.is_empty()).then(|| view! {
-                <h4>"Side-effect prompts"</h4>
-                <SortTable id="erase-side-effects" headers=headers.clone() rows=effect_rows(&r.side_effects) />
+            // Without a fact, the side effects are where erases always had them.
+            {(o.prompts == 0 || !r.side_effects.is_empty()).then(|| {
+                let side = if o.prompts == 0 { &r.predictions } else { &r.side_effects };
+                view! {
+                    <h4>"Side-effect prompts"</h4>
+                    <SortTable id="erase-side-effects" headers=headers.clone() rows=effect_rows(side) />
+                }
             })}
         </div>
     }

@@ -975,8 +975,8 @@ pub struct EditResponse {
     /// The same edit on random neurons (not applied), as a control.
     #[serde(default)]
     pub random: Option<EditMetrics>,
-    /// The fact's prompts: top-1 before and after. (An erase stored before
-    /// `erase` existed kept its side-effect prompts here.)
+    /// The fact's prompts: top-1 before and after. (An erase that names no
+    /// fact has its side-effect prompts here, as erases always had.)
     pub predictions: Vec<PromptEffect>,
     /// The side-effect prompts of an erase, before and after.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -260,6 +260,13 @@ pub(super) fn plan_erase(st: &AppState, req: EraseRequest) -> Result<Planned, Ap
         let predictions = before_after(m, &es, &fact, None)?;
         let side_effects = before_after(m, &es, &eval, None)?;
         let outcome = erase_outcome(&req.target, &metrics, &predictions, &side_effects);
+        // An erase that names no fact keeps its side effects where erases
+        // always had them (a stored request recomputes to the same outcome).
+        let (predictions, side_effects) = if fact.is_empty() {
+            (side_effects, Vec::new())
+        } else {
+            (predictions, side_effects)
+        };
         let r = EditResponse {
             side_effects,
             erase: Some(outcome),
