@@ -211,6 +211,8 @@ test('a long analysis shows progress and can be cancelled', async () => {
   await page.click('#analyze');
   await page.waitForSelector('#analysis-progress');
   await page.waitForFunction(() => /of 30 prompts attributed/.test(document.querySelector('.progress span')?.textContent || ''));
+  // Once a prompt is done, the time left at the pace so far.
+  await page.waitForFunction(() => /^[1-9]\d* of 30 prompts attributed, (under a second|about \d+ (s|min \d+ s)) left$/.test(document.querySelector('.progress span')?.textContent || ''), null, { timeout: 60_000 });
   await page.screenshot({ path: join(ARTIFACTS, 'progress.png') });
   await page.click('#cancel');
   await page.waitForSelector('#analysis-error');

@@ -438,6 +438,40 @@ test('8. a phone: no sideways scroll; screenshots of every view', async () => {
 
 // No test of this file left a page error or a console error (a panic of the
 // WebAssembly app is both), whatever it was testing.
+test('9. the first screen: the default question answered, the path, the cost before the job', async () => {
+  const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  const asked = page.waitForResponse((r) => r.url().endsWith('/api/predict'));
+  await page.goto(server.url);
+  // Answered on load, without a click: the chart names the API's top answer.
+  const answer = await (await asked).json();
+  await page.waitForSelector('#topk-chart svg');
+  assert.equal(answer.prompt, 'The capital of France is [MASK].');
+  assert.ok((await page.locator('#topk-chart').innerHTML()).includes(JSON.stringify(answer.top_k[0].token)));
+  // The path through the studio, one sentence a step, each a link to its place.
+  const steps = await page.locator('#guide li a').allTextContents();
+  assert.deepEqual(steps, ['Ask', 'Find knowledge neurons', 'Suppress and amplify', 'Edit']);
+  for (const href of await page.locator('#guide li a').evaluateAll((as) => as.map((a) => a.getAttribute('href')))) {
+    assert.equal(await page.locator(href).count(), 1, href);
+  }
+  // Copy link is a secondary action; the primary buttons are the actions.
+  assert.match(await page.getAttribute('#copy-link', 'class'), /secondary/);
+  // The analysis's cost before it runs: the API's work units (no job timed yet on a fresh form).
+  await page.fill('#prompts', 'The capital of France is [MASK].\nFrance\'s capital is [MASK].');
+  await page.fill('#steps', '3');
+  await page.waitForFunction(() => /work units/.test(document.querySelector('#analysis-estimate')?.textContent || ''));
+  const body = { target: 'Paris', steps: 3, prompts: ['The capital of France is [MASK].', 'France\'s capital is [MASK].'] };
+  const est = await (await fetch(`${server.url}/api/estimate/analyze`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+  })).json();
+  const units = est.units.toLocaleString('en-US');
+  await page.waitForFunction((u) => document.querySelector('#analysis-estimate')?.textContent.includes(`${u} work units`), units);
+  if (est.seconds !== null) {
+    assert.match(await page.locator('#analysis-estimate').textContent(), /^Estimated: (under a second|about \d+ (s|min \d+ s)) on this server/);
+  }
+  await page.screenshot({ path: join(ARTIFACTS, 'first-screen.png') });
+  await page.close();
+});
+
 test('no page logged an error or a panic', () => {
   assert.deepEqual(pageErrors(), []);
 });

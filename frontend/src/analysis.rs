@@ -49,20 +49,7 @@ pub fn AnalysisSection(page: Page, bench: Workbench, outcome: Outcome) -> impl I
             return;
         }
         bench.target_error.set(None);
-        let model = page.model.get_untracked();
-        let req = AnalyzeRequest {
-            model: (!model.is_empty()).then_some(model),
-            target,
-            prompts: lines(&page.prompts.get_untracked()),
-            answer_positions: page.answer_positions(),
-            steps: page.steps.get_untracked().trim().parse().unwrap_or(0),
-            riemann: Default::default(),
-            t: page.t.get_untracked().trim().parse().unwrap_or(f64::NAN),
-            p: page.p.get_untracked().trim().parse().unwrap_or(f64::NAN),
-            min_prompts: 1,
-            edits: page.edit_ids(),
-            controls: controls(page),
-        };
+        let req = analysis_request(page, target);
         running.set(true);
         outcome.set(None);
         ui::scroll_to("analysis-progress-box");
@@ -142,6 +129,7 @@ pub fn AnalysisSection(page: Page, bench: Workbench, outcome: Outcome) -> impl I
                     </div>
                 </div>
                 <ControlFields page=page />
+                <Estimate page=page />
                 <button id="analyze" type="submit" disabled=move || running.get()>
                     {move || if running.get() { "Computing attribution…" } else { "Find knowledge neurons" }}
                 </button>
@@ -157,6 +145,76 @@ pub fn AnalysisSection(page: Page, bench: Workbench, outcome: Outcome) -> impl I
                 _ => ().into_any(),
             }}
         </section>
+    }
+}
+
+/// The form's analysis request.
+fn analysis_request(page: Page, target: String) -> AnalyzeRequest {
+    let model = page.model.get_untracked();
+    AnalyzeRequest {
+        model: (!model.is_empty()).then_some(model),
+        target,
+        prompts: lines(&page.prompts.get_untracked()),
+        answer_positions: page.answer_positions(),
+        steps: page.steps.get_untracked().trim().parse().unwrap_or(0),
+        riemann: Default::default(),
+        t: page.t.get_untracked().trim().parse().unwrap_or(f64::NAN),
+        p: page.p.get_untracked().trim().parse().unwrap_or(f64::NAN),
+        min_prompts: 1,
+        edits: page.edit_ids(),
+        controls: controls(page),
+    }
+}
+
+/// What the form's analysis would cost, asked again (after a pause) whenever
+/// a field it depends on changes; nothing while the form cannot run.
+#[component]
+fn Estimate(page: Page) -> impl IntoView {
+    let shown = RwSignal::new(None::<kn_shared::CostEstimate>);
+    let asked = StoredValue::new(0u64);
+    Effect::new(move |_| {
+        // The fields the cost depends on.
+        let _ = (
+            page.target.get(),
+            page.prompts.get(),
+            page.steps.get(),
+            page.model.get(),
+            page.positions.get(),
+        );
+        let n = asked.get_value() + 1;
+        asked.set_value(n);
+        let cb = wasm_bindgen::closure::Closure::once_into_js(move || {
+            if asked.get_value() != n {
+                return;
+            }
+            let target = page.target.get_untracked().trim().to_string();
+            if target.is_empty() {
+                shown.set(None);
+                return;
+            }
+            let req = analysis_request(page, target);
+            spawn_local(async move {
+                let e = api::estimate_analysis(&req).await.ok();
+                if asked.get_value() == n {
+                    shown.set(e);
+                }
+            });
+        });
+        if let Some(w) = web_sys::window() {
+            use wasm_bindgen::JsCast;
+            let _ =
+                w.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 300);
+        }
+    });
+    move || {
+        shown.get().map(|e| {
+            let units = ui::count(e.units);
+            let text = match e.seconds {
+                Some(s) => format!("Estimated: {} on this server ({units} work units, at the pace of its last {} job{}).", ui::about(s), e.timed_jobs, if e.timed_jobs == 1 { "" } else { "s" }),
+                None => format!("Estimated: {units} work units; the first analysis on this server times them."),
+            };
+            view! { <p class="hint" id="analysis-estimate">{text}</p> }
+        })
     }
 }
 

@@ -72,6 +72,14 @@ pub async fn predict(req: &PredictRequest) -> Res<PredictResponse> {
     read(r.send().await).await
 }
 
+/// What an analysis would cost on this server (`POST /api/estimate/analyze`).
+pub async fn estimate_analysis(req: &kn_shared::AnalyzeRequest) -> Res<kn_shared::CostEstimate> {
+    let r = Request::post("/api/estimate/analyze")
+        .json(req)
+        .map_err(|e| Failure::from(e.to_string()))?;
+    read(r.send().await).await
+}
+
 /// A stored result. If the store evicted it, the server recomputes it from its
 /// stored request (202 and a job): follow the job, then read it again.
 pub async fn result(

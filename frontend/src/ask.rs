@@ -17,8 +17,8 @@ pub fn Ask(page: Page, bench: Workbench) -> impl IntoView {
     let result = RwSignal::new(None::<Answer>);
     let error = RwSignal::new(None::<Failure>);
     let pending = RwSignal::new(false);
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
+    // `shown`: scroll to the answer (not for the one asked on load).
+    let predict = move |shown: bool| {
         let t = page.target.get_untracked().trim().to_string();
         let model = page.model.get_untracked();
         let edits = page.edit_ids();
@@ -36,7 +36,9 @@ pub fn Ask(page: Page, bench: Workbench) -> impl IntoView {
             match api::predict(&req).await {
                 Ok(r) => {
                     result.set(Some((r, edits)));
-                    ui::scroll_to("ask");
+                    if shown {
+                        ui::scroll_to("ask");
+                    }
                 }
                 // A bad answer is the answer field's error; the rest are the prompt's.
                 Err(e) if e.code == "multi_token_target" => bench.target_error.set(Some(e.message)),
@@ -45,6 +47,23 @@ pub fn Ask(page: Page, bench: Workbench) -> impl IntoView {
             pending.set(false);
         });
     };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        predict(true);
+    };
+    // The default question is answered as soon as the models are listed (one
+    // forward pass), so the first screen shows what the tool does; a
+    // permalink's page shows its stored result instead.
+    let permalink = web_sys::window()
+        .and_then(|w| w.location().pathname().ok())
+        .is_some_and(|p| p.starts_with("/r/"));
+    let asked = StoredValue::new(permalink);
+    Effect::new(move |_| {
+        if !bench.models.get().is_empty() && !asked.get_value() {
+            asked.set_value(true);
+            predict(false);
+        }
+    });
     let field = move |which: &'static str| {
         Signal::derive(move || {
             error.get().and_then(|e| {

@@ -104,12 +104,14 @@ impl EditForms {
         let EditForms {
             outcome, busy, job, ..
         } = self;
+        let clock = ui::Eta::new();
         view! {
             <div id=format!("{form}-result") class="under">
                 {move || (busy.get() == Some(form)).then(|| {
-                    let (done, total) = job.get().map_or((0, 0), |s| (s.done, s.total));
+                    let (done, total, id) = job.get().map_or((0, 0, String::new()), |s| (s.done, s.total, s.id));
+                    let left = clock.left(&id, done, total);
                     view! { <div class="progress"><progress id="edit-progress" max=total.max(1) value=done aria-label="editing"></progress>
-                        <span>{if total > 0 { format!("{done} of {total} done") } else { "working…".to_string() }}</span></div> }
+                        <span>{if total > 0 { format!("{done} of {total} done{left}") } else { "working…".to_string() }}</span></div> }
                 })}
                 {move || outcome.get().filter(|(f, _)| *f == form || (form == "update" && *f == "link")).map(|(_, r)| match r {
                     Err(e) => view! { <p class="error" role="alert" id="edit-error">{e.message}</p> }.into_any(),

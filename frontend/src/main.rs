@@ -152,6 +152,26 @@ fn open_stored(page: Page, views: Outcomes, r: kn_shared::StoredResult) -> Vec<S
     ran_on
 }
 
+/// Where to start: the path through the studio, one sentence a step.
+#[component]
+fn Guide() -> impl IntoView {
+    let steps = [
+        ("ask", "Ask", "The model answers a cloze question; the answer above is the fact studied."),
+        ("analyze-section", "Find knowledge neurons", "Integrated gradients over the feed-forward neurons at the blank, refined across paraphrases, beside the activation baseline."),
+        ("analyze-section", "Suppress and amplify", "The found neurons are switched off (×0) and doubled (×2) on the fact and on control facts: do they carry this fact?"),
+        ("edit-section", "Edit", "Update the fact or erase the neurons, on this page only; find an edit strength that works, or learn that none does."),
+    ];
+    view! {
+        <nav class="panel wide guide" id="guide" aria-label="where to start">
+            <ol>
+                {steps.into_iter().map(|(to, name, what)| view! {
+                    <li><a href=format!("#{to}")>{name}</a>" "<span class="muted">{what}</span></li>
+                }).collect_view()}
+            </ol>
+        </nav>
+    }
+}
+
 #[component]
 fn App() -> impl IntoView {
     let page = Page::from_url();
@@ -260,12 +280,13 @@ fn App() -> impl IntoView {
                         </select>
                     </div>
                     <div class="share">
-                        <button type="button" id="copy-link" on:click=copy_link>"Copy link"</button>
+                        <button type="button" id="copy-link" class="secondary" on:click=copy_link>"Copy link"</button>
                         {move || copied.get().map(|m| view! { <span id="copy-status" role="status">{m}</span> })}
                     </div>
                 </div>
                 {move || models_error.get().map(|e| view! { <p class="error" role="alert">{format!("Could not list models: {e}")}</p> })}
             </section>
+            <Guide />
             <ask::Ask page=page bench=bench />
             <dataset::Dataset form=page causal=Signal::derive(move || bench.selected().is_some_and(|m| !m.masked)) />
             <analysis::AnalysisSection page=page bench=bench outcome=analysis />

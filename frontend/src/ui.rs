@@ -334,6 +334,75 @@ pub fn FieldError(id: &'static str, error: Signal<Option<String>>) -> impl IntoV
     }
 }
 
+/// A job's time left, from its pace so far: the time since its first status
+/// over the units done, times the units left (`""` until one is done).
+#[derive(Clone, Copy)]
+pub struct Eta {
+    started: StoredValue<Option<(String, f64)>>,
+}
+
+impl Eta {
+    pub fn new() -> Self {
+        Eta {
+            started: StoredValue::new(None),
+        }
+    }
+
+    /// `", about 12 s left"` for the job `id` at `done` of `total`.
+    pub fn left(self, id: &str, done: usize, total: usize) -> String {
+        let now = js_sys::Date::now();
+        if id.is_empty() {
+            return String::new();
+        }
+        if self
+            .started
+            .with_value(|s| s.as_ref().is_none_or(|(at, _)| at != id))
+        {
+            self.started.set_value(Some((id.to_string(), now)));
+        }
+        let t0 = self
+            .started
+            .with_value(|s| s.as_ref().map_or(now, |(_, t)| *t));
+        if done == 0 || done >= total {
+            return String::new();
+        }
+        let secs = (now - t0) / 1000.0 / done as f64 * (total - done) as f64;
+        format!(", {} left", about(secs))
+    }
+}
+
+/// A count with thousands separated: `12,480`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A time to come in words: `about 4 s`, `under a second`.
+pub fn about(secs: f64) -> String {
+    if secs < 1.0 {
+        "under a second".into()
+    } else {
+        format!("about {}", duration(secs))
+    }
+}
+
+/// Seconds in words: `4 s`, `2 min 5 s`.
+pub fn duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s < 60 {
+        format!("{s} s")
+    } else {
+        format!("{} min {} s", s / 60, s % 60)
+    }
+}
+
 /// A running job's progress: the bar, "n of m <what>", and Cancel (which asks
 /// the server to cancel the job; the view learns the outcome from its stream).
 #[component]
@@ -344,10 +413,12 @@ pub fn JobProgress(
     /// What the count counts, e.g. "prompts attributed".
     what: &'static str,
 ) -> impl IntoView {
+    let clock = Eta::new();
     move || {
         let (done, total, id) = job
             .get()
             .map_or((0, 0, String::new()), |s| (s.done, s.total, s.id));
+        let left = clock.left(&id, done, total);
         let cancel = move |_| {
             let id = id.clone();
             leptos::task::spawn_local(async move {
@@ -357,7 +428,7 @@ pub fn JobProgress(
         view! {
             <div class="progress">
                 <progress id=bar_id max=total.max(1) value=done aria-label=what></progress>
-                <span>{format!("{done} of {total} {what}")}</span>
+                <span>{format!("{done} of {total} {what}{left}")}</span>
                 <button id=cancel_id type="button" on:click=cancel>"Cancel"</button>
             </div>
         }

@@ -787,6 +787,18 @@ impl JobStatus {
     }
 }
 
+/// `POST /api/estimate/analyze`: a request's cost before it is run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CostEstimate {
+    /// Work units, as the budget counts them (`GET /api/limits`' `max_work`).
+    pub units: u64,
+    /// Seconds at the pace of this server's timed jobs; `None` before one.
+    pub seconds: Option<f64>,
+    /// Jobs the pace is measured over.
+    pub timed_jobs: usize,
+}
+
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -16,8 +16,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kn_shared::{
-    clip, AnalyzeRequest, AnalyzeResponse, ApiError, ComputeRequest, JobStatus, NeuronCard,
-    NeuronRequest, PredictRequest, PredictResponse,
+    clip, AnalyzeRequest, AnalyzeResponse, ApiError, ComputeRequest, CostEstimate, JobStatus,
+    NeuronCard, NeuronRequest, PredictRequest, PredictResponse,
 };
 use std::sync::Arc;
 
@@ -57,7 +57,7 @@ pub(super) fn plan(st: &AppState, mut req: AnalyzeRequest) -> Result<Planned, Ap
         req.answer_positions = Default::default();
     }
     budget::steps(st, req.steps)?;
-    budget::work(st, worker, &queries, req.steps)?;
+    let units = budget::work(st, worker, &queries, req.steps)?;
     // The controls: not the fact itself, each within the prompt budgets.
     crate::engine::specificity::control_queries(
         &worker.text,
@@ -80,7 +80,27 @@ pub(super) fn plan(st: &AppState, mut req: AnalyzeRequest) -> Result<Planned, Ap
     let work = Box::new(move |m: &Model, progress: Progress| {
         Ok(Outcome::analysis(analyze_with(m, &req, summary, progress)?))
     });
-    Planned::new(request, &worker.fingerprint, index, total, work)
+    Ok(Planned::new(request, &worker.fingerprint, index, total, work)?.with_units(units))
+}
+
+/// `POST /api/estimate/analyze`: what an analysis would cost on this server,
+/// checked as the analysis would be (a bad request gets the same 4xx), in
+/// work units and, once a job has been timed here, in seconds.
+#[utoipa::path(post, path = "/api/estimate/analyze", request_body = AnalyzeRequest, responses((status = 200, body = CostEstimate), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+pub async fn estimate_route(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CostEstimate>, ApiFail> {
+    let planned = plan(&st, parse(body)?)?;
+    let pace = *st.models[planned.worker]
+        .pace
+        .lock()
+        .map_err(|_| ApiFail::internal("internal", "the pace lock is poisoned"))?;
+    Ok(Json(CostEstimate {
+        units: planned.units,
+        seconds: pace.estimate(planned.units),
+        timed_jobs: pace.jobs,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/analyze", request_body = AnalyzeRequest, responses((status = 200, body = AnalyzeResponse, description = "computed, or from the store"), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError)))]

@@ -112,8 +112,10 @@ fn start(st: &Arc<AppState>, planned: Planned, sets: Vec<EditSet>) -> Result<Job
         id,
         worker,
         total,
+        units,
         work,
     } = planned;
+    let pace = st.models[worker].pace.clone();
     let queued = status(&id, JobState::Queued, 0, total);
     let (tx, rx) = watch::channel(queued.clone());
     let cancel = Arc::new(AtomicBool::new(false));
@@ -127,7 +129,14 @@ fn start(st: &Arc<AppState>, planned: Planned, sets: Vec<EditSet>) -> Result<Job
             });
             !cancel.load(Ordering::Relaxed)
         };
-        work(m, &mut progress)
+        let started = Instant::now();
+        let done = work(m, &mut progress);
+        if done.is_ok() {
+            if let Ok(mut p) = pace.lock() {
+                p.record(units, started.elapsed().as_secs_f64());
+            }
+        }
+        done
     })?;
     st.jobs.insert(
         id.clone(),

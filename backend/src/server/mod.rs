@@ -280,6 +280,7 @@ async fn limits(State(st): State<Arc<AppState>>) -> Json<Limits> {
         analysis::predict_route,
         analysis::analyze_route,
         analysis::analyze_job_route,
+        analysis::estimate_route,
         methods_route::methods_job_route,
         analysis::neuron_route,
         edit_sets::upload_route,
@@ -372,6 +373,7 @@ pub fn router(state: Arc<AppState>, static_dir: Option<PathBuf>) -> Router {
         .route("/analyze", post(analysis::analyze_route))
         .route("/results/{id}", get(results::result_route))
         .route("/jobs/analyze", post(analysis::analyze_job_route))
+        .route("/estimate/analyze", post(analysis::estimate_route))
         .route("/jobs/methods", post(methods_route::methods_job_route))
         .route("/neuron", post(analysis::neuron_route))
         .route("/jobs/erase-relation", post(edits::erase_relation_route))

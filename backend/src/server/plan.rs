@@ -70,6 +70,9 @@ pub struct Planned {
     pub worker: usize,
     /// Units of progress (prompts, facts or methods).
     pub total: usize,
+    /// Work units the budget counted (0 where it counts none): what a job's
+    /// time is measured against for later estimates.
+    pub units: u64,
     pub work: Work,
 }
 
@@ -90,8 +93,14 @@ impl Planned {
             id,
             worker,
             total,
+            units: 0,
             work,
         })
+    }
+
+    /// The plan, with the work units its budget counted.
+    pub fn with_units(self, units: u64) -> Planned {
+        Planned { units, ..self }
     }
 
     pub fn edits(&self) -> &[String] {

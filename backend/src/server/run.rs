@@ -20,13 +20,20 @@ pub async fn run_now(st: &Arc<AppState>, planned: Planned) -> Result<StoredResul
         request,
         id,
         worker,
+        units,
         work,
         ..
     } = planned;
     let w = &st.models[worker];
+    let pace = w.pace.clone();
     let outcome = w
         .run(sets, move |m, cancel| {
-            work(m, &mut super::worker::until_cancelled(cancel))
+            let started = std::time::Instant::now();
+            let done = work(m, &mut super::worker::until_cancelled(cancel));
+            if let (Ok(_), Ok(mut p)) = (&done, pace.lock()) {
+                p.record(units, started.elapsed().as_secs_f64());
+            }
+            done
         })
         .await?;
     let outcome = outcome.named(&id);

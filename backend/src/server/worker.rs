@@ -49,6 +49,32 @@ pub struct ModelWorker {
     pub text: TextSide,
     tx: SyncSender<Task>,
     predictions: Arc<Mutex<Predictions>>,
+    /// Seconds per work unit, as this server's jobs ran (for estimates).
+    pub pace: Arc<Mutex<Pace>>,
+}
+
+/// How fast this model's jobs have run: seconds per work unit, a running
+/// mean over the jobs timed (work units are what the budget counts).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pace {
+    seconds: f64,
+    units: f64,
+    pub jobs: usize,
+}
+
+impl Pace {
+    pub fn record(&mut self, units: u64, seconds: f64) {
+        if units > 0 && seconds.is_finite() {
+            self.seconds += seconds;
+            self.units += units as f64;
+            self.jobs += 1;
+        }
+    }
+
+    /// Seconds `units` would take at the pace so far; `None` before any job.
+    pub fn estimate(&self, units: u64) -> Option<f64> {
+        (self.jobs > 0 && self.units > 0.0).then(|| units as f64 * self.seconds / self.units)
+    }
 }
 
 /// A prediction waiting for its batch.
@@ -226,6 +252,7 @@ impl ModelWorker {
             text,
             tx,
             predictions: Arc::default(),
+            pace: Arc::default(),
         }
     }
 

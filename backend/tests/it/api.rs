@@ -950,3 +950,44 @@ async fn an_analysis_measures_its_neurons_on_control_facts() {
     )
     .await;
 }
+
+/// An estimate is the analysis's plan without the run: the work units the
+/// budget counts (a bad request gets the analysis's own error), and seconds
+/// only once a job has been timed on this server, at that job's pace.
+#[tokio::test]
+async fn an_estimate_counts_the_work_and_times_it_after_a_job() {
+    let app = app_of(state(&["tiny-llama"], None));
+    let body = serde_json::json!({"target": "Paris", "steps": 4, "prompts": ["The capital of France is [MASK].", "France's capital is [MASK]."]});
+    let e: kn_shared::CostEstimate = post_ok(&app, "/api/estimate/analyze", &body).await;
+    let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+    let units: u64 = [
+        "The capital of France is [MASK].",
+        "France's capital is [MASK].",
+    ]
+    .iter()
+    .map(|p| {
+        let q = kn::engine::Query::new(&m, p, "Paris").unwrap();
+        5 * q.attributed_tokens() as u64 * 3
+    })
+    .sum();
+    assert_eq!((e.units, e.seconds, e.timed_jobs), (units, None, 0));
+    let _: kn_shared::AnalyzeResponse = post_ok(&app, "/api/analyze", &body).await;
+    let after: kn_shared::CostEstimate = post_ok(&app, "/api/estimate/analyze", &body).await;
+    assert_eq!((after.units, after.timed_jobs), (units, 1));
+    assert!(after.seconds.unwrap() > 0.0);
+    let mut twice = body.clone();
+    twice["steps"] = serde_json::json!(9);
+    let more: kn_shared::CostEstimate = post_ok(&app, "/api/estimate/analyze", &twice).await;
+    assert_eq!(more.units, 2 * units);
+    assert!((more.seconds.unwrap() - 2.0 * after.seconds.unwrap()).abs() < 1e-9);
+    expect_error(
+        &app,
+        "POST",
+        "/api/estimate/analyze",
+        r#"{"target": "Paris", "prompts": ["no blank here"]}"#,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_prompt",
+        "no [MASK]",
+    )
+    .await;
+}
