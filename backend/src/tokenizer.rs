@@ -231,13 +231,20 @@ impl KnTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// A token as a person reads it: ` Paris` for byte-level BPE, `##ing` for WordPiece.
+    /// A token as a person reads it: ` Paris` for byte-level BPE, `##ing` for
+    /// WordPiece. A token that is not whole UTF-8 characters (a byte-level
+    /// piece of `é`, a byte-fallback token) shows its bytes as `<0xC3>`,
+    /// never as `�`.
     pub fn token_text(&self, id: u32) -> String {
         let raw = self.inner.id_to_token(id).unwrap_or_default();
         if raw.starts_with("##") || raw.starts_with('[') {
             return raw;
         }
         match self.inner.decode(&[id], false) {
+            Ok(s) if s.contains('\u{FFFD}') => match byte_level_bytes(&raw) {
+                Some(bytes) => show_bytes(&bytes),
+                None => raw,
+            },
             Ok(s) if !s.is_empty() => s,
             _ => raw,
         }
@@ -258,6 +265,41 @@ impl KnTokenizer {
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
     }
+}
+
+/// The bytes a byte-level BPE token stands for (GPT-2's alphabet: printable
+/// bytes as themselves, the others as U+0100 onwards in byte order); `None`
+/// for a token outside that alphabet.
+fn byte_level_bytes(token: &str) -> Option<Vec<u8>> {
+    let printable = |b: u8| matches!(b, 33..=126 | 161..=172 | 174..=255);
+    let mut shifted = [0u8; 68];
+    let mut n = 0;
+    for b in 0..=255u8 {
+        if !printable(b) {
+            shifted[n] = b;
+            n += 1;
+        }
+    }
+    token
+        .chars()
+        .map(|c| match u32::from(c) {
+            x @ 0..=255 if printable(x as u8) => Some(x as u8),
+            x @ 256..=323 => Some(shifted[(x - 256) as usize]),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Bytes as text: whole UTF-8 characters as themselves, other bytes as `<0xNN>`.
+fn show_bytes(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("<0x{b:02X}>"));
+        }
+    }
+    out
 }
 
 fn wp_lookup(wp: &WordPiece, token: &str) -> Option<u32> {
@@ -288,4 +330,25 @@ pub(crate) fn read_json_opt(path: &Path) -> Result<Option<serde_json::Value>> {
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| Error::bad_model(path, format!("not valid JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_level_tokens_map_back_to_their_bytes() {
+        // `Ġ` is the space, `Ã` and `©` are the two bytes of `é`.
+        assert_eq!(byte_level_bytes("ĠParis").unwrap(), b" Paris");
+        assert_eq!(byte_level_bytes("Ã©").unwrap(), "é".as_bytes());
+        assert_eq!(byte_level_bytes("Ċ").unwrap(), b"\n");
+        assert!(byte_level_bytes("日").is_none());
+    }
+
+    #[test]
+    fn partial_characters_show_as_bytes() {
+        assert_eq!(show_bytes("é".as_bytes()), "é");
+        assert_eq!(show_bytes(&[0xC3]), "<0xC3>");
+        assert_eq!(show_bytes(&[b' ', 0xE2, 0x80]), " <0xE2><0x80>");
+    }
 }

@@ -991,3 +991,23 @@ async fn an_estimate_counts_the_work_and_times_it_after_a_job() {
     )
     .await;
 }
+
+/// Byte-level tokens that are part of a character (GPT-2 splits many
+/// non-ASCII characters) are listed as their bytes, never as `�`.
+#[test]
+fn no_token_is_shown_as_a_replacement_character() {
+    let m = kn::load_model(&fixture("tiny-gpt2"), cpu()).unwrap();
+    let n = m.config().vocab_size as u32;
+    let texts: Vec<String> = (0..n).map(|id| m.tokenizer.token_text(id)).collect();
+    let bad: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.contains('\u{FFFD}'))
+        .take(5)
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
+    let bytes = texts.iter().filter(|t| t.contains("<0x")).count();
+    assert!(
+        bytes > 0,
+        "the vocabulary has partial characters, shown as bytes"
+    );
+}
