@@ -123,6 +123,28 @@ test('pick a ParaRel fact and prefill the analysis form', async () => {
   await page.screenshot({ path: join(ARTIFACTS, 'dataset.png'), fullPage: true });
 });
 
+test('the ParaRel browser pages through every matching fact', async () => {
+  const page = await browser.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector('#relation option', { state: 'attached' });
+  await page.selectOption('#relation', 'P36');
+  const api = async (offset) => (await fetch(`${server.url}/api/dataset/P36?q=&offset=${offset}&limit=50`)).json();
+  const first = await api(0);
+  await page.waitForFunction((n) => document.querySelector('label[for=fact]')?.textContent === `Fact (1–50 of ${n} matching, best first)`, first.matching);
+  assert.equal(await page.isDisabled('#facts-previous'), true);
+  await page.click('#facts-next');
+  const second = await api(50);
+  await page.waitForFunction((n) => document.querySelector('label[for=fact]')?.textContent === `Fact (51–100 of ${n} matching, best first)`, first.matching);
+  assert.equal(await page.locator('#fact option').first().textContent(), `${second.facts[0].subject} → ${second.facts[0].object}`);
+  await page.click('#facts-previous');
+  await page.waitForFunction(() => /^Fact \(1–50 of/.test(document.querySelector('label[for=fact]')?.textContent || ''));
+  // A search starts again at its first page.
+  await page.click('#facts-next');
+  await page.fill('#fact-search', 'France');
+  await page.waitForFunction(() => /^Fact \(\d+ matching\)$/.test(document.querySelector('label[for=fact]')?.textContent || ''));
+  await page.close();
+});
+
 test('a late answer for an earlier search does not replace the facts shown', async () => {
   const page = await browser.newPage();
   // Hold back P36's unfiltered page until the search typed after it has been answered.

@@ -98,6 +98,7 @@ test('compare methods, read the curves, export, reopen from the permalink', asyn
 
   // The permalink, path only, in a fresh context: the same numbers and form.
   const path = new URL(page.url()).pathname;
+  assert.equal(await page.locator('#methods-permalink').getAttribute('href'), path, 'the permalink is a link');
   const fresh = await browser.newContext();
   const p2 = await fresh.newPage();
   p2.on('pageerror', (e) => errors.push(String(e)));

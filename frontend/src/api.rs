@@ -120,11 +120,21 @@ pub async fn dataset() -> Res<Vec<kn_shared::RelationSummary>> {
 }
 
 pub async fn relation(id: &str, q: &str) -> Res<kn_shared::RelationPage> {
+    relation_page(id, q, 0).await
+}
+
+/// Facts this many per page of the dataset browser.
+pub const PAGE: usize = 50;
+
+/// The facts of a relation matching `q`, [`PAGE`] from `offset`.
+pub async fn relation_page(id: &str, q: &str, offset: usize) -> Res<kn_shared::RelationPage> {
     let q = String::from(js_sys::encode_uri_component(q));
     read(
-        Request::get(&format!("/api/dataset/{id}?q={q}&limit=50"))
-            .send()
-            .await,
+        Request::get(&format!(
+            "/api/dataset/{id}?q={q}&offset={offset}&limit={PAGE}"
+        ))
+        .send()
+        .await,
     )
     .await
 }

@@ -111,6 +111,36 @@ fn fill_controls(
     });
 }
 
+/// "Fact (51–100 of 703 matching)": where this page is among the matches.
+fn fact_label(p: Option<&RelationPage>, offset: usize) -> String {
+    match p {
+        None => "Fact".to_string(),
+        Some(p) if p.facts.len() < p.matching => format!(
+            "Fact ({}–{} of {} matching, best first)",
+            offset + 1,
+            offset + p.facts.len(),
+            p.matching
+        ),
+        Some(p) => format!("Fact ({} matching)", p.matching),
+    }
+}
+
+/// Previous and next pages of the matching facts.
+#[component]
+fn Pager(
+    page: RwSignal<Option<RelationPage>>,
+    offset: RwSignal<usize>,
+    load_at: impl Fn(usize) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let matching = move || page.get().map_or(0, |p| p.matching);
+    view! {
+        <button id="facts-previous" type="button" class="secondary" disabled=move || offset.get() == 0
+            on:click=move |_| load_at(offset.get_untracked().saturating_sub(api::PAGE))>"Previous 50"</button>
+        <button id="facts-next" type="button" class="secondary" disabled=move || { offset.get() + api::PAGE >= matching() }
+            on:click=move |_| load_at(offset.get_untracked() + api::PAGE)>"Next 50"</button>
+    }
+}
+
 #[component]
 pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
     let relations = RwSignal::new(Vec::<RelationSummary>::new());
@@ -119,16 +149,23 @@ pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
     let page = RwSignal::new(None::<RelationPage>);
     let fact = RwSignal::new(String::new());
 
-    let load_page = move || {
+    let offset = RwSignal::new(0usize);
+    let load_at = move |at: usize| {
         let (id, q) = (relation.get_untracked(), search.get_untracked());
         if id.is_empty() {
             return;
         }
+        offset.set(at);
         spawn_local(async move {
-            let answer = api::relation(&id, &q).await;
+            let answer = api::relation_page(&id, &q, at).await;
             // Responses can come back out of order (a relation's first page after the search typed
             // into it): keep only the one that answers what the fields say now.
-            if (relation.get_untracked(), search.get_untracked()) != (id, q) {
+            if (
+                relation.get_untracked(),
+                search.get_untracked(),
+                offset.get_untracked(),
+            ) != (id, q, at)
+            {
                 return;
             }
             match answer {
@@ -145,6 +182,7 @@ pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
             }
         });
     };
+    let load_page = move || load_at(0);
     spawn_local(async move {
         match api::dataset().await {
             Ok(list) => {
@@ -205,11 +243,7 @@ pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
             <input id="fact-search" type="search" prop:value=move || search.get() on:input=move |ev| { search.set(event_target_value(&ev)); load_page(); } />
             </div>
             <div>
-            <label for="fact">{move || page.get().map_or("Fact".to_string(), |p| if p.facts.len() < p.matching {
-                format!("Fact (the best {} of {} matching: search to narrow)", p.facts.len(), p.matching)
-            } else {
-                format!("Fact ({} matching)", p.matching)
-            })}</label>
+            <label for="fact">{move || fact_label(page.get().as_ref(), offset.get())}</label>
             <select id="fact" prop:value=move || fact.get() on:change=move |ev| fact.set(event_target_value(&ev))>
                 {move || page.get().map(|p| p.facts.into_iter().map(|f| {
                     let label = format!("{} → {}", f.subject, f.object);
@@ -218,7 +252,10 @@ pub fn Dataset(form: Page, causal: Signal<bool>) -> impl IntoView {
             </select>
             </div>
             </div>
-            <button id="use-fact" type="button" on:click=use_fact>"Use this fact"</button>
+            <div class="buttons">
+                <button id="use-fact" type="button" on:click=use_fact>"Use this fact"</button>
+                <Pager page=page offset=offset load_at=load_at />
+            </div>
             {move || page.get().map(|p| view! {
                 <details id="templates">
                     <summary>{format!("{} templates of {}", p.templates.len(), p.relation.id)}</summary>

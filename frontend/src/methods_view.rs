@@ -345,10 +345,10 @@ pub fn MethodsView(id: String, r: MethodsReport) -> impl IntoView {
     view! {
         <div id="methods-result" class="result">
             <p id="methods-summary">{format!(
-                "{:?} on {} prompt(s), mean P(answer) {}{}. Permalink: /r/{id}",
+                "{:?} on {} prompt(s), mean P(answer) {}{}. ",
                 r.target, r.prompts.len(), ui::prob(mean_p),
                 if any_unrelated { format!("; unrelated: {} prompt(s)", r.unrelated_prompts.len()) } else { String::new() }
-            )}</p>
+            )}"Permalink: "<a id="methods-permalink" href=format!("/r/{id}")>{format!("/r/{id}")}</a></p>
             <h3>"Cost and what each method found"</h3>
             <SortTable id="methods-cost" headers=vec!["method", "seconds", "GFLOP", "refined neurons", "top neuron"] rows=cost_rows(&r) />
             <div class="compare">
