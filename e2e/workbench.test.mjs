@@ -372,6 +372,34 @@ test('6. every field in the URL, through a reload and a permalink; copy link', a
   await ctx.close();
 });
 
+/** The contrast ratio of text and buttons the first screen shows, each against
+ * the first opaque background behind it (WCAG's relative luminance). */
+async function contrasts(page) {
+  return page.evaluate(() => {
+    const rgb = (s) => s.match(/[\d.]+/g).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const behind = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = rgb(getComputedStyle(e).backgroundColor);
+        if (c.length < 4 || c[3] > 0) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    const checks = [['body text', '#ask-title'], ['hint', '.hint'], ['muted', '.guide .muted'], ['link', '#nav-experiments'],
+      ['primary button', '#predict'], ['secondary button', '#copy-link'], ['the blank token', '.tok.blank'], ['help button', 'button.help']];
+    return checks.map(([what, sel]) => {
+      const el = document.querySelector(sel);
+      if (!el) return { what, ratio: 0, fg: 'missing', bg: sel };
+      const fg = rgb(getComputedStyle(el).color).slice(0, 3), bg = behind(el);
+      const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+      return { what, ratio: (a + 0.05) / (b + 0.05), fg: fg.join(','), bg: bg.join(',') };
+    });
+  });
+}
+
 test('7. help, readable numbers, sortable tables, Ctrl+Enter, dark mode, Experiments empty state', async () => {
   const { ctx, page } = await studio();
   await page.click('label[for="steps"] button.help');
@@ -406,12 +434,24 @@ test('7. help, readable numbers, sortable tables, Ctrl+Enter, dark mode, Experim
   const bg = await dp.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
   const [r, g, b] = bg.match(/\d+/g).map(Number);
   assert.ok(r + g + b < 150, `a dark background (${bg})`);
+  // Text and buttons at WCAG AA contrast (4.5:1) in the dark theme, and charts
+  // that follow it on screen.
+  await dp.waitForSelector('#topk-chart svg');
+  for (const c of await contrasts(dp)) assert.ok(c.ratio >= 4.5, `${c.what}: ${c.ratio.toFixed(2)}:1 (${c.fg} on ${c.bg})`);
+  assert.match(await dp.evaluate(() => getComputedStyle(document.querySelector('#topk-chart .svg')).filter), /invert/);
   await dp.screenshot({ path: join(ARTIFACTS, 'workbench-dark-1440.png') });
   // The Experiments page without runs shows the command that makes one.
   await dp.goto(server.url + '/?view=experiments');
   await dp.waitForSelector('#no-runs');
   assert.match(await dp.locator('#no-runs').textContent(), /kn experiment run --facts-per-relation 3 --out runs\/sample/);
   await dark.close();
+  // And in the light theme.
+  const light = await browser.newContext({ viewport: DESK, colorScheme: 'light' });
+  const lp = await light.newPage();
+  await lp.goto(server.url);
+  await lp.waitForSelector('#topk-chart svg');
+  for (const c of await contrasts(lp)) assert.ok(c.ratio >= 4.5, `light, ${c.what}: ${c.ratio.toFixed(2)}:1 (${c.fg} on ${c.bg})`);
+  await light.close();
 });
 
 test('8. a phone: no sideways scroll; screenshots of every view', async () => {
