@@ -3,7 +3,7 @@
 // numbers in a fresh browser context and after a server restart.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ARTIFACTS, fixture, launchBrowser, startServer, pageErrors } from './harness.mjs';
 
@@ -87,6 +87,25 @@ test('attribute, compare, export, share, restart', async () => {
   const png = readFileSync(await pngDl.path());
   assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG file');
   assert.ok(png.length > 5000, `PNG of ${png.length} bytes`);
+  // Under the chart, a caption line (answer, model, permalink): the PNG is the
+  // chart's height plus 22 px, at 2×, and that strip has ink in it.
+  const svgHeight = Number(await page.locator('#effects .svg svg').getAttribute('height'));
+  assert.equal(png.readUInt32BE(20), 2 * (svgHeight + 22));
+  const ink = await page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const c = document.createElement('canvas');
+    [c.width, c.height] = [img.width, img.height];
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const strip = ctx.getImageData(0, img.height - 44, img.width, 44).data;
+    let dark = 0;
+    for (let i = 0; i < strip.length; i += 4) if (strip[i] < 128) dark++;
+    return dark;
+  }, png.toString('base64'));
+  assert.ok(ink > 200, `the caption strip has ${ink} dark pixels`);
+  writeFileSync(join(ARTIFACTS, 'effects-export.png'), png);
   const [csvDl] = await Promise.all([page.waitForEvent('download'), page.locator('#effects a', { hasText: 'CSV' }).click()]);
   const csv = readFileSync(await csvDl.path(), 'utf8').trim().split('\n');
   assert.equal(csv[0], 'set,suppress_percent,amplify_percent');
