@@ -512,6 +512,40 @@ test('9. the first screen: the default question answered, the path, the cost bef
   await page.close();
 });
 
+test('10. keyboard only: a table row and the heatmap lead to a neuron card; charts are named', async () => {
+  const { ctx, page } = await studio();
+  await analyze(page);
+  // From the top of the page, Tab reaches the first knowledge-neuron row; Enter opens its card.
+  await page.evaluate(() => document.activeElement?.blur());
+  let at = null;
+  for (let i = 0; i < 400 && !at; i++) {
+    await page.keyboard.press('Tab');
+    at = await page.evaluate(() => {
+      const e = document.activeElement;
+      return e?.matches('#knowledge-table tbody tr') ? e.getAttribute('data-neuron') : null;
+    });
+  }
+  assert.ok(at, 'Tab reaches a knowledge-neuron row');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction((n) => document.querySelector('#neuron-title')?.textContent.includes(n), at);
+  assert.equal(await page.getAttribute(`#knowledge-table tr[data-neuron="${at}"]`, 'aria-selected'), 'true');
+  // The heatmap takes the focus, and its arrows move the selected neuron: the card follows.
+  await page.focus('#heatmap .svg');
+  const [layer, index] = at.slice(1).split(':').map(Number);
+  await page.keyboard.press('ArrowRight');
+  const moved = `L${layer}:${index + 1}`;
+  await page.waitForFunction((n) => document.querySelector('#neuron-title')?.textContent.includes(n), moved);
+  await page.keyboard.press('ArrowLeft');
+  await page.waitForFunction((n) => document.querySelector('#neuron-title')?.textContent.includes(n), at);
+  // Every chart has an accessible name.
+  const unnamed = await page.evaluate(() => [...document.querySelectorAll('figure.chart')]
+    .filter((f) => !f.querySelector('[role=img][aria-label]') && !f.querySelector('svg[role=img][aria-label]'))
+    .map((f) => f.id));
+  assert.deepEqual(unnamed, []);
+  assert.match(await page.getAttribute('#topk-chart [role=img]', 'aria-label'), /^Top predictions at the blank: ".+" \d\.\d{4}/);
+  await ctx.close();
+});
+
 test('no page logged an error or a panic', () => {
   assert.deepEqual(pageErrors(), []);
 });

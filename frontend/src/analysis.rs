@@ -583,6 +583,14 @@ fn EffectsAndLayers(
     let effect_csv: String = std::iter::once("set,suppress_percent,amplify_percent\n".to_string())
         .chain(groups.iter().map(|(n, s, a)| format!("{n},{s},{a}\n")))
         .collect();
+    let effects_label = format!(
+        "Relative change of P(answer) when each set is suppressed (×0) and amplified (×2): {}",
+        groups
+            .iter()
+            .map(|(g, s, a)| format!("{g} {s:+.1}% and {a:+.1}%"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     let effects_node = NodeRef::<html::Div>::new();
     let effects_width = ui::width_of(effects_node, 560);
     let groups2 = groups.clone();
@@ -627,14 +635,14 @@ fn EffectsAndLayers(
     view! {
         <div class="compare">
             <figure class="chart" id="effects" class:stale=move || stale.get()>
-                <div class="svg" node_ref=effects_node inner_html=move || effect_plot.get().svg></div>
+                <div class="svg" role="img" aria-label=effects_label node_ref=effects_node inner_html=move || effect_plot.get().svg></div>
                 <figcaption>"Suppress and amplify, knowledge vs baseline vs random"
                     {move || view! { <ui::Exports svg=effect_plot.get().svg data_name=effects_name.clone() csv=effect_csv.clone() json=effect_json.clone() /> }}
                 </figcaption>
             </figure>
             <figure class="chart" id="layers" class:stale=move || stale.get()>
                 <div class="plotbox">
-                    <div class="svg" node_ref=layers_node inner_html=move || layer_plot.get().svg></div>
+                    <div class="svg" role="img" aria-label="Knowledge and baseline neurons per layer (the numbers are in the neuron tables)" node_ref=layers_node inner_html=move || layer_plot.get().svg></div>
                     {move || layer_mark().map(|(l, x, y, w, h)| view! {
                         <div id="layers-selection" class="selection" data-layer=l style=format!("left:{x:.0}px;top:{y:.0}px;width:{w:.0}px;height:{h:.0}px")></div>
                     })}

@@ -106,6 +106,15 @@ fn Prediction(r: PredictResponse, edits: Vec<String>, page: Page) -> impl IntoVi
     let width = ui::width_of(node, 560);
     let r2 = r.clone();
     let plot = Memo::new(move |_| charts::top_k_bars(&r2, width.get()));
+    let label = format!(
+        "Top predictions at the blank: {}",
+        r.top_k
+            .iter()
+            .take(5)
+            .map(|t| format!("{:?} {}", t.token, ui::prob(t.prob)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let csv: String = std::iter::once("rank,id,token,probability\n".to_string())
         .chain(
             r.top_k
@@ -184,7 +193,7 @@ fn Prediction(r: PredictResponse, edits: Vec<String>, page: Page) -> impl IntoVi
         })}
         {target}
         <figure class="chart" id="topk-chart">
-            <div class="svg" node_ref=node inner_html=move || plot.get().svg></div>
+            <div class="svg" role="img" aria-label=label node_ref=node inner_html=move || plot.get().svg></div>
             <figcaption>"Top predictions at the blank"
                 {move || view! { <ui::Exports svg=plot.get().svg data_name="kn-predictions".to_string() csv=csv.clone() json=json.clone() /> }}
             </figcaption>

@@ -10,6 +10,37 @@ use kn_shared::Neuron;
 use leptos::html;
 use leptos::prelude::*;
 
+/// The keyboard's way in: the neuron an arrow key moves the selection to
+/// (left/right a neuron within the zoomed range `lo..hi`, up/down a layer);
+/// Enter or Space selects where it is; other keys are not the heatmap's.
+fn step(key: &str, at: Option<Neuron>, (lo, hi): (usize, usize), layers: usize) -> Option<Neuron> {
+    let hi = hi.max(lo + 1);
+    let at = at.unwrap_or(Neuron {
+        layer: 0,
+        index: lo,
+    });
+    Some(match key {
+        "ArrowLeft" => Neuron {
+            index: at.index.saturating_sub(1).max(lo),
+            ..at
+        },
+        "ArrowRight" => Neuron {
+            index: (at.index + 1).min(hi - 1),
+            ..at
+        },
+        "ArrowUp" => Neuron {
+            layer: (at.layer + 1).min(layers.saturating_sub(1)),
+            ..at
+        },
+        "ArrowDown" => Neuron {
+            layer: at.layer.saturating_sub(1),
+            ..at
+        },
+        "Enter" | " " => at,
+        _ => return None,
+    })
+}
+
 #[component]
 pub fn HeatmapView(
     /// `[layers][d_ff]` mean scores.
@@ -88,6 +119,22 @@ pub fn HeatmapView(
         }
         brush.set(None);
     };
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        let h = drawn.get_untracked();
+        let layers = map.with_value(|m| m.len());
+        if let Some(n) = step(&ev.key(), selected.get_untracked(), (h.lo, h.hi), layers) {
+            ev.prevent_default();
+            selected.set(Some(n));
+        }
+    };
+    let label = move || {
+        let h = drawn.get();
+        format!(
+            "Attribution heatmap: mean integrated-gradients score per layer and neuron, neurons {} to {}, knowledge neurons marked. Arrow keys move the selected neuron; its card opens below.",
+            h.lo,
+            h.hi.saturating_sub(1)
+        )
+    };
     let csv: String = map.with_value(|m| map_csv(m));
     let json = map.with_value(|m| serde_json::to_string(m).unwrap_or_default());
     // Where the selected neuron is drawn, in px of the displayed SVG.
@@ -100,6 +147,7 @@ pub fn HeatmapView(
             <ZoomBar drawn=drawn zoom=zoom selected=selected d_ff=d_ff />
             <div class="plotbox">
             <div class="svg interactive" node_ref=node inner_html=move || drawn.get().plot.svg
+                tabindex="0" role="img" aria-label=label on:keydown=on_key
                 on:mousemove=on_move on:mouseleave=move |_| { tooltip.set(None); brush.set(None); }
                 on:mousedown=on_down on:mouseup=on_up></div>
             {move || tooltip.get().map(|(x, y, t)| view! {

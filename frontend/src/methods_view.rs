@@ -360,7 +360,7 @@ pub fn MethodsView(id: String, r: MethodsReport) -> impl IntoView {
                     let (csv, json, name) = (csv.clone(), json.clone(), format!("{name}-{cid}"));
                     view! {
                         <figure class="chart" id=cid>
-                            <div class="svg" node_ref=node inner_html=move || plot.get().svg></div>
+                            <div class="svg" role="img" aria-label=format!("{title} (the numbers are in the table below)") node_ref=node inner_html=move || plot.get().svg></div>
                             <figcaption>{title}
                                 {move || view! { <ui::Exports svg=plot.get().svg data_name=name.clone() csv=csv.clone() json=json.clone() /> }}
                             </figcaption>

@@ -61,7 +61,7 @@ pub fn Chart(
 ) -> impl IntoView {
     view! {
         <figure class="chart" id=id>
-            <div class="svg" inner_html=svg.clone()></div>
+            <div class="svg" role="img" aria-label=title inner_html=svg.clone()></div>
             <figcaption>{title}<Exports svg=svg data_name=data_name csv=csv json=json /></figcaption>
         </figure>
     }
@@ -289,13 +289,22 @@ pub fn SortTable(
                 }).collect_view()}</tr></thead>
                 <tbody>{move || sorted().into_iter().map(|(n, cells)| {
                     let is_sel = move || n.is_some() && selected.is_some_and(|s| s.get() == n);
-                    let click = move |_| {
+                    let pick = move || {
                         if let (Some(s), Some(n)) = (selected, n) {
                             s.set(Some(n));
                         }
                     };
+                    // A neuron's row is reached with Tab and opened with Enter or Space.
+                    let key = move |ev: leptos::ev::KeyboardEvent| {
+                        if ev.key() == "Enter" || ev.key() == " " {
+                            ev.prevent_default();
+                            pick();
+                        }
+                    };
+                    let focusable = (n.is_some() && selected.is_some()).then_some("0");
                     view! {
-                        <tr class:selected=is_sel class:clickable=n.is_some() on:click=click
+                        <tr class:selected=is_sel class:clickable=n.is_some() on:click=move |_| pick() on:keydown=key
+                            tabindex=focusable aria-selected=move || focusable.map(|_| is_sel().to_string())
                             data-neuron=n.map(|n| n.to_string())>
                             {cells.into_iter().map(|c| {
                                 let num = !c.key.is_nan();
