@@ -35,11 +35,11 @@ export function kn(args) {
 }
 
 /** Start `kn serve` and wait until /api/health answers. */
-export async function startServer({ models, dataDir, experiments, extraArgs = [] }) {
+export async function startServer({ models, dataDir, experiments, extraArgs = [], staticDir = join(ROOT, 'dist') }) {
   const port = await freePort();
   const bin = process.env.KN_BIN || join(ROOT, 'target', 'debug', 'kn');
   dataDir = dataDir || mkdtempSync(join(tmpdir(), 'kn-e2e-'));
-  const args = ['serve', '--port', String(port), '--data-dir', dataDir, '--static-dir', join(ROOT, 'dist'), '--device', 'cpu'];
+  const args = ['serve', '--port', String(port), '--data-dir', dataDir, '--static-dir', staticDir, '--device', 'cpu'];
   for (const m of models) args.push('--model', m);
   if (experiments) args.push('--experiments', experiments);
   args.push(...extraArgs);
