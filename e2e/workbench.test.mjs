@@ -269,6 +269,12 @@ test('3. the heatmap: colour bar, centred layers, tooltip, zoom, width of its pa
   const zoomed = await page.locator('#heatmap-range').textContent();
   const [lo, hi] = zoomed.match(/neurons (\d+)–(\d+)/).slice(1).map(Number);
   assert.ok(hi - lo >= 10 && hi - lo < 60 && /one per cell/.test(zoomed), zoomed);
+  // No tooltip of the old range survives the zoom; the next one names a neuron of the new range.
+  assert.equal(await page.locator('#heatmap-tooltip').count(), 0, 'the old tooltip is gone');
+  await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.42);
+  await page.waitForSelector('#heatmap-tooltip');
+  const tip = Number((await page.locator('#heatmap-tooltip').textContent()).match(/neuron (\d+)/)[1]);
+  assert.ok(tip >= lo && tip <= hi, `tooltip neuron ${tip} in ${lo}–${hi}`);
   await page.screenshot({ path: join(ARTIFACTS, 'workbench-heatmap-zoom-1440.png') });
   await page.click('#heatmap-reset');
   await page.waitForFunction(() => /neurons 0–127 of 128/.test(document.querySelector('#heatmap-range').textContent));

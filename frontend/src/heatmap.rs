@@ -61,6 +61,12 @@ pub fn HeatmapView(
         map.with_value(|m| charts::heatmap(m, &marks, zoom.get(), w, "IG score (probability)"))
     });
     let tooltip = RwSignal::new(None::<(f64, f64, String)>);
+    // A new range redraws every cell: a tooltip of the old one would name
+    // neurons no longer under the pointer.
+    Effect::new(move |_| {
+        zoom.track();
+        tooltip.set(None);
+    });
     let brush = RwSignal::new(None::<(f64, f64)>);
     // Event position → (SVG px, data coordinates).
     let locate = move |ev: &leptos::ev::MouseEvent| -> Option<((f64, f64), (f64, f64))> {
