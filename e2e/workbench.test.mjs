@@ -474,6 +474,16 @@ test('8. a phone: no sideways scroll; screenshots of every view', async () => {
     const top = await chartParts(page, '#topk-chart', []);
     assert.ok(top.texts.every((t) => t.px >= 12), `chart text at ${Math.min(...top.texts.map((t) => t.px)).toFixed(1)} px on ${tag}`);
     await page.screenshot({ path: join(ARTIFACTS, `workbench-studio-${tag}.png`), fullPage: true });
+    // No two texts of the heatmap overlap (the axis title and the colour bar's on a phone).
+    const heat = await chartParts(page, '#heatmap', []);
+    const overlaps = [];
+    for (const [i, a] of heat.texts.entries()) {
+      for (const b of heat.texts.slice(i + 1)) {
+        if (a.text && b.text && a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h) overlaps.push(`${a.text} / ${b.text}`);
+      }
+    }
+    await page.locator('#heatmap').screenshot({ path: join(ARTIFACTS, `workbench-heatmap-${tag}.png`) });
+    assert.deepEqual(overlaps, [], `heatmap texts overlap on ${tag}`);
     await page.goto(server.url + '/?view=experiments');
     await page.waitForSelector('#no-runs');
     assert.ok(await page.evaluate(() => document.documentElement.scrollWidth) <= vp.width);

@@ -567,11 +567,7 @@ pub fn heatmap(
         else {
             return out;
         };
-        let desc = if per_bin == 1 {
-            "neuron index (one neuron per cell)".to_string()
-        } else {
-            format!("neuron index (each cell: the largest-magnitude score of {per_bin} neurons)")
-        };
+        let desc = axis_title(per_bin, w - bar_w);
         let ystep = layers.div_ceil(15).max(1);
         let _ = chart
             .configure_mesh()
@@ -613,6 +609,28 @@ pub fn heatmap(
     }
     out.plot.svg = svg;
     out
+}
+
+/// The neuron axis's title, as long as fits under a plot `width` px wide (on a
+/// phone the long one ran into the colour bar; the range line above the
+/// heatmap says the binning too).
+fn axis_title(per_bin: usize, width: u32) -> String {
+    let long = if per_bin == 1 {
+        "neuron index (one neuron per cell)".to_string()
+    } else {
+        format!("neuron index (each cell: the largest-magnitude score of {per_bin} neurons)")
+    };
+    let medium = if per_bin == 1 {
+        "neuron index".to_string()
+    } else {
+        format!("neuron (max of {per_bin} per cell)")
+    };
+    // About 7 px a character at the axis's text size, less the axis labels.
+    let room = width.saturating_sub(52 + 24) as usize / 7;
+    [long, medium]
+        .into_iter()
+        .find(|t| t.chars().count() <= room)
+        .unwrap_or_else(|| "neuron".into())
 }
 
 /// Every layer's cells over neurons `lo..hi`, `per_bin` neurons to a cell,
