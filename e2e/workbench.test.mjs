@@ -307,6 +307,17 @@ test('4. a neuron card with its own link', async () => {
   const cardLink = await page.locator('#neuron-link').getAttribute('href');
   assert.equal(cardLink, `${link}?neuron=${neuron}`);
   assert.ok(page.url().includes(`neuron=${encodeURIComponent(neuron)}`) || page.url().includes(`neuron=${neuron}`), 'the address names the neuron');
+  // The neuron on a text of the user's: a token each, as the API reads it.
+  await page.fill('#neuron-text', 'The capital of France is');
+  await page.click('#neuron-text-read');
+  await page.waitForSelector('#neuron-text-tokens .tok');
+  const [layer, index] = neuron.slice(1).split(':').map(Number);
+  const api = await (await fetch(`${server.url}/api/neuron`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ analysis: link.slice(3), layer, index, text: 'The capital of France is' }),
+  })).json();
+  const shown = await page.locator('#neuron-text-tokens .tok').evaluateAll((ts) => ts.map((t) => [t.textContent, Number(t.dataset.activation)]));
+  assert.deepEqual(shown, api.text_activations.map((t) => [t.token, t.activation]));
   await page.locator('#neuron-card').screenshot({ path: join(ARTIFACTS, 'workbench-neuron-card.png') });
   const fresh = await studio(DESK, cardLink);
   await fresh.page.waitForSelector('#neuron-summary', { timeout: 60_000 });

@@ -49,6 +49,7 @@ pub fn NeuronCardView(analysis: String, selected: RwSignal<Option<Neuron>>) -> i
             analysis: analysis.get_value(),
             layer: n.layer,
             index: n.index,
+            text: None,
         };
         spawn_local(async move {
             let r = api::neuron(&req).await;
@@ -123,8 +124,71 @@ pub fn NeuronCardView(analysis: String, selected: RwSignal<Option<Neuron>>) -> i
                         }.into_any()
                     }
                 }}
+                <OnText analysis=analysis.get_value() neuron=n />
                 <p>"Link to this card: " <a id="neuron-link" href=link.clone()>{link.clone()}</a></p>
             </section>
         })
+    }
+}
+
+/// The neuron on a text the user types: its activation at every token, each
+/// token shaded by it (orange positive, blue negative, against the text's
+/// largest magnitude) with the number on hover and in words for screen readers.
+#[component]
+fn OnText(analysis: String, neuron: Neuron) -> impl IntoView {
+    let text = RwSignal::new(String::new());
+    let read = RwSignal::new(None::<Result<Vec<kn_shared::TokenActivation>, Failure>>);
+    let busy = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let req = NeuronRequest {
+            analysis: analysis.clone(),
+            layer: neuron.layer,
+            index: neuron.index,
+            text: Some(text.get_untracked()),
+        };
+        busy.set(true);
+        spawn_local(async move {
+            let r = api::neuron(&req).await.map(|c| c.text_activations);
+            read.set(Some(r));
+            busy.set(false);
+        });
+    };
+    let shade = |a: f64, top: f64| {
+        let x = if top > 0.0 {
+            (a / top).clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+        let (r, g, b) = if x >= 0.0 {
+            (214, 96, 40)
+        } else {
+            (52, 101, 164)
+        };
+        format!(
+            "background: rgba({r}, {g}, {b}, {:.2})",
+            0.15 + 0.7 * x.abs()
+        )
+    };
+    view! {
+        <form id="neuron-text-form" class="on-text" novalidate on:submit=submit>
+            <label for="neuron-text">"Its activation on a text of yours"</label>
+            <div class="row">
+                <input id="neuron-text" type="text" placeholder="e.g. The capital of Italy is" prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev)) />
+                <button id="neuron-text-read" type="submit" class="secondary" disabled=move || busy.get()>"Read"</button>
+            </div>
+        </form>
+        {move || read.get().map(|r| match r {
+            Err(e) => view! { <p class="error" role="alert" id="neuron-text-error">{e.message}</p> }.into_any(),
+            Ok(list) => {
+                let top = list.iter().fold(0.0f64, |m, t| m.max(t.activation.abs()));
+                view! {
+                    <p id="neuron-text-tokens" class="tokens">{list.into_iter().map(|t| {
+                        let label = format!("{:?}: {}", t.token, ui::value(t.activation));
+                        view! { <span class="tok" style=shade(t.activation, top) title=label.clone() aria-label=label data-activation=t.activation.to_string()>{t.token}</span> }
+                    }).collect_view()}</p>
+                }.into_any()
+            }
+        })}
     }
 }

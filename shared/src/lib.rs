@@ -1068,6 +1068,10 @@ pub struct NeuronRequest {
     pub analysis: String,
     pub layer: usize,
     pub index: usize,
+    /// A text of the user's: the card then has the neuron's activation at each
+    /// of its tokens (`text_activations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// A neuron's card: what it does on each prompt of a fact, and which tokens its
@@ -1107,6 +1111,17 @@ pub struct NeuronCard {
     /// its mean activation: 1 = the token it pushes up most.
     #[serde(default)]
     pub answer_rank: Option<usize>,
+    /// The request's text, token by token, with the neuron's activation at each
+    /// (with the analysis's edit sets applied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub text_activations: Vec<TokenActivation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenActivation {
+    pub token: String,
+    pub activation: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@
 use super::attribution::{attribute_layers, Options};
 use super::{Neuron, Query};
 use crate::engine::intervene::validate;
-use crate::models::Model;
+use crate::models::{Batch, Model};
 use crate::{Error, Result};
 use kn_shared::{NeuronOnPrompt, TokenScore};
 use tch::{Kind, Tensor};
@@ -166,4 +166,34 @@ fn rescale(list: &[TokenScore], by: f64) -> Vec<TokenScore> {
             ..t.clone()
         })
         .collect()
+}
+
+/// The neuron's activation at every position of a tokenised text (Neuronpedia's
+/// view of a neuron on text of the user's): the layers up to the neuron's run on
+/// the whole sequence, and its layer's activations are read at every position.
+pub fn along_text(model: &Model, ids: &[u32], n: Neuron) -> Result<Vec<f64>> {
+    validate(model.config(), &[n])?;
+    if ids.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the text tokenises to nothing".into(),
+        ));
+    }
+    let net = &model.net;
+    let batch = Batch::new(&[ids.to_vec()], &[ids.len() - 1], net.device())?;
+    let a = tch::no_grad(|| {
+        let ctx = net.context(&batch);
+        let mut x = net.embed(&batch);
+        for l in 0..n.layer {
+            let (h, _) = net.attention(l, &x, &ctx);
+            let a = net.ffn_act(l, &h);
+            x = net.ffn_out(l, &h, &a);
+        }
+        let (h, _) = net.attention(n.layer, &x, &ctx);
+        net.ffn_act(n.layer, &h)
+            .select(2, n.index as i64)
+            .squeeze_dim(0)
+    });
+    Ok(Vec::<f64>::try_from(
+        a.to_kind(Kind::Double).to(tch::Device::Cpu),
+    )?)
 }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kn_shared::{
     clip, AnalyzeRequest, AnalyzeResponse, ApiError, ComputeRequest, CostEstimate, JobStatus,
-    NeuronCard, NeuronRequest, PredictRequest, PredictResponse,
+    NeuronCard, NeuronRequest, PredictRequest, PredictResponse, TokenActivation,
 };
 use std::sync::Arc;
 
@@ -181,6 +181,19 @@ pub async fn neuron_route(
         riemann: a.riemann,
         ..Default::default()
     };
+    let text_ids = match req.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(text) => {
+            let ids = worker.text.tokenizer.encode(text)?;
+            budget::count(
+                "the text's tokens",
+                ids.len(),
+                st.limits.max_tokens,
+                "--max-tokens",
+            )?;
+            Some(ids)
+        }
+    };
     let max_scores: Vec<Option<f64>> = analysis.prompts.iter().map(|p| p.max_score).collect();
     let t = analysis.neurons.t;
     let (prompts, vocab) = worker
@@ -197,10 +210,21 @@ pub async fn neuron_route(
             let mean = on.iter().map(|p| p.activation).sum::<f64>() / on.len().max(1) as f64;
             let answer = queries.first().map(|q| q.target);
             let vocab = crate::engine::neuron_card::vocabulary(m, neuron, 10, mean, answer)?;
-            Ok((on, (mean, vocab)))
+            let along = match &text_ids {
+                Some(ids) => crate::engine::neuron_card::along_text(m, ids, neuron)?
+                    .into_iter()
+                    .zip(ids)
+                    .map(|(activation, &id)| TokenActivation {
+                        token: m.tokenizer.token_text(id),
+                        activation,
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            Ok((on, (mean, vocab, along)))
         })
         .await?;
-    let (mean_activation, vocab) = vocab;
+    let (mean_activation, vocab, text_activations) = vocab;
     let is_in = |set: &[kn_shared::ScoredNeuron]| set.iter().any(|n| n.neuron() == neuron);
     let known = prompts.iter().filter(|p| p.passed.is_some()).count();
     let passed = prompts.iter().filter(|p| p.passed == Some(true)).count();
@@ -221,6 +245,7 @@ pub async fn neuron_route(
         slot_promotes: vocab.slot_promotes,
         slot_suppresses: vocab.slot_suppresses,
         answer_rank: vocab.answer_rank,
+        text_activations,
     })
     .into_response())
 }

@@ -1011,3 +1011,66 @@ fn no_token_is_shown_as_a_replacement_character() {
         "the vocabulary has partial characters, shown as bytes"
     );
 }
+
+/// A neuron on a text of the user's: its activation at every token. At the
+/// last token of a causal prompt's text it is the activation the card reads at
+/// that prompt's blank; every token of the text is listed, in order.
+#[tokio::test]
+async fn a_neuron_card_reads_the_neuron_along_a_typed_text() {
+    use kn_shared::{AnalyzeResponse, NeuronCard};
+    let app = app_with_store(tempfile::tempdir().unwrap().path());
+    let prompts = [
+        "The capital of France is [MASK].",
+        "France's capital is [MASK].",
+    ];
+    let body = serde_json::json!({"target": "Paris", "prompts": prompts, "steps": 3, "p": 0.5});
+    let a: AnalyzeResponse = post_ok(&app, "/api/analyze", &body).await;
+    let n = a
+        .result
+        .neurons
+        .knowledge
+        .first()
+        .expect("a knowledge neuron")
+        .clone();
+    for (i, text) in ["The capital of France is", "France's capital is"]
+        .iter()
+        .enumerate()
+    {
+        let ask =
+            serde_json::json!({"analysis": a.id, "layer": n.layer, "index": n.index, "text": text});
+        let card: NeuronCard = post_ok(&app, "/api/neuron", &ask).await;
+        let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+        let ids = m.tokenizer.encode(text).unwrap();
+        let tokens: Vec<String> = ids.iter().map(|&id| m.tokenizer.token_text(id)).collect();
+        let listed: Vec<&str> = card
+            .text_activations
+            .iter()
+            .map(|t| t.token.as_str())
+            .collect();
+        assert_eq!(
+            listed,
+            tokens.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        let last = card.text_activations.last().unwrap().activation;
+        let at_blank = card.prompts[i].activation;
+        assert!(
+            (last - at_blank).abs() <= 1e-4 * at_blank.abs().max(1e-6),
+            "{last} vs {at_blank}"
+        );
+    }
+    // Without a text, none; a text over the token budget is refused.
+    let plain = serde_json::json!({"analysis": a.id, "layer": n.layer, "index": n.index});
+    let card: NeuronCard = post_ok(&app, "/api/neuron", &plain).await;
+    assert!(card.text_activations.is_empty());
+    let long = serde_json::json!({"analysis": a.id, "layer": n.layer, "index": n.index, "text": "word ".repeat(400)});
+    expect_error(
+        &app,
+        "POST",
+        "/api/neuron",
+        &long.to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "limit_exceeded",
+        "tokens",
+    )
+    .await;
+}
