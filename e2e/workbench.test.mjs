@@ -307,6 +307,16 @@ test('4. a neuron card with its own link', async () => {
   const cardLink = await page.locator('#neuron-link').getAttribute('href');
   assert.equal(cardLink, `${link}?neuron=${neuron}`);
   assert.ok(page.url().includes(`neuron=${encodeURIComponent(neuron)}`) || page.url().includes(`neuron=${neuron}`), 'the address names the neuron');
+  // Across the dataset browser's relation (P36): a histogram of the API's activations.
+  const across = await (await fetch(`${server.url}/api/neuron`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ analysis: link.slice(3), layer: Number(neuron.slice(1).split(':')[0]), index: Number(neuron.split(':')[1]), relation: 'P36' }),
+  })).json();
+  await page.waitForSelector('#neuron-histogram rect.bar');
+  const counts = await page.locator('#neuron-histogram rect.bar').evaluateAll((rs) => rs.map((r) => Number(r.dataset.count)));
+  assert.equal(counts.length, 20);
+  assert.equal(counts.reduce((a, b) => a + b, 0), across.relation_activations.length);
+  assert.match(await page.locator('#neuron-histogram-caption').textContent(), new RegExp(`^Activation at the blank across ${across.relation_activations.length} facts of P36`));
   // The neuron on a text of the user's: a token each, as the API reads it.
   await page.fill('#neuron-text', 'The capital of France is');
   await page.click('#neuron-text-read');

@@ -539,7 +539,7 @@ pub fn AnalysisView(r: AnalyzeResponse, page: Page, rerun: Callback<()>) -> impl
             <h3>"Prompts " <Help id="residual" text="P(answer): the probability the model gives the answer at the blank. Completeness residual: integrated gradients should sum to P(with the neurons) − P(with them zeroed); the residual is how far they miss, over the worst layer. It shrinks as m grows; a large one means m is too small." /></h3>
             <SortTable id="prompt-table" headers=vec!["prompt", "P(answer)", "completeness residual"] rows=prompt_rows(&res) />
             <HeatmapView map=res.mean_scores.clone() marks=kn_marks selected=selected data_name=format!("{name}-heatmap") stale=stale />
-            <NeuronCardView analysis=analysis_id selected=selected />
+            <NeuronCardView analysis=analysis_id selected=selected relation=page.relation />
             <div class="compare">
                 <div>
                     <h3>{format!("Knowledge neurons ({})", res.neurons.knowledge.len())}</h3>

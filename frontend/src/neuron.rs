@@ -33,7 +33,12 @@ fn direction(c: &NeuronCard) -> String {
 }
 
 #[component]
-pub fn NeuronCardView(analysis: String, selected: RwSignal<Option<Neuron>>) -> impl IntoView {
+pub fn NeuronCardView(
+    analysis: String,
+    selected: RwSignal<Option<Neuron>>,
+    /// The dataset browser's relation: the card reads the neuron across its facts.
+    relation: RwSignal<String>,
+) -> impl IntoView {
     let card = RwSignal::new(None::<(Neuron, Result<NeuronCard, Failure>)>);
     let analysis = StoredValue::new(analysis);
     Effect::new(move |_| {
@@ -50,6 +55,7 @@ pub fn NeuronCardView(analysis: String, selected: RwSignal<Option<Neuron>>) -> i
             layer: n.layer,
             index: n.index,
             text: None,
+            relation: Some(relation.get_untracked()).filter(|r| !r.trim().is_empty()),
         };
         spawn_local(async move {
             let r = api::neuron(&req).await;
@@ -97,6 +103,9 @@ pub fn NeuronCardView(analysis: String, selected: RwSignal<Option<Neuron>>) -> i
                             </p>
                             <SortTable id="neuron-prompts" headers=vec!["prompt", "IG score", "activation", "passes t"] rows=rows />
                             <p id="neuron-direction">{direction(&c)}</p>
+                            {(!c.relation_activations.is_empty()).then(|| view! {
+                                <Histogram across=c.relation_activations.clone() mean=c.mean_activation relation=relation.get_untracked() />
+                            })}
                             <div class="compare">
                                 <div>
                                     <h4>"On these prompts it raises"</h4>
@@ -146,6 +155,7 @@ fn OnText(analysis: String, neuron: Neuron) -> impl IntoView {
             layer: neuron.layer,
             index: neuron.index,
             text: Some(text.get_untracked()),
+            relation: None,
         };
         busy.set(true);
         spawn_local(async move {
@@ -190,5 +200,60 @@ fn OnText(analysis: String, neuron: Neuron) -> impl IntoView {
                 }.into_any()
             }
         })}
+    }
+}
+
+/// The neuron's activation at the blank across a relation's facts, as a
+/// histogram of 20 bins, with this fact's mean activation marked.
+#[component]
+fn Histogram(
+    across: Vec<kn_shared::PromptActivation>,
+    mean: f64,
+    relation: String,
+) -> impl IntoView {
+    const BINS: usize = 20;
+    const W: f64 = 520.0;
+    const H: f64 = 120.0;
+    let values: Vec<f64> = across.iter().map(|p| p.activation).collect();
+    let lo = values
+        .iter()
+        .copied()
+        .chain([mean])
+        .fold(f64::INFINITY, f64::min);
+    let hi = values
+        .iter()
+        .copied()
+        .chain([mean])
+        .fold(f64::NEG_INFINITY, f64::max);
+    let span = (hi - lo).max(1e-12);
+    let bin = |v: f64| (((v - lo) / span * BINS as f64) as usize).min(BINS - 1);
+    let mut counts = [0usize; BINS];
+    for &v in &values {
+        counts[bin(v)] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let x = move |v: f64| 10.0 + (v - lo) / span * (W - 20.0);
+    let above = values.iter().filter(|&&v| v.abs() >= mean.abs()).count();
+    let label = format!(
+        "Activation at the blank across {} facts of {relation}: from {} to {}; this fact's mean {}, reached in magnitude by {above} of them.",
+        values.len(),
+        ui::value(lo),
+        ui::value(hi),
+        ui::value(mean)
+    );
+    view! {
+        <figure class="chart" id="neuron-histogram">
+            <svg viewBox=format!("0 0 {W} {}", H + 24.0) role="img" aria-label=label.clone()>
+                {counts.iter().enumerate().map(|(i, &c)| {
+                    let (x0, w) = (10.0 + i as f64 * (W - 20.0) / BINS as f64, (W - 20.0) / BINS as f64 - 1.0);
+                    let h = c as f64 / top * (H - 10.0);
+                    view! { <rect class="bar" x=x0 y=H - h width=w height=h data-count=c><title>{c.to_string()}</title></rect> }
+                }).collect_view()}
+                <line class="mean" x1=x(mean) x2=x(mean) y1="0" y2=H />
+                <text class="tick" x="10" y=H + 16.0>{ui::value(lo)}</text>
+                <text class="tick" x=W - 10.0 y=H + 16.0 text-anchor="end">{ui::value(hi)}</text>
+            </svg>
+            <figcaption id="neuron-histogram-caption">{label}</figcaption>
+        </figure>
     }
 }

@@ -1072,6 +1072,10 @@ pub struct NeuronRequest {
     /// of its tokens (`text_activations`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// A ParaRel relation (`P36`): the card then has the neuron's activation
+    /// at the blank of the first prompt of up to 50 of its facts (seeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
 }
 
 /// A neuron's card: what it does on each prompt of a fact, and which tokens its
@@ -1115,6 +1119,17 @@ pub struct NeuronCard {
     /// (with the analysis's edit sets applied).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub text_activations: Vec<TokenActivation>,
+    /// The request's relation's facts: each one's first prompt and the
+    /// neuron's activation at its blank (Neuronpedia's activation histogram).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relation_activations: Vec<PromptActivation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PromptActivation {
+    pub prompt: String,
+    pub activation: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kn_shared::{
     clip, AnalyzeRequest, AnalyzeResponse, ApiError, ComputeRequest, CostEstimate, JobStatus,
-    NeuronCard, NeuronRequest, PredictRequest, PredictResponse, TokenActivation,
+    NeuronCard, NeuronRequest, PredictRequest, PredictResponse, PromptActivation, TokenActivation,
 };
 use std::sync::Arc;
 
@@ -194,6 +194,7 @@ pub async fn neuron_route(
             Some(ids)
         }
     };
+    let relation_queries = relation_prompts(&st, worker, req.relation.as_deref())?;
     let max_scores: Vec<Option<f64>> = analysis.prompts.iter().map(|p| p.max_score).collect();
     let t = analysis.neurons.t;
     let (prompts, vocab) = worker
@@ -221,10 +222,18 @@ pub async fn neuron_route(
                     .collect(),
                 None => Vec::new(),
             };
-            Ok((on, (mean, vocab, along)))
+            let across = crate::engine::neuron_card::at_blanks(m, &relation_queries, neuron)?
+                .into_iter()
+                .zip(&relation_queries)
+                .map(|(activation, q)| PromptActivation {
+                    prompt: q.prompt.clone(),
+                    activation,
+                })
+                .collect();
+            Ok((on, (mean, vocab, along, across)))
         })
         .await?;
-    let (mean_activation, vocab, text_activations) = vocab;
+    let (mean_activation, vocab, text_activations, relation_activations) = vocab;
     let is_in = |set: &[kn_shared::ScoredNeuron]| set.iter().any(|n| n.neuron() == neuron);
     let known = prompts.iter().filter(|p| p.passed.is_some()).count();
     let passed = prompts.iter().filter(|p| p.passed == Some(true)).count();
@@ -246,6 +255,29 @@ pub async fn neuron_route(
         slot_suppresses: vocab.slot_suppresses,
         answer_rank: vocab.answer_rank,
         text_activations,
+        relation_activations,
     })
     .into_response())
+}
+
+/// Facts a neuron card reads across: the first prompt of each of up to 50
+/// seeded facts of `relation`, within the token budget.
+fn relation_prompts(
+    st: &AppState,
+    worker: &super::ModelWorker,
+    relation: Option<&str>,
+) -> Result<Vec<crate::engine::Query>, ApiFail> {
+    let Some(id) = relation.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let data = super::dataset::dataset(st)?;
+    let rel = data
+        .relation(id)
+        .map_err(|e| ApiFail::new(StatusCode::NOT_FOUND, "unknown_relation", e.to_string()))?;
+    let sample = crate::engine::relation::sample(&worker.text, rel, 50, 0)?;
+    Ok(sample
+        .into_iter()
+        .filter_map(|qs| qs.into_iter().next())
+        .filter(|q| q.cloze.ids.len() <= st.limits.max_tokens)
+        .collect())
 }

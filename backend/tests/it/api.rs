@@ -1074,3 +1074,52 @@ async fn a_neuron_card_reads_the_neuron_along_a_typed_text() {
     )
     .await;
 }
+
+/// Across a relation: the neuron at the blank of the first prompt of up to 50
+/// of its facts, each the activation a layer-by-layer read of that prompt
+/// gives at its blank; an unknown relation is a 404.
+#[tokio::test]
+async fn a_neuron_card_reads_the_neuron_across_a_relation() {
+    use kn_shared::{AnalyzeResponse, NeuronCard};
+    let app = app_with_store(tempfile::tempdir().unwrap().path());
+    let body = serde_json::json!({"target": "Paris", "prompts": ["The capital of France is [MASK]."], "steps": 3, "p": 0.5});
+    let a: AnalyzeResponse = post_ok(&app, "/api/analyze", &body).await;
+    let n = a
+        .result
+        .neurons
+        .knowledge
+        .first()
+        .expect("a knowledge neuron")
+        .clone();
+    let ask = serde_json::json!({"analysis": a.id, "layer": n.layer, "index": n.index, "relation": "P36"});
+    let card: NeuronCard = post_ok(&app, "/api/neuron", &ask).await;
+    let across = &card.relation_activations;
+    assert!(!across.is_empty() && across.len() <= 50, "{}", across.len());
+    let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+    let neuron = kn::engine::Neuron {
+        layer: n.layer,
+        index: n.index,
+    };
+    for p in across.iter().take(5) {
+        let c = kn::cloze::cloze(&m, &p.prompt).unwrap();
+        let along = kn::engine::neuron_card::along_text(&m, &c.ids[..=c.blank], neuron).unwrap();
+        let want = *along.last().unwrap();
+        assert!(
+            (p.activation - want).abs() <= 1e-4 * want.abs().max(1e-6),
+            "{}: {} vs {want}",
+            p.prompt,
+            p.activation
+        );
+    }
+    let bad = serde_json::json!({"analysis": a.id, "layer": n.layer, "index": n.index, "relation": "P9999"});
+    expect_error(
+        &app,
+        "POST",
+        "/api/neuron",
+        &bad.to_string(),
+        StatusCode::NOT_FOUND,
+        "unknown_relation",
+        "P9999",
+    )
+    .await;
+}
