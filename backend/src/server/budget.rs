@@ -41,11 +41,7 @@ pub fn default_limits() -> Limits {
 /// A count that must lie in `1..=max`.
 pub fn count(what: &str, n: usize, max: usize, flag: &str) -> Result<(), ApiFail> {
     if n == 0 {
-        return Err(ApiFail::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_argument",
-            format!("{what} must be at least 1"),
-        ));
+        return Err(ApiFail::invalid(format!("{what} must be at least 1")));
     }
     if n > max {
         return Err(ApiFail::limit(format!(
@@ -78,11 +74,7 @@ pub fn at_most(what: &str, n: usize, max: usize, flag: &str) -> Result<(), ApiFa
 /// A finite number of magnitude at most `max`.
 pub fn finite(what: &str, x: f64, max: f64) -> Result<(), ApiFail> {
     if !x.is_finite() {
-        return Err(ApiFail::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_argument",
-            format!("{what} is not a finite number"),
-        ));
+        return Err(ApiFail::invalid(format!("{what} is not a finite number")));
     }
     if x.abs() > max {
         return Err(ApiFail::limit(format!(

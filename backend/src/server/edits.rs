@@ -161,7 +161,7 @@ fn strength_side(
     let data = super::dataset::dataset(st)?;
     let side = relation::side_prompts(&worker.text, data.relations.iter());
     if side.is_empty() {
-        return Err(invalid(
+        return Err(ApiFail::invalid(
             "an edit-strength search needs side-effect prompts: give some (prompt | answer)",
         ));
     }
@@ -288,10 +288,10 @@ fn erased_fact(
         (false, false) => {
             budget::queries(st, worker, &req.prompts, &req.target, Default::default())
         }
-        (true, false) => Err(invalid(
+        (true, false) => Err(ApiFail::invalid(
             "the erased fact's prompts are given without its answer: give `target` too",
         )),
-        (false, true) => Err(invalid(
+        (false, true) => Err(ApiFail::invalid(
             "the erased fact's answer is given without its prompts: give `prompts` too",
         )),
     }
@@ -304,14 +304,6 @@ fn erase_description(req: &EraseRequest) -> String {
         format!(" of {:?}", req.target.trim())
     };
     format!("erase {} neurons{of} ({})", req.neurons.len(), req.with)
-}
-
-fn invalid(message: &str) -> ApiFail {
-    ApiFail::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_argument",
-        message,
-    )
 }
 
 /// An erase in its own terms, from what [`before_after`] measured.

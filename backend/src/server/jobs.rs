@@ -8,6 +8,7 @@
 use super::edit_sets;
 use super::plan::Planned;
 use super::stored::{finished, save};
+use super::worker::Pace;
 use super::{ApiFail, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -129,14 +130,7 @@ fn start(st: &Arc<AppState>, planned: Planned, sets: Vec<EditSet>) -> Result<Job
             });
             !cancel.load(Ordering::Relaxed)
         };
-        let started = Instant::now();
-        let done = work(m, &mut progress);
-        if done.is_ok() {
-            if let Ok(mut p) = pace.lock() {
-                p.record(units, started.elapsed().as_secs_f64());
-            }
-        }
-        done
+        Pace::timed(&pace, units, || work(m, &mut progress))
     })?;
     st.jobs.insert(
         id.clone(),

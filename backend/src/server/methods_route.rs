@@ -18,7 +18,6 @@ use crate::models::{Model, Vocab};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use kn_shared::methods::MethodsRequest;
 use kn_shared::{ApiError, ComputeRequest, JobStatus};
@@ -26,14 +25,6 @@ use std::sync::Arc;
 
 /// Most values of `k` in one request.
 pub const MAX_KS: usize = 10;
-
-fn invalid(message: String) -> ApiFail {
-    ApiFail::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_argument",
-        message,
-    )
-}
 
 /// Check a methods request against the budgets and plan it.
 pub(super) fn plan(st: &AppState, mut req: MethodsRequest) -> Result<Planned, ApiFail> {
@@ -110,7 +101,7 @@ fn methods_of(req: &MethodsRequest) -> Result<Vec<Method>, ApiFail> {
         .enumerate()
         .find_map(|(i, m)| methods[..i].contains(m).then_some(m))
     {
-        return Err(invalid(format!("method `{m}` is named twice")));
+        return Err(ApiFail::invalid(format!("method `{m}` is named twice")));
     }
     Ok(methods)
 }
@@ -140,8 +131,8 @@ fn unrelated_queries(
                 .collect()
         }
         (None, true) => Ok(vec![]),
-        _ => Err(invalid(
-            "unrelated_prompts and unrelated_target go together".into(),
+        _ => Err(ApiFail::invalid(
+            "unrelated_prompts and unrelated_target go together",
         )),
     }
 }

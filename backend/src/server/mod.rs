@@ -156,6 +156,15 @@ impl ApiFail {
         }
     }
 
+    /// A request whose values cannot be taken (422 `invalid_argument`).
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_argument",
+            message,
+        )
+    }
+
     /// A request over one of the server's budgets.
     fn limit(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", message)

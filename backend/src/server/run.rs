@@ -28,12 +28,9 @@ pub async fn run_now(st: &Arc<AppState>, planned: Planned) -> Result<StoredResul
     let pace = w.pace.clone();
     let outcome = w
         .run(sets, move |m, cancel| {
-            let started = std::time::Instant::now();
-            let done = work(m, &mut super::worker::until_cancelled(cancel));
-            if let (Ok(_), Ok(mut p)) = (&done, pace.lock()) {
-                p.record(units, started.elapsed().as_secs_f64());
-            }
-            done
+            super::worker::Pace::timed(&pace, units, || {
+                work(m, &mut super::worker::until_cancelled(cancel))
+            })
         })
         .await?;
     let outcome = outcome.named(&id);

@@ -71,6 +71,20 @@ impl Pace {
         }
     }
 
+    /// Run `work`, and if it succeeds, record its time against `units` in `pace`.
+    pub fn timed<T, E>(
+        pace: &Mutex<Pace>,
+        units: u64,
+        work: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let done = work();
+        if let (Ok(_), Ok(mut p)) = (&done, pace.lock()) {
+            p.record(units, started.elapsed().as_secs_f64());
+        }
+        done
+    }
+
     /// Seconds `units` would take at the pace so far; `None` before any job.
     pub fn estimate(&self, units: u64) -> Option<f64> {
         (self.jobs > 0 && self.units > 0.0).then(|| units as f64 * self.seconds / self.units)
