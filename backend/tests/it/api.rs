@@ -664,17 +664,15 @@ async fn experiments_list_and_reports() {
     .await;
 }
 
-#[tokio::test]
-async fn a_neuron_card_agrees_with_the_analysis_and_the_library() {
-    use kn_shared::{AnalyzeResponse, NeuronCard};
-    let app = app_with_store(tempfile::tempdir().unwrap().path());
-    let prompts = [
-        "The capital of France is [MASK].",
-        "France's capital is [MASK].",
-        "The capital city of France is [MASK].",
-    ];
-    let body = serde_json::json!({"target": "Paris", "prompts": prompts, "steps": 4, "p": 0.5});
-    let a: AnalyzeResponse = post_ok(&app, "/api/analyze", &body).await;
+/// An analysis of `prompts` (answer Paris, p = 0.5) and its first knowledge
+/// neuron: what the neuron-card tests look at.
+async fn analysed_neuron(
+    app: &axum::Router,
+    prompts: &[&str],
+    steps: usize,
+) -> (kn_shared::AnalyzeResponse, kn_shared::ScoredNeuron) {
+    let body = serde_json::json!({"target": "Paris", "prompts": prompts, "steps": steps, "p": 0.5});
+    let a: kn_shared::AnalyzeResponse = post_ok(app, "/api/analyze", &body).await;
     let n = a
         .result
         .neurons
@@ -682,6 +680,19 @@ async fn a_neuron_card_agrees_with_the_analysis_and_the_library() {
         .first()
         .expect("a knowledge neuron")
         .clone();
+    (a, n)
+}
+
+#[tokio::test]
+async fn a_neuron_card_agrees_with_the_analysis_and_the_library() {
+    use kn_shared::NeuronCard;
+    let app = app_with_store(tempfile::tempdir().unwrap().path());
+    let prompts = [
+        "The capital of France is [MASK].",
+        "France's capital is [MASK].",
+        "The capital city of France is [MASK].",
+    ];
+    let (a, n) = analysed_neuron(&app, &prompts, 4).await;
     let ask = serde_json::json!({"analysis": a.id, "layer": n.layer, "index": n.index});
     let card: NeuronCard = post_ok(&app, "/api/neuron", &ask).await;
     assert!(card.knowledge);
@@ -1017,21 +1028,14 @@ fn no_token_is_shown_as_a_replacement_character() {
 /// that prompt's blank; every token of the text is listed, in order.
 #[tokio::test]
 async fn a_neuron_card_reads_the_neuron_along_a_typed_text() {
-    use kn_shared::{AnalyzeResponse, NeuronCard};
+    use kn_shared::NeuronCard;
     let app = app_with_store(tempfile::tempdir().unwrap().path());
     let prompts = [
         "The capital of France is [MASK].",
         "France's capital is [MASK].",
     ];
-    let body = serde_json::json!({"target": "Paris", "prompts": prompts, "steps": 3, "p": 0.5});
-    let a: AnalyzeResponse = post_ok(&app, "/api/analyze", &body).await;
-    let n = a
-        .result
-        .neurons
-        .knowledge
-        .first()
-        .expect("a knowledge neuron")
-        .clone();
+    let (a, n) = analysed_neuron(&app, &prompts, 3).await;
+    let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
     for (i, text) in ["The capital of France is", "France's capital is"]
         .iter()
         .enumerate()
@@ -1039,7 +1043,6 @@ async fn a_neuron_card_reads_the_neuron_along_a_typed_text() {
         let ask =
             serde_json::json!({"analysis": a.id, "layer": n.layer, "index": n.index, "text": text});
         let card: NeuronCard = post_ok(&app, "/api/neuron", &ask).await;
-        let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
         let ids = m.tokenizer.encode(text).unwrap();
         let tokens: Vec<String> = ids.iter().map(|&id| m.tokenizer.token_text(id)).collect();
         let listed: Vec<&str> = card
@@ -1080,17 +1083,9 @@ async fn a_neuron_card_reads_the_neuron_along_a_typed_text() {
 /// gives at its blank; an unknown relation is a 404.
 #[tokio::test]
 async fn a_neuron_card_reads_the_neuron_across_a_relation() {
-    use kn_shared::{AnalyzeResponse, NeuronCard};
+    use kn_shared::NeuronCard;
     let app = app_with_store(tempfile::tempdir().unwrap().path());
-    let body = serde_json::json!({"target": "Paris", "prompts": ["The capital of France is [MASK]."], "steps": 3, "p": 0.5});
-    let a: AnalyzeResponse = post_ok(&app, "/api/analyze", &body).await;
-    let n = a
-        .result
-        .neurons
-        .knowledge
-        .first()
-        .expect("a knowledge neuron")
-        .clone();
+    let (a, n) = analysed_neuron(&app, &["The capital of France is [MASK]."], 3).await;
     let ask = serde_json::json!({"analysis": a.id, "layer": n.layer, "index": n.index, "relation": "P36"});
     let card: NeuronCard = post_ok(&app, "/api/neuron", &ask).await;
     let across = &card.relation_activations;
