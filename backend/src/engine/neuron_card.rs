@@ -198,20 +198,14 @@ pub fn along_text(model: &Model, ids: &[u32], n: Neuron) -> Result<Vec<f64>> {
     )?)
 }
 
-/// The neuron's activation at the blank of each of `queries`, in passes cut
-/// of 32 prompts (ParaRel prompts are short: a pass is a few thousand tokens).
+/// The neuron's activation at the blank of each of `queries` (one-token
+/// answers: the prompt's own blank), in passes of the engine's default budget.
 pub fn at_blanks(model: &Model, queries: &[Query], n: Neuron) -> Result<Vec<f64>> {
     validate(model.config(), &[n])?;
-    let mut out = Vec::with_capacity(queries.len());
-    for chunk in queries.chunks(32) {
-        let seqs: Vec<Vec<u32>> = chunk.iter().map(|q| q.cloze.ids.clone()).collect();
-        let blanks: Vec<usize> = chunk.iter().map(|q| q.cloze.blank).collect();
-        let batch = Batch::new(&seqs, &blanks, model.net.device())?;
-        let f = tch::no_grad(|| model.net.forward(&batch, &crate::models::Hooks::capture()));
-        let a = f.activations[n.layer].select(1, n.index as i64);
-        out.extend(Vec::<f64>::try_from(
-            a.to_kind(Kind::Double).to(tch::Device::Cpu),
-        )?);
-    }
+    let clozes: Vec<crate::cloze::Cloze> = queries.iter().map(|q| q.cloze.clone()).collect();
+    let mut out = vec![0.0; queries.len()];
+    super::readout::at_blanks(model, &clozes, super::batching::MAX_ROW_TOKENS, |i, at| {
+        out[i] = at(&n);
+    })?;
     Ok(out)
 }

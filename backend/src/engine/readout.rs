@@ -168,3 +168,36 @@ pub fn probabilities_and_ranks(
         })
         .collect()
 }
+
+/// Every neuron's activation at the blank of each of `clozes`, without hooks,
+/// in passes cut by `budget` rows × tokens (shortest first, so a pass pads
+/// little) and one device read per pass: `read(i, at)` is called once per
+/// cloze `i` with `at(neuron)`, that neuron's activation there.
+pub fn at_blanks(
+    model: &Model,
+    clozes: &[crate::cloze::Cloze],
+    budget: usize,
+    mut read: impl FnMut(usize, &dyn Fn(&super::Neuron) -> f64),
+) -> Result<()> {
+    let d_ff = model.config().d_ff;
+    let mut order: Vec<usize> = (0..clozes.len()).collect();
+    order.sort_by_key(|&i| clozes[i].ids.len());
+    let lens = order.iter().map(|&i| (1, clozes[i].ids.len()));
+    for run in super::batching::runs(lens, budget) {
+        let rows = &order[run];
+        let seqs: Vec<Vec<u32>> = rows.iter().map(|&i| clozes[i].ids.clone()).collect();
+        let blanks: Vec<usize> = rows.iter().map(|&i| clozes[i].blank).collect();
+        let batch = Batch::new(&seqs, &blanks, model.net.device())?;
+        let acts = tch::no_grad(|| {
+            let a = model.net.forward(&batch, &Hooks::capture()).activations;
+            Tensor::stack(&a, 0).to_kind(Kind::Float) // [layers, rows, d_ff]
+        });
+        let acts: Vec<f32> = Vec::try_from(super::host::to_host(&acts).view(-1))?;
+        for (row, &i) in rows.iter().enumerate() {
+            let at =
+                |n: &super::Neuron| f64::from(acts[(n.layer * rows.len() + row) * d_ff + n.index]);
+            read(i, &at);
+        }
+    }
+    Ok(())
+}

@@ -6,8 +6,8 @@
 use super::stats::{estimate, mean};
 use super::Done;
 use crate::cloze::{cloze, Cloze, BLANK};
-use crate::engine::{host, Neuron};
-use crate::models::{Batch, Hooks, Model};
+use crate::engine::Neuron;
+use crate::models::Model;
 use crate::pararel::ParaRel;
 use crate::{Error, Result};
 use kn_shared::experiment::{ActivationGroups, BingRel};
@@ -15,7 +15,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use tch::{Kind, Tensor};
 
 /// Most clozes × tokens in one pass (no gradients are kept).
 const PASS_ROW_TOKENS: usize = 2048;
@@ -38,28 +37,10 @@ fn activations_in(
     sets: &[[&[Neuron]; 2]],
     budget: usize,
 ) -> Result<Vec<[Option<f64>; 2]>> {
-    let d_ff = model.config().d_ff;
-    // Shortest first, so that a pass pads its rows little.
-    let mut order: Vec<usize> = (0..clozes.len()).collect();
-    order.sort_by_key(|&i| clozes[i].ids.len());
     let mut out = vec![[None, None]; clozes.len()];
-    let lens = order.iter().map(|&i| (1, clozes[i].ids.len()));
-    for run in crate::engine::batching::runs(lens, budget) {
-        let rows = &order[run];
-        let seqs: Vec<Vec<u32>> = rows.iter().map(|&i| clozes[i].ids.clone()).collect();
-        let blanks: Vec<usize> = rows.iter().map(|&i| clozes[i].blank).collect();
-        let batch = Batch::new(&seqs, &blanks, model.net.device())?;
-        let acts = tch::no_grad(|| {
-            let a = model.net.forward(&batch, &Hooks::capture()).activations;
-            Tensor::stack(&a, 0).to_kind(Kind::Float) // [layers, rows, d_ff]
-        });
-        let acts: Vec<f32> = Vec::try_from(host::to_host(&acts).view(-1))?;
-        let at =
-            |n: &Neuron, row: usize| f64::from(acts[(n.layer * rows.len() + row) * d_ff + n.index]);
-        for (row, &i) in rows.iter().enumerate() {
-            out[i] = sets[i].map(|set| mean(set.iter().map(|n| at(n, row))));
-        }
-    }
+    crate::engine::readout::at_blanks(model, clozes, budget, |i, at| {
+        out[i] = sets[i].map(|set| mean(set.iter().map(at)));
+    })?;
     Ok(out)
 }
 
