@@ -80,6 +80,37 @@ test('compare methods, read the curves, export, reopen from the permalink', asyn
       assert.ok(Math.abs(drawn.points[i][1] - expected) < 1.5, `${chart}: point ${i} (${v.toFixed(2)}%) at y ${drawn.points[i][1]}, expected ${expected.toFixed(1)}`);
     });
   }
+  // Specificity: every method's top k (k = 3, the largest here below 5) cut
+  // on the fact, the unrelated fact and the default same-relation control
+  // (Berlin), with the API's changes and intervals, a dot per prompt, and
+  // the verdict the intervals give.
+  assert.deepEqual(stored.request.controls.map((c) => [c.kind, c.target]), [['same relation', 'Berlin']]);
+  await page.waitForSelector('#methods-specificity tbody tr');
+  assert.equal(await page.locator('#methods-specificity-k').inputValue(), '1');
+  await page.selectOption('#methods-specificity-k', '3');
+  const pct = (v) => `${v < 0 ? '−' : '+'}${(100 * Math.abs(v)).toFixed(1)}%`;
+  const ci = (r) => `${pct(r.change)} [${pct(r.lo)}, ${pct(r.hi)}]`;
+  const rows = await page.locator('#methods-specificity tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+  assert.equal(rows.length, api.methods.length);
+  api.methods.forEach((m, i) => {
+    const s = m.by_k.find((e) => e.k === 3).specificity;
+    assert.deepEqual(s.rows.map((r) => r.set), ['this fact', 'unrelated', 'same relation']);
+    assert.deepEqual(rows[i], [
+      m.method,
+      ci(s.rows[0]),
+      s.rows.slice(1).map((r) => `${r.set} (${r.target}): ${ci(r)}`).join('; '),
+      s.fact_specific ? 'fact-specific' : 'not fact-specific',
+    ]);
+  });
+  await page.selectOption('#methods-specificity-method', 'activation');
+  const act = api.methods.find((m) => m.method === 'activation').by_k.find((e) => e.k === 3).specificity;
+  await page.waitForFunction(() => document.querySelector('#methods-specificity-chart-title')?.textContent.startsWith("activation's top 3"));
+  assert.equal(await page.locator('#methods-specificity-chart circle.dot').count(), act.rows.reduce((n, r) => n + r.per_prompt.length, 0));
+  assert.equal(await page.locator('#methods-specificity-chart line.ci').count(), 3);
+  assert.equal(await page.locator('#methods-specificity-chart-not-specific').count(), act.fact_specific ? 0 : 1);
+  assert.match(await page.locator('#methods-specificity-chart svg').getAttribute('aria-label'), /this fact: [−+]\d/);
+  await page.locator('#methods-specificity-box').screenshot({ path: join(ARTIFACTS, 'methods-specificity.png') });
+
   const before = await numbers(page);
   assert.match(before.effects, /ig\s+1\s+[+-]\d+\.\d%/);
   assert.doesNotMatch(before.effects, /random/);
@@ -108,6 +139,8 @@ test('compare methods, read the curves, export, reopen from the permalink', asyn
   assert.equal(await p2.locator('#ks').inputValue(), '1,3');
   assert.equal(await p2.locator('#method-random').isChecked(), false);
   assert.equal(await p2.locator('#method-ig').isChecked(), true);
+  assert.equal(await p2.locator('#control-same-target').inputValue(), 'Berlin', 'the control comes back with the permalink');
+  assert.equal(await p2.locator('#methods-specificity tbody tr').count(), 5);
   await fresh.close();
   await ctx.close();
   assert.deepEqual(errors, []);

@@ -234,7 +234,7 @@ test('2b. specificity beside the effect: the fact and its controls, with interva
   // A dot per prompt, a bar per interval.
   assert.equal(await page.locator('#specificity circle.dot').count(), s.rows.reduce((n, r) => n + r.per_prompt.length, 0));
   assert.equal(await page.locator('#specificity line.ci').count(), 3);
-  assert.equal(await page.locator('#not-specific').count(), s.fact_specific ? 0 : 1);
+  assert.equal(await page.locator('#specificity-not-specific').count(), s.fact_specific ? 0 : 1);
   assert.match(await page.locator('#specificity-verdict').textContent(), s.fact_specific ? /^Fact-specific/ : /^Not fact-specific/);
   assert.match(await page.locator('#specificity svg').getAttribute('aria-label'), /this fact: [−+]\d/);
   await page.locator('#specificity').screenshot({ path: join(ARTIFACTS, 'specificity.png') });

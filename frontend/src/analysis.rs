@@ -5,12 +5,12 @@
 use crate::api::{self, Failure};
 use crate::heatmap::HeatmapView;
 use crate::neuron::NeuronCardView;
+use crate::specificity::SpecificityView;
 use crate::state::{lines, Page};
 use crate::ui::{self, Cell, Download, FieldError, Help, SortTable};
 use crate::{charts, Workbench};
 use kn_shared::{
     AnalysisResult, AnalyzeRequest, AnalyzeResponse, ControlFact, InterventionReport, ScoredNeuron,
-    Specificity,
 };
 use leptos::html;
 use leptos::prelude::*;
@@ -247,86 +247,6 @@ pub fn is_the_fact(c: &ControlFact, target: &str, prompts: &[String]) -> bool {
     c.target.trim() == target.trim() && c.prompts.iter().any(|p| prompts.contains(p))
 }
 
-/// Suppressing the knowledge neurons on the fact and on its controls: a dot
-/// per prompt, the 95% interval of the mean's change as a bar, and the verdict.
-#[component]
-fn SpecificityView(s: Specificity) -> impl IntoView {
-    const W: f64 = 640.0;
-    const LEFT: f64 = 210.0;
-    const ROW: f64 = 34.0;
-    let values = s
-        .rows
-        .iter()
-        .flat_map(|r| r.per_prompt.iter().copied().chain([r.lo, r.hi]));
-    let top = values.fold(0.1f64, f64::max).min(3.0);
-    let (x0, x1) = (-1.0, top);
-    let x = move |v: f64| LEFT + (v.clamp(x0, x1) - x0) / (x1 - x0) * (W - LEFT - 20.0);
-    let h = 30.0 + ROW * s.rows.len() as f64;
-    let pct = |v: f64| ui::percent_change(v);
-    let ticks: Vec<f64> = [-1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0]
-        .into_iter()
-        .filter(|t| *t <= x1)
-        .collect();
-    let verdict = if s.fact_specific {
-        "Fact-specific: suppressing these neurons changes this fact apart from the controls (the 95% intervals do not overlap).".to_string()
-    } else {
-        let with: Vec<&str> = s.rows[1..]
-            .iter()
-            .filter(|r| !(r.hi < s.rows[0].lo || r.lo > s.rows[0].hi))
-            .map(|r| r.set.as_str())
-            .collect();
-        format!(
-            "Not fact-specific: these neurons cut the {} control as much as this fact (the 95% intervals overlap); they carry more than this fact.",
-            with.join(" and the ")
-        )
-    };
-    let label = s
-        .rows
-        .iter()
-        .map(|r| {
-            format!(
-                "{}: {} [{}, {}]",
-                r.set,
-                pct(r.change),
-                pct(r.lo),
-                pct(r.hi)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    let rows = s.rows.clone();
-    view! {
-        <figure class="chart" id="specificity" aria-labelledby="specificity-title">
-            <figcaption id="specificity-title">"Specificity: the knowledge neurons suppressed (×0) on this fact and on control facts"
-                {(!s.fact_specific).then(|| view! { " " <span class="badge" id="not-specific">"not fact-specific"</span> })}</figcaption>
-            <svg viewBox=format!("0 0 {W} {h}") role="img" aria-label=format!("Relative change of P(answer) per prompt, with 95% intervals. {label}")>
-                {ticks.into_iter().map(|t| view! {
-                    <line x1=x(t) x2=x(t) y1="18" y2=h - 4.0 class=if t == 0.0 { "axis zero" } else { "axis" } />
-                    <text x=x(t) y="12" text-anchor="middle" class="tick">{format!("{:+.0}%", 100.0 * t)}</text>
-                }).collect_view()}
-                {rows.into_iter().enumerate().map(|(i, r)| {
-                    let y = 30.0 + ROW * i as f64 + ROW / 2.0 - 6.0;
-                    view! {
-                        <text x="4" y=y + 4.0 class="row-label">{format!("{} ({})", r.set, r.target)}</text>
-                        <line x1=x(r.lo) x2=x(r.hi) y1=y y2=y class=if i == 0 { "ci fact" } else { "ci" } />
-                        <line x1=x(r.change) x2=x(r.change) y1=y - 8.0 y2=y + 8.0 class="mean" />
-                        {r.per_prompt.iter().map(|v| view! { <circle cx=x(*v) cy=y + 10.0 r="3" class="dot" /> }).collect_view()}
-                    }
-                }).collect_view()}
-            </svg>
-            <p id="specificity-verdict" class=if s.fact_specific { "ok" } else { "warning" }>{verdict}</p>
-            <SortTable id="specificity-table" headers=vec!["set", "answer", "P(answer) change", "95% interval", "prompts"]
-                rows=s.rows.iter().map(|r| (None, vec![
-                    Cell::text(r.set.clone()),
-                    Cell::text(r.target.clone()),
-                    Cell::num(pct(r.change), r.change),
-                    Cell::text(format!("{} to {}", pct(r.lo), pct(r.hi))),
-                    Cell::num(r.per_prompt.len().to_string(), r.per_prompt.len() as f64),
-                ])).collect() />
-        </figure>
-    }
-}
-
 /// The control facts the knowledge neurons are also suppressed on.
 #[component]
 fn ControlFields(page: Page) -> impl IntoView {
@@ -558,7 +478,7 @@ pub fn AnalysisView(r: AnalyzeResponse, page: Page, rerun: Callback<()>) -> impl
                 <summary>"Top 15 neurons by mean attribution"</summary>
                 <SortTable id="top-neurons" headers=vec!["layer", "neuron", "mean score", "mean activation"] rows=top_neurons(&res) selected=selected />
             </details>
-            {res.specificity.clone().map(|s| view! { <SpecificityView s=s /> })}
+            {res.specificity.clone().map(|s| view! { <SpecificityView s=s id="specificity" title="Specificity: the knowledge neurons suppressed (×0) on this fact and on control facts" /> })}
             <EffectsAndLayers res=res name=name selected=selected stale=stale />
         </div>
     }

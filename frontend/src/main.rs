@@ -18,6 +18,7 @@ mod methods_view;
 mod neuron;
 mod png;
 mod restore;
+mod specificity;
 mod state;
 mod ui;
 

@@ -4,6 +4,7 @@
 //! The result has a permalink like an analysis (`/r/<id>`).
 
 use crate::api::{self, Failure};
+use crate::specificity::MethodsSpecificity;
 use crate::state::{lines, Page};
 use crate::ui::{self, Cell, FieldError, Help, SortTable};
 use crate::{charts, Workbench};
@@ -66,12 +67,35 @@ fn methods_request(page: Page, target: String, methods: Vec<String>) -> MethodsR
         } else {
             unrelated_prompts
         },
+        controls: same_relation(page),
         steps: page.steps.get_untracked().trim().parse().unwrap_or(0),
         t: page.t.get_untracked().trim().parse().unwrap_or(f64::NAN),
         p: page.p.get_untracked().trim().parse().unwrap_or(f64::NAN),
         min_prompts: 1,
         seed: 0,
         edits: page.edit_ids(),
+    }
+}
+
+/// The page's control of the same relation (the unrelated fact is the other
+/// relation's), unless it is empty or the fact itself.
+fn same_relation(page: Page) -> Vec<kn_shared::ControlFact> {
+    let c = kn_shared::ControlFact {
+        kind: "same relation".into(),
+        target: page.same_target.get_untracked().trim().to_string(),
+        prompts: lines(&page.same_prompts.get_untracked()),
+    };
+    let fact = (
+        page.target.get_untracked(),
+        lines(&page.prompts.get_untracked()),
+    );
+    let usable = !c.target.is_empty()
+        && !c.prompts.is_empty()
+        && !crate::analysis::is_the_fact(&c, &fact.0, &fact.1);
+    if usable {
+        vec![c]
+    } else {
+        vec![]
     }
 }
 
@@ -179,6 +203,14 @@ pub fn MethodsSection(page: Page, bench: Workbench, outcome: Outcome) -> impl In
                     </div>
                 </div>
                 <FieldError id="unrelated-error" error=error_for("unrelated") />
+                <p class="hint" id="methods-controls-hint">{move || {
+                    let same = page.same_target.get();
+                    if same.trim().is_empty() {
+                        "The unrelated fact is the only control; set a fact of the same relation in the analysis's controls to test that too.".to_string()
+                    } else {
+                        format!("Each method's top k is also suppressed on the analysis's same-relation control ({}), with 95% intervals.", same.trim())
+                    }
+                }}</p>
                 <FieldError id="methods-prompts-error" error=error_for("prompts") />
                 <button id="compare" type="submit" disabled=move || running.get()>
                     {move || if running.get() { "Comparing…" } else { "Compare methods" }}
@@ -342,6 +374,7 @@ pub fn MethodsView(id: String, r: MethodsReport) -> impl IntoView {
     let jaccard = r.jaccard.clone();
     let spearman = r.spearman.clone();
     let mean_p = r.p_target.iter().sum::<f64>() / r.p_target.len().max(1) as f64;
+    let report = r.clone();
     view! {
         <div id="methods-result" class="result">
             <p id="methods-summary">{format!(
@@ -370,6 +403,7 @@ pub fn MethodsView(id: String, r: MethodsReport) -> impl IntoView {
             </div>
             <h3>"Effects by k"</h3>
             <SortTable id="methods-effects" headers=effect_headers rows=effect_rows />
+            <MethodsSpecificity r=report />
             <div class="compare">
                 <div id="jaccard">
                     <h3>"Jaccard of refined sets " <Help id="jaccard" text="|A ∩ B| / |A ∪ B| of two methods' refined neuron sets (the paper's t and p applied to each method's scores). – where a set is missing (random) or both are empty." /></h3>

@@ -120,4 +120,11 @@ fn methods(page: Page, r: &MethodsRequest) {
     page.unrelated_target
         .set(r.unrelated_target.clone().unwrap_or_default());
     page.unrelated_prompts.set(r.unrelated_prompts.join("\n"));
+    // The same-relation control as stored (none: emptied, so a re-run is the
+    // same request).
+    let same = r.controls.iter().find(|c| c.kind == "same relation");
+    page.same_target
+        .set(same.map(|c| c.target.clone()).unwrap_or_default());
+    page.same_prompts
+        .set(same.map(|c| c.prompts.join("\n")).unwrap_or_default());
 }

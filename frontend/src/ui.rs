@@ -236,7 +236,7 @@ impl Cell {
 /// selects it, and the selected neuron's row is highlighted.
 #[component]
 pub fn SortTable(
-    id: &'static str,
+    #[prop(into)] id: String,
     headers: Vec<&'static str>,
     rows: Vec<(Option<kn_shared::Neuron>, Vec<Cell>)>,
     #[prop(optional)] selected: Option<RwSignal<Option<kn_shared::Neuron>>>,

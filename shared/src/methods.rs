@@ -39,6 +39,11 @@ pub struct KEffect {
     /// The same on the unrelated prompts (specificity); `None` without them.
     pub suppress_unrelated: Option<f64>,
     pub amplify_unrelated: Option<f64>,
+    /// The top-`k` suppressed (×0) on the fact's prompts and on each control
+    /// (the unrelated fact, then `controls`), each prompt's change and a 95%
+    /// bootstrap interval; `None` without controls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specificity: Option<crate::Specificity>,
 }
 
 /// `kn methods`' answer.
@@ -91,6 +96,11 @@ pub struct MethodsRequest {
     pub unrelated_prompts: Vec<String>,
     #[serde(default)]
     pub unrelated_target: Option<String>,
+    /// More control facts (a fact of the same relation, …) on which each
+    /// method's top-k is suppressed beside the fact, for specificity; at most
+    /// 4, never the fact itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<crate::ControlFact>,
     /// IG's Riemann steps `m` (also used by nothing else).
     #[serde(default = "crate::default_steps")]
     pub steps: usize,

@@ -48,18 +48,20 @@ pub fn run(a: MethodsArgs, at: Place) -> anyhow::Result<()> {
     let opts = a.ig.options(device);
     let c = Comparison {
         methods: &methods,
+        target: &a.fact.target,
         queries: &qs,
         unrelated: &unrelated,
+        unrelated_target: a.unrelated.unrelated_target.as_deref().unwrap_or_default(),
+        controls: &[],
         ks: &a.ks,
         opts: &opts,
         thresholds: a.sel.thresholds(),
         seed: a.seed,
     };
-    let mut r = compare(&m, &c, &mut |i| {
+    let r = compare(&m, &c, &mut |i| {
         tracing::info!("method {} of {}: {}", i + 1, methods.len(), methods[i]);
         true
     })?;
-    r.target = a.fact.target.clone();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

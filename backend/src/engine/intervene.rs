@@ -75,6 +75,18 @@ pub fn scaled_changes(
     queries: &[Query],
     sets: &[(&[Neuron], f64)],
 ) -> Result<Vec<Option<f64>>> {
+    Ok(scaled_probabilities(model, queries, sets)?
+        .into_iter()
+        .map(|p| p.map(|p| relative_change(&p.before, &p.after)))
+        .collect())
+}
+
+/// [`scaled_probabilities_on`] with every set on every query.
+pub fn scaled_probabilities(
+    model: &Model,
+    queries: &[Query],
+    sets: &[(&[Neuron], f64)],
+) -> Result<Vec<Option<Scaled>>> {
     let all: Vec<usize> = (0..queries.len()).collect();
     let jobs: Vec<Scaling> = sets
         .iter()
@@ -84,7 +96,7 @@ pub fn scaled_changes(
             prompts: all.clone(),
         })
         .collect();
-    scaled_changes_on(model, queries, &jobs)
+    scaled_probabilities_on(model, queries, &jobs)
 }
 
 /// One intervention of [`scaled_changes_on`]: scale `neurons` by `factor` on
@@ -120,6 +132,28 @@ pub fn scaled_changes_on(
     queries: &[Query],
     jobs: &[Scaling],
 ) -> Result<Vec<Option<f64>>> {
+    Ok(scaled_probabilities_on(model, queries, jobs)?
+        .into_iter()
+        .map(|p| p.map(|p| relative_change(&p.before, &p.after)))
+        .collect())
+}
+
+/// P(answer) of each of a job's queries, in the order the job names them,
+/// unscaled and under its scaling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaled {
+    pub before: Vec<f64>,
+    pub after: Vec<f64>,
+}
+
+/// [`scaled_changes_on`]'s probabilities, before they are reduced to one
+/// relative change: for an interval over the prompts (the methods lab's
+/// specificity) the caller needs each prompt's.
+pub fn scaled_probabilities_on(
+    model: &Model,
+    queries: &[Query],
+    jobs: &[Scaling],
+) -> Result<Vec<Option<Scaled>>> {
     if queries.is_empty() {
         return Err(Error::InvalidArgument("no prompts".into()));
     }
@@ -218,9 +252,10 @@ pub fn scaled_changes_on(
     }
     for (c, (k, _, _)) in scaled.iter().enumerate() {
         let prompts = &jobs[*k].prompts;
-        let b: Vec<f64> = prompts.iter().map(|&qi| before[qi]).collect();
-        let a: Vec<f64> = prompts.iter().map(|&qi| after[c][&qi]).collect();
-        out[*k] = Some(relative_change(&b, &a));
+        out[*k] = Some(Scaled {
+            before: prompts.iter().map(|&qi| before[qi]).collect(),
+            after: prompts.iter().map(|&qi| after[c][&qi]).collect(),
+        });
     }
     Ok(out)
 }

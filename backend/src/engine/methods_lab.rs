@@ -14,9 +14,10 @@
 //! score rankings are compared pairwise.
 
 use super::attribution::{attribute_many, attribute_many_from, Baseline, Options};
-use super::intervene::scaled_changes;
+use super::intervene::{relative_change, scaled_probabilities, Scaled};
 use super::readout::probabilities;
 use super::selection::{coarse, refine, Thresholds};
+use super::specificity;
 use super::trace::trace;
 use super::{cost, host, Chains, Neuron, Query};
 use crate::models::{Batch, Hooks, Model, ModelConfig, NeuronOp};
@@ -405,13 +406,28 @@ pub fn jaccard(a: &[Neuron], b: &[Neuron]) -> Option<f64> {
     (union > 0).then(|| a.intersection(&b).count() as f64 / union as f64)
 }
 
+/// A control fact of the specificity rows: its kind (`same relation`, …),
+/// answer and prompts.
+pub struct Control {
+    pub kind: String,
+    pub target: String,
+    pub queries: Vec<Query>,
+}
+
 /// What to compare, and on what.
 pub struct Comparison<'a> {
     pub methods: &'a [Method],
+    /// The fact's answer, as the report names it.
+    pub target: &'a str,
     /// The fact's prompts, each with the answer.
     pub queries: &'a [Query],
     /// Prompts of unrelated facts, each with its own answer (specificity).
     pub unrelated: &'a [Query],
+    /// The unrelated prompts' answer, as the specificity rows name it.
+    pub unrelated_target: &'a str,
+    /// More control facts for the specificity rows (suppression only).
+    pub controls: &'a [Control],
+
     pub ks: &'a [usize],
     pub opts: &'a Options,
     pub thresholds: Thresholds,
@@ -481,39 +497,7 @@ pub fn compare(
             by_k: Vec::new(),
         });
     }
-    // Every method's every k, suppressed and amplified, in one batched run
-    // per prompt list (each list traced once).
-    let sets: Vec<(&[Neuron], f64)> = results
-        .iter()
-        .flat_map(|r| {
-            c.ks.iter()
-                .flat_map(|&k| [(&r.top[..k], 0.0), (&r.top[..k], 2.0)])
-        })
-        .collect();
-    let own = scaled_changes(model, c.queries, &sets)?;
-    let unrelated = if c.unrelated.is_empty() {
-        vec![None; sets.len()]
-    } else {
-        scaled_changes(model, c.unrelated, &sets)?
-    };
-    let per_method = 2 * c.ks.len();
-    for (i, r) in results.iter_mut().enumerate() {
-        let at = |j: usize| i * per_method + j;
-        r.by_k =
-            c.ks.iter()
-                .enumerate()
-                .map(|(j, &k)| match (own[at(2 * j)], own[at(2 * j + 1)]) {
-                    (Some(suppress), Some(amplify)) => Ok(KEffect {
-                        k,
-                        suppress,
-                        amplify,
-                        suppress_unrelated: unrelated[at(2 * j)],
-                        amplify_unrelated: unrelated[at(2 * j + 1)],
-                    }),
-                    _ => Err(Error::InvalidArgument(format!("{}: no top {k}", r.method))),
-                })
-                .collect::<Result<Vec<_>>>()?;
-    }
+    judge_by_k(model, c, &mut results)?;
     let n = results.len();
     let jaccard = (0..n)
         .map(|i| {
@@ -532,7 +516,7 @@ pub fn compare(
         request: None,
         model: model.name.clone(),
         fingerprint: model.fingerprint.clone(),
-        target: String::new(),
+        target: c.target.to_string(),
         prompts: c.queries.iter().map(|q| q.prompt.clone()).collect(),
         p_target: before,
         unrelated_prompts: c.unrelated.iter().map(|q| q.prompt.clone()).collect(),
@@ -541,6 +525,66 @@ pub fn compare(
         jaccard,
         spearman,
     })
+}
+
+/// Every method's every k, suppressed and amplified, in one batched run per
+/// prompt list (each list traced once), into each method's `by_k`; with
+/// controls, each k's suppression beside them with intervals (specificity).
+fn judge_by_k(model: &Model, c: &Comparison, results: &mut [MethodResult]) -> Result<()> {
+    let sets: Vec<(&[Neuron], f64)> = results
+        .iter()
+        .flat_map(|r| {
+            c.ks.iter()
+                .flat_map(|&k| [(&r.top[..k], 0.0), (&r.top[..k], 2.0)])
+        })
+        .collect();
+    let own = scaled_probabilities(model, c.queries, &sets)?;
+    let unrelated = if c.unrelated.is_empty() {
+        vec![None; sets.len()]
+    } else {
+        scaled_probabilities(model, c.unrelated, &sets)?
+    };
+    // The controls need the suppressions alone (the even sets).
+    let suppressions: Vec<(&[Neuron], f64)> = sets.iter().step_by(2).copied().collect();
+    let controls = c
+        .controls
+        .iter()
+        .map(|x| scaled_probabilities(model, &x.queries, &suppressions))
+        .collect::<Result<Vec<_>>>()?;
+    let change = |p: &Option<Scaled>| p.as_ref().map(|p| relative_change(&p.before, &p.after));
+    let per_method = 2 * c.ks.len();
+    for (i, r) in results.iter_mut().enumerate() {
+        let at = |j: usize| i * per_method + j;
+        let mut by_k = Vec::with_capacity(c.ks.len());
+        for (j, &k) in c.ks.iter().enumerate() {
+            let (Some(suppress), Some(amplify)) =
+                (change(&own[at(2 * j)]), change(&own[at(2 * j + 1)]))
+            else {
+                return Err(Error::InvalidArgument(format!("{}: no top {k}", r.method)));
+            };
+            let mut rows = Vec::new();
+            let mut push = |set: &str, target: &str, p: &Option<Scaled>| {
+                if let Some(p) = p {
+                    rows.push(specificity::row_of(set, target, &p.before, &p.after));
+                }
+            };
+            push("this fact", c.target, &own[at(2 * j)]);
+            push("unrelated", c.unrelated_target, &unrelated[at(2 * j)]);
+            for (x, probs) in c.controls.iter().zip(&controls) {
+                push(&x.kind, &x.target, &probs[at(2 * j) / 2]);
+            }
+            by_k.push(KEffect {
+                k,
+                suppress,
+                amplify,
+                suppress_unrelated: change(&unrelated[at(2 * j)]),
+                amplify_unrelated: change(&unrelated[at(2 * j + 1)]),
+                specificity: (rows.len() > 1).then(|| specificity::judge(rows)),
+            });
+        }
+        r.by_k = by_k;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -75,13 +75,19 @@ pub fn specificity(
         let effect = intervene(model, qs, knowledge, FACTOR)?;
         rows.push(row(&c.kind, &c.target, &effect));
     }
+    Ok(judge(rows))
+}
+
+/// The verdict on rows whose first is the fact's: fact-specific when every
+/// control's interval is apart from the fact's.
+pub fn judge(rows: Vec<SpecificityRow>) -> Specificity {
     let fact = &rows[0];
     let apart = |r: &SpecificityRow| r.hi < fact.lo || r.lo > fact.hi;
     let fact_specific = rows[1..].iter().all(apart);
-    Ok(Specificity {
+    Specificity {
         rows,
         fact_specific,
-    })
+    }
 }
 
 /// One set of prompts: each prompt's relative change, and the relative change
@@ -89,16 +95,21 @@ pub fn specificity(
 fn row(set: &str, target: &str, e: &InterventionEffect) -> SpecificityRow {
     let before: Vec<f64> = e.prompts.iter().map(|p| p.p_before).collect();
     let after: Vec<f64> = e.prompts.iter().map(|p| p.p_after).collect();
+    row_of(set, target, &before, &after)
+}
+
+/// A row from each prompt's P(answer) before and after.
+pub fn row_of(set: &str, target: &str, before: &[f64], after: &[f64]) -> SpecificityRow {
     let per_prompt = before
         .iter()
-        .zip(&after)
+        .zip(after)
         .map(|(b, a)| if *b > 0.0 { (a - b) / b } else { 0.0 })
         .collect();
     let pick = |ix: &[usize], v: &[f64]| ix.iter().map(|&i| v[i]).collect::<Vec<f64>>();
     let ci = crate::stats::estimate_with(before.len(), 0, |ix| {
-        Some(relative_change(&pick(ix, &before), &pick(ix, &after)))
+        Some(relative_change(&pick(ix, before), &pick(ix, after)))
     });
-    let change = relative_change(&before, &after);
+    let change = relative_change(before, after);
     SpecificityRow {
         set: set.to_string(),
         target: target.to_string(),

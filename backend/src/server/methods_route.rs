@@ -11,7 +11,7 @@ use super::edit_sets;
 use super::plan::{Outcome, Planned, Progress};
 use super::{budget, parse, ApiFail, AppState};
 use crate::engine::attribution::Options;
-use crate::engine::methods_lab::{compare, Comparison, Method};
+use crate::engine::methods_lab::{compare, Comparison, Control, Method};
 use crate::engine::selection::Thresholds;
 use crate::engine::Query;
 use crate::models::{Model, Vocab};
@@ -38,6 +38,7 @@ pub(super) fn plan(st: &AppState, mut req: MethodsRequest) -> Result<Planned, Ap
     let positions = req.answer_positions;
     let queries = budget::queries(st, worker, &req.prompts, &req.target, positions)?;
     let unrelated = unrelated_queries(st, worker, &req)?;
+    let controls = control_queries(st, worker, &req)?;
     if !queries.iter().chain(&unrelated).any(|q| q.is_chain()) {
         // One-token answers: the positions change nothing, so one id.
         req.answer_positions = Default::default();
@@ -67,8 +68,11 @@ pub(super) fn plan(st: &AppState, mut req: MethodsRequest) -> Result<Planned, Ap
         };
         let c = Comparison {
             methods: &methods,
+            target: &req.target,
             queries: &queries,
             unrelated: &unrelated,
+            unrelated_target: req.unrelated_target.as_deref().unwrap_or_default(),
+            controls: &controls,
             ks: &req.ks,
             opts: &opts,
             thresholds: th,
@@ -76,7 +80,6 @@ pub(super) fn plan(st: &AppState, mut req: MethodsRequest) -> Result<Planned, Ap
         };
         let mut r = compare(m, &c, &mut |i| progress(i, total))?;
         progress(total, total);
-        r.target = req.target.clone();
         r.request = Some(req);
         Ok(Outcome::methods(r))
     });
@@ -135,6 +138,31 @@ fn unrelated_queries(
             "unrelated_prompts and unrelated_target go together",
         )),
     }
+}
+
+/// The control facts (specificity): not the fact itself, each within the
+/// prompt budgets.
+fn control_queries(
+    st: &AppState,
+    worker: &super::ModelWorker,
+    req: &MethodsRequest,
+) -> Result<Vec<Control>, ApiFail> {
+    crate::engine::specificity::control_queries(
+        &worker.text,
+        (&req.target, &req.prompts),
+        &req.controls,
+    )?;
+    req.controls
+        .iter()
+        .map(|c| {
+            let queries = budget::queries(st, worker, &c.prompts, &c.target, req.answer_positions)?;
+            Ok(Control {
+                kind: c.kind.clone(),
+                target: c.target.clone(),
+                queries,
+            })
+        })
+        .collect()
 }
 
 /// The request's work units: IG's formula for `ig`, and for every other method

@@ -72,8 +72,11 @@ async fn a_comparison_runs_as_a_job_and_reopens_from_its_permalink() {
         &m,
         &Comparison {
             methods: &Method::ALL,
+            target: "Paris",
             queries: &qs,
             unrelated: &other,
+            unrelated_target: "Berlin",
+            controls: &[],
             ks: &[1, 3],
             opts: &opts,
             thresholds: Thresholds::default(),
@@ -121,6 +124,109 @@ async fn a_comparison_runs_as_a_job_and_reopens_from_its_permalink() {
         events(&app, &ig.id).await.last().unwrap().state.name(),
         "done"
     );
+}
+
+/// Each method's top k suppressed on the unrelated fact and on a control of
+/// the same relation, beside the fact, with intervals: the rows' changes are
+/// the effects table's and the library's interventions', and a control that
+/// is the fact itself is refused before any work.
+#[tokio::test]
+async fn a_comparison_judges_each_top_k_on_control_facts() {
+    let app = app_of(state(&["tiny-llama"], None));
+    let same = [
+        "Germany's capital is [MASK].",
+        "The capital city of Italy is [MASK].",
+    ];
+    let controls =
+        serde_json::json!([{"kind": "same relation", "target": "Rome", "prompts": same}]);
+    let req = body(serde_json::json!({"methods": ["ig", "activation"], "controls": controls}));
+    let (s, b) = call(&app, "POST", "/api/jobs/methods", req).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
+    let job: JobStatus = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        events(&app, &job.id).await.last().unwrap().state.name(),
+        "done"
+    );
+    let (_, b) = call(
+        &app,
+        "GET",
+        &format!("/api/results/{}", job.id),
+        Body::empty(),
+    )
+    .await;
+    let stored: StoredResult = serde_json::from_slice(&b).unwrap();
+    let r = stored.methods().unwrap().clone();
+
+    let m = kn::load_model(&fixture("tiny-llama"), cpu()).unwrap();
+    let qs: Vec<Query> = same
+        .iter()
+        .map(|p| Query::new(&m, p, "Rome").unwrap())
+        .collect();
+    for method in &r.methods {
+        for e in &method.by_k {
+            let s = e.specificity.as_ref().expect("controls give a specificity");
+            let names: Vec<(&str, &str)> = s
+                .rows
+                .iter()
+                .map(|x| (x.set.as_str(), x.target.as_str()))
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    ("this fact", "Paris"),
+                    ("unrelated", "Berlin"),
+                    ("same relation", "Rome")
+                ]
+            );
+            assert!((s.rows[0].change - e.suppress).abs() < 1e-12);
+            assert!((s.rows[1].change - e.suppress_unrelated.unwrap()).abs() < 1e-12);
+            assert_eq!(s.rows[0].per_prompt.len(), PROMPTS.len());
+            let lib = kn::engine::intervene::intervene(&m, &qs, &method.top[..e.k], 0.0).unwrap();
+            // The judge runs every k in one batched pass (float rounding apart).
+            let near = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs() + 1e-6;
+            assert!(
+                near(s.rows[2].change, lib.relative_change),
+                "{s:?} vs {lib:?}"
+            );
+            for (x, p) in s.rows[2].per_prompt.iter().zip(&lib.prompts) {
+                assert!(near(*x, (p.p_after - p.p_before) / p.p_before));
+            }
+            for row in &s.rows {
+                assert!(
+                    row.lo <= row.change + 1e-12 && row.change <= row.hi + 1e-12,
+                    "{row:?}"
+                );
+            }
+            let apart = s.rows[1..]
+                .iter()
+                .all(|c| c.hi < s.rows[0].lo || c.lo > s.rows[0].hi);
+            assert_eq!(s.fact_specific, apart);
+        }
+    }
+    // Without controls the request (and its id) is what it always was.
+    let plain: serde_json::Value = serde_json::to_value(r.request.as_ref().unwrap()).unwrap();
+    assert!(plain.get("controls").is_some());
+    let mut old = plain.clone();
+    old.as_object_mut().unwrap().remove("controls");
+    let back: kn_shared::methods::MethodsRequest = serde_json::from_value(old).unwrap();
+    assert!(serde_json::to_value(&back)
+        .unwrap()
+        .get("controls")
+        .is_none());
+
+    // The fact as its own control is refused before any work.
+    let itself =
+        serde_json::json!([{"kind": "same relation", "target": "Paris", "prompts": [PROMPTS[1]]}]);
+    expect_error(
+        &app,
+        "POST",
+        "/api/jobs/methods",
+        &body(serde_json::json!({"controls": itself})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_argument",
+        "is the fact itself",
+    )
+    .await;
 }
 
 #[tokio::test]

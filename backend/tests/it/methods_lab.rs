@@ -147,8 +147,11 @@ fn the_judge_reports_the_interventions_own_numbers() {
     let ks = [1, 2, 5];
     let c = Comparison {
         methods: &methods,
+        target: "",
         queries: fact,
         unrelated,
+        unrelated_target: "",
+        controls: &[],
         ks: &ks,
         opts: &opts,
         thresholds: Thresholds::default(),
