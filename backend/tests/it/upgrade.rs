@@ -73,8 +73,8 @@ fn output_of(kind: &str) -> &'static str {
 }
 
 /// Output fields added since the store fixture's release: an erase's own
-/// outcome (`erase`).
-const ADDED: [&str; 1] = ["erase"];
+/// outcome (`erase`), a methods k-effect's specificity (`specificity`).
+const ADDED: [&str; 2] = ["erase", "specificity"];
 
 /// `a` and `b` are the same JSON up to float rounding (1e-4 relative),
 /// timings (`seconds`), which a recomputation changes, and where the model
