@@ -49,15 +49,7 @@ pub fn SpecificityView(
     let label = s
         .rows
         .iter()
-        .map(|r| {
-            format!(
-                "{}: {} [{}, {}]",
-                r.set,
-                pct(r.change),
-                pct(r.lo),
-                pct(r.hi)
-            )
-        })
+        .map(|r| format!("{}: {}", r.set, with_interval(r)))
         .collect::<Vec<_>>()
         .join("; ");
     let rows = s.rows.clone();

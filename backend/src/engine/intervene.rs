@@ -77,7 +77,7 @@ pub fn scaled_changes(
 ) -> Result<Vec<Option<f64>>> {
     Ok(scaled_probabilities(model, queries, sets)?
         .into_iter()
-        .map(|p| p.map(|p| relative_change(&p.before, &p.after)))
+        .map(|p| p.as_ref().map(Scaled::change))
         .collect())
 }
 
@@ -134,7 +134,7 @@ pub fn scaled_changes_on(
 ) -> Result<Vec<Option<f64>>> {
     Ok(scaled_probabilities_on(model, queries, jobs)?
         .into_iter()
-        .map(|p| p.map(|p| relative_change(&p.before, &p.after)))
+        .map(|p| p.as_ref().map(Scaled::change))
         .collect())
 }
 
@@ -144,6 +144,13 @@ pub fn scaled_changes_on(
 pub struct Scaled {
     pub before: Vec<f64>,
     pub after: Vec<f64>,
+}
+
+impl Scaled {
+    /// The relative change of the mean ([`relative_change`]).
+    pub fn change(&self) -> f64 {
+        relative_change(&self.before, &self.after)
+    }
 }
 
 /// [`scaled_changes_on`]'s probabilities, before they are reduced to one

@@ -14,7 +14,7 @@
 //! score rankings are compared pairwise.
 
 use super::attribution::{attribute_many, attribute_many_from, Baseline, Options};
-use super::intervene::{relative_change, scaled_probabilities, Scaled};
+use super::intervene::{scaled_probabilities, Scaled};
 use super::readout::probabilities;
 use super::selection::{coarse, refine, Thresholds};
 use super::specificity;
@@ -427,7 +427,6 @@ pub struct Comparison<'a> {
     pub unrelated_target: &'a str,
     /// More control facts for the specificity rows (suppression only).
     pub controls: &'a [Control],
-
     pub ks: &'a [usize],
     pub opts: &'a Options,
     pub thresholds: Thresholds,
@@ -551,7 +550,7 @@ fn judge_by_k(model: &Model, c: &Comparison, results: &mut [MethodResult]) -> Re
         .iter()
         .map(|x| scaled_probabilities(model, &x.queries, &suppressions))
         .collect::<Result<Vec<_>>>()?;
-    let change = |p: &Option<Scaled>| p.as_ref().map(|p| relative_change(&p.before, &p.after));
+    let change = |p: &Option<Scaled>| p.as_ref().map(Scaled::change);
     let per_method = 2 * c.ks.len();
     for (i, r) in results.iter_mut().enumerate() {
         let at = |j: usize| i * per_method + j;

@@ -26,28 +26,10 @@ pub fn control_queries(
     fact: (&str, &[String]),
     controls: &[ControlFact],
 ) -> Result<Vec<Vec<Query>>> {
-    if controls.len() > MAX_CONTROLS {
-        return Err(Error::InvalidArgument(format!(
-            "at most {MAX_CONTROLS} control facts (got {})",
-            controls.len()
-        )));
-    }
+    check(fact, controls)?;
     controls
         .iter()
         .map(|c| {
-            let same_answer = c.target.trim() == fact.0.trim();
-            if c.prompts.is_empty() {
-                return Err(Error::InvalidArgument(format!(
-                    "the {} control has no prompts",
-                    c.kind
-                )));
-            }
-            if same_answer && c.prompts.iter().any(|p| fact.1.contains(p)) {
-                return Err(Error::InvalidArgument(format!(
-                    "the {} control is the fact itself (answer {:?} and one of its prompts): a control must be another fact",
-                    c.kind, c.target
-                )));
-            }
             c.prompts
                 .iter()
                 .enumerate()
@@ -59,6 +41,34 @@ pub fn control_queries(
                 .collect()
         })
         .collect()
+}
+
+/// What [`control_queries`] checks before it reads a prompt: at most
+/// [`MAX_CONTROLS`], each with prompts, none the fact itself (a server plan
+/// checks this, then reads the prompts within its own budgets).
+pub fn check(fact: (&str, &[String]), controls: &[ControlFact]) -> Result<()> {
+    if controls.len() > MAX_CONTROLS {
+        return Err(Error::InvalidArgument(format!(
+            "at most {MAX_CONTROLS} control facts (got {})",
+            controls.len()
+        )));
+    }
+    for c in controls {
+        if c.prompts.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "the {} control has no prompts",
+                c.kind
+            )));
+        }
+        let same_answer = c.target.trim() == fact.0.trim();
+        if same_answer && c.prompts.iter().any(|p| fact.1.contains(p)) {
+            return Err(Error::InvalidArgument(format!(
+                "the {} control is the fact itself (answer {:?} and one of its prompts): a control must be another fact",
+                c.kind, c.target
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The knowledge set suppressed on each control, beside its effect on the fact

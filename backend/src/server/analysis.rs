@@ -59,14 +59,8 @@ pub(super) fn plan(st: &AppState, mut req: AnalyzeRequest) -> Result<Planned, Ap
     budget::steps(st, req.steps)?;
     let units = budget::work(st, worker, &queries, req.steps)?;
     // The controls: not the fact itself, each within the prompt budgets.
-    crate::engine::specificity::control_queries(
-        &worker.text,
-        (&req.target, &req.prompts),
-        &req.controls,
-    )?;
-    for c in &req.controls {
-        budget::queries(st, worker, &c.prompts, &c.target, Default::default())?;
-    }
+    crate::engine::specificity::check((&req.target, &req.prompts), &req.controls)?;
+    budget::controls(st, worker, &req.controls, Default::default())?;
     Thresholds {
         t: req.t,
         p: req.p,

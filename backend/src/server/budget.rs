@@ -100,11 +100,55 @@ pub fn queries(
         st.limits.max_prompts,
         "",
     )?;
+    labelled(st, worker, prompts, target, positions, "")
+}
+
+/// Control facts (specificity), each checked as [`queries`] checks a fact's
+/// prompts, their errors naming the control ("same relation control, prompt
+/// 2: …"); what makes a control no control (too many, none the fact) is
+/// `engine::specificity::check`'s.
+pub fn controls(
+    st: &AppState,
+    worker: &ModelWorker,
+    controls: &[kn_shared::ControlFact],
+    positions: AnswerPositions,
+) -> Result<Vec<Vec<Query>>, ApiFail> {
+    controls
+        .iter()
+        .map(|c| {
+            let what = format!("{} control", c.kind);
+            count(
+                &format!("the number of {what} prompts"),
+                c.prompts.len(),
+                st.limits.max_prompts,
+                "",
+            )?;
+            labelled(
+                st,
+                worker,
+                &c.prompts,
+                &c.target,
+                positions,
+                &format!("{what}, "),
+            )
+        })
+        .collect()
+}
+
+/// Each prompt as a query, its error labelled `{prefix}prompt {i}`.
+fn labelled(
+    st: &AppState,
+    worker: &ModelWorker,
+    prompts: &[String],
+    target: &str,
+    positions: AnswerPositions,
+    prefix: &str,
+) -> Result<Vec<Query>, ApiFail> {
     prompts
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            query(st, worker, p, target, &format!("prompt {}", i + 1))
+            query(st, worker, p, target, &format!("{prefix}prompt {}", i + 1))
                 .map(|q| q.with_positions(positions))
         })
         .collect()

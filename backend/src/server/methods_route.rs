@@ -147,22 +147,18 @@ fn control_queries(
     worker: &super::ModelWorker,
     req: &MethodsRequest,
 ) -> Result<Vec<Control>, ApiFail> {
-    crate::engine::specificity::control_queries(
-        &worker.text,
-        (&req.target, &req.prompts),
-        &req.controls,
-    )?;
-    req.controls
+    crate::engine::specificity::check((&req.target, &req.prompts), &req.controls)?;
+    let queries = budget::controls(st, worker, &req.controls, req.answer_positions)?;
+    Ok(req
+        .controls
         .iter()
-        .map(|c| {
-            let queries = budget::queries(st, worker, &c.prompts, &c.target, req.answer_positions)?;
-            Ok(Control {
-                kind: c.kind.clone(),
-                target: c.target.clone(),
-                queries,
-            })
+        .zip(queries)
+        .map(|(c, queries)| Control {
+            kind: c.kind.clone(),
+            target: c.target.clone(),
+            queries,
         })
-        .collect()
+        .collect())
 }
 
 /// The request's work units: IG's formula for `ig`, and for every other method

@@ -935,16 +935,7 @@ async fn an_analysis_measures_its_neurons_on_control_facts() {
             assert!((x - (p.p_after - p.p_before) / p.p_before).abs() < 1e-9);
         }
     }
-    for row in &s.rows {
-        assert!(
-            row.lo <= row.change + 1e-12 && row.change <= row.hi + 1e-12,
-            "{row:?}"
-        );
-    }
-    let apart = s.rows[1..]
-        .iter()
-        .all(|c| c.hi < s.rows[0].lo || c.lo > s.rows[0].hi);
-    assert_eq!(s.fact_specific, apart);
+    assert_verdict_follows_intervals(s);
 
     // The fact as its own control is refused, before the attribution.
     let mut itself = body.clone();

@@ -191,16 +191,7 @@ async fn a_comparison_judges_each_top_k_on_control_facts() {
             for (x, p) in s.rows[2].per_prompt.iter().zip(&lib.prompts) {
                 assert!(near(*x, (p.p_after - p.p_before) / p.p_before));
             }
-            for row in &s.rows {
-                assert!(
-                    row.lo <= row.change + 1e-12 && row.change <= row.hi + 1e-12,
-                    "{row:?}"
-                );
-            }
-            let apart = s.rows[1..]
-                .iter()
-                .all(|c| c.hi < s.rows[0].lo || c.lo > s.rows[0].hi);
-            assert_eq!(s.fact_specific, apart);
+            assert_verdict_follows_intervals(s);
         }
     }
     // Without controls the request (and its id) is what it always was.

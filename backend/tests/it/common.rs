@@ -272,3 +272,18 @@ pub fn random_neurons(
     ns.dedup();
     ns
 }
+
+/// A specificity's rows each hold their change inside their interval, and its
+/// verdict is what the intervals say (every control apart from the fact).
+pub fn assert_verdict_follows_intervals(s: &kn_shared::Specificity) {
+    for row in &s.rows {
+        assert!(
+            row.lo <= row.change + 1e-12 && row.change <= row.hi + 1e-12,
+            "{row:?}"
+        );
+    }
+    let apart = s.rows[1..]
+        .iter()
+        .all(|c| c.hi < s.rows[0].lo || c.lo > s.rows[0].hi);
+    assert_eq!(s.fact_specific, apart);
+}
